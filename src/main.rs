@@ -1,0 +1,235 @@
+//! The `bmsync` command: parses arguments, prints, and picks exit codes. All the work is
+//! in the library.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bmsync::object::{Commit, CommitRef, ManifestRef, TreeRef};
+use bmsync::{InitOptions, ObjectHasher, ObjectId, ObjectKind, Repo, RepoError, StoreError};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+/// Team-safe, Git-style two-way sync between a folder of notes and a bucket.
+#[derive(Parser, Debug)]
+#[command(name = "bmsync", version, about, propagate_version = true)]
+struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make this folder a bmsync folder (creates .bmsync/ and a client id).
+    Init {
+        /// Remote to sync with: s3://BUCKET[/PREFIX] or file:///ABSOLUTE/PATH.
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
+        /// Name this client (default: generated, stable once chosen).
+        #[arg(long, value_name = "NAME")]
+        client_id: Option<String>,
+    },
+    /// Print an object from the store, verified against its id.
+    CatObject {
+        /// Object id, abbreviated id (4+ hex), or ref name.
+        rev: String,
+        /// Print only the object's kind.
+        #[arg(short = 't', conflicts_with = "size")]
+        kind: bool,
+        /// Print only the object's size in bytes.
+        #[arg(short = 's')]
+        size: bool,
+    },
+    /// Print the object id of files (for blobs, the same hex as `b3sum`).
+    HashObject {
+        /// Files to hash.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also write the blobs into the store.
+        #[arg(short = 'w')]
+        write: bool,
+    },
+}
+
+/// A failure and the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+    hint: Option<&'static str>,
+}
+
+impl From<RepoError> for Failure {
+    fn from(e: RepoError) -> Self {
+        let hint = match &e {
+            RepoError::NotInitialized(_) => Some("run `bmsync init` in the folder, or pass -C DIR"),
+            RepoError::Store(StoreError::Corrupt { .. }) => {
+                Some("the store is damaged; your files are untouched. Move .bmsync aside and run `bmsync init` again")
+            }
+            RepoError::Store(StoreError::NewerFormat { .. }) => Some("install a newer bmsync"),
+            _ => None,
+        };
+        Self { code: 1, message: e.to_string(), hint }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        RepoError::from(e).into()
+    }
+}
+
+fn io_failure(path: &Path, e: &std::io::Error) -> Failure {
+    Failure { code: 1, message: format!("{}: {e}", path.display()), hint: None }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dir = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    match run(&cli, &dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            if let Some(h) = f.hint {
+                eprintln!("hint: {h}");
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    let res = match &cli.command {
+        Command::Init { remote, client_id } => {
+            let repo = Repo::init(dir, &InitOptions { remote: remote.clone(), client_id: client_id.clone() })?;
+            let remote = repo.remote().map(ToString::to_string);
+            if cli.json {
+                let v = json!({ "root": dir, "client_id": repo.client_id(), "remote": remote });
+                writeln!(out, "{v}")
+            } else {
+                writeln!(
+                    out,
+                    "Initialised bmsync in {} (client id {}, remote {})",
+                    dir.join(bmsync::repo::STATE_DIR).display(),
+                    repo.client_id(),
+                    remote.as_deref().unwrap_or("none yet")
+                )
+            }
+        }
+        Command::HashObject { files, write } => {
+            let repo = if *write { Some(Repo::open(dir)?) } else { None };
+            let mut rows = Vec::new();
+            for f in files {
+                let (id, size) = hash_file(f)?;
+                if let Some(repo) = &repo {
+                    let mut file = std::fs::File::open(f).map_err(|e| io_failure(f, &e))?;
+                    let batch = repo.store().batch()?;
+                    batch.put_blob_from_reader(id, &mut file)?;
+                    batch.commit()?;
+                }
+                rows.push((f, id, size));
+            }
+            if cli.json {
+                let v: Vec<_> = rows.iter().map(|(f, id, size)| json!({ "path": f, "id": id, "size": size })).collect();
+                writeln!(out, "{}", serde_json::Value::Array(v))
+            } else {
+                rows.iter().try_for_each(|(_, id, _)| writeln!(out, "{id}"))
+            }
+        }
+        Command::CatObject { rev, kind, size } => {
+            let repo = Repo::open(dir)?;
+            let id = repo.resolve(rev)?;
+            if *kind || *size {
+                let (k, n) = repo.store().stat(&id)?.ok_or(StoreError::NotFound { id })?;
+                let v = if *kind { k.to_string() } else { n.to_string() };
+                if cli.json {
+                    writeln!(out, "{}", json!({ "id": id, "kind": k, "size": n }))
+                } else {
+                    writeln!(out, "{v}")
+                }
+            } else {
+                let (k, bytes) = repo.store().get(&id)?;
+                print_object(&mut out, cli.json, id, k, &bytes)
+            }
+        }
+    };
+    res.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })
+}
+
+fn hash_file(path: &Path) -> Result<(ObjectId, u64), Failure> {
+    let file = std::fs::File::open(path).map_err(|e| io_failure(path, &e))?;
+    let mut h = ObjectHasher::new(ObjectKind::Blob);
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut size = 0u64;
+    loop {
+        let buf = std::io::BufRead::fill_buf(&mut reader).map_err(|e| io_failure(path, &e))?;
+        if buf.is_empty() {
+            break;
+        }
+        h.update(buf);
+        let n = buf.len();
+        size += n as u64;
+        std::io::BufRead::consume(&mut reader, n);
+    }
+    Ok((h.finalize(), size))
+}
+
+fn print_object(out: &mut dyn Write, json: bool, id: ObjectId, kind: ObjectKind, bytes: &[u8]) -> std::io::Result<()> {
+    // The store verified and decoded-checked these bytes on the way in and out.
+    let corrupt = |e: bmsync::object::DecodeError| std::io::Error::other(format!("object {id}: {e}"));
+    match kind {
+        ObjectKind::Blob if !json => out.write_all(bytes),
+        ObjectKind::Blob => {
+            let text = std::str::from_utf8(bytes).ok();
+            writeln!(out, "{}", json!({ "id": id, "kind": kind, "size": bytes.len(), "text": text }))
+        }
+        ObjectKind::Tree => {
+            let tree = TreeRef::decode(bytes).map_err(corrupt)?.to_owned();
+            if json {
+                writeln!(out, "{}", json!({ "id": id, "kind": kind, "entries": tree.entries() }))
+            } else {
+                tree.entries().iter().try_for_each(|e| {
+                    writeln!(out, "{:<10} {} {:>10}\t{}", e.kind.as_str(), e.id, e.size, e.name)
+                })
+            }
+        }
+        ObjectKind::Commit => {
+            let c: Commit = CommitRef::decode(bytes).map_err(corrupt)?.to_owned();
+            if json {
+                writeln!(out, "{}", json!({ "id": id, "kind": kind, "commit": c }))
+            } else {
+                writeln!(out, "tree {}", c.tree)?;
+                c.parents.iter().try_for_each(|p| writeln!(out, "parent {p}"))?;
+                writeln!(out, "client {}", c.client_id)?;
+                writeln!(out, "timestamp {}", c.timestamp_ns)?;
+                if let Some(b) = &c.baseline {
+                    writeln!(out, "remote {}", b.remote)?;
+                    if let Some(v) = b.snapshot {
+                        writeln!(out, "snapshot {v}")?;
+                    }
+                    writeln!(out, "manifest {}", b.manifest)?;
+                }
+                writeln!(out)?;
+                writeln!(out, "{}", c.message)
+            }
+        }
+        ObjectKind::Manifest => {
+            let m = ManifestRef::decode(bytes).map_err(corrupt)?.to_owned();
+            if json {
+                writeln!(out, "{}", json!({ "id": id, "kind": kind, "entries": m.entries() }))
+            } else {
+                m.entries().iter().try_for_each(|e| {
+                    let content = e.content.map_or_else(|| "-".to_owned(), |c| c.to_hex());
+                    writeln!(out, "{content} {} {:>10} {}\t{}", e.etag, e.size, e.key, e.path)
+                })
+            }
+        }
+    }
+}

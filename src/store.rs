@@ -1,0 +1,652 @@
+//! The object store: a redb database at `.bmsync/store.redb` (`format-spec/store.md`).
+//!
+//! Objects are zstd-compressed, written put-if-absent, and verified against their id on
+//! every read. Refs move by compare-and-swap in durable transactions.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::id::{ID_LEN, IdPrefix, ObjectHasher, ObjectId, ObjectKind};
+use crate::object::{self, Commit, DecodeError, Manifest, Tree};
+
+/// The store format this build writes and reads.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+/// Objects larger than this are stored as chunks of exactly this size (the last shorter).
+pub const CHUNK_SIZE: usize = 1 << 20;
+/// zstd level for objects: fast, and already most of the gain on Markdown.
+const ZSTD_LEVEL: i32 = 3;
+/// Most candidates an ambiguous prefix lists.
+const MAX_CANDIDATES: usize = 16;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const OBJECTS: TableDefinition<&[u8; ID_LEN], &[u8]> = TableDefinition::new("objects");
+const CHUNKS: TableDefinition<(&[u8; ID_LEN], u32), &[u8]> = TableDefinition::new("chunks");
+const REFS: TableDefinition<&str, &[u8; ID_LEN]> = TableDefinition::new("refs");
+
+/// Meta key holding the store format version (u32 LE).
+pub const META_FORMAT_VERSION: &str = "format-version";
+
+/// Object-row layout byte: one zstd frame follows the header.
+const LAYOUT_INLINE: u8 = 0;
+/// Object-row layout byte: the bytes live in the `chunks` table.
+const LAYOUT_CHUNKED: u8 = 1;
+/// Object-row header: kind, layout, raw size (u64 LE).
+const HEADER_LEN: usize = 10;
+
+/// Errors from the object store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened or created.
+    #[error("cannot open store {path}: {source} (if the file is corrupt or truncated, move it aside and run `bmsync init` again; your notes are untouched)")]
+    Open {
+        /// Store path.
+        path: PathBuf,
+        /// Underlying error.
+        source: redb::DatabaseError,
+    },
+    /// Another process has the store open for writing.
+    #[error("store {path} is in use by another bmsync process; wait for it to finish")]
+    Locked {
+        /// Store path.
+        path: PathBuf,
+    },
+    /// `create` found a store already there.
+    #[error("a store already exists at {path}")]
+    Exists {
+        /// Store path.
+        path: PathBuf,
+    },
+    /// `open` found no store.
+    #[error("no store at {path}: run `bmsync init` first")]
+    Missing {
+        /// Store path.
+        path: PathBuf,
+    },
+    /// The file is a redb database but not a bmsync store.
+    #[error("{path} is not a bmsync store: it has no format-version record")]
+    NotAStore {
+        /// Store path.
+        path: PathBuf,
+    },
+    /// Written by a newer bmsync.
+    #[error("store {path} has format version {found}, newer than this bmsync understands (up to {supported}); upgrade bmsync to use it")]
+    NewerFormat {
+        /// Store path.
+        path: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Highest version this build reads.
+        supported: u32,
+    },
+    /// A format-version record this build cannot interpret.
+    #[error("store {path} has an unknown format-version record {found:02x?}")]
+    UnknownFormat {
+        /// Store path.
+        path: PathBuf,
+        /// The raw record.
+        found: Vec<u8>,
+    },
+    /// Stored bytes do not match their id or do not decode.
+    #[error("object {id} is corrupt in the store: {reason}")]
+    Corrupt {
+        /// Object id.
+        id: ObjectId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No such object.
+    #[error("object {id} is not in the store")]
+    NotFound {
+        /// Object id.
+        id: ObjectId,
+    },
+    /// An object of another kind than asked for.
+    #[error("object {id} is a {found}, not a {expected}")]
+    WrongKind {
+        /// Object id.
+        id: ObjectId,
+        /// Kind asked for.
+        expected: ObjectKind,
+        /// Kind stored.
+        found: ObjectKind,
+    },
+    /// No object id starts with the prefix.
+    #[error("no object id starts with {prefix}")]
+    PrefixNotFound {
+        /// The prefix.
+        prefix: IdPrefix,
+    },
+    /// Several object ids start with the prefix.
+    #[error("{prefix} is ambiguous; candidates:{}", list_candidates(candidates))]
+    Ambiguous {
+        /// The prefix.
+        prefix: IdPrefix,
+        /// Matching ids with their kinds (at most 16).
+        candidates: Vec<(ObjectId, ObjectKind)>,
+    },
+    /// A compare-and-swap found the ref elsewhere.
+    #[error("ref {name:?} moved: expected {}, found {}", show_ref(*expected), show_ref(*actual))]
+    RefConflict {
+        /// Ref name.
+        name: String,
+        /// What the caller expected.
+        expected: Option<ObjectId>,
+        /// What the store holds.
+        actual: Option<ObjectId>,
+    },
+    /// A ref name outside `[a-z0-9/_.-]`, 1 to 128 bytes.
+    #[error("invalid ref name {0:?}")]
+    BadRefName(String),
+    /// Bytes refused as an object of their kind.
+    #[error("refusing to store an invalid {kind}: {source}")]
+    Invalid {
+        /// Kind.
+        kind: ObjectKind,
+        /// Why.
+        source: DecodeError,
+    },
+    /// A streamed blob hashed to another id than expected: it changed while read.
+    #[error("content changed while it was read: expected {expected}, read {actual}")]
+    BlobChanged {
+        /// The id the caller expected.
+        expected: ObjectId,
+        /// The id of the bytes read.
+        actual: ObjectId,
+    },
+    /// Reading a blob source or writing a blob out failed.
+    #[error("I/O error streaming blob {id}: {source}")]
+    Io {
+        /// Blob id.
+        id: ObjectId,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The database failed (disk full, I/O error, internal corruption).
+    #[error("store database error: {0}")]
+    Db(#[from] redb::Error),
+}
+
+fn list_candidates(c: &[(ObjectId, ObjectKind)]) -> String {
+    c.iter().map(|(id, k)| format!("\n  {id} {k}")).collect()
+}
+
+fn show_ref(r: Option<ObjectId>) -> String {
+    r.map_or_else(|| "nothing".to_owned(), |id| id.to_hex())
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                Self::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Checks a ref name: 1 to 128 bytes of `[a-z0-9/_.-]`.
+fn check_ref_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/_.-".contains(&b));
+    if ok { Ok(()) } else { Err(StoreError::BadRefName(name.to_owned())) }
+}
+
+/// An open object store.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn open_error(path: &Path, source: redb::DatabaseError) -> StoreError {
+    match source {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.to_owned() },
+        source => StoreError::Open { path: path.to_owned(), source },
+    }
+}
+
+impl Store {
+    /// Creates a new store file, which must not exist yet.
+    pub fn create(path: &Path) -> Result<Self> {
+        // Claim the path first, so two racing `init`s cannot both create a store.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => StoreError::Exists { path: path.to_owned() },
+                _ => StoreError::Open { path: path.to_owned(), source: redb::DatabaseError::Storage(e.into()) },
+            })?;
+        let db = Database::create(path).map_err(|e| open_error(path, e))?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(META)?.insert(META_FORMAT_VERSION, STORE_FORMAT_VERSION.to_le_bytes().as_slice())?;
+            txn.open_table(OBJECTS)?;
+            txn.open_table(CHUNKS)?;
+            txn.open_table(REFS)?;
+        }
+        txn.commit()?;
+        Ok(Self { db, path: path.to_owned() })
+    }
+
+    /// Opens an existing store, refusing a missing file, a foreign database, or a newer
+    /// format.
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.to_owned() });
+        }
+        let db = Database::open(path).map_err(|e| open_error(path, e))?;
+        let txn = db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Err(StoreError::NotAStore { path: path.to_owned() }),
+            Err(e) => return Err(e.into()),
+        };
+        let raw = meta.get(META_FORMAT_VERSION)?.ok_or_else(|| StoreError::NotAStore { path: path.to_owned() })?;
+        let raw = raw.value();
+        let version = <[u8; 4]>::try_from(raw)
+            .map(u32::from_le_bytes)
+            .map_err(|_| StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() })?;
+        if version > STORE_FORMAT_VERSION {
+            return Err(StoreError::NewerFormat { path: path.to_owned(), found: version, supported: STORE_FORMAT_VERSION });
+        }
+        if version == 0 {
+            return Err(StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() });
+        }
+        drop(meta);
+        drop(txn);
+        Ok(Self { db, path: path.to_owned() })
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a batch of writes, committed together (and durably) by [`Batch::commit`].
+    pub fn batch(&self) -> Result<Batch<'_>> {
+        Ok(Batch { txn: self.db.begin_write()?, _store: self })
+    }
+
+    /// Stores one object; returns its id and whether it was new. Non-blob bytes must be a
+    /// canonical encoding of their kind.
+    pub fn put(&self, kind: ObjectKind, bytes: &[u8]) -> Result<(ObjectId, bool)> {
+        let batch = self.batch()?;
+        let r = batch.put(kind, bytes)?;
+        batch.commit()?;
+        Ok(r)
+    }
+
+    /// Stores a tree.
+    pub fn put_tree(&self, tree: &Tree) -> Result<ObjectId> {
+        Ok(self.put(ObjectKind::Tree, &tree.encode())?.0)
+    }
+
+    /// Stores a commit.
+    pub fn put_commit(&self, commit: &Commit) -> Result<ObjectId> {
+        Ok(self.put(ObjectKind::Commit, &commit.encode())?.0)
+    }
+
+    /// Stores a manifest.
+    pub fn put_manifest(&self, manifest: &Manifest) -> Result<ObjectId> {
+        Ok(self.put(ObjectKind::Manifest, &manifest.encode())?.0)
+    }
+
+    /// The kind and raw size of an object, if present. Reads only the row header.
+    pub fn stat(&self, id: &ObjectId) -> Result<Option<(ObjectKind, u64)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        let Some(row) = table.get(id.as_bytes())? else { return Ok(None) };
+        let (kind, _, size) = parse_header(id, row.value())?;
+        Ok(Some((kind, size)))
+    }
+
+    /// Whether an object is present.
+    pub fn contains(&self, id: &ObjectId) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(OBJECTS)?.get(id.as_bytes())?.is_some())
+    }
+
+    /// Reads a whole object and verifies it against its id.
+    pub fn get(&self, id: &ObjectId) -> Result<(ObjectKind, Vec<u8>)> {
+        let mut out = Vec::new();
+        let kind = self.read_into(id, None, &mut out)?;
+        Ok((kind, out))
+    }
+
+    /// Reads an object that must be of `kind`.
+    pub fn get_kind(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_into(id, Some(kind), &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads and decodes a tree.
+    pub fn get_tree(&self, id: &ObjectId) -> Result<Tree> {
+        let bytes = self.get_kind(id, ObjectKind::Tree)?;
+        Tree::decode(&bytes).map_err(|e| corrupt(id, e))
+    }
+
+    /// Reads and decodes a commit.
+    pub fn get_commit(&self, id: &ObjectId) -> Result<Commit> {
+        let bytes = self.get_kind(id, ObjectKind::Commit)?;
+        Commit::decode(&bytes).map_err(|e| corrupt(id, e))
+    }
+
+    /// Reads and decodes a manifest.
+    pub fn get_manifest(&self, id: &ObjectId) -> Result<Manifest> {
+        let bytes = self.get_kind(id, ObjectKind::Manifest)?;
+        Manifest::decode(&bytes).map_err(|e| corrupt(id, e))
+    }
+
+    /// Streams a blob to `out` chunk by chunk, verifying as it goes; returns its size.
+    /// On a corruption error `out` has received unverified bytes: write to a temporary
+    /// file and discard it on error.
+    pub fn read_blob_to(&self, id: &ObjectId, out: &mut dyn Write) -> Result<u64> {
+        let mut counter = CountingWriter { inner: out, n: 0 };
+        self.read_into(id, Some(ObjectKind::Blob), &mut counter)?;
+        Ok(counter.n)
+    }
+
+    fn read_into(&self, id: &ObjectId, want: Option<ObjectKind>, out: &mut dyn Write) -> Result<ObjectKind> {
+        let txn = self.db.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let row = objects.get(id.as_bytes())?.ok_or(StoreError::NotFound { id: *id })?;
+        let row = row.value();
+        let (kind, layout, size) = parse_header(id, row)?;
+        if let Some(expected) = want.filter(|&w| w != kind) {
+            return Err(StoreError::WrongKind { id: *id, expected, found: kind });
+        }
+        let mut hasher = ObjectHasher::new(kind);
+        let mut emit = |chunk: &[u8]| -> Result<()> {
+            hasher.update(chunk);
+            out.write_all(chunk).map_err(|source| StoreError::Io { id: *id, source })
+        };
+        match layout {
+            LAYOUT_INLINE => {
+                if size > CHUNK_SIZE as u64 {
+                    return Err(corrupt(id, format!("inline object of {size} bytes exceeds the chunk size")));
+                }
+                emit(&decompress(id, &row[HEADER_LEN..], size)?)?;
+            }
+            _ => {
+                if size <= CHUNK_SIZE as u64 || !row[HEADER_LEN..].is_empty() {
+                    return Err(corrupt(id, "chunked row is not canonical"));
+                }
+                let chunks = txn.open_table(CHUNKS)?;
+                let count = size.div_ceil(CHUNK_SIZE as u64);
+                for i in 0..count {
+                    let idx = u32::try_from(i).map_err(|_| corrupt(id, "too many chunks"))?;
+                    let want = (size - i * CHUNK_SIZE as u64).min(CHUNK_SIZE as u64);
+                    let frame = chunks.get((id.as_bytes(), idx))?.ok_or_else(|| corrupt(id, format!("chunk {idx} is missing")))?;
+                    emit(&decompress(id, frame.value(), want)?)?;
+                }
+            }
+        }
+        let actual = hasher.finalize();
+        if actual != *id {
+            return Err(corrupt(id, format!("content hashes to {actual}")));
+        }
+        Ok(kind)
+    }
+
+    /// Resolves an abbreviated id against the store.
+    pub fn resolve_prefix(&self, prefix: &IdPrefix) -> Result<ObjectId> {
+        let txn = self.db.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let mut found = Vec::new();
+        let start = prefix.lower_bound();
+        for item in objects.range::<&[u8; ID_LEN]>(start.as_bytes()..)? {
+            let (k, v) = item?;
+            let id = ObjectId::from_bytes(*k.value());
+            if !id.starts_with(prefix) {
+                break;
+            }
+            let (kind, _, _) = parse_header(&id, v.value())?;
+            found.push((id, kind));
+            if found.len() == MAX_CANDIDATES {
+                break;
+            }
+        }
+        match found.len() {
+            0 => Err(StoreError::PrefixNotFound { prefix: *prefix }),
+            1 => Ok(found[0].0),
+            _ => Err(StoreError::Ambiguous { prefix: *prefix, candidates: found }),
+        }
+    }
+
+    /// Reads a ref.
+    pub fn get_ref(&self, name: &str) -> Result<Option<ObjectId>> {
+        check_ref_name(name)?;
+        let txn = self.db.begin_read()?;
+        let refs = txn.open_table(REFS)?;
+        Ok(refs.get(name)?.map(|v| ObjectId::from_bytes(*v.value())))
+    }
+
+    /// Every ref, in name order.
+    pub fn refs(&self) -> Result<Vec<(String, ObjectId)>> {
+        let txn = self.db.begin_read()?;
+        let refs = txn.open_table(REFS)?;
+        refs.iter()?
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k.value().to_owned(), ObjectId::from_bytes(*v.value())))
+            })
+            .collect()
+    }
+
+    /// Moves a ref from `expected` to `new` (`None` means absent) in one durable
+    /// transaction, or fails with [`StoreError::RefConflict`] leaving it untouched. A ref
+    /// may only point at an object the store holds.
+    pub fn update_ref(&self, name: &str, expected: Option<ObjectId>, new: Option<ObjectId>) -> Result<()> {
+        check_ref_name(name)?;
+        let txn = self.db.begin_write()?;
+        {
+            if let Some(id) = new {
+                if txn.open_table(OBJECTS)?.get(id.as_bytes())?.is_none() {
+                    return Err(StoreError::NotFound { id });
+                }
+            }
+            let mut refs = txn.open_table(REFS)?;
+            let actual = refs.get(name)?.map(|v| ObjectId::from_bytes(*v.value()));
+            if actual != expected {
+                return Err(StoreError::RefConflict { name: name.to_owned(), expected, actual });
+            }
+            match new {
+                Some(id) => refs.insert(name, id.as_bytes()).map(drop)?,
+                None => refs.remove(name).map(drop)?,
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Reads a meta record.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes a meta record durably. The format-version record is not writable.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        assert_ne!(key, META_FORMAT_VERSION, "the format version is written only by create");
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// A write transaction over the store: puts become visible, durably, on [`commit`](Self::commit),
+/// and are discarded if the batch is dropped.
+pub struct Batch<'s> {
+    txn: redb::WriteTransaction,
+    _store: &'s Store,
+}
+
+impl Batch<'_> {
+    /// Adds one object (put-if-absent). Returns its id and whether it was new.
+    pub fn put(&self, kind: ObjectKind, bytes: &[u8]) -> Result<(ObjectId, bool)> {
+        object::validate(kind, bytes).map_err(|source| StoreError::Invalid { kind, source })?;
+        let id = ObjectId::hash(kind, bytes);
+        let mut objects = self.txn.open_table(OBJECTS)?;
+        if objects.get(id.as_bytes())?.is_some() {
+            return Ok((id, false));
+        }
+        if bytes.len() <= CHUNK_SIZE {
+            objects.insert(id.as_bytes(), inline_row(kind, bytes).as_slice())?;
+        } else {
+            let mut chunks = self.txn.open_table(CHUNKS)?;
+            for (i, c) in bytes.chunks(CHUNK_SIZE).enumerate() {
+                let idx = u32::try_from(i).map_err(|_| corrupt(&id, "object too large"))?;
+                chunks.insert((id.as_bytes(), idx), compress(c).as_slice())?;
+            }
+            objects.insert(id.as_bytes(), header(kind, LAYOUT_CHUNKED, bytes.len() as u64).as_slice())?;
+        }
+        Ok((id, true))
+    }
+
+    /// Streams a blob whose id the caller computed (from a scan) into the store, one chunk
+    /// in memory at a time. If the bytes read hash to another id (the file changed since
+    /// it was hashed) nothing is stored and [`StoreError::BlobChanged`] says so.
+    pub fn put_blob_from_reader(&self, expected: ObjectId, reader: &mut dyn Read) -> Result<(u64, bool)> {
+        let mut objects = self.txn.open_table(OBJECTS)?;
+        if let Some(row) = objects.get(expected.as_bytes())? {
+            return Ok((parse_header(&expected, row.value())?.2, false));
+        }
+        let io = |source| StoreError::Io { id: expected, source };
+        let mut hasher = ObjectHasher::new(ObjectKind::Blob);
+        let mut first = vec![0u8; CHUNK_SIZE];
+        let n0 = read_full(reader, &mut first).map_err(io)?;
+        hasher.update(&first[..n0]);
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let mut n = if n0 < CHUNK_SIZE { 0 } else { read_full(reader, &mut buf).map_err(io)? };
+        if n == 0 {
+            check_same(expected, hasher.finalize())?;
+            objects.insert(expected.as_bytes(), inline_row(ObjectKind::Blob, &first[..n0]).as_slice())?;
+            return Ok((n0 as u64, true));
+        }
+        // Over one chunk: chunk 0 is `first`, then one buffer is refilled per chunk.
+        let mut chunks = self.txn.open_table(CHUNKS)?;
+        chunks.insert((expected.as_bytes(), 0), compress(&first).as_slice())?;
+        drop(first);
+        let mut total = CHUNK_SIZE as u64;
+        let mut idx = 1u32;
+        while n > 0 {
+            hasher.update(&buf[..n]);
+            chunks.insert((expected.as_bytes(), idx), compress(&buf[..n]).as_slice())?;
+            total += n as u64;
+            if n < CHUNK_SIZE {
+                break;
+            }
+            idx = idx.checked_add(1).ok_or_else(|| corrupt(&expected, "blob too large"))?;
+            n = read_full(reader, &mut buf).map_err(io)?;
+        }
+        if let Err(e) = check_same(expected, hasher.finalize()) {
+            // Keep the batch usable for its other puts: take back this blob's chunks.
+            for i in 0..=idx {
+                chunks.remove((expected.as_bytes(), i))?;
+            }
+            return Err(e);
+        }
+        objects.insert(expected.as_bytes(), header(ObjectKind::Blob, LAYOUT_CHUNKED, total).as_slice())?;
+        Ok((total, true))
+    }
+
+    /// Makes every put durable and visible.
+    pub fn commit(self) -> Result<()> {
+        self.txn.commit()?;
+        Ok(())
+    }
+}
+
+fn corrupt(id: &ObjectId, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt { id: *id, reason: reason.to_string() }
+}
+
+fn check_same(expected: ObjectId, actual: ObjectId) -> Result<()> {
+    if expected == actual { Ok(()) } else { Err(StoreError::BlobChanged { expected, actual }) }
+}
+
+fn header(kind: ObjectKind, layout: u8, size: u64) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    h.push(kind.code());
+    h.push(layout);
+    h.extend_from_slice(&size.to_le_bytes());
+    h
+}
+
+fn inline_row(kind: ObjectKind, bytes: &[u8]) -> Vec<u8> {
+    let mut row = header(kind, LAYOUT_INLINE, bytes.len() as u64);
+    row.extend_from_slice(&compress(bytes));
+    row
+}
+
+fn compress(bytes: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(bytes, ZSTD_LEVEL).expect("zstd compression of an in-memory buffer cannot fail")
+}
+
+/// Decompresses one frame that must hold exactly `size` bytes.
+fn decompress(id: &ObjectId, frame: &[u8], size: u64) -> Result<Vec<u8>> {
+    let cap = usize::try_from(size).map_err(|_| corrupt(id, "size does not fit in memory"))?;
+    let out = zstd::bulk::decompress(frame, cap).map_err(|e| corrupt(id, format!("zstd: {e}")))?;
+    if out.len() != cap {
+        return Err(corrupt(id, format!("frame holds {} bytes, header says {cap}", out.len())));
+    }
+    Ok(out)
+}
+
+fn parse_header(id: &ObjectId, row: &[u8]) -> Result<(ObjectKind, u8, u64)> {
+    if row.len() < HEADER_LEN {
+        return Err(corrupt(id, "row shorter than its header"));
+    }
+    let kind = ObjectKind::from_code(row[0]).ok_or_else(|| corrupt(id, format!("unknown kind code {}", row[0])))?;
+    let layout = row[1];
+    if layout != LAYOUT_INLINE && layout != LAYOUT_CHUNKED {
+        return Err(corrupt(id, format!("unknown layout {layout}")));
+    }
+    let size = u64::from_le_bytes(row[2..HEADER_LEN].try_into().expect("slice is 8 bytes"));
+    Ok((kind, layout, size))
+}
+
+/// Fills `buf` as far as the stream allows; returns how many bytes were read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+struct CountingWriter<'a> {
+    inner: &'a mut dyn Write,
+    n: u64,
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
