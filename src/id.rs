@@ -237,11 +237,7 @@ impl IdPrefix {
         if n < min || n > ID_LEN * 2 {
             return Err(IdError::Length {
                 input: s.to_owned(),
-                expected: if min == ID_LEN * 2 {
-                    "64"
-                } else {
-                    "4 to 64"
-                },
+                expected: if min == ID_LEN * 2 { "64" } else { "4 to 64" },
                 found: s.chars().count(),
             });
         }
@@ -304,10 +300,7 @@ mod tests {
     #[test]
     fn domains_separate_kinds() {
         let bytes = b"same bytes";
-        let ids: Vec<_> = ObjectKind::ALL
-            .iter()
-            .map(|k| ObjectId::hash(*k, bytes))
-            .collect();
+        let ids: Vec<_> = ObjectKind::ALL.iter().map(|k| ObjectId::hash(*k, bytes)).collect();
         for (i, a) in ids.iter().enumerate() {
             for b in &ids[i + 1..] {
                 assert_ne!(a, b);
@@ -320,24 +313,12 @@ mod tests {
         let id = ObjectId::for_blob(b"x");
         assert_eq!(id.to_hex().parse::<ObjectId>(), Ok(id));
         assert_eq!(id.to_hex().to_uppercase().parse::<ObjectId>(), Ok(id));
-        assert!(matches!(
-            "abc".parse::<ObjectId>(),
-            Err(IdError::Length { found: 3, .. })
-        ));
+        assert!(matches!("abc".parse::<ObjectId>(), Err(IdError::Length { found: 3, .. })));
         let mut bad = id.to_hex();
         bad.replace_range(5..6, "g");
-        assert!(matches!(
-            bad.parse::<ObjectId>(),
-            Err(IdError::NotHex { bad: 'g', .. })
-        ));
-        assert!(matches!(
-            "ééééé".parse::<ObjectId>(),
-            Err(IdError::Length { .. })
-        ));
-        assert!(matches!(
-            IdPrefix::parse("é1234"),
-            Err(IdError::NotHex { bad: 'é', .. })
-        ));
+        assert!(matches!(bad.parse::<ObjectId>(), Err(IdError::NotHex { bad: 'g', .. })));
+        assert!(matches!("ééééé".parse::<ObjectId>(), Err(IdError::Length { .. })));
+        assert!(matches!(IdPrefix::parse("é1234"), Err(IdError::NotHex { bad: 'é', .. })));
     }
 
     #[test]

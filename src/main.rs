@@ -29,8 +29,11 @@ struct Cli {
 enum Command {
     /// Make this folder a bmsync folder (creates .bmsync/ and a client id).
     Init {
-        /// Remote to sync with: s3://BUCKET[/PREFIX] or file:///ABSOLUTE/PATH.
-        #[arg(long, value_name = "URL")]
+        #[arg(
+            long,
+            value_name = "URL",
+            help = "Remote to sync with: s3://BUCKET[/PREFIX] or file:///ABSOLUTE/PATH"
+        )]
         remote: Option<String>,
         /// Name this client (default: generated, stable once chosen).
         #[arg(long, value_name = "NAME")]
@@ -69,9 +72,9 @@ impl From<RepoError> for Failure {
     fn from(e: RepoError) -> Self {
         let hint = match &e {
             RepoError::NotInitialized(_) => Some("run `bmsync init` in the folder, or pass -C DIR"),
-            RepoError::Store(StoreError::Corrupt { .. }) => {
-                Some("the store is damaged; your files are untouched. Move .bmsync aside and run `bmsync init` again")
-            }
+            RepoError::Store(StoreError::Corrupt { .. }) => Some(
+                "the store is damaged; your files are untouched. Move .bmsync aside and run `bmsync init` again",
+            ),
             RepoError::Store(StoreError::NewerFormat { .. }) => Some("install a newer bmsync"),
             _ => None,
         };
@@ -91,7 +94,14 @@ fn io_failure(path: &Path, e: &std::io::Error) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let dir = cli.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    // Like `git -C`: later relative paths are relative to DIR.
+    if let Some(dir) = &cli.dir {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprintln!("error: cannot change to {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
+    }
+    let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match run(&cli, &dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -108,7 +118,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     let res = match &cli.command {
         Command::Init { remote, client_id } => {
-            let repo = Repo::init(dir, &InitOptions { remote: remote.clone(), client_id: client_id.clone() })?;
+            let repo =
+                Repo::init(dir, &InitOptions { remote: remote.clone(), client_id: client_id.clone() })?;
             let remote = repo.remote().map(ToString::to_string);
             if cli.json {
                 let v = json!({ "root": dir, "client_id": repo.client_id(), "remote": remote });
@@ -137,7 +148,8 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                 rows.push((f, id, size));
             }
             if cli.json {
-                let v: Vec<_> = rows.iter().map(|(f, id, size)| json!({ "path": f, "id": id, "size": size })).collect();
+                let v: Vec<_> =
+                    rows.iter().map(|(f, id, size)| json!({ "path": f, "id": id, "size": size })).collect();
                 writeln!(out, "{}", serde_json::Value::Array(v))
             } else {
                 rows.iter().try_for_each(|(_, id, _)| writeln!(out, "{id}"))
@@ -181,7 +193,13 @@ fn hash_file(path: &Path) -> Result<(ObjectId, u64), Failure> {
     Ok((h.finalize(), size))
 }
 
-fn print_object(out: &mut dyn Write, json: bool, id: ObjectId, kind: ObjectKind, bytes: &[u8]) -> std::io::Result<()> {
+fn print_object(
+    out: &mut dyn Write,
+    json: bool,
+    id: ObjectId,
+    kind: ObjectKind,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     // The store verified and decoded-checked these bytes on the way in and out.
     let corrupt = |e: bmsync::object::DecodeError| std::io::Error::other(format!("object {id}: {e}"));
     match kind {

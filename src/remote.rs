@@ -37,14 +37,22 @@ impl RemoteUrl {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let bucket_ok = (3..=63).contains(&bucket.len())
-                && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                && bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
                 && bucket.as_bytes()[0].is_ascii_alphanumeric()
                 && bucket.as_bytes()[bucket.len() - 1].is_ascii_alphanumeric();
             if !bucket_ok {
-                return Err(err("bucket names are 3 to 63 characters of a-z 0-9 . - starting and ending alphanumeric"));
+                return Err(err(
+                    "bucket names are 3 to 63 characters of a-z 0-9 . - starting and ending alphanumeric",
+                ));
             }
             let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
-            if !prefix.is_empty() && prefix.split('/').any(|s| s.is_empty() || s == "." || s == ".." || s.contains(['\\', '\0'])) {
+            if !prefix.is_empty()
+                && prefix
+                    .split('/')
+                    .any(|s| s.is_empty() || s == "." || s == ".." || s.contains(['\\', '\0']))
+            {
                 return Err(err("the prefix has an empty, `.`, `..` or unsafe segment"));
             }
             return Ok(Self::S3 { bucket: bucket.to_owned(), prefix: prefix.to_owned() });
@@ -83,8 +91,13 @@ mod tests {
             "s3://team-notes/vault"
         );
         assert_eq!(RemoteUrl::parse("s3://team-notes").expect("valid").to_string(), "s3://team-notes");
-        assert_eq!(RemoteUrl::parse("file:///srv/notes").expect("valid"), RemoteUrl::File { path: "/srv/notes".into() });
-        for bad in ["s3://A", "s3://ab", "s3://bucket/a//b", "s3://bucket/../x", "file://rel/path", "http://x", ""] {
+        assert_eq!(
+            RemoteUrl::parse("file:///srv/notes").expect("valid"),
+            RemoteUrl::File { path: "/srv/notes".into() }
+        );
+        for bad in
+            ["s3://A", "s3://ab", "s3://bucket/a//b", "s3://bucket/../x", "file://rel/path", "http://x", ""]
+        {
             assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
         }
     }

@@ -3,6 +3,7 @@
 //! Objects are zstd-compressed, written put-if-absent, and verified against their id on
 //! every read. Refs move by compare-and-swap in durable transactions.
 
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -39,7 +40,9 @@ const HEADER_LEN: usize = 10;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened or created.
-    #[error("cannot open store {path}: {source} (if the file is corrupt or truncated, move it aside and run `bmsync init` again; your notes are untouched)")]
+    #[error(
+        "cannot open store {path}: {source} (if the file is corrupt or truncated, move it aside and run `bmsync init` again; your notes are untouched)"
+    )]
     Open {
         /// Store path.
         path: PathBuf,
@@ -71,7 +74,9 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// Written by a newer bmsync.
-    #[error("store {path} has format version {found}, newer than this bmsync understands (up to {supported}); upgrade bmsync to use it")]
+    #[error(
+        "store {path} has format version {found}, newer than this bmsync understands (up to {supported}); upgrade bmsync to use it"
+    )]
     NewerFormat {
         /// Store path.
         path: PathBuf,
@@ -169,7 +174,10 @@ pub enum StoreError {
 }
 
 fn list_candidates(c: &[(ObjectId, ObjectKind)]) -> String {
-    c.iter().map(|(id, k)| format!("\n  {id} {k}")).collect()
+    c.iter().fold(String::new(), |mut s, (id, k)| {
+        let _ = write!(s, "\n  {id} {k}");
+        s
+    })
 }
 
 fn show_ref(r: Option<ObjectId>) -> String {
@@ -220,18 +228,15 @@ impl Store {
     /// Creates a new store file, which must not exist yet.
     pub fn create(path: &Path) -> Result<Self> {
         // Claim the path first, so two racing `init`s cannot both create a store.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => StoreError::Exists { path: path.to_owned() },
-                _ => StoreError::Open { path: path.to_owned(), source: redb::DatabaseError::Storage(e.into()) },
-            })?;
+        std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => StoreError::Exists { path: path.to_owned() },
+            _ => StoreError::Open { path: path.to_owned(), source: redb::DatabaseError::Storage(e.into()) },
+        })?;
         let db = Database::create(path).map_err(|e| open_error(path, e))?;
         let txn = db.begin_write()?;
         {
-            txn.open_table(META)?.insert(META_FORMAT_VERSION, STORE_FORMAT_VERSION.to_le_bytes().as_slice())?;
+            txn.open_table(META)?
+                .insert(META_FORMAT_VERSION, STORE_FORMAT_VERSION.to_le_bytes().as_slice())?;
             txn.open_table(OBJECTS)?;
             txn.open_table(CHUNKS)?;
             txn.open_table(REFS)?;
@@ -250,16 +255,23 @@ impl Store {
         let txn = db.begin_read()?;
         let meta = match txn.open_table(META) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Err(StoreError::NotAStore { path: path.to_owned() }),
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Err(StoreError::NotAStore { path: path.to_owned() });
+            }
             Err(e) => return Err(e.into()),
         };
-        let raw = meta.get(META_FORMAT_VERSION)?.ok_or_else(|| StoreError::NotAStore { path: path.to_owned() })?;
+        let raw =
+            meta.get(META_FORMAT_VERSION)?.ok_or_else(|| StoreError::NotAStore { path: path.to_owned() })?;
         let raw = raw.value();
         let version = <[u8; 4]>::try_from(raw)
             .map(u32::from_le_bytes)
             .map_err(|_| StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() })?;
         if version > STORE_FORMAT_VERSION {
-            return Err(StoreError::NewerFormat { path: path.to_owned(), found: version, supported: STORE_FORMAT_VERSION });
+            return Err(StoreError::NewerFormat {
+                path: path.to_owned(),
+                found: version,
+                supported: STORE_FORMAT_VERSION,
+            });
         }
         if version == 0 {
             return Err(StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() });
@@ -335,19 +347,19 @@ impl Store {
     /// Reads and decodes a tree.
     pub fn get_tree(&self, id: &ObjectId) -> Result<Tree> {
         let bytes = self.get_kind(id, ObjectKind::Tree)?;
-        Tree::decode(&bytes).map_err(|e| corrupt(id, e))
+        Tree::decode(&bytes).map_err(|e| corrupt(id, e.to_string()))
     }
 
     /// Reads and decodes a commit.
     pub fn get_commit(&self, id: &ObjectId) -> Result<Commit> {
         let bytes = self.get_kind(id, ObjectKind::Commit)?;
-        Commit::decode(&bytes).map_err(|e| corrupt(id, e))
+        Commit::decode(&bytes).map_err(|e| corrupt(id, e.to_string()))
     }
 
     /// Reads and decodes a manifest.
     pub fn get_manifest(&self, id: &ObjectId) -> Result<Manifest> {
         let bytes = self.get_kind(id, ObjectKind::Manifest)?;
-        Manifest::decode(&bytes).map_err(|e| corrupt(id, e))
+        Manifest::decode(&bytes).map_err(|e| corrupt(id, e.to_string()))
     }
 
     /// Streams a blob to `out` chunk by chunk, verifying as it goes; returns its size.
@@ -373,25 +385,24 @@ impl Store {
             hasher.update(chunk);
             out.write_all(chunk).map_err(|source| StoreError::Io { id: *id, source })
         };
-        match layout {
-            LAYOUT_INLINE => {
-                if size > CHUNK_SIZE as u64 {
-                    return Err(corrupt(id, format!("inline object of {size} bytes exceeds the chunk size")));
-                }
-                emit(&decompress(id, &row[HEADER_LEN..], size)?)?;
+        if layout == LAYOUT_INLINE {
+            if size > CHUNK_SIZE as u64 {
+                return Err(corrupt(id, format!("inline object of {size} bytes exceeds the chunk size")));
             }
-            _ => {
-                if size <= CHUNK_SIZE as u64 || !row[HEADER_LEN..].is_empty() {
-                    return Err(corrupt(id, "chunked row is not canonical"));
-                }
-                let chunks = txn.open_table(CHUNKS)?;
-                let count = size.div_ceil(CHUNK_SIZE as u64);
-                for i in 0..count {
-                    let idx = u32::try_from(i).map_err(|_| corrupt(id, "too many chunks"))?;
-                    let want = (size - i * CHUNK_SIZE as u64).min(CHUNK_SIZE as u64);
-                    let frame = chunks.get((id.as_bytes(), idx))?.ok_or_else(|| corrupt(id, format!("chunk {idx} is missing")))?;
-                    emit(&decompress(id, frame.value(), want)?)?;
-                }
+            emit(&decompress(id, &row[HEADER_LEN..], size)?)?;
+        } else {
+            if size <= CHUNK_SIZE as u64 || !row[HEADER_LEN..].is_empty() {
+                return Err(corrupt(id, "chunked row is not canonical"));
+            }
+            let chunks = txn.open_table(CHUNKS)?;
+            let count = size.div_ceil(CHUNK_SIZE as u64);
+            for i in 0..count {
+                let idx = u32::try_from(i).map_err(|_| corrupt(id, "too many chunks"))?;
+                let want = (size - i * CHUNK_SIZE as u64).min(CHUNK_SIZE as u64);
+                let frame = chunks
+                    .get((id.as_bytes(), idx))?
+                    .ok_or_else(|| corrupt(id, format!("chunk {idx} is missing")))?;
+                emit(&decompress(id, frame.value(), want)?)?;
             }
         }
         let actual = hasher.finalize();
@@ -572,8 +583,8 @@ impl Batch<'_> {
     }
 }
 
-fn corrupt(id: &ObjectId, reason: impl ToString) -> StoreError {
-    StoreError::Corrupt { id: *id, reason: reason.to_string() }
+fn corrupt(id: &ObjectId, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt { id: *id, reason: reason.into() }
 }
 
 fn check_same(expected: ObjectId, actual: ObjectId) -> Result<()> {
@@ -612,7 +623,8 @@ fn parse_header(id: &ObjectId, row: &[u8]) -> Result<(ObjectKind, u8, u64)> {
     if row.len() < HEADER_LEN {
         return Err(corrupt(id, "row shorter than its header"));
     }
-    let kind = ObjectKind::from_code(row[0]).ok_or_else(|| corrupt(id, format!("unknown kind code {}", row[0])))?;
+    let kind =
+        ObjectKind::from_code(row[0]).ok_or_else(|| corrupt(id, format!("unknown kind code {}", row[0])))?;
     let layout = row[1];
     if layout != LAYOUT_INLINE && layout != LAYOUT_CHUNKED {
         return Err(corrupt(id, format!("unknown layout {layout}")));
@@ -679,7 +691,10 @@ mod tests {
             .expect("valid tree");
         let tid = s.put_tree(&tree).expect("put tree");
         assert_eq!(s.get_tree(&tid).expect("get tree"), tree);
-        assert!(matches!(s.get_commit(&tid), Err(StoreError::WrongKind { expected: ObjectKind::Commit, .. })));
+        assert!(matches!(
+            s.get_commit(&tid),
+            Err(StoreError::WrongKind { expected: ObjectKind::Commit, .. })
+        ));
         let missing = ObjectId::for_blob(b"missing");
         assert!(matches!(s.get(&missing), Err(StoreError::NotFound { id }) if id == missing));
     }

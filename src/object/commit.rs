@@ -76,7 +76,7 @@ pub struct CommitRef<'a> {
 impl<'a> CommitRef<'a> {
     /// Decodes and validates a canonical commit encoding.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::open(bytes, ObjectKind::Commit, COMMIT_MAGIC)?;
+        let mut r = Reader::open(bytes, ObjectKind::Commit, *COMMIT_MAGIC)?;
         let tree = r.id("root tree")?;
         let at = r.pos();
         let n = usize::from(r.u8("parent count")?);

@@ -64,10 +64,10 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// Starts at byte 0 and checks the 4-byte magic and the version byte (must be 1).
-    pub(crate) fn open(buf: &'a [u8], kind: ObjectKind, magic: &[u8; 4]) -> Result<Self, DecodeError> {
+    pub(crate) fn open(buf: &'a [u8], kind: ObjectKind, magic: [u8; 4]) -> Result<Self, DecodeError> {
         let mut r = Self { buf, pos: 0, kind };
         let found = r.take(4, "magic")?;
-        if found != magic {
+        if found != magic.as_slice() {
             return Err(DecodeError::BadMagic { kind, found: found.to_vec() });
         }
         let version = r.u8("version")?;
@@ -85,14 +85,21 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
-    pub(crate) fn invalid(&self, offset: usize, what: &'static str, reason: impl Into<String>) -> DecodeError {
+    pub(crate) fn invalid(
+        &self,
+        offset: usize,
+        what: &'static str,
+        reason: impl Into<String>,
+    ) -> DecodeError {
         DecodeError::Invalid { kind: self.kind, offset, what, reason: reason.into() }
     }
 
     pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(
-            DecodeError::Truncated { kind: self.kind, offset: self.pos, what },
-        )?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(DecodeError::Truncated {
+            kind: self.kind,
+            offset: self.pos,
+            what,
+        })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -139,7 +146,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A UTF-8 string of `len` bytes within `min..=max`.
-    pub(crate) fn str(&mut self, len: usize, min: usize, max: usize, what: &'static str) -> Result<&'a str, DecodeError> {
+    pub(crate) fn str(
+        &mut self,
+        len: usize,
+        min: usize,
+        max: usize,
+        what: &'static str,
+    ) -> Result<&'a str, DecodeError> {
         let at = self.pos;
         if len < min || len > max {
             return Err(self.invalid(at, what, format!("length {len} outside {min}..={max}")));
@@ -150,12 +163,19 @@ impl<'a> Reader<'a> {
 
     /// A count of items, each at least `min_item` bytes, that must fit in what is left.
     /// Checking this before allocating bounds every allocation by the input size.
-    pub(crate) fn count(&mut self, n: u64, min_item: usize, what: &'static str) -> Result<usize, DecodeError> {
+    pub(crate) fn count(
+        &mut self,
+        n: u64,
+        min_item: usize,
+        what: &'static str,
+    ) -> Result<usize, DecodeError> {
         let at = self.pos;
         let fits = usize::try_from(n)
             .ok()
             .filter(|&n| n.checked_mul(min_item).is_some_and(|b| b <= self.remaining()));
-        fits.ok_or_else(|| self.invalid(at, what, format!("count {n} cannot fit in {} remaining bytes", self.remaining())))
+        fits.ok_or_else(|| {
+            self.invalid(at, what, format!("count {n} cannot fit in {} remaining bytes", self.remaining()))
+        })
     }
 
     /// Ends decoding: no trailing bytes are allowed.
@@ -163,7 +183,11 @@ impl<'a> Reader<'a> {
         if self.pos == self.buf.len() {
             Ok(())
         } else {
-            Err(DecodeError::TrailingBytes { kind: self.kind, offset: self.pos, extra: self.buf.len() - self.pos })
+            Err(DecodeError::TrailingBytes {
+                kind: self.kind,
+                offset: self.pos,
+                extra: self.buf.len() - self.pos,
+            })
         }
     }
 }

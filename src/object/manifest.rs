@@ -107,7 +107,7 @@ pub struct ManifestRef<'a> {
 impl<'a> ManifestRef<'a> {
     /// Decodes and validates a canonical manifest encoding.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::open(bytes, ObjectKind::Manifest, MANIFEST_MAGIC)?;
+        let mut r = Reader::open(bytes, ObjectKind::Manifest, *MANIFEST_MAGIC)?;
         let n = r.u32("entry count")?;
         let n = r.count(u64::from(n), MIN_ENTRY_LEN, "entry count")?;
         let mut entries: Vec<ManifestEntryRef<'a>> = Vec::with_capacity(n);
@@ -118,7 +118,11 @@ impl<'a> ManifestRef<'a> {
             check_path(path).map_err(|e| r.invalid(at, "path", e.to_string()))?;
             if let Some(prev) = entries.last() {
                 if path_order(prev.path, path) != Ordering::Less {
-                    return Err(r.invalid(at, "entry order", format!("{path:?} is not after {:?}", prev.path)));
+                    return Err(r.invalid(
+                        at,
+                        "entry order",
+                        format!("{path:?} is not after {:?}", prev.path),
+                    ));
                 }
             }
             let len = usize::from(r.u16("key length")?);
@@ -163,7 +167,8 @@ impl Manifest {
     /// Builds a manifest from entries in any order.
     pub fn new(mut entries: Vec<ManifestEntry>) -> Result<Self, ManifestError> {
         for e in &entries {
-            check_path(&e.path).map_err(|source| ManifestError::InvalidPath { path: e.path.clone(), source })?;
+            check_path(&e.path)
+                .map_err(|source| ManifestError::InvalidPath { path: e.path.clone(), source })?;
             if e.key.is_empty() || e.key.len() > MAX_KEY_LEN {
                 return Err(ManifestError::InvalidKey { path: e.path.clone(), key: e.key.clone() });
             }
@@ -191,7 +196,11 @@ impl Manifest {
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            9 + self.entries.iter().map(|e| MIN_ENTRY_LEN + e.path.len() + e.key.len() + e.etag.len() + ID_LEN).sum::<usize>(),
+            9 + self
+                .entries
+                .iter()
+                .map(|e| MIN_ENTRY_LEN + e.path.len() + e.key.len() + e.etag.len() + ID_LEN)
+                .sum::<usize>(),
         );
         out.extend_from_slice(MANIFEST_MAGIC);
         out.push(1);

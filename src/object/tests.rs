@@ -11,19 +11,27 @@ fn id_strategy() -> impl Strategy<Value = ObjectId> {
 
 fn name_strategy() -> impl Strategy<Value = String> {
     // Mix ASCII, the byte values either side of '/', and some non-ASCII NFC letters.
-    prop::string::string_regex("[a-zA-Z0-9._ -]{1,12}|[.-][a-z]{1,3}|[éüß日本-]{1,4}").expect("valid regex")
+    prop::string::string_regex("[a-zA-Z0-9._ -]{1,12}|[.-][a-z]{1,3}|[éüß日本-]{1,4}")
+        .expect("valid regex")
         .prop_filter("valid names only", |n| check_name(n).is_ok())
 }
 
 fn kind_strategy() -> impl Strategy<Value = EntryKind> {
-    prop_oneof![Just(EntryKind::File), Just(EntryKind::Executable), Just(EntryKind::Symlink), Just(EntryKind::Tree)]
+    prop_oneof![
+        Just(EntryKind::File),
+        Just(EntryKind::Executable),
+        Just(EntryKind::Symlink),
+        Just(EntryKind::Tree)
+    ]
 }
 
 fn tree_strategy() -> impl Strategy<Value = Tree> {
-    prop::collection::btree_map(name_strategy(), (kind_strategy(), id_strategy(), any::<u64>()), 0..24).prop_map(|m| {
-        let entries = m.into_iter().map(|(name, (kind, id, size))| TreeEntry { name, kind, id, size }).collect();
-        Tree::new(entries).expect("unique valid names")
-    })
+    prop::collection::btree_map(name_strategy(), (kind_strategy(), id_strategy(), any::<u64>()), 0..24)
+        .prop_map(|m| {
+            let entries =
+                m.into_iter().map(|(name, (kind, id, size))| TreeEntry { name, kind, id, size }).collect();
+            Tree::new(entries).expect("unique valid names")
+        })
 }
 
 fn commit_strategy() -> impl Strategy<Value = Commit> {
@@ -46,7 +54,11 @@ fn commit_strategy() -> impl Strategy<Value = Commit> {
             client_id,
             timestamp_ns,
             message,
-            baseline: baseline.map(|(remote, snapshot, manifest)| RemoteBaseline { remote, snapshot, manifest }),
+            baseline: baseline.map(|(remote, snapshot, manifest)| RemoteBaseline {
+                remote,
+                snapshot,
+                manifest,
+            }),
         })
 }
 
@@ -197,8 +209,12 @@ fn tree_rejects_non_canonical_input() {
 
 #[test]
 fn tree_new_sorts_and_refuses_duplicates() {
-    let t = Tree::new(vec![entry("b", EntryKind::File), entry("a", EntryKind::Tree), entry("a.md", EntryKind::File)])
-        .expect("valid");
+    let t = Tree::new(vec![
+        entry("b", EntryKind::File),
+        entry("a", EntryKind::Tree),
+        entry("a.md", EntryKind::File),
+    ])
+    .expect("valid");
     let names: Vec<_> = t.entries().iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["a.md", "a", "b"]);
     assert_eq!(
@@ -254,7 +270,13 @@ fn commit_rejects_non_canonical_input() {
 
 #[test]
 fn manifest_rejects_non_canonical_input() {
-    let e = |path: &str| ManifestEntry { path: path.into(), key: format!("p/{path}"), etag: "\"e\"".into(), size: 1, content: None };
+    let e = |path: &str| ManifestEntry {
+        path: path.into(),
+        key: format!("p/{path}"),
+        etag: "\"e\"".into(),
+        size: 1,
+        content: None,
+    };
     let m = Manifest::new(vec![e("b"), e("a")]).expect("valid");
     assert_eq!(m.entries()[0].path, "a");
     assert_eq!(Manifest::new(vec![e("a"), e("a")]), Err(ManifestError::Duplicate { path: "a".into() }));

@@ -134,7 +134,7 @@ pub struct TreeRef<'a> {
 impl<'a> TreeRef<'a> {
     /// Decodes and validates a canonical tree encoding (`format-spec/objects.md`).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::open(bytes, ObjectKind::Tree, TREE_MAGIC)?;
+        let mut r = Reader::open(bytes, ObjectKind::Tree, *TREE_MAGIC)?;
         let n = r.u32("entry count")?;
         let n = r.count(u64::from(n), MIN_ENTRY_LEN, "entry count")?;
         let mut entries: Vec<EntryRef<'a>> = Vec::with_capacity(n);
@@ -206,8 +206,7 @@ impl Tree {
     /// Builds a tree from entries in any order.
     pub fn new(mut entries: Vec<TreeEntry>) -> Result<Self, TreeError> {
         for e in &entries {
-            check_name(&e.name)
-                .map_err(|source| TreeError::InvalidName { name: e.name.clone(), source })?;
+            check_name(&e.name).map_err(|source| TreeError::InvalidName { name: e.name.clone(), source })?;
         }
         entries.sort_by(|a, b| order((&a.name, a.kind), (&b.name, b.kind)));
         let mut names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -235,7 +234,8 @@ impl Tree {
 
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(9 + self.entries.iter().map(|e| MIN_ENTRY_LEN + e.name.len()).sum::<usize>());
+        let mut out =
+            Vec::with_capacity(9 + self.entries.iter().map(|e| MIN_ENTRY_LEN + e.name.len()).sum::<usize>());
         out.extend_from_slice(TREE_MAGIC);
         out.push(1);
         out.put_u32(u32::try_from(self.entries.len()).expect("a tree holds fewer than 2^32 entries"));
