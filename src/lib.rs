@@ -7,11 +7,13 @@
 
 pub mod id;
 pub mod object;
+pub mod reconcile;
 pub mod remote;
 pub mod repo;
 pub mod store;
+pub mod worktree;
 
 pub use id::{IdError, IdPrefix, ObjectHasher, ObjectId, ObjectKind};
 pub use object::{Commit, EntryKind, Manifest, ManifestEntry, RemoteBaseline, Tree, TreeEntry, TreeRef};
-pub use repo::{InitOptions, Repo, RepoError};
+pub use repo::{InitOptions, Repo, RepoError, Status};
 pub use store::{Store, StoreError};

@@ -34,6 +34,9 @@ impl RemoteUrl {
     /// Parses `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/PATH`.
     pub fn parse(url: &str) -> Result<Self, RemoteUrlError> {
         let err = |reason: &str| RemoteUrlError { url: url.to_owned(), reason: reason.to_owned() };
+        if url.len() > crate::object::MAX_REMOTE_LEN {
+            return Err(err("longer than 4096 bytes"));
+        }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let bucket_ok = (3..=63).contains(&bucket.len())

@@ -4,8 +4,10 @@
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 
-use crate::id::{ID_LEN, IdPrefix, ObjectId};
-use crate::object::{ClientIdError, check_client_id};
+use crate::id::{ID_LEN, IdPrefix, ObjectId, ObjectKind};
+use crate::object::{ClientIdError, Commit, EntryKind, TreeEntry, check_client_id};
+use crate::reconcile::{Change, DiffStats, detect_renames, diff_trees};
+use crate::worktree::{ScanError, ScanOptions, Snapshot};
 use crate::remote::{RemoteUrl, RemoteUrlError};
 use crate::store::{Store, StoreError};
 
@@ -15,6 +17,12 @@ pub const STATE_DIR: &str = ".bmsync";
 pub const STORE_FILE: &str = "store.redb";
 /// Meta key for the client id (UTF-8).
 pub const META_CLIENT_ID: &str = "client-id";
+/// The ref naming the last sync commit.
+pub const REF_BASE: &str = "base";
+/// The ref naming the last local commit.
+pub const REF_HEAD: &str = "head";
+/// The revision that names the folder as it is now.
+pub const REV_LOCAL: &str = "local";
 /// Meta key for the remote URL (UTF-8).
 pub const META_REMOTE: &str = "remote";
 
@@ -53,6 +61,31 @@ pub enum RepoError {
     BadMeta {
         /// The meta key.
         key: &'static str,
+    },
+    /// A meta record that should be there is not.
+    #[error("store record {key:?} is missing: the store was not made by `bmsync init`")]
+    MissingMeta {
+        /// The meta key.
+        key: &'static str,
+    },
+    /// A scan of the folder failed.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// A path that is not in the tree.
+    #[error("{path:?} is not in {rev}")]
+    NoSuchPath {
+        /// The revision.
+        rev: String,
+        /// The path.
+        path: String,
+    },
+    /// A revision that names an object of the wrong kind.
+    #[error("{rev} is a {kind}, not a commit or tree")]
+    NotATree {
+        /// The revision.
+        rev: String,
+        /// What it is.
+        kind: ObjectKind,
     },
     /// Filesystem trouble.
     #[error("{path}: {source}")]
@@ -94,14 +127,15 @@ impl Repo {
         };
         let dir = root.join(STATE_DIR);
         std::fs::create_dir_all(&dir).map_err(|source| RepoError::Io { path: dir.clone(), source })?;
-        let store = Store::create(&dir.join(STORE_FILE)).map_err(|e| match e {
+        let remote_text = remote.as_ref().map(ToString::to_string);
+        let mut meta: Vec<(&str, &[u8])> = vec![(META_CLIENT_ID, client_id.as_bytes())];
+        if let Some(r) = &remote_text {
+            meta.push((META_REMOTE, r.as_bytes()));
+        }
+        let store = Store::create(&dir.join(STORE_FILE), &meta).map_err(|e| match e {
             StoreError::Exists { .. } => RepoError::AlreadyInitialized(root.to_owned()),
             e => e.into(),
         })?;
-        store.set_meta(META_CLIENT_ID, client_id.as_bytes())?;
-        if let Some(r) = &remote {
-            store.set_meta(META_REMOTE, r.to_string().as_bytes())?;
-        }
         Ok(Self { root: root.to_owned(), store, client_id, remote })
     }
 
@@ -115,7 +149,8 @@ impl Repo {
         let text = |key: &'static str| -> Result<Option<String>> {
             store.meta(key)?.map(|v| String::from_utf8(v).map_err(|_| RepoError::BadMeta { key })).transpose()
         };
-        let client_id = text(META_CLIENT_ID)?.ok_or(RepoError::BadMeta { key: META_CLIENT_ID })?;
+        let client_id = text(META_CLIENT_ID)?.ok_or(RepoError::MissingMeta { key: META_CLIENT_ID })?;
+        check_client_id(&client_id)?;
         let remote = text(META_REMOTE)?.as_deref().map(RemoteUrl::parse).transpose()?;
         Ok(Self { root: root.to_owned(), store, client_id, remote })
     }
@@ -140,19 +175,147 @@ impl Repo {
         self.remote.as_ref()
     }
 
-    /// Resolves a revision: a ref name, a full id, or an abbreviated id.
+    /// Resolves a revision: a ref name (`base`, `head`), a full id, or an abbreviated id.
     pub fn resolve(&self, rev: &str) -> Result<ObjectId> {
         if let Ok(Some(id)) = self.store.get_ref(rev) {
             return Ok(id);
         }
         if rev.len() == ID_LEN * 2 {
             if let Ok(id) = rev.parse::<ObjectId>() {
-                return Ok(id);
+                if self.store.contains(&id)? {
+                    return Ok(id);
+                }
+                return Err(StoreError::NotFound { id }.into());
             }
         }
         let prefix = IdPrefix::parse(rev).map_err(|_| RepoError::UnknownRevision(rev.to_owned()))?;
         Ok(self.store.resolve_prefix(&prefix)?)
     }
+
+    /// The last sync commit, if any.
+    pub fn base(&self) -> Result<Option<ObjectId>> {
+        Ok(self.store.get_ref(REF_BASE)?)
+    }
+
+    /// The last local commit, if any.
+    pub fn head(&self) -> Result<Option<ObjectId>> {
+        Ok(self.store.get_ref(REF_HEAD)?)
+    }
+
+    /// The root tree a revision names: `local` (a fresh scan), `base`, `head`, a commit,
+    /// or a tree. `Ok(None)` is the empty tree of a ref not set yet.
+    pub fn resolve_tree(&self, rev: &str) -> Result<Option<ObjectId>> {
+        if rev == REV_LOCAL {
+            return Ok(Some(self.scan(false)?.root));
+        }
+        if (rev == REF_BASE || rev == REF_HEAD) && self.store.get_ref(rev)?.is_none() {
+            return Ok(None);
+        }
+        let id = self.resolve(rev)?;
+        match self.store.stat(&id)?.map(|(k, _)| k) {
+            Some(ObjectKind::Commit) => Ok(Some(self.store.get_commit(&id)?.tree)),
+            Some(ObjectKind::Tree) => Ok(Some(id)),
+            Some(kind) => Err(RepoError::NotATree { rev: rev.to_owned(), kind }),
+            None => Err(StoreError::NotFound { id }.into()),
+        }
+    }
+
+    /// The entry at `path` inside tree `root`, or the root itself for an empty path.
+    pub fn lookup(&self, root: ObjectId, path: &str, rev: &str) -> Result<TreeEntry> {
+        let mut entry = TreeEntry { name: String::new(), kind: EntryKind::Tree, id: root, size: 0 };
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            let missing = || RepoError::NoSuchPath { rev: rev.to_owned(), path: path.to_owned() };
+            if !entry.kind.is_tree() {
+                return Err(missing());
+            }
+            let tree = self.store.get_tree(&entry.id)?;
+            entry = tree.entries().iter().find(|e| e.name == part).cloned().ok_or_else(missing)?;
+        }
+        Ok(entry)
+    }
+
+    /// Scans the folder (see [`crate::worktree::scan`]).
+    pub fn scan(&self, store_blobs: bool) -> Result<Snapshot> {
+        let opts = ScanOptions { store_blobs, ..ScanOptions::default() };
+        Ok(crate::worktree::scan(&self.root, &self.store, &opts)?)
+    }
+
+    /// Local changes since the last sync base (or since nothing, before the first sync).
+    pub fn status(&self) -> Result<Status> {
+        let snapshot = self.scan(false)?;
+        let base = self.base()?;
+        let base_tree = base.map(|b| self.store.get_commit(&b)).transpose()?.map(|c| c.tree);
+        let mut stats = DiffStats::default();
+        let changes = detect_renames(diff_trees(&self.store, base_tree, Some(snapshot.root), &mut stats)?);
+        Ok(Status { base, snapshot, changes })
+    }
+
+    /// Records the folder as a local commit on top of `head` (or `base`). Returns `None`
+    /// when the folder is unchanged since that commit.
+    pub fn commit(&self, message: &str) -> Result<Option<(ObjectId, Commit)>> {
+        let snapshot = self.scan(true)?;
+        let head = self.head()?;
+        let parent = match head {
+            Some(h) => Some(h),
+            None => self.base()?,
+        };
+        if let Some(p) = parent {
+            if self.store.get_commit(&p)?.tree == snapshot.root {
+                return Ok(None);
+            }
+        }
+        let commit = Commit {
+            tree: snapshot.root,
+            parents: parent.into_iter().collect(),
+            client_id: self.client_id.clone(),
+            timestamp_ns: now_ns(),
+            message: message.to_owned(),
+            baseline: None,
+        };
+        let id = self.store.put_commit(&commit)?;
+        self.store.update_ref(REF_HEAD, head, Some(id))?;
+        Ok(Some((id, commit)))
+    }
+
+    /// Commits along first parents from `start` (default: `head`, else `base`), newest
+    /// first, at most `limit`.
+    pub fn log(&self, start: Option<ObjectId>, limit: usize) -> Result<Vec<(ObjectId, Commit)>> {
+        let mut next = match start {
+            Some(s) => Some(s),
+            None => match self.head()? {
+                Some(h) => Some(h),
+                None => self.base()?,
+            },
+        };
+        let mut out = Vec::new();
+        while let Some(id) = next {
+            if out.len() >= limit {
+                break;
+            }
+            let c = self.store.get_commit(&id)?;
+            next = c.parents.first().copied();
+            out.push((id, c));
+        }
+        Ok(out)
+    }
+}
+
+/// What `status` found.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// The sync base compared against.
+    pub base: Option<ObjectId>,
+    /// The scan of the folder.
+    pub snapshot: Snapshot,
+    /// Changes from the base tree to the folder, renames paired.
+    pub changes: Vec<Change>,
+}
+
+/// Now, in UNIX nanoseconds (for commit timestamps, which are only ever displayed).
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// A fresh client id: `c-` and 12 hex digits from the clock, the process and a random

@@ -25,6 +25,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const OBJECTS: TableDefinition<&[u8; ID_LEN], &[u8]> = TableDefinition::new("objects");
 const CHUNKS: TableDefinition<(&[u8; ID_LEN], u32), &[u8]> = TableDefinition::new("chunks");
 const REFS: TableDefinition<&str, &[u8; ID_LEN]> = TableDefinition::new("refs");
+const WORKTREE: TableDefinition<&str, &[u8]> = TableDefinition::new("worktree");
 
 /// Meta key holding the store format version (u32 LE).
 pub const META_FORMAT_VERSION: &str = "format-version";
@@ -225,21 +226,36 @@ fn open_error(path: &Path, source: redb::DatabaseError) -> StoreError {
 }
 
 impl Store {
-    /// Creates a new store file, which must not exist yet.
-    pub fn create(path: &Path) -> Result<Self> {
+    /// Creates a new store file, which must not exist yet, with its format version and
+    /// the given meta records written in one durable transaction. On failure the file is
+    /// removed again, so a half-made store is never left behind.
+    pub fn create(path: &Path, meta: &[(&str, &[u8])]) -> Result<Self> {
         // Claim the path first, so two racing `init`s cannot both create a store.
         std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => StoreError::Exists { path: path.to_owned() },
             _ => StoreError::Open { path: path.to_owned(), source: redb::DatabaseError::Storage(e.into()) },
         })?;
+        let made = Self::init_file(path, meta);
+        if made.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        made
+    }
+
+    fn init_file(path: &Path, meta: &[(&str, &[u8])]) -> Result<Self> {
         let db = Database::create(path).map_err(|e| open_error(path, e))?;
         let txn = db.begin_write()?;
         {
-            txn.open_table(META)?
-                .insert(META_FORMAT_VERSION, STORE_FORMAT_VERSION.to_le_bytes().as_slice())?;
+            let mut m = txn.open_table(META)?;
+            m.insert(META_FORMAT_VERSION, STORE_FORMAT_VERSION.to_le_bytes().as_slice())?;
+            for (k, v) in meta {
+                assert_ne!(*k, META_FORMAT_VERSION, "the format version is not caller-supplied");
+                m.insert(*k, *v)?;
+            }
             txn.open_table(OBJECTS)?;
             txn.open_table(CHUNKS)?;
             txn.open_table(REFS)?;
+            txn.open_table(WORKTREE)?;
         }
         txn.commit()?;
         Ok(Self { db, path: path.to_owned() })
@@ -248,8 +264,11 @@ impl Store {
     /// Opens an existing store, refusing a missing file, a foreign database, or a newer
     /// format.
     pub fn open(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(StoreError::Missing { path: path.to_owned() });
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing { path: path.to_owned() });
+            }
+            _ => {}
         }
         let db = Database::open(path).map_err(|e| open_error(path, e))?;
         let txn = db.begin_read()?;
@@ -483,6 +502,21 @@ impl Store {
         Ok(())
     }
 
+    /// Every worktree record (the stat cache: one record per scanned directory), keyed
+    /// by the directory's relative path (`""` for the root). The worktree module owns the
+    /// value format.
+    pub fn worktree_records(&self) -> Result<std::collections::HashMap<String, Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(WORKTREE)?;
+        table
+            .iter()?
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k.value().to_owned(), v.value().to_vec()))
+            })
+            .collect()
+    }
+
     /// Reads a meta record.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read()?;
@@ -576,11 +610,67 @@ impl Batch<'_> {
         Ok((total, true))
     }
 
+    /// Adds an object prepared (hashed and compressed) by [`prepare`], possibly on
+    /// another thread. Put-if-absent, like [`Batch::put`].
+    pub fn put_prepared(&self, obj: &Prepared) -> Result<bool> {
+        let mut objects = self.txn.open_table(OBJECTS)?;
+        if objects.get(obj.id.as_bytes())?.is_some() {
+            return Ok(false);
+        }
+        objects.insert(obj.id.as_bytes(), obj.row.as_slice())?;
+        Ok(true)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the worktree record of one directory.
+    pub fn set_worktree_record(&self, dir: &str, value: Option<&[u8]>) -> Result<()> {
+        let mut t = self.txn.open_table(WORKTREE)?;
+        match value {
+            Some(v) => t.insert(dir, v).map(drop)?,
+            None => t.remove(dir).map(drop)?,
+        }
+        Ok(())
+    }
+
+    /// Writes a meta record as part of the batch.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        assert_ne!(key, META_FORMAT_VERSION, "the format version is written only by create");
+        self.txn.open_table(META)?.insert(key, value)?;
+        Ok(())
+    }
+
     /// Makes every put durable and visible.
     pub fn commit(self) -> Result<()> {
         self.txn.commit()?;
         Ok(())
     }
+}
+
+/// An object hashed and compressed, ready for [`Batch::put_prepared`]. Preparing is the
+/// costly part of a put, so it can run in parallel while one thread writes.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The object's id.
+    pub id: ObjectId,
+    kind: ObjectKind,
+    row: Vec<u8>,
+}
+
+impl Prepared {
+    /// The object's kind.
+    pub fn kind(&self) -> ObjectKind {
+        self.kind
+    }
+}
+
+/// Hashes and compresses an object of at most [`CHUNK_SIZE`] bytes (larger blobs go
+/// through [`Batch::put_blob_from_reader`]). Non-blob bytes must be canonical.
+pub fn prepare(kind: ObjectKind, bytes: &[u8]) -> Result<Prepared> {
+    object::validate(kind, bytes).map_err(|source| StoreError::Invalid { kind, source })?;
+    let id = ObjectId::hash(kind, bytes);
+    if bytes.len() > CHUNK_SIZE {
+        return Err(corrupt(&id, "prepare takes objects of at most one chunk"));
+    }
+    Ok(Prepared { id, kind, row: inline_row(kind, bytes) })
 }
 
 fn corrupt(id: &ObjectId, reason: impl Into<String>) -> StoreError {
@@ -670,7 +760,7 @@ mod tests {
 
     fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::create(&dir.path().join("store.redb")).expect("create");
+        let store = Store::create(&dir.path().join("store.redb"), &[]).expect("create");
         (dir, store)
     }
 
@@ -802,7 +892,7 @@ mod tests {
     fn create_refuses_existing_and_open_refuses_missing() {
         let (d, s) = temp_store();
         let path = s.path().to_owned();
-        assert!(matches!(Store::create(&path), Err(StoreError::Exists { .. })));
+        assert!(matches!(Store::create(&path, &[]), Err(StoreError::Exists { .. })));
         assert!(matches!(Store::open(&d.path().join("nope.redb")), Err(StoreError::Missing { .. })));
         drop(s);
         Store::open(&path).expect("reopen");

@@ -31,7 +31,7 @@ fn flip_row_byte(path: &Path, id: ObjectId, index: impl Fn(usize) -> usize) {
 }
 
 fn new_store(dir: &Path) -> Store {
-    Store::create(&dir.join("store.redb")).expect("create")
+    Store::create(&dir.join("store.redb"), &[]).expect("create")
 }
 
 #[test]

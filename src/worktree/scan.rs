@@ -1,0 +1,586 @@
+//! The scanner: walks the folder in parallel and builds its Merkle tree bottom-up,
+//! trusting the stat cache where it safely can.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs::{self, File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+
+use rayon::prelude::*;
+use unicode_normalization::UnicodeNormalization;
+
+use super::ignore::{IgnoreError, IgnoreRules, global_ignore_files};
+use super::record::{Child, DirRecord, Stat};
+use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+use crate::object::{EntryKind, Tree, TreeEntry, TreeError, check_name, entry_order};
+use crate::repo::STATE_DIR;
+use crate::store::{self, CHUNK_SIZE, Prepared, Store, StoreError};
+
+/// Meta key: the filesystem time at which the scan that wrote the stat cache started
+/// (i64 LE nanoseconds). Files modified at or after it are re-hashed ("racy" entries).
+pub const META_WORKTREE_STAMP: &str = "worktree-stamp";
+/// The file whose mtime gives a scan's start on the filesystem's own clock.
+const STAMP_FILE: &str = "scan-stamp";
+/// How often a file that changes while it is read is retried before giving up.
+const READ_ATTEMPTS: usize = 3;
+
+/// How to scan.
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    /// Also store every blob (for `commit`); `status` only hashes.
+    pub store_blobs: bool,
+    /// Global ignore files (default: `~/.basic-memory/.bmignore` and
+    /// `$BASIC_MEMORY_CONFIG_DIR/.bmignore`).
+    pub global_ignore_files: Vec<PathBuf>,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self { store_blobs: false, global_ignore_files: global_ignore_files() }
+    }
+}
+
+/// A path the scan did not include, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    /// Relative path (lossily shown if not UTF-8).
+    pub path: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// Kinds of name collision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollisionKind {
+    /// Names equal after NFC normalisation: only one can be in the tree.
+    Unicode,
+    /// Names equal ignoring case: distinct here, one file on macOS or Windows.
+    Case,
+}
+
+/// Names in one folder that collide. Every path here is protected from deletion.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Collision {
+    /// What kind of collision.
+    pub kind: CollisionKind,
+    /// The colliding relative paths, as on disk.
+    pub paths: Vec<String>,
+}
+
+/// Warnings from a scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanReport {
+    /// Paths left out (non-UTF-8 names, special files, invalid names).
+    pub skipped: Vec<Skipped>,
+    /// Name collisions.
+    pub collisions: Vec<Collision>,
+}
+
+impl ScanReport {
+    /// Every path that must never be deleted because of how it was scanned.
+    pub fn protected_paths(&self) -> impl Iterator<Item = &str> {
+        self.collisions.iter().flat_map(|c| c.paths.iter().map(String::as_str))
+    }
+}
+
+/// Counters from a scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanStats {
+    /// Files and symlinks in the tree.
+    pub files: u64,
+    /// Folders visited.
+    pub dirs: u64,
+    /// Files read and hashed (the rest were trusted from the stat cache).
+    pub hashed: u64,
+    /// Bytes read to hash them.
+    pub hashed_bytes: u64,
+    /// Folders whose tree id was reused without encoding.
+    pub reused_trees: u64,
+    /// Blobs newly written to the store.
+    pub stored_blobs: u64,
+}
+
+/// The result of a scan: the folder as a Merkle tree.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The root tree id (stored, as is every tree beneath it).
+    pub root: ObjectId,
+    /// Total bytes of every file and symlink.
+    pub size: u64,
+    /// Warnings.
+    pub report: ScanReport,
+    /// Counters.
+    pub stats: ScanStats,
+}
+
+/// Why a scan failed. A failed scan records nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// A file or folder could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A file kept changing while it was read.
+    #[error("{path} kept changing while it was read; try again when it is quiet")]
+    Unstable {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Ignore rules could not be loaded.
+    #[error(transparent)]
+    Ignore(#[from] IgnoreError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A tree could not be built (a bug: names are checked before).
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+}
+
+type Result<T, E = ScanError> = std::result::Result<T, E>;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
+    move |source| ScanError::Io { path: path.to_owned(), source }
+}
+
+/// Writes the scan sends to the one thread that owns the store transaction.
+enum Msg {
+    Object(Prepared),
+    Large(ObjectKind, Vec<u8>),
+    LargeBlob(PathBuf, ObjectId),
+    Record(String, Option<Vec<u8>>),
+}
+
+struct Ctx<'a> {
+    rules: IgnoreRules,
+    records: &'a HashMap<String, Vec<u8>>,
+    /// Entries with an mtime before this are trusted on a stat match.
+    trusted_before: Option<i64>,
+    store_blobs: bool,
+    tx: SyncSender<Msg>,
+    report: Mutex<ScanReport>,
+    visited: Mutex<HashSet<String>>,
+    racy: AtomicBool,
+    files: AtomicU64,
+    dirs: AtomicU64,
+    hashed: AtomicU64,
+    hashed_bytes: AtomicU64,
+    reused_trees: AtomicU64,
+}
+
+struct Kid {
+    name: String,
+    os_name: OsString,
+}
+
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") }
+}
+
+fn time_ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+fn stat_of(m: &Metadata) -> Stat {
+    Stat {
+        size: m.len(),
+        mtime_ns: time_ns(m.mtime(), m.mtime_nsec()),
+        ctime_ns: time_ns(m.ctime(), m.ctime_nsec()),
+        ino: m.ino(),
+        mode: m.mode(),
+    }
+}
+
+fn kind_of(m: &Metadata) -> Option<EntryKind> {
+    let ft = m.file_type();
+    if ft.is_symlink() {
+        Some(EntryKind::Symlink)
+    } else if ft.is_file() {
+        Some(if m.mode() & 0o111 != 0 { EntryKind::Executable } else { EntryKind::File })
+    } else if ft.is_dir() {
+        Some(EntryKind::Tree)
+    } else {
+        None
+    }
+}
+
+/// Scans the folder at `root` into a [`Snapshot`], storing every tree (and, with
+/// `store_blobs`, every blob) and updating the stat cache, all in one transaction.
+pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> {
+    let rules = IgnoreRules::load(root, &opts.global_ignore_files)?;
+    let records = store.worktree_records()?;
+    let trusted_before = store
+        .meta(META_WORKTREE_STAMP)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map(i64::from_le_bytes)
+        .filter(|_| !records.is_empty());
+    let stamp = take_stamp(root)?;
+    let (tx, rx) = sync_channel::<Msg>(256);
+    let ctx = Ctx {
+        rules,
+        records: &records,
+        trusted_before,
+        store_blobs: opts.store_blobs,
+        tx,
+        report: Mutex::default(),
+        visited: Mutex::default(),
+        racy: AtomicBool::new(false),
+        files: AtomicU64::new(0),
+        dirs: AtomicU64::new(0),
+        hashed: AtomicU64::new(0),
+        hashed_bytes: AtomicU64::new(0),
+        reused_trees: AtomicU64::new(0),
+    };
+    std::thread::scope(|s| {
+        let walker = s.spawn(move || {
+            let res = ctx.scan_root(root);
+            // Dropping the context closes the channel, which ends the writer loop.
+            let Ctx { report, visited, racy, files, dirs, hashed, hashed_bytes, reused_trees, .. } = ctx;
+            let stats = ScanStats {
+                files: files.into_inner(),
+                dirs: dirs.into_inner(),
+                hashed: hashed.into_inner(),
+                hashed_bytes: hashed_bytes.into_inner(),
+                reused_trees: reused_trees.into_inner(),
+                stored_blobs: 0,
+            };
+            let report = report.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let visited = visited.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (res, report, visited, racy.into_inner(), stats)
+        });
+        let mut batch = None;
+        let mut stored_blobs = 0;
+        let written = write_loop(store, &rx, &mut batch, &mut stored_blobs);
+        // On a writer error, hang up so the walker stops at its next send.
+        drop(rx);
+        let (res, mut report, visited, racy, mut stats) = walker.join().expect("the scan walker does not panic");
+        written?;
+        let (root_id, size) = res?;
+        stats.stored_blobs = stored_blobs;
+        report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        report.collisions.sort_by(|a, b| a.paths.cmp(&b.paths));
+        let stale: Vec<&String> = records.keys().filter(|k| !visited.contains(*k)).collect();
+        if batch.is_some() || racy || !stale.is_empty() {
+            let b = match batch.take() {
+                Some(b) => b,
+                None => store.batch()?,
+            };
+            for k in stale {
+                b.set_worktree_record(k, None)?;
+            }
+            b.set_meta(META_WORKTREE_STAMP, &stamp.to_le_bytes())?;
+            b.commit()?;
+        }
+        Ok(Snapshot { root: root_id, size, report, stats })
+    })
+}
+
+fn write_loop<'s>(
+    store: &'s Store,
+    rx: &std::sync::mpsc::Receiver<Msg>,
+    batch: &mut Option<store::Batch<'s>>,
+    stored_blobs: &mut u64,
+) -> Result<()> {
+    for msg in rx {
+        if batch.is_none() {
+            *batch = Some(store.batch()?);
+        }
+        let b = batch.as_ref().expect("set just above");
+        match msg {
+            Msg::Object(p) => {
+                let new = b.put_prepared(&p)?;
+                *stored_blobs += u64::from(new && p.kind() == ObjectKind::Blob);
+            }
+            Msg::Large(kind, bytes) => {
+                let (_, new) = b.put(kind, &bytes)?;
+                *stored_blobs += u64::from(new && kind == ObjectKind::Blob);
+            }
+            Msg::LargeBlob(path, id) => {
+                let mut f = File::open(&path).map_err(io_err(&path))?;
+                match b.put_blob_from_reader(id, &mut f) {
+                    Ok((_, new)) => *stored_blobs += u64::from(new),
+                    Err(StoreError::BlobChanged { .. }) => return Err(ScanError::Unstable { path }),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Msg::Record(dir, value) => b.set_worktree_record(&dir, value.as_deref())?,
+        }
+    }
+    Ok(())
+}
+
+/// Touches the stamp file and returns its mtime: "now" on the filesystem's clock, which
+/// is the clock file mtimes come from.
+fn take_stamp(root: &Path) -> Result<i64> {
+    let path = root.join(STATE_DIR).join(STAMP_FILE);
+    fs::write(&path, b"").map_err(io_err(&path))?;
+    let m = fs::metadata(&path).map_err(io_err(&path))?;
+    Ok(time_ns(m.mtime(), m.mtime_nsec()))
+}
+
+impl Ctx<'_> {
+    fn send(&self, msg: Msg) -> Result<()> {
+        // The writer hung up: it failed, and its error is the one reported.
+        self.tx.send(msg).map_err(|_| ScanError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other("the store writer stopped"),
+        })
+    }
+
+    fn skip(&self, path: String, reason: &str) {
+        self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).skipped.push(Skipped {
+            path,
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn put_object(&self, kind: ObjectKind, bytes: Vec<u8>) -> Result<ObjectId> {
+        if bytes.len() > CHUNK_SIZE {
+            let id = ObjectId::hash(kind, &bytes);
+            self.send(Msg::Large(kind, bytes))?;
+            Ok(id)
+        } else {
+            let p = store::prepare(kind, &bytes)?;
+            let id = p.id;
+            self.send(Msg::Object(p))?;
+            Ok(id)
+        }
+    }
+
+    fn scan_root(&self, root: &Path) -> Result<(ObjectId, u64)> {
+        match self.scan_dir("", root)? {
+            Some(x) => Ok(x),
+            None => Ok((self.put_object(ObjectKind::Tree, Tree::default().encode())?, 0)),
+        }
+    }
+
+    /// Scans one folder; `None` if nothing in it is synced (empty folders are not kept).
+    fn scan_dir(&self, rel: &str, abs: &Path) -> Result<Option<(ObjectId, u64)>> {
+        self.dirs.fetch_add(1, Ordering::Relaxed);
+        let kids = self.list_dir(rel, abs)?;
+        let old = self.records.get(rel).and_then(|b| DirRecord::decode(b));
+        let old_children: HashMap<&str, &Child> =
+            old.iter().flat_map(|o| o.children.iter()).map(|c| (c.entry.name.as_str(), c)).collect();
+        let results: Vec<Result<Option<Child>>> = kids
+            .par_iter()
+            .map(|k| self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied()))
+            .collect();
+        let mut children = Vec::with_capacity(results.len());
+        for r in results {
+            children.extend(r?);
+        }
+        self.visited.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(rel.to_owned());
+        if children.is_empty() {
+            if old.is_some() {
+                self.send(Msg::Record(rel.to_owned(), None))?;
+            }
+            return Ok(None);
+        }
+        children.sort_by(|a, b| {
+            entry_order(&a.entry.name, a.entry.kind.is_tree(), &b.entry.name, b.entry.kind.is_tree())
+        });
+        let size = children.iter().map(|c| c.entry.size).fold(0, u64::saturating_add);
+        let same_entries = old.as_ref().is_some_and(|o| {
+            o.children.len() == children.len() && o.children.iter().zip(&children).all(|(a, b)| a.entry == b.entry)
+        });
+        let tree = match &old {
+            Some(o) if same_entries => {
+                self.reused_trees.fetch_add(1, Ordering::Relaxed);
+                o.tree
+            }
+            _ => {
+                let t = Tree::new(children.iter().map(|c| c.entry.clone()).collect())?;
+                self.put_object(ObjectKind::Tree, t.encode())?
+            }
+        };
+        let record = DirRecord { tree, children };
+        if old.as_ref() != Some(&record) {
+            self.send(Msg::Record(rel.to_owned(), Some(record.encode())))?;
+        }
+        Ok(Some((tree, size)))
+    }
+
+    /// Lists a folder: UTF-8, valid, NFC-normalised, not ignored; collisions reported.
+    fn list_dir(&self, rel: &str, abs: &Path) -> Result<Vec<Kid>> {
+        let mut kids: Vec<Kid> = Vec::new();
+        for ent in fs::read_dir(abs).map_err(io_err(abs))? {
+            let ent = ent.map_err(io_err(abs))?;
+            let os_name = ent.file_name();
+            let Some(raw) = os_name.to_str() else {
+                self.skip(join(rel, &os_name.to_string_lossy()), "name is not valid UTF-8");
+                continue;
+            };
+            let name: String = raw.nfc().collect();
+            let child_rel = join(rel, &name);
+            if let Err(e) = check_name(&name) {
+                self.skip(child_rel, &format!("name cannot be synced: {e}"));
+                continue;
+            }
+            let ft = ent.file_type().map_err(io_err(&ent.path()))?;
+            if self.rules.matched(&child_rel, ft.is_dir()).is_some() {
+                continue;
+            }
+            if !(ft.is_file() || ft.is_dir() || ft.is_symlink()) {
+                self.skip(child_rel, "special file (socket, fifo or device)");
+                continue;
+            }
+            kids.push(Kid { name, os_name });
+        }
+        kids.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.os_name.cmp(&b.os_name)));
+        self.find_collisions(rel, &mut kids);
+        Ok(kids)
+    }
+
+    fn find_collisions(&self, rel: &str, kids: &mut Vec<Kid>) {
+        let mut found = Vec::new();
+        // Unicode: several on-disk names normalise to one. Keep the one already in NFC
+        // (or the first), report all; the others cannot be represented in the tree.
+        let mut i = 0;
+        while i < kids.len() {
+            let j = (i..kids.len()).find(|&j| kids[j].name != kids[i].name).unwrap_or(kids.len());
+            if j - i > 1 {
+                let paths = kids[i..j].iter().map(|k| join(rel, &k.os_name.to_string_lossy())).collect();
+                found.push(Collision { kind: CollisionKind::Unicode, paths });
+                let keep = (i..j).find(|&k| kids[k].os_name.to_str() == Some(&kids[k].name)).unwrap_or(i);
+                let mut n = i;
+                kids.retain(|_| {
+                    let r = n < i || n >= j || n == keep;
+                    n += 1;
+                    r
+                });
+                i += 1;
+            } else {
+                i = j;
+            }
+        }
+        let mut by_case: HashMap<String, Vec<&str>> = HashMap::new();
+        for k in kids.iter() {
+            by_case.entry(k.name.to_lowercase()).or_default().push(&k.name);
+        }
+        for names in by_case.into_values().filter(|v| v.len() > 1) {
+            found.push(Collision { kind: CollisionKind::Case, paths: names.iter().map(|n| join(rel, n)).collect() });
+        }
+        if !found.is_empty() {
+            self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).collisions.extend(found);
+        }
+    }
+
+    fn scan_child(&self, rel: &str, abs: &Path, kid: &Kid, old: Option<&Child>) -> Result<Option<Child>> {
+        let path = abs.join(&kid.os_name);
+        let child_rel = join(rel, &kid.name);
+        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let Some(kind) = kind_of(&meta) else {
+            self.skip(child_rel, "special file (socket, fifo or device)");
+            return Ok(None);
+        };
+        if kind.is_tree() {
+            return Ok(self.scan_dir(&child_rel, &path)?.map(|(id, size)| Child {
+                entry: TreeEntry { name: kid.name.clone(), kind, id, size },
+                stat: Stat::default(),
+                stored: true,
+            }));
+        }
+        self.files.fetch_add(1, Ordering::Relaxed);
+        let stat = stat_of(&meta);
+        let cached = old.filter(|o| o.entry.kind == kind && o.stat == stat);
+        if let Some(o) = cached {
+            if self.trusted_before.is_some_and(|t| stat.mtime_ns < t) {
+                let mut c = o.clone();
+                if self.store_blobs && !o.stored {
+                    self.store_known(&path, kind, o.entry.id)?;
+                    c.stored = true;
+                }
+                return Ok(Some(c));
+            }
+            // Racy: modified too close to the last scan to trust the stat match.
+            self.racy.store(true, Ordering::Relaxed);
+        }
+        let (id, stat) = self.read_blob(&path, kind)?;
+        Ok(Some(Child {
+            entry: TreeEntry { name: kid.name.clone(), kind, id, size: stat.size },
+            stat,
+            stored: self.store_blobs,
+        }))
+    }
+
+    /// Stores a blob the stat cache already knows the id of, checking the bytes still
+    /// hash to it.
+    fn store_known(&self, path: &Path, kind: EntryKind, id: ObjectId) -> Result<()> {
+        let (got, _) = self.read_blob(path, kind)?;
+        if got == id { Ok(()) } else { Err(ScanError::Unstable { path: path.to_owned() }) }
+    }
+
+    /// Reads and hashes a file or symlink target (and queues it for storing), retrying
+    /// when it changes underneath us.
+    fn read_blob(&self, path: &Path, kind: EntryKind) -> Result<(ObjectId, Stat)> {
+        for _ in 0..READ_ATTEMPTS {
+            if let Some(r) = self.try_read_blob(path, kind)? {
+                return Ok(r);
+            }
+        }
+        Err(ScanError::Unstable { path: path.to_owned() })
+    }
+
+    fn try_read_blob(&self, path: &Path, kind: EntryKind) -> Result<Option<(ObjectId, Stat)>> {
+        self.hashed.fetch_add(1, Ordering::Relaxed);
+        if kind == EntryKind::Symlink {
+            let before = fs::symlink_metadata(path).map_err(io_err(path))?;
+            let target = fs::read_link(path).map_err(io_err(path))?;
+            let bytes = target.into_os_string().into_encoded_bytes();
+            let after = fs::symlink_metadata(path).map_err(io_err(path))?;
+            if stat_of(&before) != stat_of(&after) {
+                return Ok(None);
+            }
+            self.hashed_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let id = if self.store_blobs {
+                self.put_object(ObjectKind::Blob, bytes)?
+            } else {
+                ObjectId::for_blob(&bytes)
+            };
+            return Ok(Some((id, stat_of(&after))));
+        }
+        let mut f = File::open(path).map_err(io_err(path))?;
+        let before = stat_of(&f.metadata().map_err(io_err(path))?);
+        let small = usize::try_from(before.size).is_ok_and(|s| s <= CHUNK_SIZE);
+        let (id, bytes, read) = if small {
+            let mut buf = Vec::with_capacity(usize::try_from(before.size).unwrap_or(0) + 1);
+            f.read_to_end(&mut buf).map_err(io_err(path))?;
+            let n = buf.len() as u64;
+            (ObjectId::for_blob(&buf), self.store_blobs.then_some(buf), n)
+        } else {
+            let mut h = ObjectHasher::new(ObjectKind::Blob);
+            let mut buf = vec![0u8; 1 << 16];
+            let mut n = 0u64;
+            loop {
+                let k = f.read(&mut buf).map_err(io_err(path))?;
+                if k == 0 {
+                    break;
+                }
+                h.update(&buf[..k]);
+                n += k as u64;
+            }
+            (h.finalize(), None, n)
+        };
+        let after = stat_of(&f.metadata().map_err(io_err(path))?);
+        if before != after || read != after.size {
+            return Ok(None);
+        }
+        self.hashed_bytes.fetch_add(read, Ordering::Relaxed);
+        if let Some(bytes) = bytes {
+            self.put_object(ObjectKind::Blob, bytes)?;
+        } else if self.store_blobs {
+            self.send(Msg::LargeBlob(path.to_owned(), id))?;
+        }
+        Ok(Some((id, after)))
+    }
+}
