@@ -152,7 +152,7 @@ impl ObjectId {
         if self.0[..full] != prefix.bytes[..full] {
             return false;
         }
-        prefix.nibbles % 2 == 0 || (self.0[full] >> 4) == (prefix.bytes[full] >> 4)
+        prefix.nibbles.is_multiple_of(2) || (self.0[full] >> 4) == (prefix.bytes[full] >> 4)
     }
 }
 

@@ -50,6 +50,51 @@ enum Command {
         #[arg(short = 's')]
         size: bool,
     },
+    /// Show local changes since the last sync base.
+    Status,
+    /// Record the folder as a local commit.
+    Commit {
+        /// Commit message.
+        #[arg(short = 'm', long, default_value = "")]
+        message: String,
+    },
+    /// Show changes between two revisions (default: base and the folder now).
+    ///
+    /// Revisions: base, head, local (the folder now), or a commit or tree id (4+ hex).
+    Diff {
+        /// Old side (default: base).
+        from: Option<String>,
+        /// New side (default: local).
+        to: Option<String>,
+        /// Only paths under these.
+        #[arg(last = true)]
+        paths: Vec<String>,
+        /// Per-file counts of added and removed lines instead of patches.
+        #[arg(long, conflicts_with = "name_status")]
+        stat: bool,
+        /// One line per path with its status letter.
+        #[arg(long)]
+        name_status: bool,
+    },
+    /// List commits, newest first.
+    Log {
+        /// Start here (default: head, else base).
+        rev: Option<String>,
+        /// Show at most N commits.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        max_count: usize,
+    },
+    /// Show a commit (with its changes), a tree, or a file: REV or REV:PATH.
+    Show {
+        /// REV or REV:PATH.
+        spec: String,
+    },
+    /// Explain whether, and by which rule, paths are ignored.
+    CheckIgnore {
+        /// Paths relative to the folder.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Print the object id of files (for blobs, the same hex as `b3sum`).
     HashObject {
         /// Files to hash.
@@ -62,16 +107,28 @@ enum Command {
 }
 
 /// A failure and the exit code it maps to.
-struct Failure {
+#[derive(Debug)]
+pub(crate) struct Failure {
     code: u8,
     message: String,
     hint: Option<&'static str>,
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
 impl From<RepoError> for Failure {
     fn from(e: RepoError) -> Self {
         let hint = match &e {
             RepoError::NotInitialized(_) => Some("run `bmsync init` in the folder, or pass -C DIR"),
+            RepoError::Scan(bmsync::worktree::ScanError::Io { .. }) => {
+                Some("nothing was recorded; fix the file's permissions (or ignore it in .bmignore) and retry")
+            }
             RepoError::Store(StoreError::Corrupt { .. }) => Some(
                 "the store is damaged; your files are untouched. Move .bmsync aside and run `bmsync init` again",
             ),
@@ -92,14 +149,16 @@ fn io_failure(path: &Path, e: &std::io::Error) -> Failure {
     Failure { code: 1, message: format!("{}: {e}", path.display()), hint: None }
 }
 
+mod worktree_cmds;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Like `git -C`: later relative paths are relative to DIR.
-    if let Some(dir) = &cli.dir {
-        if let Err(e) = std::env::set_current_dir(dir) {
-            eprintln!("error: cannot change to {}: {e}", dir.display());
-            return ExitCode::from(1);
-        }
+    if let Some(dir) = &cli.dir
+        && let Err(e) = std::env::set_current_dir(dir)
+    {
+        eprintln!("error: cannot change to {}: {e}", dir.display());
+        return ExitCode::from(1);
     }
     let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match run(&cli, &dir) {
@@ -155,6 +214,28 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                 rows.iter().try_for_each(|(_, id, _)| writeln!(out, "{id}"))
             }
         }
+        Command::Status => worktree_cmds::status(&mut out, cli.json, &Repo::open(dir)?),
+        Command::Commit { message } => worktree_cmds::commit(&mut out, cli.json, &Repo::open(dir)?, message),
+        Command::Diff { from, to, paths, stat, name_status } => {
+            let repo = Repo::open(dir)?;
+            let mode = if *stat {
+                worktree_cmds::DiffMode::Stat
+            } else if *name_status {
+                worktree_cmds::DiffMode::NameStatus
+            } else {
+                worktree_cmds::DiffMode::Patch
+            };
+            let from = from.as_deref().unwrap_or(bmsync::repo::REF_BASE);
+            let to = to.as_deref().unwrap_or(bmsync::repo::REV_LOCAL);
+            worktree_cmds::diff(&mut out, cli.json, &repo, from, to, paths, mode)
+        }
+        Command::Log { rev, max_count } => {
+            let repo = Repo::open(dir)?;
+            let start = rev.as_deref().map(|r| repo.resolve(r)).transpose()?;
+            worktree_cmds::log(&mut out, cli.json, &repo, start, *max_count)
+        }
+        Command::Show { spec } => worktree_cmds::show(&mut out, cli.json, &Repo::open(dir)?, spec),
+        Command::CheckIgnore { paths } => worktree_cmds::check_ignore(&mut out, cli.json, dir, paths),
         Command::CatObject { rev, kind, size } => {
             let repo = Repo::open(dir)?;
             let id = repo.resolve(rev)?;
@@ -172,7 +253,10 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             }
         }
     };
-    res.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })
+    res.map_err(|e| match e.downcast::<Failure>() {
+        Ok(f) => f,
+        Err(e) => Failure { code: 1, message: format!("writing output: {e}"), hint: None },
+    })
 }
 
 fn hash_file(path: &Path) -> Result<(ObjectId, u64), Failure> {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::id::{ID_LEN, IdPrefix, ObjectId, ObjectKind};
 use crate::object::{ClientIdError, Commit, EntryKind, TreeEntry, check_client_id};
 use crate::reconcile::{Change, DiffStats, detect_renames, diff_trees};
-use crate::worktree::{ScanError, ScanOptions, Snapshot};
 use crate::remote::{RemoteUrl, RemoteUrlError};
 use crate::store::{Store, StoreError};
+use crate::worktree::{ScanError, ScanOptions, Snapshot};
 
 /// The folder inside a synced folder that holds bmsync's state.
 pub const STATE_DIR: &str = ".bmsync";
@@ -180,13 +180,13 @@ impl Repo {
         if let Ok(Some(id)) = self.store.get_ref(rev) {
             return Ok(id);
         }
-        if rev.len() == ID_LEN * 2 {
-            if let Ok(id) = rev.parse::<ObjectId>() {
-                if self.store.contains(&id)? {
-                    return Ok(id);
-                }
-                return Err(StoreError::NotFound { id }.into());
+        if rev.len() == ID_LEN * 2
+            && let Ok(id) = rev.parse::<ObjectId>()
+        {
+            if self.store.contains(&id)? {
+                return Ok(id);
             }
+            return Err(StoreError::NotFound { id }.into());
         }
         let prefix = IdPrefix::parse(rev).map_err(|_| RepoError::UnknownRevision(rev.to_owned()))?;
         Ok(self.store.resolve_prefix(&prefix)?)
@@ -246,7 +246,7 @@ impl Repo {
         let base = self.base()?;
         let base_tree = base.map(|b| self.store.get_commit(&b)).transpose()?.map(|c| c.tree);
         let mut stats = DiffStats::default();
-        let changes = detect_renames(diff_trees(&self.store, base_tree, Some(snapshot.root), &mut stats)?);
+        let changes = detect_renames(&diff_trees(&self.store, base_tree, Some(snapshot.root), &mut stats)?);
         Ok(Status { base, snapshot, changes })
     }
 
@@ -259,10 +259,10 @@ impl Repo {
             Some(h) => Some(h),
             None => self.base()?,
         };
-        if let Some(p) = parent {
-            if self.store.get_commit(&p)?.tree == snapshot.root {
-                return Ok(None);
-            }
+        if let Some(p) = parent
+            && self.store.get_commit(&p)?.tree == snapshot.root
+        {
+            return Ok(None);
         }
         let commit = Commit {
             tree: snapshot.root,

@@ -483,10 +483,10 @@ impl Store {
         check_ref_name(name)?;
         let txn = self.db.begin_write()?;
         {
-            if let Some(id) = new {
-                if txn.open_table(OBJECTS)?.get(id.as_bytes())?.is_none() {
-                    return Err(StoreError::NotFound { id });
-                }
+            if let Some(id) = new
+                && txn.open_table(OBJECTS)?.get(id.as_bytes())?.is_none()
+            {
+                return Err(StoreError::NotFound { id });
             }
             let mut refs = txn.open_table(REFS)?;
             let actual = refs.get(name)?.map(|v| ObjectId::from_bytes(*v.value()));

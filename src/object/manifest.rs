@@ -116,14 +116,10 @@ impl<'a> ManifestRef<'a> {
             let len = usize::from(r.u16("path length")?);
             let path = r.str(len, 1, MAX_PATH_LEN, "path")?;
             check_path(path).map_err(|e| r.invalid(at, "path", e.to_string()))?;
-            if let Some(prev) = entries.last() {
-                if path_order(prev.path, path) != Ordering::Less {
-                    return Err(r.invalid(
-                        at,
-                        "entry order",
-                        format!("{path:?} is not after {:?}", prev.path),
-                    ));
-                }
+            if let Some(prev) = entries.last()
+                && path_order(prev.path, path) != Ordering::Less
+            {
+                return Err(r.invalid(at, "entry order", format!("{path:?} is not after {:?}", prev.path)));
             }
             let len = usize::from(r.u16("key length")?);
             let key = r.str(len, 1, MAX_KEY_LEN, "key")?;

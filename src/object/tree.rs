@@ -149,11 +149,11 @@ impl<'a> TreeRef<'a> {
             check_name(name).map_err(|e| r.invalid(name_at, "entry name", e.to_string()))?;
             let id = r.id("entry id")?;
             let size = r.u64("entry size")?;
-            if let Some(prev) = entries.last() {
-                if order((prev.name, prev.kind), (name, kind)) != Ordering::Less {
-                    let why = format!("{name:?} is not after {:?}", prev.name);
-                    return Err(r.invalid(at, "entry order", why));
-                }
+            if let Some(prev) = entries.last()
+                && order((prev.name, prev.kind), (name, kind)) != Ordering::Less
+            {
+                let why = format!("{name:?} is not after {:?}", prev.name);
+                return Err(r.invalid(at, "entry order", why));
             }
             entries.push(EntryRef { name, kind, id, size });
         }

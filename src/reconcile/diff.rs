@@ -20,7 +20,7 @@ impl TreeSource for Store {
     }
 }
 
-impl TreeSource for HashMap<ObjectId, Tree> {
+impl<S: std::hash::BuildHasher> TreeSource for HashMap<ObjectId, Tree, S> {
     fn tree(&self, id: &ObjectId) -> Result<Tree, StoreError> {
         self.get(id).cloned().ok_or(StoreError::NotFound { id: *id })
     }
@@ -141,10 +141,10 @@ fn diff_into(
     if old == new {
         return Ok(());
     }
-    let a = load(src, old, stats)?;
-    let b = load(src, new, stats)?;
+    let old_tree = load(src, old, stats)?;
+    let new_tree = load(src, new, stats)?;
     let (mut i, mut j) = (0, 0);
-    let (ae, be) = (a.entries(), b.entries());
+    let (ae, be) = (old_tree.entries(), new_tree.entries());
     while i < ae.len() || j < be.len() {
         let ord = match (ae.get(i), be.get(j)) {
             (Some(x), Some(y)) => entry_order(&x.name, x.kind.is_tree(), &y.name, y.kind.is_tree()),
@@ -190,13 +190,17 @@ fn side(
         let (o, n) = if deleted { (Some(e.id), None) } else { (None, Some(e.id)) };
         diff_into(src, &path, o, n, stats, out)
     } else {
-        out.push(if deleted { Change::Deleted { path, old: e.into() } } else { Change::Added { path, new: e.into() } });
+        out.push(if deleted {
+            Change::Deleted { path, old: e.into() }
+        } else {
+            Change::Added { path, new: e.into() }
+        });
         Ok(())
     }
 }
 
 /// Pairs deletions and additions of the same blob into renames (first by path order).
-pub fn detect_renames(changes: Vec<Change>) -> Vec<Change> {
+pub fn detect_renames(changes: &[Change]) -> Vec<Change> {
     let mut deleted: HashMap<ObjectId, Vec<usize>> = HashMap::new();
     for (i, c) in changes.iter().enumerate() {
         if let Change::Deleted { old, .. } = c {
@@ -208,10 +212,10 @@ pub fn detect_renames(changes: Vec<Change>) -> Vec<Change> {
     }
     let mut renamed_from: HashMap<usize, usize> = HashMap::new();
     for (j, c) in changes.iter().enumerate() {
-        if let Change::Added { new, .. } = c {
-            if let Some(i) = deleted.get_mut(&new.id).and_then(Vec::pop) {
-                renamed_from.insert(j, i);
-            }
+        if let Change::Added { new, .. } = c
+            && let Some(i) = deleted.get_mut(&new.id).and_then(Vec::pop)
+        {
+            renamed_from.insert(j, i);
         }
     }
     let consumed: std::collections::HashSet<usize> = renamed_from.values().copied().collect();
@@ -225,7 +229,12 @@ pub fn detect_renames(changes: Vec<Change>) -> Vec<Change> {
                 let Change::Deleted { path: from, old } = &changes[i] else {
                     unreachable!("only deletions are paired")
                 };
-                out.push(Change::Renamed { from: from.clone(), path: path.clone(), old: old.clone(), new: new.clone() });
+                out.push(Change::Renamed {
+                    from: from.clone(),
+                    path: path.clone(),
+                    old: old.clone(),
+                    new: new.clone(),
+                });
             }
             _ => out.push(c.clone()),
         }
@@ -246,7 +255,12 @@ mod tests {
                 let (parts, content) = &files[i];
                 if parts.len() == 1 {
                     let id = ObjectId::for_blob(content.as_bytes());
-                    entries.push(TreeEntry { name: parts[0].into(), kind: EntryKind::File, id, size: content.len() as u64 });
+                    entries.push(TreeEntry {
+                        name: parts[0].into(),
+                        kind: EntryKind::File,
+                        id,
+                        size: content.len() as u64,
+                    });
                     i += 1;
                 } else {
                     let dir = parts[0];
@@ -273,8 +287,14 @@ mod tests {
     #[test]
     fn reports_leaf_changes_in_path_order() {
         let mut src = HashMap::new();
-        let a = build(&mut src, &[("a.md", "1"), ("d/x.md", "x"), ("d/y.md", "y"), ("gone/z", "z"), ("t", "file")]);
-        let b = build(&mut src, &[("a.md", "2"), ("d/x.md", "x"), ("d/y2.md", "y"), ("new/n", "n"), ("t/inner", "i")]);
+        let a = build(
+            &mut src,
+            &[("a.md", "1"), ("d/x.md", "x"), ("d/y.md", "y"), ("gone/z", "z"), ("t", "file")],
+        );
+        let b = build(
+            &mut src,
+            &[("a.md", "2"), ("d/x.md", "x"), ("d/y2.md", "y"), ("new/n", "n"), ("t/inner", "i")],
+        );
         let mut st = DiffStats::default();
         let changes = diff_trees(&src, Some(a), Some(b), &mut st).expect("diff");
         let summary: Vec<String> = changes
@@ -287,8 +307,10 @@ mod tests {
             })
             .collect();
         assert_eq!(summary, ["M a.md", "D d/y.md", "A d/y2.md", "D gone/z", "A new/n", "D t", "A t/inner"]);
-        let renamed = detect_renames(changes);
-        assert!(renamed.iter().any(|c| matches!(c, Change::Renamed { from, path, .. } if from == "d/y.md" && path == "d/y2.md")));
+        let renamed = detect_renames(&changes);
+        assert!(renamed.iter().any(
+            |c| matches!(c, Change::Renamed { from, path, .. } if from == "d/y.md" && path == "d/y2.md")
+        ));
         assert_eq!(renamed.len(), 6);
         assert!(diff_trees(&src, Some(a), Some(a), &mut st).expect("diff").is_empty());
     }
@@ -296,8 +318,9 @@ mod tests {
     #[test]
     fn equal_subtrees_are_never_loaded() {
         // 50 folders of 20 files; change one file in one folder.
-        let names: Vec<(String, String)> =
-            (0..50).flat_map(|d| (0..20).map(move |f| (format!("d{d:02}/f{f:02}.md"), format!("{d}-{f}")))).collect();
+        let names: Vec<(String, String)> = (0..50)
+            .flat_map(|d| (0..20).map(move |f| (format!("d{d:02}/f{f:02}.md"), format!("{d}-{f}"))))
+            .collect();
         let files: Vec<(&str, &str)> = names.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
         let mut src = HashMap::new();
         let a = build(&mut src, &files);

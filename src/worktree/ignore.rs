@@ -8,6 +8,9 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 /// What a Basic Memory project must never sync. Always applied; `.bmignore` files
 /// cannot re-include these.
 pub const BUILTIN_RULES: &[&str] = &[
+    // Every dotfile and dot-folder (Basic Memory keeps its own state in them). First, so
+    // that `check-ignore` names the more specific rules below when they match too.
+    ".*",
     ".bmsync/",
     ".git/",
     ".obsidian/",
@@ -25,8 +28,6 @@ pub const BUILTIN_RULES: &[&str] = &[
     "node_modules/",
     "__pycache__/",
     ".venv/",
-    // Every other dotfile and dot-folder (Basic Memory keeps its own state in them).
-    ".*",
 ];
 
 /// The folder's own ignore file, at its root.
@@ -79,9 +80,11 @@ impl IgnoreRules {
     pub fn load(root: &Path, global_files: &[PathBuf]) -> Result<Self, IgnoreError> {
         let mut b = GitignoreBuilder::new(root);
         for rule in BUILTIN_RULES {
-            b.add_line(None, rule).map_err(|e| IgnoreError { path: "built-in".into(), message: e.to_string() })?;
+            b.add_line(None, rule)
+                .map_err(|e| IgnoreError { path: "built-in".into(), message: e.to_string() })?;
         }
-        let builtin = b.build().map_err(|e| IgnoreError { path: "built-in".into(), message: e.to_string() })?;
+        let builtin =
+            b.build().map_err(|e| IgnoreError { path: "built-in".into(), message: e.to_string() })?;
         let mut fp = blake3::Hasher::new_derive_key("bmsync 2026-11-25 ignore rules v1");
         for r in BUILTIN_RULES {
             fp.update(r.as_bytes()).update(b"\n");
@@ -101,7 +104,8 @@ impl IgnoreRules {
                     .map_err(|e| IgnoreError { path: f.clone(), message: e.to_string() })?;
             }
         }
-        let user = u.build().map_err(|e| IgnoreError { path: root.join(BMIGNORE), message: e.to_string() })?;
+        let user =
+            u.build().map_err(|e| IgnoreError { path: root.join(BMIGNORE), message: e.to_string() })?;
         Ok(Self { builtin, user, fingerprint: *fp.finalize().as_bytes() })
     }
 
@@ -114,8 +118,8 @@ impl IgnoreRules {
     /// Whether `rel` (relative, `/`-separated) is ignored by a rule naming it directly.
     /// The scanner never descends into ignored folders, so parents need no check there.
     pub fn matched(&self, rel: &str, is_dir: bool) -> Option<IgnoreMatch> {
-        Self::explain(&self.builtin, self.builtin.matched(rel, is_dir))
-            .or_else(|| Self::explain(&self.user, self.user.matched(rel, is_dir)))
+        Self::explain(&self.builtin.matched(rel, is_dir))
+            .or_else(|| Self::explain(&self.user.matched(rel, is_dir)))
     }
 
     /// Like [`matched`](Self::matched), but also reports a match on any parent folder:
@@ -136,8 +140,7 @@ impl IgnoreRules {
         None
     }
 
-    fn explain(gi: &Gitignore, m: ignore::Match<&ignore::gitignore::Glob>) -> Option<IgnoreMatch> {
-        let _ = gi;
+    fn explain(m: &ignore::Match<&ignore::gitignore::Glob>) -> Option<IgnoreMatch> {
         match m {
             ignore::Match::Ignore(g) => Some(IgnoreMatch {
                 source: g.from().map_or_else(|| "built-in".to_owned(), |p| p.display().to_string()),

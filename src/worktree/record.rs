@@ -95,7 +95,8 @@ impl DirRecord {
             let ino = r.u64()?;
             let mode = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
             let id = ObjectId::from_bytes(r.take(ID_LEN)?.try_into().ok()?);
-            let stat = if kind.is_tree() { Stat::default() } else { Stat { size, mtime_ns, ctime_ns, ino, mode } };
+            let stat =
+                if kind.is_tree() { Stat::default() } else { Stat { size, mtime_ns, ctime_ns, ino, mode } };
             children.push(Child { entry: TreeEntry { name, kind, id, size }, stat, stored });
         }
         r.0.is_empty().then_some(Self { tree, children })
@@ -129,12 +130,22 @@ mod tests {
             tree: ObjectId::for_blob(b"t"),
             children: vec![
                 Child {
-                    entry: TreeEntry { name: "a.md".into(), kind: EntryKind::File, id: ObjectId::for_blob(b"a"), size: 1 },
+                    entry: TreeEntry {
+                        name: "a.md".into(),
+                        kind: EntryKind::File,
+                        id: ObjectId::for_blob(b"a"),
+                        size: 1,
+                    },
                     stat: Stat { size: 1, mtime_ns: -5, ctime_ns: 7, ino: 9, mode: 0o100_644 },
                     stored: true,
                 },
                 Child {
-                    entry: TreeEntry { name: "sub".into(), kind: EntryKind::Tree, id: ObjectId::for_blob(b"s"), size: 0 },
+                    entry: TreeEntry {
+                        name: "sub".into(),
+                        kind: EntryKind::Tree,
+                        id: ObjectId::for_blob(b"s"),
+                        size: 0,
+                    },
                     stat: Stat::default(),
                     stored: false,
                 },

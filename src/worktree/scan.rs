@@ -263,7 +263,8 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         let written = write_loop(store, &rx, &mut batch, &mut stored_blobs);
         // On a writer error, hang up so the walker stops at its next send.
         drop(rx);
-        let (res, mut report, visited, racy, mut stats) = walker.join().expect("the scan walker does not panic");
+        let (res, mut report, visited, racy, mut stats) =
+            walker.join().expect("the scan walker does not panic");
         written?;
         let (root_id, size) = res?;
         stats.stored_blobs = stored_blobs;
@@ -338,10 +339,11 @@ impl Ctx<'_> {
     }
 
     fn skip(&self, path: String, reason: &str) {
-        self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).skipped.push(Skipped {
-            path,
-            reason: reason.to_owned(),
-        });
+        self.report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .skipped
+            .push(Skipped { path, reason: reason.to_owned() });
     }
 
     fn put_object(&self, kind: ObjectKind, bytes: Vec<u8>) -> Result<ObjectId> {
@@ -391,7 +393,8 @@ impl Ctx<'_> {
         });
         let size = children.iter().map(|c| c.entry.size).fold(0, u64::saturating_add);
         let same_entries = old.as_ref().is_some_and(|o| {
-            o.children.len() == children.len() && o.children.iter().zip(&children).all(|(a, b)| a.entry == b.entry)
+            o.children.len() == children.len()
+                && o.children.iter().zip(&children).all(|(a, b)| a.entry == b.entry)
         });
         let tree = match &old {
             Some(o) if same_entries => {
@@ -452,7 +455,7 @@ impl Ctx<'_> {
                 let paths = kids[i..j].iter().map(|k| join(rel, &k.os_name.to_string_lossy())).collect();
                 found.push(Collision { kind: CollisionKind::Unicode, paths });
                 let keep = (i..j).find(|&k| kids[k].os_name.to_str() == Some(&kids[k].name)).unwrap_or(i);
-                let mut n = i;
+                let mut n = 0;
                 kids.retain(|_| {
                     let r = n < i || n >= j || n == keep;
                     n += 1;
@@ -468,7 +471,10 @@ impl Ctx<'_> {
             by_case.entry(k.name.to_lowercase()).or_default().push(&k.name);
         }
         for names in by_case.into_values().filter(|v| v.len() > 1) {
-            found.push(Collision { kind: CollisionKind::Case, paths: names.iter().map(|n| join(rel, n)).collect() });
+            found.push(Collision {
+                kind: CollisionKind::Case,
+                paths: names.iter().map(|n| join(rel, n)).collect(),
+            });
         }
         if !found.is_empty() {
             self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).collisions.extend(found);
@@ -582,5 +588,46 @@ impl Ctx<'_> {
             self.send(Msg::LargeBlob(path.to_owned(), id))?;
         }
         Ok(Some((id, after)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::{InitOptions, Repo};
+
+    /// The racy-timestamp rule in isolation: plant a cache record whose stat matches the
+    /// file exactly but whose id is stale (what a rewrite within one timestamp tick
+    /// leaves behind), then scan with the cache's stamp before and after the file's mtime.
+    #[test]
+    fn racy_entries_are_rehashed_and_old_ones_trusted() {
+        let d = tempfile::tempdir().expect("tmp");
+        let repo = Repo::init(d.path(), &InitOptions::default()).expect("init");
+        let path = d.path().join("n.md");
+        fs::write(&path, b"new content").expect("write");
+        let meta = fs::symlink_metadata(&path).expect("stat");
+        let stat = stat_of(&meta);
+        let stale = ObjectId::for_blob(b"old content");
+        let plant = |stamp: i64| {
+            let entry = TreeEntry { name: "n.md".into(), kind: EntryKind::File, id: stale, size: stat.size };
+            let tree = Tree::new(vec![entry.clone()]).expect("tree");
+            repo.store().put_tree(&tree).expect("put");
+            let rec = DirRecord { tree: tree.id(), children: vec![Child { entry, stat, stored: false }] };
+            let b = repo.store().batch().expect("batch");
+            b.set_worktree_record("", Some(&rec.encode())).expect("record");
+            b.set_meta(META_WORKTREE_STAMP, &stamp.to_le_bytes()).expect("stamp");
+            b.commit().expect("commit");
+        };
+        let opts = ScanOptions { store_blobs: false, global_ignore_files: vec![] };
+        let id_of = |s: &Snapshot| repo.store().get_tree(&s.root).expect("tree").entries()[0].id;
+        // Cache written in the same tick as the file's mtime: not trusted, re-read.
+        plant(stat.mtime_ns);
+        let s = scan(d.path(), repo.store(), &opts).expect("scan");
+        assert_eq!((id_of(&s), s.stats.hashed), (ObjectId::for_blob(b"new content"), 1));
+        // Cache written strictly later: trusted without reading (which is why the rule
+        // above is what keeps a same-tick rewrite from being missed).
+        plant(stat.mtime_ns + 1);
+        let s = scan(d.path(), repo.store(), &opts).expect("scan");
+        assert_eq!((id_of(&s), s.stats.hashed), (stale, 0));
     }
 }

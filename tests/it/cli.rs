@@ -7,7 +7,15 @@ use bmsync::object::{Commit, EntryKind, Tree, TreeEntry};
 use bmsync::{ObjectId, Repo};
 
 fn bmsync(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bmsync")).arg("-C").arg(dir).args(args).output().expect("run bmsync")
+    // A private HOME keeps the developer's global ignore rules out of the results.
+    Command::new(env!("CARGO_BIN_EXE_bmsync"))
+        .env("HOME", dir)
+        .env_remove("BASIC_MEMORY_CONFIG_DIR")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run bmsync")
 }
 
 fn stdout(o: &Output) -> String {
@@ -182,4 +190,144 @@ fn cat_object_prints_trees_and_commits() {
             .expect("json");
     assert_eq!(v["commit"]["message"], "hello");
     assert_eq!(v["commit"]["tree"], tid.to_hex());
+}
+
+/// Replaces 64-hex ids and 12-hex short ids with placeholders, for stable snapshots.
+fn redact(s: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() == 64 {
+            out.push_str("<id>");
+        } else if run.len() == 12 {
+            out.push_str("<short>");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for ch in s.chars() {
+        if ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase() {
+            run.push(ch);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+#[test]
+fn status_commit_diff_log_show_snapshots() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    ok(&bmsync(d, &["init", "--client-id", "alice"]));
+    std::fs::create_dir_all(d.join("notes")).expect("mkdir");
+    std::fs::write(d.join("notes/idea.md"), "---\ntitle: Idea\n---\nfirst line\n").expect("write");
+    std::fs::write(d.join("todo.md"), "- milk\n").expect("write");
+    std::fs::write(d.join(".DS_Store"), "junk").expect("write");
+    assert_eq!(
+        ok(&bmsync(d, &["status"])),
+        "No sync yet: every file is new to the remote\nLocal changes:\n  added:    notes/idea.md\n  added:    todo.md\n"
+    );
+    assert_eq!(redact(&ok(&bmsync(d, &["commit", "-m", "first"]))), "Committed <short> (tree <short>)\n");
+    assert_eq!(
+        ok(&bmsync(d, &["commit", "-m", "again"])),
+        "Nothing to commit: the folder matches the last commit\n"
+    );
+    std::fs::write(d.join("notes/idea.md"), "---\ntitle: Idea\n---\nfirst line\nsecond line\n")
+        .expect("write");
+    std::fs::rename(d.join("todo.md"), d.join("notes/todo.md")).expect("mv");
+    assert_eq!(
+        ok(&bmsync(d, &["diff", "head"])),
+        "diff --bmsync notes/idea.md notes/idea.md\n--- a/notes/idea.md\n+++ b/notes/idea.md\n@@ -2,3 +2,4 @@\n \
+         title: Idea\n ---\n first line\n+second line\ndiff --bmsync todo.md notes/todo.md\n"
+    );
+    assert_eq!(
+        ok(&bmsync(d, &["diff", "--name-status", "head", "local"])),
+        "M\tnotes/idea.md\nR\ttodo.md\tnotes/todo.md\n"
+    );
+    assert_eq!(
+        ok(&bmsync(d, &["diff", "--stat", "head", "local", "--", "notes/idea.md"])),
+        " notes/idea.md | +1 -0\n 1 files changed, 1 insertions(+), 0 deletions(-)\n"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&bmsync(d, &["--json", "diff", "--stat", "head"]))).expect("json");
+    assert_eq!(v["changes"][0]["status"], "modified");
+    assert_eq!(v["changes"][0]["insertions"], 1);
+    assert_eq!(v["changes"][1]["status"], "renamed");
+    assert_eq!(v["changes"][1]["from"], "todo.md");
+    ok(&bmsync(d, &["commit", "-m", "second\n\nwith body"]));
+    let log = redact(&ok(&bmsync(d, &["log"])));
+    let log = log.lines().filter(|l| !l.starts_with("Date:")).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        log,
+        "commit <id> (head)\nClient: alice\n\n    second\n    \n    with body\n\ncommit <id>\nClient: alice\n\n    first"
+    );
+    assert_eq!(ok(&bmsync(d, &["show", "head:notes/todo.md"])), "- milk\n");
+    assert_eq!(ok(&bmsync(d, &["show", "head:notes"])), "idea.md\ntodo.md\n");
+    assert_eq!(ok(&bmsync(d, &["show", "local:"])), "notes/\n");
+    let shown = redact(&ok(&bmsync(d, &["show", "head"])));
+    assert!(shown.ends_with("  modified: notes/idea.md\n  renamed:  todo.md -> notes/todo.md\n"), "{shown}");
+    let missing = bmsync(d, &["show", "head:nope.md"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("\"nope.md\" is not in head"), "{}", stderr(&missing));
+    let v: serde_json::Value = serde_json::from_str(&ok(&bmsync(d, &["--json", "status"]))).expect("json");
+    assert_eq!(v["clean"], false);
+    assert_eq!(v["base"], serde_json::Value::Null);
+    assert_eq!(
+        ok(&bmsync(d, &["check-ignore", ".DS_Store", "notes/idea.md", ".obsidian/x"])),
+        ".DS_Store: ignored by built-in rule \".DS_Store\"\nnotes/idea.md: not ignored\n\
+         .obsidian/x: ignored by built-in rule \".obsidian/\"\n"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_a_clear_error_and_nothing_is_recorded() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    ok(&bmsync(d, &["init"]));
+    std::fs::write(d.join("ok.md"), "fine").expect("write");
+    std::fs::write(d.join("locked.md"), "secret").expect("write");
+    // Root reads anything, so as root the CLI runs as `nobody` (folder opened up for it).
+    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let run = |args: &[&str]| -> Output {
+        if as_root {
+            Command::new("setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    env!("CARGO_BIN_EXE_bmsync"),
+                    "-C",
+                ])
+                .arg(d)
+                .args(args)
+                .env("HOME", d)
+                .env_remove("BASIC_MEMORY_CONFIG_DIR")
+                .output()
+                .expect("setpriv runs (util-linux)")
+        } else {
+            bmsync(d, args)
+        }
+    };
+    if as_root {
+        for p in [d.to_path_buf(), d.join(".bmsync"), d.join(".bmsync/store.redb"), d.join("ok.md")] {
+            let mode = if p.is_dir() { 0o777 } else { 0o666 };
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+    }
+    std::fs::set_permissions(d.join("locked.md"), std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    for cmd in [&["status"][..], &["commit", "-m", "x"]] {
+        let o = run(cmd);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("locked.md") && err.contains("ermission denied"), "{cmd:?}: {err}");
+        assert!(err.contains("nothing was recorded"), "{err}");
+    }
+    std::fs::set_permissions(d.join("locked.md"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_eq!(ok(&bmsync(d, &["log"])), "No commits yet\n");
+    assert!(ok(&bmsync(d, &["status"])).contains("added:    locked.md"));
 }

@@ -1,0 +1,261 @@
+//! Scanning real folders: stat cache, racy timestamps, ignore rules, names, symlinks.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use bmsync::reconcile::Change;
+use bmsync::worktree::{CollisionKind, ScanOptions, Snapshot, scan};
+use bmsync::{EntryKind, InitOptions, ObjectId, ObjectKind, Repo};
+
+fn repo() -> (tempfile::TempDir, Repo) {
+    let d = tempfile::tempdir().expect("tmp");
+    let r = Repo::init(d.path(), &InitOptions { client_id: Some("t".into()), ..InitOptions::default() })
+        .expect("init");
+    (d, r)
+}
+
+fn opts(store_blobs: bool) -> ScanOptions {
+    ScanOptions { store_blobs, global_ignore_files: vec![] }
+}
+
+fn scan_of(r: &Repo, store_blobs: bool) -> Snapshot {
+    scan(r.root(), r.store(), &opts(store_blobs)).expect("scan")
+}
+
+fn write(root: &Path, rel: &str, content: &[u8]) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().expect("has parent")).expect("mkdir");
+    fs::write(&p, content).expect("write");
+}
+
+/// Sets a file's mtime `secs` seconds from now (negative: in the past).
+fn set_mtime(path: &Path, secs: i64) {
+    let now = SystemTime::now();
+    let t = if secs >= 0 {
+        now + Duration::from_secs(secs.unsigned_abs())
+    } else {
+        now - Duration::from_secs(secs.unsigned_abs())
+    };
+    fs::File::options().write(true).open(path).expect("open").set_modified(t).expect("set mtime");
+}
+
+/// Every leaf path in a tree, with its kind.
+fn leaves(r: &Repo, root: ObjectId) -> Vec<(String, EntryKind)> {
+    fn go(r: &Repo, id: ObjectId, prefix: &str, out: &mut Vec<(String, EntryKind)>) {
+        for e in r.store().get_tree(&id).expect("tree").entries() {
+            let p = if prefix.is_empty() { e.name.clone() } else { format!("{prefix}/{}", e.name) };
+            if e.kind.is_tree() {
+                go(r, e.id, &p, out);
+            } else {
+                out.push((p, e.kind));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(r, root, "", &mut out);
+    out
+}
+
+fn paths(r: &Repo, root: ObjectId) -> Vec<String> {
+    leaves(r, root).into_iter().map(|(p, _)| p).collect()
+}
+
+#[test]
+fn an_unchanged_folder_is_not_rehashed_and_trees_are_reused() {
+    let (d, r) = repo();
+    for i in 0..30 {
+        write(d.path(), &format!("n{}/note{i}.md", i % 3), format!("note {i}").as_bytes());
+    }
+    for i in 0..30 {
+        set_mtime(&d.path().join(format!("n{}/note{i}.md", i % 3)), -100);
+    }
+    let first = scan_of(&r, false);
+    assert_eq!((first.stats.files, first.stats.hashed, first.stats.dirs), (30, 30, 4));
+    let second = scan_of(&r, false);
+    assert_eq!(second.root, first.root);
+    assert_eq!(second.stats.hashed, 0, "stat cache must spare every read");
+    assert_eq!(second.stats.reused_trees, 4, "every folder keeps its tree id without encoding");
+    // Touch one file's content: only it is re-read, and only its folder and the root re-encoded.
+    write(d.path(), "n1/note4.md", b"edited!");
+    set_mtime(&d.path().join("n1/note4.md"), -50);
+    let third = scan_of(&r, false);
+    assert_ne!(third.root, first.root);
+    assert_eq!(third.stats.hashed, 1);
+    assert_eq!(third.stats.reused_trees, 2);
+}
+
+#[test]
+fn a_rewrite_within_the_same_timestamp_tick_is_still_seen() {
+    let (d, r) = repo();
+    let path = d.path().join("racy.md");
+    // Coarse-clock filesystems give both writes one timestamp; fine-grained ones may
+    // not, and then the stat differs anyway. Either way the new content must be seen.
+    // (The rule itself is tested cell by cell next to the scanner.)
+    for attempt in 0..20u32 {
+        let a = format!("version A {attempt:05}");
+        let b = format!("version B {attempt:05}");
+        fs::write(&path, &a).expect("write a");
+        let s1 = scan_of(&r, false);
+        fs::write(&path, &b).expect("write b");
+        let s2 = scan_of(&r, false);
+        assert_ne!(s1.root, s2.root, "attempt {attempt}: the second version must be seen");
+        let want = ObjectId::for_blob(b.as_bytes());
+        assert_eq!(r.store().get_tree(&s2.root).expect("tree").entries()[0].id, want);
+    }
+}
+
+#[test]
+fn ignored_paths_never_enter_the_tree() {
+    let (d, r) = repo();
+    write(d.path(), "keep.md", b"k");
+    write(d.path(), ".DS_Store", b"x");
+    write(d.path(), "a/.DS_Store", b"x");
+    write(d.path(), "scratch.tmp", b"x");
+    write(d.path(), ".obsidian/workspace.json", b"{}");
+    write(d.path(), "node_modules/x/index.js", b"x");
+    write(d.path(), "memory.db", b"x");
+    write(d.path(), "drafts/wip.md", b"x");
+    write(d.path(), "a/b.md", b"b");
+    let before = scan_of(&r, false);
+    assert_eq!(paths(&r, before.root), ["a/b.md", "drafts/wip.md", "keep.md"]);
+    write(d.path(), ".bmignore", b"drafts/\n");
+    let after = scan_of(&r, false);
+    assert_eq!(paths(&r, after.root), ["a/b.md", "keep.md"]);
+    // Nothing from .bmsync itself is ever scanned.
+    assert!(d.path().join(".bmsync/store.redb").exists());
+}
+
+#[test]
+fn symlinks_are_recorded_never_followed() {
+    let (d, r) = repo();
+    let outside = tempfile::tempdir().expect("outside");
+    write(outside.path(), "secret.md", b"do not sync");
+    write(d.path(), "real/n.md", b"n");
+    symlink(outside.path(), d.path().join("out")).expect("symlink");
+    symlink("real", d.path().join("in")).expect("symlink");
+    symlink("/nonexistent/target", d.path().join("dangling")).expect("symlink");
+    let s = scan_of(&r, true);
+    let got = leaves(&r, s.root);
+    assert_eq!(
+        got,
+        [
+            ("dangling".to_owned(), EntryKind::Symlink),
+            ("in".to_owned(), EntryKind::Symlink),
+            ("out".to_owned(), EntryKind::Symlink),
+            ("real/n.md".to_owned(), EntryKind::File),
+        ]
+    );
+    let tree = r.store().get_tree(&s.root).expect("tree");
+    let out = tree.entries().iter().find(|e| e.name == "out").expect("out");
+    let target = r.store().get_kind(&out.id, ObjectKind::Blob).expect("target blob");
+    assert_eq!(target, outside.path().as_os_str().as_encoded_bytes());
+}
+
+#[test]
+fn name_collisions_are_reported_and_protected() {
+    let (d, r) = repo();
+    let nfc = "caf\u{e9}.md";
+    let nfd = "cafe\u{301}.md";
+    write(d.path(), nfc, b"composed");
+    write(d.path(), nfd, b"decomposed");
+    write(d.path(), "Note.md", b"upper");
+    write(d.path(), "note.md", b"lower");
+    write(d.path(), "sub/\u{212b}ngstr\u{f6}m.md", b"only nfd-ish");
+    let s = scan_of(&r, false);
+    let kinds: Vec<_> = s.report.collisions.iter().map(|c| (c.kind, c.paths.clone())).collect();
+    assert!(kinds.contains(&(CollisionKind::Unicode, vec![nfd.to_owned(), nfc.to_owned()])), "{kinds:?}");
+    assert!(
+        kinds.contains(&(CollisionKind::Case, vec!["Note.md".to_owned(), "note.md".to_owned()])),
+        "{kinds:?}"
+    );
+    let protected: Vec<&str> = s.report.protected_paths().collect();
+    for p in [nfc, nfd, "Note.md", "note.md"] {
+        assert!(protected.contains(&p), "{p} must be protected");
+    }
+    let tree = r.store().get_tree(&s.root).expect("tree");
+    let cafe: Vec<_> = tree.entries().iter().filter(|e| e.name.starts_with("caf")).collect();
+    assert_eq!(cafe.len(), 1, "one name in the tree");
+    assert_eq!(cafe[0].name, nfc);
+    assert_eq!(cafe[0].id, ObjectId::for_blob(b"composed"), "the NFC-named file is the one kept");
+    // A lone non-NFC name is stored NFC-normalised.
+    assert!(paths(&r, s.root).contains(&"sub/\u{c5}ngstr\u{f6}m.md".to_owned()));
+}
+
+#[test]
+fn odd_names_and_special_files_are_reported_not_dropped_silently() {
+    use std::os::unix::ffi::OsStrExt;
+    let (d, r) = repo();
+    write(d.path(), "ok.md", b"ok");
+    fs::write(d.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname.md")), b"x").expect("write");
+    let _sock = std::os::unix::net::UnixListener::bind(d.path().join("agent.sock")).expect("socket");
+    fs::create_dir(d.path().join("empty")).expect("mkdir");
+    let s = scan_of(&r, false);
+    assert_eq!(paths(&r, s.root), ["ok.md"], "empty folders are not kept");
+    let skipped: Vec<_> = s.report.skipped.iter().map(|x| (x.path.as_str(), x.reason.as_str())).collect();
+    assert!(skipped.contains(&("bad\u{fffd}name.md", "name is not valid UTF-8")), "{skipped:?}");
+    assert!(skipped.iter().any(|(p, r)| *p == "agent.sock" && r.contains("special file")), "{skipped:?}");
+}
+
+#[test]
+fn kinds_and_sizes_are_recorded() {
+    let (d, r) = repo();
+    write(d.path(), "run.sh", b"#!/bin/sh\n");
+    fs::set_permissions(d.path().join("run.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let big: Vec<u8> = (0..2_500_000u32).map(|i| (i * 31 % 256) as u8).collect();
+    write(d.path(), "att/big.bin", &big);
+    let s = scan_of(&r, true);
+    assert_eq!(s.size, 10 + big.len() as u64);
+    assert_eq!(s.stats.stored_blobs, 2);
+    assert_eq!(
+        leaves(&r, s.root),
+        [("att/big.bin".into(), EntryKind::File), ("run.sh".into(), EntryKind::Executable)]
+    );
+    let mut out = Vec::new();
+    r.store().read_blob_to(&ObjectId::for_blob(&big), &mut out).expect("stored large blob");
+    assert!(out == big);
+}
+
+#[test]
+fn commit_stores_blobs_that_status_only_hashed() {
+    let (d, r) = repo();
+    write(d.path(), "a.md", b"alpha");
+    set_mtime(&d.path().join("a.md"), -100);
+    let st = r.status().expect("status");
+    assert_eq!(st.changes.len(), 1);
+    assert!(!r.store().contains(&ObjectId::for_blob(b"alpha")).expect("contains"));
+    let (id, c) = r.commit("m").expect("commit").expect("something to commit");
+    assert!(r.store().contains(&ObjectId::for_blob(b"alpha")).expect("contains"));
+    assert_eq!(r.head().expect("head"), Some(id));
+    assert_eq!(c.tree, st.snapshot.root);
+    assert!(r.commit("again").expect("commit").is_none(), "nothing changed");
+}
+
+#[test]
+fn status_pairs_renames_and_sees_edits_and_deletes() {
+    let (d, r) = repo();
+    write(d.path(), "a.md", b"alpha");
+    write(d.path(), "dir/b.md", b"beta");
+    write(d.path(), "c.md", b"gamma");
+    let (first, _) = r.commit("one").expect("commit").expect("new");
+    // Make it the sync base, as a sync would.
+    r.store().update_ref("base", None, Some(first)).expect("base");
+    fs::rename(d.path().join("dir/b.md"), d.path().join("b-moved.md")).expect("mv");
+    write(d.path(), "a.md", b"alpha, edited");
+    fs::remove_file(d.path().join("c.md")).expect("rm");
+    write(d.path(), "new.md", b"new");
+    let st = r.status().expect("status");
+    assert_eq!(st.base, Some(first));
+    let got: Vec<String> = st
+        .changes
+        .iter()
+        .map(|c| match c {
+            Change::Added { path, .. } => format!("A {path}"),
+            Change::Deleted { path, .. } => format!("D {path}"),
+            Change::Modified { path, .. } => format!("M {path}"),
+            Change::Renamed { from, path, .. } => format!("R {from} {path}"),
+        })
+        .collect();
+    assert_eq!(got, ["M a.md", "R dir/b.md b-moved.md", "D c.md", "A new.md"]);
+}
