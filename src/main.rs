@@ -161,7 +161,19 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match run(&cli, &dir) {
+    let code = run_and_report(&cli, &dir);
+    // For the benchmark harness: the process's peak memory, from the kernel.
+    if std::env::var_os("BMSYNC_REPORT_PEAK_RSS").is_some() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+            eprintln!("peak_rss_kib: {}", kib.trim().trim_end_matches("kB").trim());
+        }
+    }
+    code
+}
+
+fn run_and_report(cli: &Cli, dir: &Path) -> ExitCode {
+    match run(cli, dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {}", f.message);

@@ -1,0 +1,195 @@
+//! Working-tree benchmarks, measured against git and b3sum in the same run.
+//!
+//! `cargo bench --bench worktree -- [--files N] [--seed S]` (default 100,000 files).
+//! Prints each figure and its ratio to the anchor; BENCHMARKS.md records a run.
+
+#[path = "support/genvault.rs"]
+mod genvault;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bmsync::object::{EntryKind, Tree, TreeEntry};
+use bmsync::reconcile::{DiffStats, diff_trees};
+use bmsync::store::Store;
+use bmsync::{ObjectId, ObjectKind};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Runs a command in `dir`, returning its wall time; panics with its stderr on failure.
+fn timed(dir: &Path, prog: &str, args: &[&str]) -> (Duration, String) {
+    let t = Instant::now();
+    let out = Command::new(prog)
+        .args(args)
+        .current_dir(dir)
+        .env("BMSYNC_REPORT_PEAK_RSS", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{prog}: {e}"));
+    let d = t.elapsed();
+    assert!(out.status.success(), "{prog} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    (d, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn median(dir: &Path, prog: &str, args: &[&str], runs: usize) -> Duration {
+    let mut v: Vec<Duration> = (0..runs).map(|_| timed(dir, prog, args).0).collect();
+    v.sort();
+    v[runs / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
+}
+
+fn peak_rss_kib(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|l| l.strip_prefix("peak_rss_kib: ")).and_then(|v| v.trim().parse().ok())
+}
+
+fn have(prog: &str) -> bool {
+    Command::new(prog).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn main() {
+    let n = arg("--files", 100_000);
+    let seed = arg("--seed", 1) as u64;
+    let bm = env!("CARGO_BIN_EXE_bmsync");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let vault = tmp.path().join("vault");
+    println!("# bmsync worktree benchmark: {n} files, seed {seed}, {} cores", num_cpus());
+    let t = Instant::now();
+    genvault::generate(&vault, n, seed).expect("generate vault");
+    let bytes: u64 = walk_size(&vault);
+    println!("generated {n} files, {:.1} MiB, in {}", bytes as f64 / 1048576.0, ms(t.elapsed()));
+
+    // git: a repository over the same folder, told to leave .bmsync alone.
+    timed(&vault, "git", &["init", "-q"]);
+    std::fs::write(vault.join(".git/info/exclude"), ".bmsync/\n").expect("exclude");
+    timed(&vault, bm, &["init", "--client-id", "bench"]);
+    sync_fs();
+
+    // First commit: hash and store everything, against git add -A and b3sum.
+    let (bm_commit, err) = timed(&vault, bm, &["commit", "-m", "first"]);
+    let commit_rss = peak_rss_kib(&err);
+    let (git_add, _) = timed(&vault, "git", &["add", "-A"]);
+    timed(&vault, "git", &["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "x"]);
+    println!("\n## first commit (hash + store everything)");
+    println!("bmsync commit        {:>10}   peak RSS {} MiB", ms(bm_commit), commit_rss.map_or(0, |k| k / 1024));
+    println!("git add -A           {:>10}   bmsync/git = {}  (target <= 0.50x)", ms(git_add), ratio(bm_commit, git_add));
+    if have("b3sum") {
+        let (b3, _) = timed(&vault, "sh", &["-c", "find . -path ./.git -prune -o -path ./.bmsync -prune -o -type f -print0 | xargs -0 -P 2 -n 512 b3sum > /dev/null"]);
+        println!("b3sum (2 procs)      {:>10}   bmsync/b3sum = {}  (target <= 2.00x)", ms(b3), ratio(bm_commit, b3));
+    } else {
+        println!("b3sum                not installed (cargo install b3sum): ratio not measured");
+    }
+
+    // No-change status, warm cache.
+    timed(&vault, bm, &["status"]);
+    let bm_status = median(&vault, bm, &["status"], 7);
+    let (_, err) = timed(&vault, bm, &["status"]);
+    let status_rss = peak_rss_kib(&err);
+    let git_status = median(&vault, "git", &["status", "--porcelain"], 7);
+    println!("\n## status, no changes, warm cache (median of 7)");
+    println!("bmsync status        {:>10}   peak RSS {} MiB (target < 200)", ms(bm_status), status_rss.map_or(0, |k| k / 1024));
+    println!("git status --porcelain {:>8}   bmsync/git = {}  (target <= 1.00x, stretch 0.50x)", ms(git_status), ratio(bm_status, git_status));
+
+    // Touch 100 files (append a line), then status.
+    let files = list_files(&vault);
+    for f in files.iter().step_by((files.len() / 100).max(1)).take(100) {
+        use std::io::Write;
+        std::fs::OpenOptions::new().append(true).open(f).expect("open").write_all(b"\nedit\n").expect("append");
+    }
+    let (touched, _) = timed(&vault, bm, &["status"]);
+    let touched_again = median(&vault, bm, &["status"], 5);
+    println!("\n## status after appending to 100 files");
+    println!("first status         {:>10}   / no-change = {}  (target <= 1.20x)", ms(touched), ratio(touched, bm_status));
+    println!("later statuses       {:>10}   / no-change = {}", ms(touched_again), ratio(touched_again, bm_status));
+
+    tree_diff_bench(tmp.path());
+}
+
+/// Two 1,000,000-entry trees (1,000 folders of 1,000 files) differing in 100 files.
+fn tree_diff_bench(dir: &Path) {
+    let store = Store::create(&dir.join("diff.redb"), &[]).expect("store");
+    let folders = 1000;
+    let per = 1000;
+    let leaf = |d: usize, f: usize, v: u8| TreeEntry {
+        name: format!("note-{f:04}.md"),
+        kind: EntryKind::File,
+        id: ObjectId::for_blob(&[(d % 256) as u8, (d / 256) as u8, (f % 256) as u8, (f / 256) as u8, v]),
+        size: 4096,
+    };
+    let build = |changed: &[usize]| -> ObjectId {
+        let batch = store.batch().expect("batch");
+        let mut top = Vec::with_capacity(folders);
+        for d in 0..folders {
+            let v = u8::from(changed.contains(&d));
+            let entries: Vec<TreeEntry> = (0..per).map(|f| leaf(d, f, if f == 7 { v } else { 0 })).collect();
+            let t = Tree::new(entries).expect("tree");
+            let (id, _) = batch.put(ObjectKind::Tree, &t.encode()).expect("put");
+            top.push(TreeEntry { name: format!("folder-{d:04}"), kind: EntryKind::Tree, id, size: t.total_size() });
+        }
+        let root = Tree::new(top).expect("root");
+        let (id, _) = batch.put(ObjectKind::Tree, &root.encode()).expect("put");
+        batch.commit().expect("commit");
+        id
+    };
+    let a = build(&[]);
+    let changed: Vec<usize> = (0..100).map(|i| i * 10).collect();
+    let b = build(&changed);
+    let mut times = Vec::new();
+    let mut loaded = 0;
+    for _ in 0..9 {
+        let mut st = DiffStats::default();
+        let t = Instant::now();
+        let changes = diff_trees(&store, Some(a), Some(b), &mut st).expect("diff");
+        times.push(t.elapsed());
+        assert_eq!(changes.len(), 100);
+        loaded = st.trees_loaded;
+    }
+    let first = times[0];
+    times.sort();
+    println!("\n## tree diff: two 1,000,000-entry trees, 100 changed files");
+    println!("first run            {:>10}   ({loaded} trees loaded of 2,002)", ms(first));
+    println!("median of 9          {:>10}   (target < 5 ms)", ms(times[4]));
+}
+
+fn list_files(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).expect("read_dir").flatten() {
+        let name = e.file_name();
+        if name == ".git" || name == ".bmsync" {
+            continue;
+        }
+        if e.file_type().expect("type").is_dir() {
+            out.extend(list_files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn sync_fs() {
+    let _ = Command::new("sync").status();
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+fn walk_size(p: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(p).expect("read_dir").flatten() {
+        let m = e.metadata().expect("metadata");
+        total += if m.is_dir() { walk_size(&e.path()) } else { m.len() };
+    }
+    total
+}
