@@ -95,6 +95,15 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Move a ref (plumbing), optionally only if it still points at OLD.
+    UpdateRef {
+        /// Ref name, e.g. head or base.
+        name: String,
+        /// New target: a revision, or `none` to delete the ref.
+        new: String,
+        /// Expected current target (`none`: must not exist). Without it, any value.
+        old: Option<String>,
+    },
     /// Print the object id of files (for blobs, the same hex as `b3sum`).
     HashObject {
         /// Files to hash.
@@ -248,6 +257,21 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
         }
         Command::Show { spec } => worktree_cmds::show(&mut out, cli.json, &Repo::open(dir)?, spec),
         Command::CheckIgnore { paths } => worktree_cmds::check_ignore(&mut out, cli.json, dir, paths),
+        Command::UpdateRef { name, new, old } => {
+            let repo = Repo::open(dir)?;
+            let target = |r: &str| if r == "none" { Ok(None) } else { repo.resolve(r).map(Some) };
+            let new = target(new)?;
+            let old = match old {
+                Some(o) => target(o)?,
+                None => repo.store().get_ref(name)?,
+            };
+            repo.store().update_ref(name, old, new)?;
+            if cli.json {
+                writeln!(out, "{}", json!({ "ref": name, "old": old, "new": new }))
+            } else {
+                Ok(())
+            }
+        }
         Command::CatObject { rev, kind, size } => {
             let repo = Repo::open(dir)?;
             let id = repo.resolve(rev)?;

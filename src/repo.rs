@@ -246,7 +246,8 @@ impl Repo {
         let base = self.base()?;
         let base_tree = base.map(|b| self.store.get_commit(&b)).transpose()?.map(|c| c.tree);
         let mut stats = DiffStats::default();
-        let changes = detect_renames(&diff_trees(&self.store, base_tree, Some(snapshot.root), &mut stats)?);
+        let changes =
+            detect_renames(&diff_trees(&self.store.reader()?, base_tree, Some(snapshot.root), &mut stats)?);
         Ok(Status { base, snapshot, changes })
     }
 

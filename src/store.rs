@@ -391,46 +391,76 @@ impl Store {
     }
 
     fn read_into(&self, id: &ObjectId, want: Option<ObjectKind>, out: &mut dyn Write) -> Result<ObjectKind> {
-        let txn = self.db.begin_read()?;
-        let objects = txn.open_table(OBJECTS)?;
-        let row = objects.get(id.as_bytes())?.ok_or(StoreError::NotFound { id: *id })?;
-        let row = row.value();
-        let (kind, layout, size) = parse_header(id, row)?;
-        if let Some(expected) = want.filter(|&w| w != kind) {
-            return Err(StoreError::WrongKind { id: *id, expected, found: kind });
-        }
-        let mut hasher = ObjectHasher::new(kind);
-        let mut emit = |chunk: &[u8]| -> Result<()> {
-            hasher.update(chunk);
-            out.write_all(chunk).map_err(|source| StoreError::Io { id: *id, source })
-        };
-        if layout == LAYOUT_INLINE {
-            if size > CHUNK_SIZE as u64 {
-                return Err(corrupt(id, format!("inline object of {size} bytes exceeds the chunk size")));
-            }
-            emit(&decompress(id, &row[HEADER_LEN..], size)?)?;
-        } else {
-            if size <= CHUNK_SIZE as u64 || !row[HEADER_LEN..].is_empty() {
-                return Err(corrupt(id, "chunked row is not canonical"));
-            }
-            let chunks = txn.open_table(CHUNKS)?;
-            let count = size.div_ceil(CHUNK_SIZE as u64);
-            for i in 0..count {
-                let idx = u32::try_from(i).map_err(|_| corrupt(id, "too many chunks"))?;
-                let want = (size - i * CHUNK_SIZE as u64).min(CHUNK_SIZE as u64);
-                let frame = chunks
-                    .get((id.as_bytes(), idx))?
-                    .ok_or_else(|| corrupt(id, format!("chunk {idx} is missing")))?;
-                emit(&decompress(id, frame.value(), want)?)?;
-            }
-        }
-        let actual = hasher.finalize();
-        if actual != *id {
-            return Err(corrupt(id, format!("content hashes to {actual}")));
-        }
-        Ok(kind)
+        read_object(&self.db.begin_read()?, id, want, out)
     }
 
+    /// A consistent read view for many lookups (a tree walk): one read transaction
+    /// instead of one a lookup.
+    pub fn reader(&self) -> Result<StoreReader> {
+        Ok(StoreReader { txn: self.db.begin_read()? })
+    }
+}
+
+/// A read view of the store at one point in time (see [`Store::reader`]).
+pub struct StoreReader {
+    txn: redb::ReadTransaction,
+}
+
+impl StoreReader {
+    /// Reads an object that must be of `kind`, verified against its id.
+    pub fn get_kind(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        read_object(&self.txn, id, Some(kind), &mut out)?;
+        Ok(out)
+    }
+}
+
+fn read_object(
+    txn: &redb::ReadTransaction,
+    id: &ObjectId,
+    want: Option<ObjectKind>,
+    out: &mut dyn Write,
+) -> Result<ObjectKind> {
+    let objects = txn.open_table(OBJECTS)?;
+    let row = objects.get(id.as_bytes())?.ok_or(StoreError::NotFound { id: *id })?;
+    let row = row.value();
+    let (kind, layout, size) = parse_header(id, row)?;
+    if let Some(expected) = want.filter(|&w| w != kind) {
+        return Err(StoreError::WrongKind { id: *id, expected, found: kind });
+    }
+    let mut hasher = ObjectHasher::new(kind);
+    let mut emit = |chunk: &[u8]| -> Result<()> {
+        hasher.update(chunk);
+        out.write_all(chunk).map_err(|source| StoreError::Io { id: *id, source })
+    };
+    if layout == LAYOUT_INLINE {
+        if size > CHUNK_SIZE as u64 {
+            return Err(corrupt(id, format!("inline object of {size} bytes exceeds the chunk size")));
+        }
+        emit(&decompress(id, &row[HEADER_LEN..], size)?)?;
+    } else {
+        if size <= CHUNK_SIZE as u64 || !row[HEADER_LEN..].is_empty() {
+            return Err(corrupt(id, "chunked row is not canonical"));
+        }
+        let chunks = txn.open_table(CHUNKS)?;
+        let count = size.div_ceil(CHUNK_SIZE as u64);
+        for i in 0..count {
+            let idx = u32::try_from(i).map_err(|_| corrupt(id, "too many chunks"))?;
+            let want = (size - i * CHUNK_SIZE as u64).min(CHUNK_SIZE as u64);
+            let frame = chunks
+                .get((id.as_bytes(), idx))?
+                .ok_or_else(|| corrupt(id, format!("chunk {idx} is missing")))?;
+            emit(&decompress(id, frame.value(), want)?)?;
+        }
+    }
+    let actual = hasher.finalize();
+    if actual != *id {
+        return Err(corrupt(id, format!("content hashes to {actual}")));
+    }
+    Ok(kind)
+}
+
+impl Store {
     /// Resolves an abbreviated id against the store.
     pub fn resolve_prefix(&self, prefix: &IdPrefix) -> Result<ObjectId> {
         let txn = self.db.begin_read()?;
@@ -695,14 +725,39 @@ fn inline_row(kind: ObjectKind, bytes: &[u8]) -> Vec<u8> {
     row
 }
 
+thread_local! {
+    // zstd contexts are costly to set up (hundreds of KiB each); small notes would pay
+    // that on every object, so each thread keeps one of each.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 fn compress(bytes: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(bytes, ZSTD_LEVEL).expect("zstd compression of an in-memory buffer cannot fail")
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        let c = match &mut *c {
+            Some(c) => c,
+            slot @ None => {
+                slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context can be created"))
+            }
+        };
+        c.compress(bytes).expect("zstd compression of an in-memory buffer cannot fail")
+    })
 }
 
 /// Decompresses one frame that must hold exactly `size` bytes.
 fn decompress(id: &ObjectId, frame: &[u8], size: u64) -> Result<Vec<u8>> {
     let cap = usize::try_from(size).map_err(|_| corrupt(id, "size does not fit in memory"))?;
-    let out = zstd::bulk::decompress(frame, cap).map_err(|e| corrupt(id, format!("zstd: {e}")))?;
+    let out = DECOMPRESSOR
+        .with(|d| {
+            let mut d = d.borrow_mut();
+            let d = match &mut *d {
+                Some(d) => d,
+                slot @ None => slot.insert(zstd::bulk::Decompressor::new()?),
+            };
+            d.decompress(frame, cap)
+        })
+        .map_err(|e| corrupt(id, format!("zstd: {e}")))?;
     if out.len() != cap {
         return Err(corrupt(id, format!("frame holds {} bytes, header says {cap}", out.len())));
     }

@@ -151,13 +151,12 @@ pub(crate) fn diff(
     let old_root = repo.resolve_tree(from).map_err(fail)?;
     let new_root = repo.resolve_tree(to).map_err(fail)?;
     let mut stats = DiffStats::default();
-    let changes: Vec<Change> =
-        detect_renames(&diff_trees(repo.store(), old_root, new_root, &mut stats).map_err(fail)?)
-            .into_iter()
-            .filter(|c| {
-                under(c.path(), filters) || matches!(c, Change::Renamed { from, .. } if under(from, filters))
-            })
-            .collect();
+    let changes: Vec<Change> = detect_renames(
+        &diff_trees(&repo.store().reader().map_err(fail)?, old_root, new_root, &mut stats).map_err(fail)?,
+    )
+    .into_iter()
+    .filter(|c| under(c.path(), filters) || matches!(c, Change::Renamed { from, .. } if under(from, filters)))
+    .collect();
     let texts = |c: &Change| {
         let (o, n) = sides(c);
         let t = |s: Option<(&str, &Leaf)>| s.map(|(p, l)| text_of(repo, l, p));
@@ -314,7 +313,8 @@ pub(crate) fn show(out: Out, json: bool, repo: &Repo, spec: &str) -> io::Result<
                 .map_err(fail)?;
             let mut stats = DiffStats::default();
             let changes = detect_renames(
-                &diff_trees(repo.store(), parent_tree, Some(c.tree), &mut stats).map_err(fail)?,
+                &diff_trees(&repo.store().reader().map_err(fail)?, parent_tree, Some(c.tree), &mut stats)
+                    .map_err(fail)?,
             );
             if json {
                 let mut v = commit_json(id, &c);

@@ -11,9 +11,36 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 
 const WORDS: &[&str] = &[
-    "memory", "note", "project", "idea", "meeting", "decision", "agent", "context", "graph", "relation",
-    "observation", "sync", "team", "bucket", "snapshot", "merge", "draft", "review", "plan", "insight",
-    "the", "a", "of", "and", "to", "in", "for", "with", "on", "about",
+    "memory",
+    "note",
+    "project",
+    "idea",
+    "meeting",
+    "decision",
+    "agent",
+    "context",
+    "graph",
+    "relation",
+    "observation",
+    "sync",
+    "team",
+    "bucket",
+    "snapshot",
+    "merge",
+    "draft",
+    "review",
+    "plan",
+    "insight",
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "for",
+    "with",
+    "on",
+    "about",
 ];
 
 /// Notes per folder, roughly; folders nest up to three levels.
@@ -28,9 +55,9 @@ pub fn generate(root: &Path, n: usize, seed: u64) -> io::Result<Vec<PathBuf>> {
     let mut paths = Vec::with_capacity(n);
     for i in 0..n {
         let f = i % folders;
-        let dir = PathBuf::from(format!("area-{:02}", f % 16)).join(format!("topic-{:03}", f / 16 % 64)).join(
-            if f >= 1024 { format!("sub-{:04}", f / 1024) } else { String::from("notes") },
-        );
+        let dir = PathBuf::from(format!("area-{:02}", f % 16))
+            .join(format!("topic-{:03}", f / 16 % 64))
+            .join(if f >= 1024 { format!("sub-{:04}", f / 1024) } else { String::from("notes") });
         fs::create_dir_all(root.join(&dir))?;
         let (name, bytes) = if rng.random_ratio(1, 100) {
             let len = rng.random_range(20_000..200_000);
@@ -57,7 +84,11 @@ fn note(rng: &mut StdRng, i: usize, len: usize) -> Vec<u8> {
     while s.len() < len {
         match rng.random_range(0..12) {
             0 => s.push_str("\n## Observations\n"),
-            1 => s.push_str(&format!("- [idea] {} #tag{}\n", WORDS[rng.random_range(0..WORDS.len())], rng.random_range(0..50))),
+            1 => s.push_str(&format!(
+                "- [idea] {} #tag{}\n",
+                WORDS[rng.random_range(0..WORDS.len())],
+                rng.random_range(0..50)
+            )),
             2 => s.push_str(&format!("- relates_to [[Note {}]]\n", rng.random_range(0..10_000))),
             _ => {
                 for _ in 0..rng.random_range(8..20) {

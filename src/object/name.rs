@@ -44,11 +44,12 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     if let Some(b) = name.bytes().find(|&b| b == b'/' || b == 0) {
         return Err(NameError::ForbiddenByte(b));
     }
-    let nfc = match is_nfc_quick(name.chars()) {
-        IsNormalized::Yes => true,
-        IsNormalized::No => false,
-        IsNormalized::Maybe => unicode_normalization::is_nfc(name),
-    };
+    let nfc = name.is_ascii()
+        || match is_nfc_quick(name.chars()) {
+            IsNormalized::Yes => true,
+            IsNormalized::No => false,
+            IsNormalized::Maybe => unicode_normalization::is_nfc(name),
+        };
     if nfc { Ok(()) } else { Err(NameError::NotNfc) }
 }
 
@@ -65,9 +66,15 @@ pub fn check_path(path: &str) -> Result<(), NameError> {
 /// ended in `/`. A depth-first walk of trees then visits full paths in plain byte
 /// order, the order of manifest entries, so trees and manifests can be merged in step.
 pub fn entry_order(a: &str, a_is_tree: bool, b: &str, b_is_tree: bool) -> Ordering {
-    let ka = a.bytes().chain(a_is_tree.then_some(b'/'));
-    let kb = b.bytes().chain(b_is_tree.then_some(b'/'));
-    ka.cmp(kb)
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len().min(b.len());
+    a[..n].cmp(&b[..n]).then_with(|| {
+        // One name is a prefix of the other: compare what follows, a tree's name being
+        // followed by '/' and nothing following being least. Names hold no '/', so two
+        // equal next bytes mean both are trees of one name.
+        let next = |s: &[u8], tree: bool| s.get(n).copied().or(tree.then_some(b'/'));
+        next(a, a_is_tree).cmp(&next(b, b_is_tree))
+    })
 }
 
 /// The order of manifest paths: plain byte order (consistent with [`entry_order`]).
@@ -95,6 +102,20 @@ mod tests {
         assert_eq!(check_path("a//b"), Err(NameError::Empty));
         assert_eq!(check_path("/a"), Err(NameError::Empty));
         assert_eq!(check_path("a/../b"), Err(NameError::Dot));
+    }
+
+    #[test]
+    fn entry_order_matches_its_definition() {
+        let names = ["", "a", "a.md", "a0", "a/", "ab", "b", "a-", "\u{e9}"];
+        for a in names.iter().filter(|n| !n.is_empty() && !n.contains('/')) {
+            for b in names.iter().filter(|n| !n.is_empty() && !n.contains('/')) {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    let ka: Vec<u8> = a.bytes().chain(ta.then_some(b'/')).collect();
+                    let kb: Vec<u8> = b.bytes().chain(tb.then_some(b'/')).collect();
+                    assert_eq!(entry_order(a, ta, b, tb), ka.cmp(&kb), "{a} {ta} {b} {tb}");
+                }
+            }
+        }
     }
 
     #[test]

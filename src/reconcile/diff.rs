@@ -5,24 +5,31 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use crate::id::ObjectId;
-use crate::object::{EntryKind, Tree, TreeEntry, entry_order};
-use crate::store::{Store, StoreError};
+use crate::object::{EntryKind, EntryRef, Tree, TreeRef, entry_order};
+use crate::store::{Store, StoreError, StoreReader};
 
-/// Where trees come from (the store, or an overlay for tests and simulations).
+/// Where trees come from (the store, or an overlay for tests and simulations). Trees are
+/// handed over encoded, so the diff can decode them in place without copying names.
 pub trait TreeSource {
-    /// Loads a tree by id.
-    fn tree(&self, id: &ObjectId) -> Result<Tree, StoreError>;
+    /// The canonical encoding of a tree, verified against its id.
+    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError>;
 }
 
 impl TreeSource for Store {
-    fn tree(&self, id: &ObjectId) -> Result<Tree, StoreError> {
-        self.get_tree(id)
+    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
+        self.get_kind(id, crate::id::ObjectKind::Tree)
+    }
+}
+
+impl TreeSource for StoreReader {
+    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
+        self.get_kind(id, crate::id::ObjectKind::Tree)
     }
 }
 
 impl<S: std::hash::BuildHasher> TreeSource for HashMap<ObjectId, Tree, S> {
-    fn tree(&self, id: &ObjectId) -> Result<Tree, StoreError> {
-        self.get(id).cloned().ok_or(StoreError::NotFound { id: *id })
+    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
+        self.get(id).map(Tree::encode).ok_or(StoreError::NotFound { id: *id })
     }
 }
 
@@ -37,8 +44,8 @@ pub struct Leaf {
     pub size: u64,
 }
 
-impl From<&TreeEntry> for Leaf {
-    fn from(e: &TreeEntry) -> Self {
+impl From<&EntryRef<'_>> for Leaf {
+    fn from(e: &EntryRef<'_>) -> Self {
         Self { kind: e.kind, id: e.id, size: e.size }
     }
 }
@@ -120,14 +127,21 @@ pub fn diff_trees(
     Ok(out)
 }
 
-fn load(src: &dyn TreeSource, id: Option<ObjectId>, stats: &mut DiffStats) -> Result<Tree, StoreError> {
+fn load(src: &dyn TreeSource, id: Option<ObjectId>, stats: &mut DiffStats) -> Result<Vec<u8>, StoreError> {
     match id {
-        None => Ok(Tree::default()),
+        None => Ok(Tree::default().encode()),
         Some(id) => {
             stats.trees_loaded += 1;
-            src.tree(&id)
+            src.tree_bytes(&id)
         }
     }
+}
+
+fn decode(bytes: &[u8], id: Option<ObjectId>) -> Result<TreeRef<'_>, StoreError> {
+    TreeRef::decode(bytes).map_err(|e| StoreError::Corrupt {
+        id: id.unwrap_or_else(|| Tree::default().id()),
+        reason: e.to_string(),
+    })
 }
 
 fn diff_into(
@@ -141,13 +155,14 @@ fn diff_into(
     if old == new {
         return Ok(());
     }
-    let old_tree = load(src, old, stats)?;
-    let new_tree = load(src, new, stats)?;
+    let old_bytes = load(src, old, stats)?;
+    let new_bytes = load(src, new, stats)?;
+    let (old_tree, new_tree) = (decode(&old_bytes, old)?, decode(&new_bytes, new)?);
     let (mut i, mut j) = (0, 0);
     let (ae, be) = (old_tree.entries(), new_tree.entries());
     while i < ae.len() || j < be.len() {
         let ord = match (ae.get(i), be.get(j)) {
-            (Some(x), Some(y)) => entry_order(&x.name, x.kind.is_tree(), &y.name, y.kind.is_tree()),
+            (Some(x), Some(y)) => entry_order(x.name, x.kind.is_tree(), y.name, y.kind.is_tree()),
             (Some(_), None) => Ordering::Less,
             (None, _) => Ordering::Greater,
         };
@@ -162,7 +177,7 @@ fn diff_into(
             }
             Ordering::Equal => {
                 let (x, y) = (&ae[i], &be[j]);
-                let path = join(prefix, &x.name);
+                let path = join(prefix, x.name);
                 if x.kind.is_tree() {
                     diff_into(src, &path, Some(x.id), Some(y.id), stats, out)?;
                 } else if x.id != y.id || x.kind != y.kind {
@@ -180,12 +195,12 @@ fn diff_into(
 fn side(
     src: &dyn TreeSource,
     prefix: &str,
-    e: &TreeEntry,
+    e: &EntryRef<'_>,
     deleted: bool,
     stats: &mut DiffStats,
     out: &mut Vec<Change>,
 ) -> Result<(), StoreError> {
-    let path = join(prefix, &e.name);
+    let path = join(prefix, e.name);
     if e.kind.is_tree() {
         let (o, n) = if deleted { (Some(e.id), None) } else { (None, Some(e.id)) };
         diff_into(src, &path, o, n, stats, out)
@@ -245,6 +260,7 @@ pub fn detect_renames(changes: &[Change]) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::TreeEntry;
 
     /// Builds trees from `(path, content)` pairs into an in-memory source.
     fn build(src: &mut HashMap<ObjectId, Tree>, files: &[(&str, &str)]) -> ObjectId {

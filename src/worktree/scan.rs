@@ -181,6 +181,9 @@ struct Ctx<'a> {
 struct Kid {
     name: String,
     os_name: OsString,
+    /// lstat data for files and symlinks, taken relative to the open folder (no path
+    /// walk per file, which dominates a no-change scan otherwise).
+    meta: Option<Metadata>,
 }
 
 fn join(rel: &str, name: &str) -> String {
@@ -423,7 +426,7 @@ impl Ctx<'_> {
                 self.skip(join(rel, &os_name.to_string_lossy()), "name is not valid UTF-8");
                 continue;
             };
-            let name: String = raw.nfc().collect();
+            let name: String = if raw.is_ascii() { raw.to_owned() } else { raw.nfc().collect() };
             let child_rel = join(rel, &name);
             if let Err(e) = check_name(&name) {
                 self.skip(child_rel, &format!("name cannot be synced: {e}"));
@@ -437,7 +440,8 @@ impl Ctx<'_> {
                 self.skip(child_rel, "special file (socket, fifo or device)");
                 continue;
             }
-            kids.push(Kid { name, os_name });
+            let meta = if ft.is_dir() { None } else { Some(ent.metadata().map_err(io_err(&ent.path()))?) };
+            kids.push(Kid { name, os_name, meta });
         }
         kids.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.os_name.cmp(&b.os_name)));
         self.find_collisions(rel, &mut kids);
@@ -484,7 +488,10 @@ impl Ctx<'_> {
     fn scan_child(&self, rel: &str, abs: &Path, kid: &Kid, old: Option<&Child>) -> Result<Option<Child>> {
         let path = abs.join(&kid.os_name);
         let child_rel = join(rel, &kid.name);
-        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let meta = match &kid.meta {
+            Some(m) => m.clone(),
+            None => fs::symlink_metadata(&path).map_err(io_err(&path))?,
+        };
         let Some(kind) = kind_of(&meta) else {
             self.skip(child_rel, "special file (socket, fifo or device)");
             return Ok(None);
