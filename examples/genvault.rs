@@ -1,5 +1,7 @@
 //! Generates a Basic Memory-like vault: `cargo run --release --example genvault -- DIR N [SEED]`.
 
+// Sizes are sampled as floats and clamped to a small positive range before the cast.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::format_push_string)]
 #[path = "../benches/support/genvault.rs"]
 mod genvault;
 
