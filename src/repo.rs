@@ -126,15 +126,22 @@ impl Repo {
             None => generate_client_id(root),
         };
         let dir = root.join(STATE_DIR);
+        let made_dir = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(|source| RepoError::Io { path: dir.clone(), source })?;
         let remote_text = remote.as_ref().map(ToString::to_string);
         let mut meta: Vec<(&str, &[u8])> = vec![(META_CLIENT_ID, client_id.as_bytes())];
         if let Some(r) = &remote_text {
             meta.push((META_REMOTE, r.as_bytes()));
         }
-        let store = Store::create(&dir.join(STORE_FILE), &meta).map_err(|e| match e {
-            StoreError::Exists { .. } => RepoError::AlreadyInitialized(root.to_owned()),
-            e => e.into(),
+        let store = Store::create(&dir.join(STORE_FILE), &meta).map_err(|e| {
+            if made_dir {
+                // Leave no half-made state behind; the folder's own files are untouched.
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            match e {
+                StoreError::Exists { .. } => RepoError::AlreadyInitialized(root.to_owned()),
+                e => e.into(),
+            }
         })?;
         Ok(Self { root: root.to_owned(), store, client_id, remote })
     }

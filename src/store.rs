@@ -161,6 +161,14 @@ pub enum StoreError {
         /// The id of the bytes read.
         actual: ObjectId,
     },
+    /// An object too large for the call that was given it (a caller's mistake).
+    #[error("object {id} of {size} bytes is over one chunk: store it with put or put_blob_from_reader")]
+    TooLarge {
+        /// Object id.
+        id: ObjectId,
+        /// Its size.
+        size: u64,
+    },
     /// Reading a blob source or writing a blob out failed.
     #[error("I/O error streaming blob {id}: {source}")]
     Io {
@@ -198,9 +206,14 @@ from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::C
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Checks a ref name: 1 to 128 bytes of `[a-z0-9/_.-]`.
+/// Raw worktree records by directory path (see [`Store::worktree_state`]).
+pub type WorktreeRecords = std::collections::HashMap<String, Vec<u8>>;
+
+/// Checks a ref name: 1 to 128 bytes of `[a-z0-9/_.-]`, and not `local` (which names
+/// the folder as it is now, never a stored commit).
 fn check_ref_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+    let ok = name != "local"
+        && !name.is_empty()
         && name.len() <= 128
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/_.-".contains(&b));
     if ok { Ok(()) } else { Err(StoreError::BadRefName(name.to_owned())) }
@@ -533,18 +546,21 @@ impl Store {
     }
 
     /// Every worktree record (the stat cache: one record per scanned directory), keyed
-    /// by the directory's relative path (`""` for the root). The worktree module owns the
-    /// value format.
-    pub fn worktree_records(&self) -> Result<std::collections::HashMap<String, Vec<u8>>> {
+    /// by the directory's relative path (`""` for the root), and the meta record `stamp`
+    /// that goes with them, read in one transaction so the two always match. The
+    /// worktree module owns the value formats.
+    pub fn worktree_state(&self, stamp: &str) -> Result<(WorktreeRecords, Option<Vec<u8>>)> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(WORKTREE)?;
-        table
+        let records = table
             .iter()?
             .map(|item| {
                 let (k, v) = item?;
                 Ok((k.value().to_owned(), v.value().to_vec()))
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        let stamp = txn.open_table(META)?.get(stamp)?.map(|v| v.value().to_vec());
+        Ok((records, stamp))
     }
 
     /// Reads a meta record.
@@ -698,7 +714,7 @@ pub fn prepare(kind: ObjectKind, bytes: &[u8]) -> Result<Prepared> {
     object::validate(kind, bytes).map_err(|source| StoreError::Invalid { kind, source })?;
     let id = ObjectId::hash(kind, bytes);
     if bytes.len() > CHUNK_SIZE {
-        return Err(corrupt(&id, "prepare takes objects of at most one chunk"));
+        return Err(StoreError::TooLarge { id, size: bytes.len() as u64 });
     }
     Ok(Prepared { id, kind, row: inline_row(kind, bytes) })
 }

@@ -57,7 +57,6 @@ pub struct IgnoreError {
 pub struct IgnoreRules {
     builtin: Gitignore,
     user: Gitignore,
-    fingerprint: [u8; 32],
 }
 
 /// The user's global ignore files: `~/.basic-memory/.bmignore` and, when
@@ -85,10 +84,6 @@ impl IgnoreRules {
         }
         let builtin =
             b.build().map_err(|e| IgnoreError { path: "built-in".into(), message: e.to_string() })?;
-        let mut fp = blake3::Hasher::new_derive_key("bmsync 2026-11-25 ignore rules v1");
-        for r in BUILTIN_RULES {
-            fp.update(r.as_bytes()).update(b"\n");
-        }
         let mut u = GitignoreBuilder::new(root);
         let mut files: Vec<PathBuf> = global_files.to_vec();
         files.push(root.join(BMIGNORE));
@@ -98,7 +93,6 @@ impl IgnoreRules {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(IgnoreError { path: f.clone(), message: e.to_string() }),
             };
-            fp.update(f.as_os_str().as_encoded_bytes()).update(b"\0").update(text.as_bytes()).update(b"\0");
             for line in text.lines() {
                 u.add_line(Some(f.clone()), line)
                     .map_err(|e| IgnoreError { path: f.clone(), message: e.to_string() })?;
@@ -106,13 +100,7 @@ impl IgnoreRules {
         }
         let user =
             u.build().map_err(|e| IgnoreError { path: root.join(BMIGNORE), message: e.to_string() })?;
-        Ok(Self { builtin, user, fingerprint: *fp.finalize().as_bytes() })
-    }
-
-    /// A digest of every rule in force: when it changes, cached directory results that
-    /// depended on the old rules are not reused.
-    pub fn fingerprint(&self) -> [u8; 32] {
-        self.fingerprint
+        Ok(Self { builtin, user })
     }
 
     /// Whether `rel` (relative, `/`-separated) is ignored by a rule naming it directly.
@@ -209,8 +197,6 @@ mod tests {
         assert!(r.matched("a/b.pdf", false).is_some());
         assert!(r.matched(".git", true).is_some());
         assert!(r.matched("keep.tmp", false).is_some());
-        let (_d2, plain) = rules(None);
-        assert_ne!(plain.fingerprint(), r.fingerprint());
     }
 
     #[test]

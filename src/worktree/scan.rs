@@ -221,9 +221,8 @@ fn kind_of(m: &Metadata) -> Option<EntryKind> {
 /// `store_blobs`, every blob) and updating the stat cache, all in one transaction.
 pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> {
     let rules = IgnoreRules::load(root, &opts.global_ignore_files)?;
-    let records = store.worktree_records()?;
-    let trusted_before = store
-        .meta(META_WORKTREE_STAMP)?
+    let (records, stamp_prev) = store.worktree_state(META_WORKTREE_STAMP)?;
+    let trusted_before = stamp_prev
         .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
         .map(i64::from_le_bytes)
         .filter(|_| !records.is_empty());
