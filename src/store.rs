@@ -16,8 +16,8 @@ use crate::object::{self, Commit, DecodeError, Manifest, Tree};
 pub const STORE_FORMAT_VERSION: u32 = 1;
 /// Objects larger than this are stored as chunks of exactly this size (the last shorter).
 pub const CHUNK_SIZE: usize = 1 << 20;
-/// zstd level for objects: fast, and already most of the gain on Markdown.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level for objects: the fastest, and already most of the gain on Markdown.
+const ZSTD_LEVEL: i32 = 1;
 /// Most candidates an ambiguous prefix lists.
 const MAX_CANDIDATES: usize = 16;
 

@@ -375,12 +375,16 @@ impl Ctx<'_> {
         let old = self.records.get(rel).and_then(|b| DirRecord::decode(b));
         let old_children: HashMap<&str, &Child> =
             old.iter().flat_map(|o| o.children.iter()).map(|c| (c.entry.name.as_str(), c)).collect();
-        let results: Vec<Result<Option<Child>>> = kids
-            .par_iter()
-            .map(|k| self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied()))
-            .collect();
-        let mut children = Vec::with_capacity(results.len());
-        for r in results {
+        let scan = |k: &Kid| self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied());
+        // Folders fan out across threads; files were stat'ed with the listing, so most of
+        // them cost a lookup and are cheaper to do in line than to schedule.
+        let (dirs, files): (Vec<&Kid>, Vec<&Kid>) = kids.iter().partition(|k| k.meta.is_none());
+        let sub: Vec<Result<Option<Child>>> = dirs.par_iter().map(|k| scan(k)).collect();
+        let mut children = Vec::with_capacity(kids.len());
+        for k in files {
+            children.extend(scan(k)?);
+        }
+        for r in sub {
             children.extend(r?);
         }
         self.visited.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(rel.to_owned());
@@ -469,9 +473,17 @@ impl Ctx<'_> {
                 i = j;
             }
         }
+        // Only names with an upper-case or non-ASCII letter can fold onto another name.
+        let foldable: Vec<&str> = kids
+            .iter()
+            .map(|k| k.name.as_str())
+            .filter(|n| n.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()))
+            .collect();
         let mut by_case: HashMap<String, Vec<&str>> = HashMap::new();
-        for k in kids.iter() {
-            by_case.entry(k.name.to_lowercase()).or_default().push(&k.name);
+        if !foldable.is_empty() {
+            for k in kids.iter() {
+                by_case.entry(k.name.to_lowercase()).or_default().push(&k.name);
+            }
         }
         for names in by_case.into_values().filter(|v| v.len() > 1) {
             found.push(Collision {
