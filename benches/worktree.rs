@@ -93,6 +93,8 @@ fn main() {
 
     // git: a repository over the same folder, told to leave .bmsync alone.
     timed(&vault, "git", &["init", "-q"]);
+    // No background gc: it would compete with the timings below.
+    timed(&vault, "git", &["config", "gc.auto", "0"]);
     std::fs::write(vault.join(".git/info/exclude"), ".bmsync/\n").expect("exclude");
     timed(&vault, bm, &["init", "--client-id", "bench"]);
     sync_fs();

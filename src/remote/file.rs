@@ -1,0 +1,318 @@
+//! `file:///PATH`: the embedded remote. A folder that behaves like a snapshot-enabled
+//! bucket: point-in-time reads at any nanosecond, conditional writes, atomic puts, and
+//! safe use by several processes at once.
+//!
+//! Layout: `PATH/bmsync-remote.redb` holds the index (every version of every key) and
+//! `PATH/blobs/xx/<id>` holds contents by BLAKE3 id, each written to a temporary file
+//! and renamed into place before the index names it, so no reader ever sees a torn object.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{
+    Body, Capabilities, Condition, Listed, ObjectInfo, Remote, RemoteError, SnapshotInfo, Version, Written,
+    check_key,
+};
+use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+
+const INDEX_FILE: &str = "bmsync-remote.redb";
+const BLOBS_DIR: &str = "blobs";
+/// Every version of every key: (key, version) → record.
+const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
+/// The live state: key → (version, record); deleted keys are absent.
+const CURRENT: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("current");
+/// Snapshots taken: version → name ("" for none).
+const SNAPSHOTS: TableDefinition<u64, &str> = TableDefinition::new("snapshots");
+/// The last version handed out (u64), so versions strictly increase.
+const CLOCK: TableDefinition<&str, u64> = TableDefinition::new("clock");
+
+/// Record byte 0: the key holds an object (1) or was deleted (0).
+const PRESENT: u8 = 1;
+
+/// The embedded remote over a local folder.
+#[derive(Debug)]
+pub struct FileRemote {
+    root: PathBuf,
+    db: Database,
+}
+
+fn other(op: &'static str, e: impl std::fmt::Display) -> RemoteError {
+    RemoteError::Other { op, detail: e.to_string() }
+}
+
+/// Encodes a present object's record: flag, size, content id, ETag.
+fn record(size: u64, content: ObjectId, etag: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(41 + etag.len());
+    v.push(PRESENT);
+    v.extend_from_slice(&size.to_le_bytes());
+    v.extend_from_slice(content.as_bytes());
+    v.extend_from_slice(etag.as_bytes());
+    v
+}
+
+fn parse(key: &str, rec: &[u8]) -> Option<ObjectInfo> {
+    if rec.first() != Some(&PRESENT) || rec.len() < 41 {
+        return None;
+    }
+    let size = u64::from_le_bytes(rec[1..9].try_into().ok()?);
+    let content = ObjectId::from_bytes(rec[9..41].try_into().ok()?);
+    let etag = String::from_utf8(rec[41..].to_vec()).ok()?;
+    Some(ObjectInfo { key: key.to_owned(), etag, size, content: Some(content) })
+}
+
+fn etag_of(content: &ObjectId) -> String {
+    format!("\"{}\"", content.short(32))
+}
+
+impl FileRemote {
+    /// Opens (creating if needed) the remote folder at `root`, which must be absolute.
+    pub fn open(root: &Path) -> Result<Self, RemoteError> {
+        fs::create_dir_all(root.join(BLOBS_DIR)).map_err(|e| RemoteError::Unreachable {
+            endpoint: format!("file://{}", root.display()),
+            detail: e.to_string(),
+        })?;
+        let db = Database::builder()
+            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+            .create(root.join(INDEX_FILE))
+            .map_err(|e| other("open file remote", e))?;
+        let txn = db.begin_write().map_err(|e| other("open file remote", e))?;
+        {
+            txn.open_table(HISTORY).map_err(|e| other("open file remote", e))?;
+            txn.open_table(CURRENT).map_err(|e| other("open file remote", e))?;
+            txn.open_table(SNAPSHOTS).map_err(|e| other("open file remote", e))?;
+            txn.open_table(CLOCK).map_err(|e| other("open file remote", e))?;
+        }
+        txn.commit().map_err(|e| other("open file remote", e))?;
+        Ok(Self { root: root.to_owned(), db })
+    }
+
+    fn blob_path(&self, id: &ObjectId) -> PathBuf {
+        let hex = id.to_hex();
+        self.root.join(BLOBS_DIR).join(&hex[..2]).join(hex)
+    }
+
+    /// Copies the body into the blob store (atomically) and returns its real content id.
+    fn store_blob(&self, body: Body<'_>) -> Result<(ObjectId, u64), RemoteError> {
+        let op = "put";
+        let dir = self.root.join(BLOBS_DIR);
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| other(op, e))?;
+        let mut h = ObjectHasher::new(ObjectKind::Blob);
+        let mut size = 0u64;
+        let mut feed = |chunk: &[u8]| -> Result<(), RemoteError> {
+            h.update(chunk);
+            size += chunk.len() as u64;
+            tmp.write_all(chunk).map_err(|e| other(op, e))
+        };
+        match body {
+            Body::Bytes(b) => feed(b)?,
+            Body::File(p) => {
+                let mut f = File::open(p).map_err(|e| other(op, format!("{}: {e}", p.display())))?;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = f.read(&mut buf).map_err(|e| other(op, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    feed(&buf[..n])?;
+                }
+            }
+        }
+        tmp.as_file().sync_all().map_err(|e| other(op, e))?;
+        let id = h.finalize();
+        let dest = self.blob_path(&id);
+        fs::create_dir_all(dest.parent().expect("blob paths have a parent")).map_err(|e| other(op, e))?;
+        tmp.persist(&dest).map_err(|e| other(op, e.error))?;
+        Ok((id, size))
+    }
+
+    /// The next version: now, or one past the last handed out.
+    fn next_version(txn: &redb::WriteTransaction) -> Result<Version, RemoteError> {
+        let mut clock = txn.open_table(CLOCK).map_err(|e| other("clock", e))?;
+        let last = clock.get("last").map_err(|e| other("clock", e))?.map_or(0, |v| v.value());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let v = now.max(last + 1);
+        clock.insert("last", v).map_err(|e| other("clock", e))?;
+        Ok(v)
+    }
+
+    fn lookup(&self, key: &str, at: Option<Version>) -> Result<Option<ObjectInfo>, RemoteError> {
+        let op = "head";
+        let txn = self.db.begin_read().map_err(|e| other(op, e))?;
+        match at {
+            None => {
+                let t = txn.open_table(CURRENT).map_err(|e| other(op, e))?;
+                let row = t.get(key).map_err(|e| other(op, e))?;
+                Ok(row.and_then(|r| parse(key, r.value().1)))
+            }
+            Some(v) => {
+                let t = txn.open_table(HISTORY).map_err(|e| other(op, e))?;
+                let mut range = t.range((key, 0)..=(key, v)).map_err(|e| other(op, e))?;
+                let last = range.next_back().transpose().map_err(|e| other(op, e))?;
+                Ok(last.and_then(|(_, r)| parse(key, r.value())))
+            }
+        }
+    }
+}
+
+impl Remote for FileRemote {
+    fn url(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { snapshots: true, versioning: true, conditional_delete: true }
+    }
+
+    fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError> {
+        let op = "list";
+        let txn = self.db.begin_read().map_err(|e| other(op, e))?;
+        let mut emit = |info: ObjectInfo| match check_key(&info.key) {
+            Ok(()) => each(Listed::Object(info)),
+            Err(RemoteError::UnsafeKey { key, reason }) => each(Listed::Unsafe { key, reason }),
+            Err(_) => unreachable!("check_key only reports unsafe keys"),
+        };
+        match at {
+            None => {
+                let t = txn.open_table(CURRENT).map_err(|e| other(op, e))?;
+                for row in t.iter().map_err(|e| other(op, e))? {
+                    let (k, v) = row.map_err(|e| other(op, e))?;
+                    if let Some(info) = parse(k.value(), v.value().1) {
+                        emit(info);
+                    }
+                }
+            }
+            Some(at) => {
+                // Keys come in order, versions ascending within a key: keep each key's
+                // last version at or before `at`.
+                let t = txn.open_table(HISTORY).map_err(|e| other(op, e))?;
+                let mut pending: Option<(String, Vec<u8>)> = None;
+                for row in t.iter().map_err(|e| other(op, e))? {
+                    let (k, v) = row.map_err(|e| other(op, e))?;
+                    let (key, version) = k.value();
+                    if pending.as_ref().is_some_and(|(p, _)| p != key) {
+                        let (p, rec) = pending.take().expect("checked above");
+                        if let Some(info) = parse(&p, &rec) {
+                            emit(info);
+                        }
+                    }
+                    if version <= at {
+                        pending = Some((key.to_owned(), v.value().to_vec()));
+                    }
+                }
+                if let Some((p, rec)) = pending {
+                    if let Some(info) = parse(&p, &rec) {
+                        emit(info);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn head(&self, key: &str, at: Option<Version>) -> Result<ObjectInfo, RemoteError> {
+        check_key(key)?;
+        self.lookup(key, at)?.ok_or_else(|| RemoteError::NotFound { key: key.to_owned() })
+    }
+
+    fn get(&self, key: &str, at: Option<Version>, out: &mut dyn Write) -> Result<ObjectInfo, RemoteError> {
+        let info = self.head(key, at)?;
+        let id = info.content.expect("file remote records always carry a content id");
+        let mut f = File::open(self.blob_path(&id)).map_err(|e| other("get", format!("{key}: {e}")))?;
+        std::io::copy(&mut f, out).map_err(|e| other("get", format!("{key}: {e}")))?;
+        Ok(info)
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        body: Body<'_>,
+        content: ObjectId,
+        cond: &Condition,
+    ) -> Result<Written, RemoteError> {
+        check_key(key)?;
+        let (id, size) = self.store_blob(body)?;
+        if id != content {
+            return Err(other("put", format!("{key}: the content changed while it was read")));
+        }
+        let op = "put";
+        let etag = etag_of(&id);
+        let txn = self.db.begin_write().map_err(|e| other(op, e))?;
+        let version = {
+            let mut current = txn.open_table(CURRENT).map_err(|e| other(op, e))?;
+            let existing = current.get(key).map_err(|e| other(op, e))?.and_then(|r| parse(key, r.value().1));
+            let ok = match (cond, &existing) {
+                (Condition::IfAbsent, None) => true,
+                (Condition::IfMatch(want), Some(have)) => *want == have.etag,
+                _ => false,
+            };
+            if !ok {
+                return Err(RemoteError::PreconditionFailed { key: key.to_owned() });
+            }
+            let version = Self::next_version(&txn)?;
+            let rec = record(size, id, &etag);
+            current.insert(key, (version, rec.as_slice())).map_err(|e| other(op, e))?;
+            txn.open_table(HISTORY)
+                .map_err(|e| other(op, e))?
+                .insert((key, version), rec.as_slice())
+                .map_err(|e| other(op, e))?;
+            version
+        };
+        txn.commit().map_err(|e| other(op, e))?;
+        Ok(Written { etag, version: Some(version.to_string()) })
+    }
+
+    fn delete(&self, key: &str, if_match: &str) -> Result<(), RemoteError> {
+        check_key(key)?;
+        let op = "delete";
+        let txn = self.db.begin_write().map_err(|e| other(op, e))?;
+        {
+            let mut current = txn.open_table(CURRENT).map_err(|e| other(op, e))?;
+            let existing = current.get(key).map_err(|e| other(op, e))?.and_then(|r| parse(key, r.value().1));
+            match existing {
+                None => return Err(RemoteError::NotFound { key: key.to_owned() }),
+                Some(have) if have.etag != if_match => {
+                    return Err(RemoteError::PreconditionFailed { key: key.to_owned() });
+                }
+                Some(_) => {}
+            }
+            let version = Self::next_version(&txn)?;
+            current.remove(key).map_err(|e| other(op, e))?;
+            txn.open_table(HISTORY)
+                .map_err(|e| other(op, e))?
+                .insert((key, version), [0u8].as_slice())
+                .map_err(|e| other(op, e))?;
+        }
+        txn.commit().map_err(|e| other(op, e))
+    }
+
+    fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {
+        let op = "snapshot";
+        let txn = self.db.begin_write().map_err(|e| other(op, e))?;
+        let v = Self::next_version(&txn)?;
+        txn.open_table(SNAPSHOTS)
+            .map_err(|e| other(op, e))?
+            .insert(v, name.unwrap_or(""))
+            .map_err(|e| other(op, e))?;
+        txn.commit().map_err(|e| other(op, e))?;
+        Ok(v)
+    }
+
+    fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RemoteError> {
+        let op = "list snapshots";
+        let txn = self.db.begin_read().map_err(|e| other(op, e))?;
+        let t = txn.open_table(SNAPSHOTS).map_err(|e| other(op, e))?;
+        t.iter()
+            .map_err(|e| other(op, e))?
+            .map(|row| {
+                let (k, v) = row.map_err(|e| other(op, e))?;
+                let name = v.value();
+                Ok(SnapshotInfo { version: k.value(), name: (!name.is_empty()).then(|| name.to_owned()) })
+            })
+            .collect()
+    }
+}

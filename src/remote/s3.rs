@@ -1,0 +1,584 @@
+//! `s3://BUCKET[/PREFIX]` on aws-sdk-s3, with Tigris's snapshot extensions done by request
+//! and response customisation of the SDK (no hand-made HTTP).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use super::{
+    Body, Capabilities, Condition, Listed, META_CONTENT_ID, ObjectInfo, Remote, RemoteError, SnapshotInfo,
+    Version, Written, check_key,
+};
+use crate::id::ObjectId;
+
+/// Objects at least this large go up in parts.
+const MULTIPART_THRESHOLD: u64 = 16 << 20;
+/// A multipart upload older than this is abandoned (its writer crashed or gave up).
+const STALE_UPLOAD_AGE: Duration = Duration::from_secs(6 * 3600);
+/// Size of each part of a multipart upload.
+const PART_SIZE: usize = 8 << 20;
+
+/// How to reach an S3 service.
+#[derive(Clone, Debug)]
+pub struct S3Options {
+    /// Custom endpoint (Tigris, moto, MinIO...). Default: `AWS_ENDPOINT_URL_S3`, then
+    /// `AWS_ENDPOINT_URL`, then AWS itself.
+    pub endpoint: Option<String>,
+    /// Connect timeout, and the limit on each attempt of each call.
+    pub timeout: Duration,
+    /// Attempts per call for transient failures (throttling, 5xx, timeouts).
+    pub max_attempts: u32,
+    /// Explicit access key and secret; default: the standard AWS credential chain
+    /// (environment, profiles, SSO, instance roles).
+    pub credentials: Option<(String, String)>,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        Self { endpoint: None, timeout: Duration::from_secs(30), max_attempts: 4, credentials: None }
+    }
+}
+
+/// A bucket (and prefix) on an S3-compatible service.
+pub struct S3Remote {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    bucket: String,
+    prefix: String,
+    caps: Capabilities,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for S3Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Remote").field("bucket", &self.bucket).field("prefix", &self.prefix).finish()
+    }
+}
+
+/// Adds `X-Tigris-Consistent: true` to every request, so reads and conditional writes
+/// go to the leader. Other S3 services ignore it.
+#[derive(Debug)]
+struct Consistent;
+
+impl Intercept for Consistent {
+    fn name(&self) -> &'static str {
+        "bmsync-tigris-consistent"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        context.request_mut().headers_mut().insert("X-Tigris-Consistent", "true");
+        Ok(())
+    }
+}
+
+/// Captures one response header of one call (e.g. `X-Tigris-Snapshot-Version`).
+#[derive(Debug, Clone)]
+struct Capture {
+    header: &'static str,
+    value: Arc<Mutex<Option<String>>>,
+}
+
+impl Capture {
+    fn new(header: &'static str) -> Self {
+        Self { header, value: Arc::default() }
+    }
+
+    fn take(&self) -> Option<String> {
+        self.value.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
+impl Intercept for Capture {
+    fn name(&self) -> &'static str {
+        "bmsync-capture-header"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(v) = context.response().headers().get(self.header) {
+            *self.value.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v.to_owned());
+        }
+        Ok(())
+    }
+}
+
+fn endpoint_from_env() -> Option<String> {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+/// Maps an SDK failure to what the sync engine needs to know.
+fn map_err<E>(op: &'static str, key: &str, endpoint: &str, e: SdkError<E, HttpResponse>) -> RemoteError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+    match &e {
+        SdkError::DispatchFailure(d) if d.is_timeout() => RemoteError::Transient { op, detail },
+        SdkError::DispatchFailure(_) => RemoteError::Unreachable { endpoint: endpoint.to_owned(), detail },
+        SdkError::TimeoutError(_) => {
+            RemoteError::Unreachable { endpoint: endpoint.to_owned(), detail: format!("timed out: {detail}") }
+        }
+        SdkError::ResponseError(_) => RemoteError::Transient { op, detail },
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let code = s.err().code().unwrap_or_default();
+            match (status, code) {
+                (412, _) | (_, "PreconditionFailed" | "ConditionalRequestConflict") => {
+                    RemoteError::PreconditionFailed { key: key.to_owned() }
+                }
+                (404, _) | (_, "NoSuchKey" | "NotFound") => RemoteError::NotFound { key: key.to_owned() },
+                (401 | 403, _) | (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
+                    RemoteError::Permission { op, detail }
+                }
+                (500..=599, _) | (_, "SlowDown" | "RequestTimeout" | "InternalError") => {
+                    RemoteError::Transient { op, detail }
+                }
+                _ => RemoteError::Other { op, detail },
+            }
+        }
+        _ => RemoteError::Other { op, detail },
+    }
+}
+
+fn content_from_meta(meta: Option<&std::collections::HashMap<String, String>>) -> Option<ObjectId> {
+    meta.and_then(|m| m.get(META_CONTENT_ID)).and_then(|v| v.parse().ok())
+}
+
+impl S3Remote {
+    /// Connects to `bucket` (keys under `prefix`), reading credentials and region from
+    /// the standard AWS chain, and learns what the bucket can do.
+    pub fn connect(bucket: &str, prefix: &str, opts: &S3Options) -> Result<Self, RemoteError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::Other { op: "start runtime", detail: e.to_string() })?;
+        let endpoint = opts.endpoint.clone().or_else(endpoint_from_env);
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(opts.timeout)
+            .operation_attempt_timeout(opts.timeout)
+            .build();
+        let shared = rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .timeout_config(timeouts)
+                .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(opts.max_attempts))
+                .load(),
+        );
+        let mut b = aws_sdk_s3::config::Builder::from(&shared).force_path_style(true).interceptor(Consistent);
+        if let Some((key, secret)) = &opts.credentials {
+            b = b.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                key, secret, None, None, "bmsync",
+            ));
+        }
+        if shared.region().is_none() {
+            b = b.region(aws_sdk_s3::config::Region::new("us-east-1"));
+        }
+        if let Some(ep) = &endpoint {
+            b = b.endpoint_url(ep);
+        }
+        let client = Client::from_conf(b.build());
+        let mut me = Self {
+            rt,
+            client,
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            caps: Capabilities { snapshots: false, versioning: false, conditional_delete: true },
+            endpoint: endpoint.unwrap_or_else(|| "AWS S3".to_owned()),
+        };
+        me.caps = me.probe()?;
+        Ok(me)
+    }
+
+    /// HeadBucket (snapshots) and GetBucketVersioning.
+    fn probe(&self) -> Result<Capabilities, RemoteError> {
+        let cap = Capture::new("x-tigris-enable-snapshot");
+        self.rt
+            .block_on(
+                self.client.head_bucket().bucket(&self.bucket).customize().interceptor(cap.clone()).send(),
+            )
+            .map_err(|e| map_err("head bucket", &self.bucket, &self.endpoint, e))?;
+        let snapshots = cap.take().is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let versioning = self
+            .rt
+            .block_on(self.client.get_bucket_versioning().bucket(&self.bucket).send())
+            .ok()
+            .and_then(|v| v.status().map(|s| s.as_str() == "Enabled"))
+            .unwrap_or(false);
+        Ok(Capabilities { snapshots, versioning, conditional_delete: true })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) }
+    }
+
+    fn at_header(&self, at: Option<Version>) -> Result<Option<String>, RemoteError> {
+        match at {
+            Some(_) if !self.caps.snapshots => Err(RemoteError::NoSnapshots { remote: self.url() }),
+            Some(v) => Ok(Some(v.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        full: &str,
+        path: &std::path::Path,
+        content: ObjectId,
+        cond: &Condition,
+    ) -> Result<Written, RemoteError> {
+        use tokio::io::AsyncReadExt;
+        let err =
+            |e: std::io::Error| RemoteError::Other { op: "put", detail: format!("{}: {e}", path.display()) };
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .metadata(META_CONTENT_ID, content.to_hex())
+            .send()
+            .await
+            .map_err(|e| map_err("put", full, &self.endpoint, e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let result: Result<Written, RemoteError> = async {
+            let mut f = tokio::fs::File::open(path).await.map_err(err)?;
+            let mut parts = Vec::new();
+            let mut n = 1;
+            loop {
+                let mut buf = Vec::with_capacity(PART_SIZE);
+                (&mut f).take(PART_SIZE as u64).read_to_end(&mut buf).await.map_err(err)?;
+                if buf.is_empty() && n > 1 {
+                    break;
+                }
+                let last = buf.len() < PART_SIZE;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(full)
+                    .upload_id(&upload_id)
+                    .part_number(n)
+                    .body(ByteStream::from(buf))
+                    .send()
+                    .await
+                    .map_err(|e| map_err("put", full, &self.endpoint, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .set_e_tag(part.e_tag().map(str::to_owned))
+                        .build(),
+                );
+                n += 1;
+                if last {
+                    break;
+                }
+            }
+            let mut req = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(full)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+            req = match cond {
+                Condition::IfAbsent => req.if_none_match("*"),
+                Condition::IfMatch(etag) => req.if_match(etag),
+            };
+            let done = req.send().await.map_err(|e| map_err("put", full, &self.endpoint, e))?;
+            Ok(Written {
+                etag: done.e_tag().unwrap_or_default().to_owned(),
+                version: done.version_id().map(str::to_owned),
+            })
+        }
+        .await;
+        if result.is_err() {
+            // Leave no parts behind for a write that did not happen.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+}
+
+impl Remote for S3Remote {
+    fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError> {
+        let at = self.at_header(at)?;
+        let list_prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&list_prefix);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let at = at.clone();
+            let page = self
+                .rt
+                .block_on(
+                    req.customize()
+                        .mutate_request(move |r| {
+                            if let Some(v) = &at {
+                                r.headers_mut().insert("X-Tigris-Snapshot-Version", v.clone());
+                            }
+                        })
+                        .send(),
+                )
+                .map_err(|e| map_err("list", &list_prefix, &self.endpoint, e))?;
+            for o in page.contents() {
+                let full = o.key().unwrap_or_default();
+                let key = full.strip_prefix(&list_prefix).unwrap_or(full).to_owned();
+                match check_key(&key) {
+                    Ok(()) => each(Listed::Object(ObjectInfo {
+                        key,
+                        etag: o.e_tag().unwrap_or_default().to_owned(),
+                        size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                        content: None,
+                    })),
+                    Err(RemoteError::UnsafeKey { key, reason }) => each(Listed::Unsafe { key, reason }),
+                    Err(e) => return Err(e),
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn head(&self, key: &str, at: Option<Version>) -> Result<ObjectInfo, RemoteError> {
+        check_key(key)?;
+        let at = self.at_header(at)?;
+        let full = self.full_key(key);
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .customize()
+                    .mutate_request(move |r| {
+                        if let Some(v) = &at {
+                            r.headers_mut().insert("X-Tigris-Snapshot-Version", v.clone());
+                        }
+                    })
+                    .send(),
+            )
+            .map_err(|e| map_err("head", key, &self.endpoint, e))?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            etag: out.e_tag().unwrap_or_default().to_owned(),
+            size: out.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+            content: content_from_meta(out.metadata()),
+        })
+    }
+
+    fn get(&self, key: &str, at: Option<Version>, out: &mut dyn Write) -> Result<ObjectInfo, RemoteError> {
+        check_key(key)?;
+        let at = self.at_header(at)?;
+        let full = self.full_key(key);
+        self.rt.block_on(async {
+            let mut resp = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .customize()
+                .mutate_request(move |r| {
+                    if let Some(v) = &at {
+                        r.headers_mut().insert("X-Tigris-Snapshot-Version", v.clone());
+                    }
+                })
+                .send()
+                .await
+                .map_err(|e| map_err("get", key, &self.endpoint, e))?;
+            let info = ObjectInfo {
+                key: key.to_owned(),
+                etag: resp.e_tag().unwrap_or_default().to_owned(),
+                size: resp.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                content: content_from_meta(resp.metadata()),
+            };
+            while let Some(chunk) = resp
+                .body
+                .try_next()
+                .await
+                .map_err(|e| RemoteError::Transient { op: "get", detail: format!("{key}: {e}") })?
+            {
+                out.write_all(&chunk)
+                    .map_err(|e| RemoteError::Other { op: "get", detail: format!("{key}: {e}") })?;
+            }
+            Ok(info)
+        })
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        body: Body<'_>,
+        content: ObjectId,
+        cond: &Condition,
+    ) -> Result<Written, RemoteError> {
+        check_key(key)?;
+        let full = self.full_key(key);
+        self.rt.block_on(async {
+            if let Body::File(p) = body {
+                let len = std::fs::metadata(p)
+                    .map_err(|e| RemoteError::Other { op: "put", detail: format!("{}: {e}", p.display()) })?
+                    .len();
+                if len >= MULTIPART_THRESHOLD {
+                    return self.put_multipart(&full, p, content, cond).await;
+                }
+            }
+            let stream = match body {
+                Body::Bytes(b) => ByteStream::from(b.to_vec()),
+                Body::File(p) => ByteStream::from_path(p)
+                    .await
+                    .map_err(|e| RemoteError::Other { op: "put", detail: format!("{}: {e}", p.display()) })?,
+            };
+            let mut req = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .metadata(META_CONTENT_ID, content.to_hex())
+                .body(stream);
+            req = match cond {
+                Condition::IfAbsent => req.if_none_match("*"),
+                Condition::IfMatch(etag) => req.if_match(etag),
+            };
+            let out = req.send().await.map_err(|e| map_err("put", key, &self.endpoint, e))?;
+            Ok(Written {
+                etag: out.e_tag().unwrap_or_default().to_owned(),
+                version: out.version_id().map(str::to_owned),
+            })
+        })
+    }
+
+    fn delete(&self, key: &str, if_match: &str) -> Result<(), RemoteError> {
+        check_key(key)?;
+        let full = self.full_key(key);
+        self.rt
+            .block_on(self.client.delete_object().bucket(&self.bucket).key(&full).if_match(if_match).send())
+            .map_err(|e| map_err("delete", key, &self.endpoint, e))?;
+        Ok(())
+    }
+
+    fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {
+        if !self.caps.snapshots {
+            return Err(RemoteError::NoSnapshots { remote: self.url() });
+        }
+        let value = name.map_or_else(|| "true".to_owned(), |n| format!("true; name={n}"));
+        let cap = Capture::new("x-tigris-snapshot-version");
+        self.rt
+            .block_on(
+                self.client
+                    .create_bucket()
+                    .bucket(&self.bucket)
+                    .customize()
+                    .interceptor(cap.clone())
+                    .mutate_request(move |r| {
+                        r.headers_mut().insert("X-Tigris-Snapshot", value.clone());
+                    })
+                    .send(),
+            )
+            .map_err(|e| map_err("snapshot", &self.bucket, &self.endpoint, e))?;
+        cap.take().and_then(|v| v.trim().parse().ok()).ok_or_else(|| RemoteError::Other {
+            op: "snapshot",
+            detail: "the response carried no X-Tigris-Snapshot-Version".to_owned(),
+        })
+    }
+
+    fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RemoteError> {
+        if !self.caps.snapshots {
+            return Err(RemoteError::NoSnapshots { remote: self.url() });
+        }
+        let bucket = self.bucket.clone();
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .list_buckets()
+                    .customize()
+                    .mutate_request(move |r| {
+                        r.headers_mut().insert("X-Tigris-Snapshot", bucket.clone());
+                    })
+                    .send(),
+            )
+            .map_err(|e| map_err("list snapshots", &self.bucket, &self.endpoint, e))?;
+        Ok(out.buckets().iter().filter_map(|b| parse_snapshot_entry(b.name().unwrap_or_default())).collect())
+    }
+
+    fn abort_stale_uploads(&self) -> Result<usize, RemoteError> {
+        let list_prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let out = self
+            .rt
+            .block_on(self.client.list_multipart_uploads().bucket(&self.bucket).prefix(&list_prefix).send())
+            .map_err(|e| map_err("list uploads", &self.bucket, &self.endpoint, e))?;
+        // Only uploads old enough that no live writer can still be completing them.
+        let cutoff = std::time::SystemTime::now() - STALE_UPLOAD_AGE;
+        let mut n = 0;
+        for u in out.uploads() {
+            let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
+            let started = u.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok());
+            if started.is_none_or(|t| t > cutoff) {
+                continue;
+            }
+            self.rt
+                .block_on(
+                    self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send(),
+                )
+                .map_err(|e| map_err("abort upload", key, &self.endpoint, e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// A snapshot as ListBuckets (with `X-Tigris-Snapshot`) names it: the version, optionally
+/// followed by `; name=NAME`.
+fn parse_snapshot_entry(s: &str) -> Option<SnapshotInfo> {
+    let mut parts = s.split(';').map(str::trim);
+    let version = parts.next()?.parse().ok()?;
+    let name = parts.find_map(|p| p.strip_prefix("name=")).map(str::to_owned);
+    Some(SnapshotInfo { version, name })
+}
