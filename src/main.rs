@@ -26,6 +26,12 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum RemoteCommand {
+    /// Show the remote, what it can do, and its latest snapshot.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Make this folder a bmsync folder (creates .bmsync/ and a client id).
     Init {
@@ -38,6 +44,14 @@ enum Command {
         /// Name this client (default: generated, stable once chosen).
         #[arg(long, value_name = "NAME")]
         client_id: Option<String>,
+        /// S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS).
+        #[arg(long, value_name = "HTTP_URL")]
+        endpoint: Option<String>,
+    },
+    /// Inspect the remote.
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
     },
     /// Print an object from the store, verified against its id.
     CatObject {
@@ -160,6 +174,47 @@ fn io_failure(path: &Path, e: &std::io::Error) -> Failure {
 
 mod worktree_cmds;
 
+const NO_SNAPSHOTS_WARNING: &str = "warning: this bucket has no snapshots. bmsync still syncs safely: \
+every write is conditional, so a teammate's concurrent change becomes a conflict, never a lost update. \
+What you give up: a consistent point-in-time view of the bucket for each sync (a listing can see a \
+teammate's half-finished batch, which the next sync then completes) and point-in-time recovery. \
+On Tigris, create the bucket with snapshots enabled (X-Tigris-Enable-Snapshot: true) to have both.";
+
+fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo) -> std::io::Result<()> {
+    let remote = repo.open_remote().map_err(|e| std::io::Error::other(Failure::from(e)))?;
+    let caps = remote.capabilities();
+    let latest = if caps.snapshots {
+        let snaps =
+            remote.snapshots().map_err(|e| std::io::Error::other(Failure::from(RepoError::from(e))))?;
+        snaps.into_iter().max_by_key(|s| s.version)
+    } else {
+        None
+    };
+    if json {
+        let v = json!({ "remote": remote.url(), "endpoint": repo.endpoint(), "capabilities": caps,
+                        "latest_snapshot": latest });
+        return writeln!(out, "{v}");
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    writeln!(out, "remote:             {}", remote.url())?;
+    if let Some(e) = repo.endpoint() {
+        writeln!(out, "endpoint:           {e}")?;
+    }
+    writeln!(out, "snapshots:          {}", yes(caps.snapshots))?;
+    writeln!(out, "versioning:         {}", yes(caps.versioning))?;
+    writeln!(out, "conditional delete: {}", yes(caps.conditional_delete))?;
+    match latest {
+        Some(s) => writeln!(
+            out,
+            "latest snapshot:    {}{}",
+            s.version,
+            s.name.map(|n| format!(" ({n})")).unwrap_or_default()
+        ),
+        None if caps.snapshots => writeln!(out, "latest snapshot:    none yet"),
+        None => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Like `git -C`: later relative paths are relative to DIR.
@@ -197,12 +252,24 @@ fn run_and_report(cli: &Cli, dir: &Path) -> ExitCode {
 fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     let res = match &cli.command {
-        Command::Init { remote, client_id } => {
-            let repo =
-                Repo::init(dir, &InitOptions { remote: remote.clone(), client_id: client_id.clone() })?;
+        Command::Init { remote, client_id, endpoint } => {
+            let opts = InitOptions {
+                remote: remote.clone(),
+                client_id: client_id.clone(),
+                endpoint: endpoint.clone(),
+            };
+            let repo = Repo::init(dir, &opts)?;
             let remote = repo.remote().map(ToString::to_string);
+            // Look at the remote now, so a missing feature is said up front.
+            let probe = remote.as_ref().map(|_| repo.open_remote().map(|r| r.capabilities()));
             if cli.json {
-                let v = json!({ "root": dir, "client_id": repo.client_id(), "remote": remote });
+                let (caps, err) = match &probe {
+                    Some(Ok(c)) => (Some(*c), None),
+                    Some(Err(e)) => (None, Some(e.to_string())),
+                    None => (None, None),
+                };
+                let v = json!({ "root": dir, "client_id": repo.client_id(), "remote": remote,
+                                "capabilities": caps, "remote_error": err });
                 writeln!(out, "{v}")
             } else {
                 writeln!(
@@ -212,7 +279,21 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                     repo.client_id(),
                     remote.as_deref().unwrap_or("none yet")
                 )
+                .map_err(|e| Failure {
+                    code: 1,
+                    message: format!("writing output: {e}"),
+                    hint: None,
+                })?;
+                match &probe {
+                    Some(Ok(c)) if !c.snapshots => eprintln!("{NO_SNAPSHOTS_WARNING}"),
+                    Some(Err(e)) => eprintln!("warning: could not reach the remote yet: {e}"),
+                    _ => {}
+                }
+                Ok(())
             }
+        }
+        Command::Remote { command: RemoteCommand::Show } => {
+            remote_show(&mut out, cli.json, &Repo::open(dir)?)
         }
         Command::HashObject { files, write } => {
             let repo = if *write { Some(Repo::open(dir)?) } else { None };

@@ -25,6 +25,8 @@ pub const REF_HEAD: &str = "head";
 pub const REV_LOCAL: &str = "local";
 /// Meta key for the remote URL (UTF-8).
 pub const META_REMOTE: &str = "remote";
+/// Meta key for the S3 endpoint URL (UTF-8), when one was given to `init`.
+pub const META_ENDPOINT: &str = "endpoint";
 
 /// Options for [`Repo::init`].
 #[derive(Clone, Debug, Default)]
@@ -33,6 +35,8 @@ pub struct InitOptions {
     pub remote: Option<String>,
     /// Client id to use instead of a generated one.
     pub client_id: Option<String>,
+    /// S3 endpoint to record (Tigris, moto, MinIO...); default from the environment.
+    pub endpoint: Option<String>,
 }
 
 /// Errors tying a folder to its store.
@@ -62,6 +66,12 @@ pub enum RepoError {
         /// The meta key.
         key: &'static str,
     },
+    /// No remote is configured.
+    #[error("no remote is configured: run `bmsync init --remote URL` (in a new folder) to set one")]
+    NoRemote,
+    /// The remote failed.
+    #[error(transparent)]
+    RemoteFailed(#[from] crate::remote::RemoteError),
     /// A meta record that should be there is not.
     #[error("store record {key:?} is missing: the store was not made by `bmsync init`")]
     MissingMeta {
@@ -109,6 +119,7 @@ pub struct Repo {
     store: Store,
     client_id: String,
     remote: Option<RemoteUrl>,
+    endpoint: Option<String>,
 }
 
 impl Repo {
@@ -133,6 +144,9 @@ impl Repo {
         if let Some(r) = &remote_text {
             meta.push((META_REMOTE, r.as_bytes()));
         }
+        if let Some(e) = &opts.endpoint {
+            meta.push((META_ENDPOINT, e.as_bytes()));
+        }
         let store = Store::create(&dir.join(STORE_FILE), &meta).map_err(|e| {
             if made_dir {
                 // Leave no half-made state behind; the folder's own files are untouched.
@@ -143,7 +157,7 @@ impl Repo {
                 e => e.into(),
             }
         })?;
-        Ok(Self { root: root.to_owned(), store, client_id, remote })
+        Ok(Self { root: root.to_owned(), store, client_id, remote, endpoint: opts.endpoint.clone() })
     }
 
     /// Opens the bmsync folder at `root`.
@@ -159,7 +173,8 @@ impl Repo {
         let client_id = text(META_CLIENT_ID)?.ok_or(RepoError::MissingMeta { key: META_CLIENT_ID })?;
         check_client_id(&client_id)?;
         let remote = text(META_REMOTE)?.as_deref().map(RemoteUrl::parse).transpose()?;
-        Ok(Self { root: root.to_owned(), store, client_id, remote })
+        let endpoint = text(META_ENDPOINT)?;
+        Ok(Self { root: root.to_owned(), store, client_id, remote, endpoint })
     }
 
     /// The synced folder.
@@ -180,6 +195,19 @@ impl Repo {
     /// The configured remote, if any.
     pub fn remote(&self) -> Option<&RemoteUrl> {
         self.remote.as_ref()
+    }
+
+    /// The configured S3 endpoint, if one was given to `init`.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// Connects to the configured remote (credentials and region from the standard AWS
+    /// environment).
+    pub fn open_remote(&self) -> Result<Box<dyn crate::remote::Remote>> {
+        let url = self.remote.as_ref().ok_or(RepoError::NoRemote)?;
+        let opts = crate::remote::S3Options { endpoint: self.endpoint.clone(), ..Default::default() };
+        Ok(crate::remote::open(url, &opts)?)
     }
 
     /// Resolves a revision: a ref name (`base`, `head`), a full id, or an abbreviated id.

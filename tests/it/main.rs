@@ -5,5 +5,8 @@
 
 mod cli;
 mod golden;
+mod remote_contract;
 mod store_file;
+mod tigris_server;
+mod tigris_server_tests;
 mod worktree;
