@@ -35,7 +35,7 @@ pub struct InitOptions {
     pub remote: Option<String>,
     /// Client id to use instead of a generated one.
     pub client_id: Option<String>,
-    /// S3 endpoint to record (Tigris, moto, MinIO...); default from the environment.
+    /// S3 endpoint to record (Tigris, moto, `MinIO`...); default from the environment.
     pub endpoint: Option<String>,
 }
 

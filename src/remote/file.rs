@@ -204,10 +204,10 @@ impl Remote for FileRemote {
                         pending = Some((key.to_owned(), v.value().to_vec()));
                     }
                 }
-                if let Some((p, rec)) = pending {
-                    if let Some(info) = parse(&p, &rec) {
-                        emit(info);
-                    }
+                if let Some((p, rec)) = pending
+                    && let Some(info) = parse(&p, &rec)
+                {
+                    emit(info);
                 }
             }
         }

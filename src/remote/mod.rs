@@ -7,6 +7,7 @@
 mod file;
 mod s3;
 mod url;
+mod view;
 
 use std::io::Write;
 use std::path::Path;
@@ -14,6 +15,7 @@ use std::path::Path;
 pub use file::FileRemote;
 pub use s3::{S3Options, S3Remote};
 pub use url::{RemoteUrl, RemoteUrlError};
+pub use view::{RemoteEntry, RemoteView, SkippedKey, ViewStats};
 
 use crate::id::ObjectId;
 
@@ -236,11 +238,14 @@ pub fn open(url: &RemoteUrl, s3: &S3Options) -> Result<Box<dyn Remote>, RemoteEr
     }
 }
 
+/// Keys a listing reported as unsafe, with the reason for each.
+pub type UnsafeKeys = Vec<(String, &'static str)>;
+
 /// Lists a remote into a vector (objects and unsafe keys apart).
 pub fn list_all(
     remote: &dyn Remote,
     at: Option<Version>,
-) -> Result<(Vec<ObjectInfo>, Vec<(String, &'static str)>), RemoteError> {
+) -> Result<(Vec<ObjectInfo>, UnsafeKeys), RemoteError> {
     let (mut ok, mut bad) = (Vec::new(), Vec::new());
     remote.list(at, &mut |l| match l {
         Listed::Object(o) => ok.push(o),

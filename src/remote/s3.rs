@@ -34,7 +34,7 @@ const PART_SIZE: usize = 8 << 20;
 /// How to reach an S3 service.
 #[derive(Clone, Debug)]
 pub struct S3Options {
-    /// Custom endpoint (Tigris, moto, MinIO...). Default: `AWS_ENDPOINT_URL_S3`, then
+    /// Custom endpoint (Tigris, moto, `MinIO`...). Default: `AWS_ENDPOINT_URL_S3`, then
     /// `AWS_ENDPOINT_URL`, then AWS itself.
     pub endpoint: Option<String>,
     /// Connect timeout, and the limit on each attempt of each call.
@@ -64,7 +64,12 @@ pub struct S3Remote {
 
 impl std::fmt::Debug for S3Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Remote").field("bucket", &self.bucket).field("prefix", &self.prefix).finish()
+        f.debug_struct("S3Remote")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("caps", &self.caps)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,12 +136,12 @@ fn endpoint_from_env() -> Option<String> {
 }
 
 /// Maps an SDK failure to what the sync engine needs to know.
-fn map_err<E>(op: &'static str, key: &str, endpoint: &str, e: SdkError<E, HttpResponse>) -> RemoteError
+fn map_err<E>(op: &'static str, key: &str, endpoint: &str, e: &SdkError<E, HttpResponse>) -> RemoteError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
-    match &e {
+    let detail = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+    match e {
         SdkError::DispatchFailure(d) if d.is_timeout() => RemoteError::Transient { op, detail },
         SdkError::DispatchFailure(_) => RemoteError::Unreachable { endpoint: endpoint.to_owned(), detail },
         SdkError::TimeoutError(_) => {
@@ -213,14 +218,14 @@ impl S3Remote {
         Ok(me)
     }
 
-    /// HeadBucket (snapshots) and GetBucketVersioning.
+    /// `HeadBucket` (snapshots) and `GetBucketVersioning`.
     fn probe(&self) -> Result<Capabilities, RemoteError> {
         let cap = Capture::new("x-tigris-enable-snapshot");
         self.rt
             .block_on(
                 self.client.head_bucket().bucket(&self.bucket).customize().interceptor(cap.clone()).send(),
             )
-            .map_err(|e| map_err("head bucket", &self.bucket, &self.endpoint, e))?;
+            .map_err(|e| map_err("head bucket", &self.bucket, &self.endpoint, &e))?;
         let snapshots = cap.take().is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let versioning = self
             .rt
@@ -261,7 +266,7 @@ impl S3Remote {
             .metadata(META_CONTENT_ID, content.to_hex())
             .send()
             .await
-            .map_err(|e| map_err("put", full, &self.endpoint, e))?;
+            .map_err(|e| map_err("put", full, &self.endpoint, &e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
         let result: Result<Written, RemoteError> = async {
             let mut f = tokio::fs::File::open(path).await.map_err(err)?;
@@ -284,7 +289,7 @@ impl S3Remote {
                     .body(ByteStream::from(buf))
                     .send()
                     .await
-                    .map_err(|e| map_err("put", full, &self.endpoint, e))?;
+                    .map_err(|e| map_err("put", full, &self.endpoint, &e))?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(n)
@@ -307,7 +312,7 @@ impl S3Remote {
                 Condition::IfAbsent => req.if_none_match("*"),
                 Condition::IfMatch(etag) => req.if_match(etag),
             };
-            let done = req.send().await.map_err(|e| map_err("put", full, &self.endpoint, e))?;
+            let done = req.send().await.map_err(|e| map_err("put", full, &self.endpoint, &e))?;
             Ok(Written {
                 etag: done.e_tag().unwrap_or_default().to_owned(),
                 version: done.version_id().map(str::to_owned),
@@ -363,7 +368,7 @@ impl Remote for S3Remote {
                         })
                         .send(),
                 )
-                .map_err(|e| map_err("list", &list_prefix, &self.endpoint, e))?;
+                .map_err(|e| map_err("list", &list_prefix, &self.endpoint, &e))?;
             for o in page.contents() {
                 let full = o.key().unwrap_or_default();
                 let key = full.strip_prefix(&list_prefix).unwrap_or(full).to_owned();
@@ -404,7 +409,7 @@ impl Remote for S3Remote {
                     })
                     .send(),
             )
-            .map_err(|e| map_err("head", key, &self.endpoint, e))?;
+            .map_err(|e| map_err("head", key, &self.endpoint, &e))?;
         Ok(ObjectInfo {
             key: key.to_owned(),
             etag: out.e_tag().unwrap_or_default().to_owned(),
@@ -431,7 +436,7 @@ impl Remote for S3Remote {
                 })
                 .send()
                 .await
-                .map_err(|e| map_err("get", key, &self.endpoint, e))?;
+                .map_err(|e| map_err("get", key, &self.endpoint, &e))?;
             let info = ObjectInfo {
                 key: key.to_owned(),
                 etag: resp.e_tag().unwrap_or_default().to_owned(),
@@ -486,7 +491,7 @@ impl Remote for S3Remote {
                 Condition::IfAbsent => req.if_none_match("*"),
                 Condition::IfMatch(etag) => req.if_match(etag),
             };
-            let out = req.send().await.map_err(|e| map_err("put", key, &self.endpoint, e))?;
+            let out = req.send().await.map_err(|e| map_err("put", key, &self.endpoint, &e))?;
             Ok(Written {
                 etag: out.e_tag().unwrap_or_default().to_owned(),
                 version: out.version_id().map(str::to_owned),
@@ -499,7 +504,7 @@ impl Remote for S3Remote {
         let full = self.full_key(key);
         self.rt
             .block_on(self.client.delete_object().bucket(&self.bucket).key(&full).if_match(if_match).send())
-            .map_err(|e| map_err("delete", key, &self.endpoint, e))?;
+            .map_err(|e| map_err("delete", key, &self.endpoint, &e))?;
         Ok(())
     }
 
@@ -521,7 +526,7 @@ impl Remote for S3Remote {
                     })
                     .send(),
             )
-            .map_err(|e| map_err("snapshot", &self.bucket, &self.endpoint, e))?;
+            .map_err(|e| map_err("snapshot", &self.bucket, &self.endpoint, &e))?;
         cap.take().and_then(|v| v.trim().parse().ok()).ok_or_else(|| RemoteError::Other {
             op: "snapshot",
             detail: "the response carried no X-Tigris-Snapshot-Version".to_owned(),
@@ -544,7 +549,7 @@ impl Remote for S3Remote {
                     })
                     .send(),
             )
-            .map_err(|e| map_err("list snapshots", &self.bucket, &self.endpoint, e))?;
+            .map_err(|e| map_err("list snapshots", &self.bucket, &self.endpoint, &e))?;
         Ok(out.buckets().iter().filter_map(|b| parse_snapshot_entry(b.name().unwrap_or_default())).collect())
     }
 
@@ -553,7 +558,7 @@ impl Remote for S3Remote {
         let out = self
             .rt
             .block_on(self.client.list_multipart_uploads().bucket(&self.bucket).prefix(&list_prefix).send())
-            .map_err(|e| map_err("list uploads", &self.bucket, &self.endpoint, e))?;
+            .map_err(|e| map_err("list uploads", &self.bucket, &self.endpoint, &e))?;
         // Only uploads old enough that no live writer can still be completing them.
         let cutoff = std::time::SystemTime::now() - STALE_UPLOAD_AGE;
         let mut n = 0;
@@ -567,14 +572,14 @@ impl Remote for S3Remote {
                 .block_on(
                     self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send(),
                 )
-                .map_err(|e| map_err("abort upload", key, &self.endpoint, e))?;
+                .map_err(|e| map_err("abort upload", key, &self.endpoint, &e))?;
             n += 1;
         }
         Ok(n)
     }
 }
 
-/// A snapshot as ListBuckets (with `X-Tigris-Snapshot`) names it: the version, optionally
+/// A snapshot as `ListBuckets` (with `X-Tigris-Snapshot`) names it: the version, optionally
 /// followed by `; name=NAME`.
 fn parse_snapshot_entry(s: &str) -> Option<SnapshotInfo> {
     let mut parts = s.split(';').map(str::trim);

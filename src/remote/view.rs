@@ -1,0 +1,162 @@
+//! A consistent view of the remote for one sync: one listing (at a snapshot version when
+//! the remote has snapshots), with every object's content id resolved as cheaply as is
+//! safe: an ETag equal to the base manifest's means unchanged; otherwise bmsync's
+//! metadata (one HEAD), and failing that, downloading and hashing.
+
+use std::collections::BTreeMap;
+
+use super::{Listed, ObjectInfo, Remote, RemoteError, Version};
+use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+use crate::object::{Manifest, check_path};
+
+/// One object of the view, keyed by its path.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteEntry {
+    /// The key (equal to the path).
+    pub key: String,
+    /// The ETag as listed.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE3 of the content.
+    pub content: ObjectId,
+}
+
+/// A key left out of the view, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedKey {
+    /// The key as listed.
+    pub key: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// How each content id was learnt: the cost of the view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ViewStats {
+    /// Objects listed.
+    pub listed: u64,
+    /// Content ids taken from the base manifest (ETag unchanged): free.
+    pub from_base: u64,
+    /// Content ids from bmsync's metadata: one HEAD each.
+    pub from_metadata: u64,
+    /// Content ids computed by downloading: one GET each.
+    pub downloaded: u64,
+}
+
+/// The remote as of one instant.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RemoteView {
+    /// The snapshot version the listing was read at, when the remote has snapshots.
+    pub version: Option<Version>,
+    /// Objects by path.
+    pub objects: BTreeMap<String, RemoteEntry>,
+    /// Keys reported and skipped (unsafe, not NFC, ignored).
+    pub skipped: Vec<SkippedKey>,
+    /// What it cost.
+    pub stats: ViewStats,
+}
+
+impl RemoteView {
+    /// Reads the remote: takes a snapshot (when it has them) and lists at its version, so
+    /// teammates writing meanwhile cannot tear the view. `ignored` says which paths the
+    /// local ignore rules exclude; they are left out here too.
+    pub fn fetch(
+        remote: &dyn Remote,
+        base: Option<&Manifest>,
+        ignored: impl Fn(&str) -> bool,
+    ) -> Result<Self, RemoteError> {
+        let version = if remote.capabilities().snapshots { Some(remote.snapshot(None)?) } else { None };
+        let mut listed: Vec<ObjectInfo> = Vec::new();
+        let mut skipped = Vec::new();
+        remote.list(version, &mut |l| match l {
+            Listed::Object(o) => listed.push(o),
+            Listed::Unsafe { key, reason } => skipped.push(SkippedKey { key, reason: reason.to_owned() }),
+        })?;
+        let base_by_path: BTreeMap<&str, &crate::object::ManifestEntry> =
+            base.map(|m| m.entries().iter().map(|e| (e.path.as_str(), e)).collect()).unwrap_or_default();
+        let mut stats = ViewStats { listed: listed.len() as u64, ..ViewStats::default() };
+        let mut objects = BTreeMap::new();
+        for o in listed {
+            if let Err(e) = check_path(&o.key) {
+                skipped.push(SkippedKey { key: o.key, reason: format!("not a path bmsync can sync: {e}") });
+                continue;
+            }
+            if ignored(&o.key) {
+                skipped
+                    .push(SkippedKey { key: o.key, reason: "ignored by the local ignore rules".to_owned() });
+                continue;
+            }
+            let known = base_by_path
+                .get(o.key.as_str())
+                .filter(|e| e.etag == o.etag && e.size == o.size)
+                .and_then(|e| e.content);
+            let content = if let Some(c) = known {
+                stats.from_base += 1;
+                c
+            } else if let Some(c) = remote.head(&o.key, version)?.content {
+                // A hint from metadata; the bytes are hashed again when downloaded.
+                stats.from_metadata += 1;
+                c
+            } else {
+                stats.downloaded += 1;
+                hash_remote(remote, &o.key, version)?
+            };
+            objects.insert(o.key.clone(), RemoteEntry { key: o.key, etag: o.etag, size: o.size, content });
+        }
+        Ok(Self { version, objects, skipped, stats })
+    }
+}
+
+/// Downloads an object and hashes it.
+fn hash_remote(remote: &dyn Remote, key: &str, at: Option<Version>) -> Result<ObjectId, RemoteError> {
+    struct HashWriter(ObjectHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = HashWriter(ObjectHasher::new(ObjectKind::Blob));
+    remote.get(key, at, &mut w)?;
+    Ok(w.0.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::ManifestEntry;
+    use crate::remote::{Body, Condition, FileRemote};
+
+    #[test]
+    fn content_ids_come_from_base_then_metadata() {
+        let d = tempfile::tempdir().expect("tmp");
+        let r = FileRemote::open(d.path()).expect("open");
+        let put = |k: &str, b: &[u8]| {
+            r.put(k, Body::Bytes(b), ObjectId::for_blob(b), &Condition::IfAbsent).expect("put").etag
+        };
+        let ea = put("a.md", b"alpha");
+        put("b.md", b"bravo");
+        put("x.tmp", b"junk");
+        let base = Manifest::new(vec![ManifestEntry {
+            path: "a.md".into(),
+            key: "a.md".into(),
+            etag: ea,
+            size: 5,
+            content: Some(ObjectId::for_blob(b"alpha")),
+        }])
+        .expect("manifest");
+        let v = RemoteView::fetch(&r, Some(&base), |p: &str| p == "x.tmp").expect("view");
+        assert!(v.version.is_some(), "file remotes have snapshots");
+        assert_eq!(v.objects.len(), 2);
+        assert_eq!(v.objects["b.md"].content, ObjectId::for_blob(b"bravo"));
+        assert_eq!(
+            (v.stats.listed, v.stats.from_base, v.stats.from_metadata, v.stats.downloaded),
+            (3, 1, 1, 0)
+        );
+        assert_eq!(v.skipped.len(), 1);
+    }
+}
