@@ -29,6 +29,10 @@ const SNAPSHOTS: TableDefinition<u64, &str> = TableDefinition::new("snapshots");
 /// The last version handed out (u64), so versions strictly increase.
 const CLOCK: TableDefinition<&str, u64> = TableDefinition::new("clock");
 
+/// Format version of the index (`format-version` in `meta`, u32 LE).
+const FORMAT_VERSION: u32 = 1;
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
 /// Record byte 0: the key holds an object (1) or was deleted (0).
 const PRESENT: u8 = 1;
 
@@ -80,6 +84,28 @@ impl FileRemote {
             .map_err(|e| other("open file remote", e))?;
         let txn = db.begin_write().map_err(|e| other("open file remote", e))?;
         {
+            let mut meta = txn.open_table(META).map_err(|e| other("open file remote", e))?;
+            let found = meta
+                .get("format-version")
+                .map_err(|e| other("open file remote", e))?
+                .map(|v| v.value().to_vec());
+            match found.as_deref().map(<[u8; 4]>::try_from) {
+                None => {
+                    meta.insert("format-version", FORMAT_VERSION.to_le_bytes().as_slice())
+                        .map_err(|e| other("open file remote", e))?;
+                }
+                Some(Ok(v)) if u32::from_le_bytes(v) == FORMAT_VERSION => {}
+                Some(_) => {
+                    return Err(other(
+                        "open file remote",
+                        format!(
+                            "{} was written by a newer or unknown bmsync (format {found:02x?}); upgrade bmsync",
+                            root.display()
+                        ),
+                    ));
+                }
+            }
+            drop(meta);
             txn.open_table(HISTORY).map_err(|e| other("open file remote", e))?;
             txn.open_table(CURRENT).map_err(|e| other("open file remote", e))?;
             txn.open_table(SNAPSHOTS).map_err(|e| other("open file remote", e))?;
