@@ -453,7 +453,7 @@ impl S3 for Tigris {
             response.headers.insert(SNAPSHOT_VERSION, version.into());
             return Ok(response);
         }
-        // Also why snapshots cannot be enabled on an existing bucket.
+        // Re-creating fails, so snapshots cannot be enabled on an existing bucket.
         if buckets.contains_key(&name) {
             return Err(s3_error!(BucketAlreadyOwnedByYou));
         }
