@@ -5,6 +5,7 @@
 //! encodes it, [`store`] keeps it, and [`repo`] ties a folder to its store.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod id;
 pub mod object;
 pub mod reconcile;

@@ -2,6 +2,7 @@
 //! in the library.
 #![forbid(unsafe_code)]
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,9 +45,19 @@ enum Command {
         /// Name this client (default: generated, stable once chosen).
         #[arg(long, value_name = "NAME")]
         client_id: Option<String>,
-        /// S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS).
-        #[arg(long, value_name = "HTTP_URL")]
+        #[arg(
+            long,
+            value_name = "HTTP_URL",
+            help = "S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS)"
+        )]
         endpoint: Option<String>,
+    },
+    /// Sync the folder with its remote: scan, read the remote at one snapshot, plan,
+    /// apply under preconditions, and record the new base.
+    Sync {
+        /// Allow up to N deletions (default: at most half of the last sync's files).
+        #[arg(long, value_name = "N")]
+        max_delete: Option<usize>,
     },
     /// Inspect the remote.
     Remote {
@@ -180,6 +191,59 @@ What you give up: a consistent point-in-time view of the bucket for each sync (a
 teammate's half-finished batch, which the next sync then completes) and point-in-time recovery. \
 On Tigris, create the bucket with snapshots enabled (X-Tigris-Enable-Snapshot: true) to have both.";
 
+fn sync_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usize>) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    let remote = repo.open_remote()?;
+    let opts = bmsync::apply::SyncOptions { max_delete };
+    let s = bmsync::apply::sync(repo, remote.as_ref(), &opts).map_err(|e| Failure {
+        code: 1,
+        message: e.to_string(),
+        hint: Some("nothing unsafe was done; what succeeded is recorded"),
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let written = if json {
+        let mut v = serde_json::to_value(&s).expect("summaries serialise");
+        v["seconds"] = json!(secs);
+        v["remote"] = json!(remote.url());
+        writeln!(out, "{v}")
+    } else {
+        let snap = s.snapshot.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
+        let mut text = format!(
+            "Synced with {}{snap}: {} uploaded, {} downloaded, {} deleted here, {} deleted there, {} conflicts ({} bytes up, {} down, {secs:.2} s)\n",
+            remote.url(),
+            s.uploaded,
+            s.downloaded,
+            s.deleted_local,
+            s.deleted_remote,
+            s.conflicts.len(),
+            s.bytes_up,
+            s.bytes_down
+        );
+        for c in &s.conflicts {
+            let copy =
+                c.local_copy.as_deref().map(|p| format!("; your version is in {p}")).unwrap_or_default();
+            let _ = writeln!(text, "conflict: {} ({:?}){copy}", c.path, c.reason);
+        }
+        for p in &s.raced {
+            let _ = writeln!(text, "changed during the sync, left for next time: {p}");
+        }
+        for k in &s.remote_skipped {
+            let _ = writeln!(text, "warning: remote key {:?} skipped: {}", k.key, k.reason);
+        }
+        out.write_all(text.as_bytes())
+    };
+    written.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })?;
+    if s.conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: 3,
+            message: format!("{} conflicts: both versions were kept", s.conflicts.len()),
+            hint: None,
+        })
+    }
+}
+
 fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo) -> std::io::Result<()> {
     let remote = repo.open_remote().map_err(|e| std::io::Error::other(Failure::from(e)))?;
     let caps = remote.capabilities();
@@ -249,6 +313,7 @@ fn run_and_report(cli: &Cli, dir: &Path) -> ExitCode {
     }
 }
 
+#[allow(clippy::too_many_lines)] // one arm per command, each a few lines
 fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     let res = match &cli.command {
@@ -292,6 +357,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                 Ok(())
             }
         }
+        Command::Sync { max_delete } => return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, *max_delete),
         Command::Remote { command: RemoteCommand::Show } => {
             remote_show(&mut out, cli.json, &Repo::open(dir)?)
         }

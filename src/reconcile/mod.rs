@@ -1,5 +1,15 @@
-//! Reconciliation: comparing trees. Pure functions over trees; no I/O of their own.
+//! Reconciliation: comparing trees and planning syncs. Pure functions over trees; no
+//! I/O of their own.
 
 mod diff;
+mod merge;
+mod plan;
+#[cfg(test)]
+mod tests_plan;
 
 pub use diff::{Change, DiffStats, Leaf, TreeSource, detect_renames, diff_trees};
+pub use merge::Merge;
+pub use plan::{
+    Action, Base, BuildTreeError, ListingStatus, LocalCond, Mode, Op, PLAN_VERSION, Plan, PlanError,
+    PlanInput, PlanStats, Precondition, Reason, RemoteCond, RemoteObject, build_tree, plan,
+};

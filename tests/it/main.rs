@@ -7,6 +7,7 @@ mod cli;
 mod golden;
 mod remote_contract;
 mod store_file;
+mod sync;
 mod tigris_server;
 mod tigris_server_tests;
 mod worktree;

@@ -28,7 +28,7 @@ fn raw_client(endpoint: &str, key: &str, secret: &str) -> (tokio::runtime::Runti
     (rt, aws_sdk_s3::Client::from_conf(conf))
 }
 
-fn create_bucket(endpoint: &str, key: &str, secret: &str, bucket: &str, snapshots: bool) {
+pub(crate) fn create_bucket(endpoint: &str, key: &str, secret: &str, bucket: &str, snapshots: bool) {
     let (rt, c) = raw_client(endpoint, key, secret);
     rt.block_on(
         c.create_bucket()

@@ -1,0 +1,979 @@
+//! Planner tests: every decision cell, every safety rule, the JSON form, the cost of the
+//! walk, and properties over random small trees simulated on in-memory maps.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::id::ObjectId;
+use crate::object::{EntryKind, Manifest, ManifestEntry, Tree, TreeEntry};
+
+// ---- fixture ----
+
+/// A file on the remote: its leaf and ETag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RemoteFile {
+    leaf: Leaf,
+    etag: String,
+}
+
+/// Path → leaf: a local folder.
+type LocalState = BTreeMap<String, Leaf>;
+/// Path → object: a bucket, and also a base (the bucket as of the last sync).
+type RemoteState = BTreeMap<String, RemoteFile>;
+
+fn id(c: &str) -> ObjectId {
+    ObjectId::for_blob(c.as_bytes())
+}
+
+fn leaf(c: &str) -> Leaf {
+    Leaf { kind: EntryKind::File, id: id(c), size: c.len() as u64 }
+}
+
+/// The ETag a content gets when first uploaded (any function of it will do).
+fn etag(c: &str) -> String {
+    etag_of(&leaf(c))
+}
+
+fn etag_of(l: &Leaf) -> String {
+    format!("\"{}-{}\"", l.kind.as_str(), l.id.short(12))
+}
+
+fn local(files: &[(&str, &str)]) -> LocalState {
+    files.iter().map(|(p, c)| ((*p).to_owned(), leaf(c))).collect()
+}
+
+fn remote(files: &[(&str, &str)]) -> RemoteState {
+    files.iter().map(|(p, c)| ((*p).to_owned(), RemoteFile { leaf: leaf(c), etag: etag(c) })).collect()
+}
+
+fn leaves(r: &RemoteState) -> LocalState {
+    r.iter().map(|(p, f)| (p.clone(), f.leaf.clone())).collect()
+}
+
+struct Fixture {
+    trees: HashMap<ObjectId, Tree>,
+    base: Option<(Option<ObjectId>, Manifest)>,
+    local: Option<ObjectId>,
+    remote: BTreeMap<String, RemoteObject>,
+    listing: ListingStatus,
+    protected: BTreeSet<String>,
+    ignored: BTreeSet<String>,
+    max_delete: Option<usize>,
+}
+
+impl Fixture {
+    /// Trees for base and local, a manifest for base, and a listing for remote whose
+    /// content ids are left out wherever the ETag is the base's (the planner fills them).
+    fn new(base: Option<&RemoteState>, local: &LocalState, remote: &RemoteState) -> Self {
+        let mut trees = HashMap::new();
+        let mut tree = |s: &LocalState| {
+            let (root, built) =
+                build_tree(s.iter().map(|(p, l)| (p.clone(), l.clone()))).expect("valid state");
+            trees.extend(built);
+            root
+        };
+        let base = base.map(|b| {
+            let entries = b
+                .iter()
+                .map(|(p, f)| ManifestEntry {
+                    path: p.clone(),
+                    key: p.clone(),
+                    etag: f.etag.clone(),
+                    size: f.leaf.size,
+                    content: Some(f.leaf.id),
+                })
+                .collect();
+            (tree(&leaves(b)), Manifest::new(entries).expect("valid manifest"))
+        });
+        let local = tree(local);
+        let listing = remote
+            .iter()
+            .map(|(p, f)| {
+                let same_etag = base.as_ref().is_some_and(|(_, m)| {
+                    let es = m.entries();
+                    es.binary_search_by(|e| e.path.as_str().cmp(p.as_str()))
+                        .is_ok_and(|i| es[i].etag == f.etag && es[i].content == Some(f.leaf.id))
+                });
+                let obj = RemoteObject {
+                    key: format!("prefix/{p}"),
+                    etag: f.etag.clone(),
+                    size: f.leaf.size,
+                    kind: f.leaf.kind,
+                    content: (!same_etag).then_some(f.leaf.id),
+                };
+                (p.clone(), obj)
+            })
+            .collect();
+        Self {
+            trees,
+            base,
+            local,
+            remote: listing,
+            listing: ListingStatus::Complete,
+            protected: BTreeSet::new(),
+            ignored: BTreeSet::new(),
+            max_delete: None,
+        }
+    }
+
+    fn three_way(base: &[(&str, &str)], l: &[(&str, &str)], r: &[(&str, &str)]) -> Self {
+        Self::new(Some(&remote(base)), &local(l), &remote(r))
+    }
+
+    /// The same sides with no base: every listed object must then bring its content id.
+    fn into_union(mut self) -> Self {
+        if let Some((_, manifest)) = self.base.take() {
+            for e in manifest.entries() {
+                if let Some(obj) = self.remote.get_mut(&e.path)
+                    && obj.content.is_none()
+                {
+                    obj.content = e.content;
+                }
+            }
+        }
+        self
+    }
+
+    fn plan(&self) -> Result<Plan, PlanError> {
+        plan(&PlanInput {
+            trees: &self.trees,
+            base: self.base.as_ref().map(|(tree, manifest)| Base { tree: *tree, manifest }),
+            local: self.local,
+            remote: &self.remote,
+            listing: self.listing.clone(),
+            protected: &self.protected,
+            ignored: &self.ignored,
+            max_delete: self.max_delete,
+        })
+    }
+
+    fn ok(&self) -> Plan {
+        self.plan().expect("the plan is accepted")
+    }
+}
+
+fn summary(plan: &Plan) -> Vec<(String, Action, Reason)> {
+    plan.ops.iter().map(|o| (o.path.clone(), o.action, o.reason)).collect()
+}
+
+fn row(path: &str, action: Action, reason: Reason) -> (String, Action, Reason) {
+    (path.to_owned(), action, reason)
+}
+
+const FILLER: [(&str, &str); 4] =
+    [("keep/1.md", "k1"), ("keep/2.md", "k2"), ("keep/3.md", "k3"), ("keep/4.md", "k4")];
+
+fn with_filler(x: Option<&str>) -> Vec<(&str, &str)> {
+    let mut v = FILLER.to_vec();
+    v.extend(x.map(|c| ("n.md", c)));
+    v
+}
+
+// ---- the decision table ----
+
+#[test]
+fn every_decision_cell() {
+    use Action::*;
+    use Reason::*;
+    // name, base, local, remote content; the expected action, reason and preconditions.
+    type Cell<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>, Action, Reason);
+    type Row<'a> = (Cell<'a>, Option<RemoteCond>, Option<LocalCond>);
+    let m = |c: &str| Some(RemoteCond::IfMatch(etag(c)));
+    let has = |c: &str| Some(LocalCond::Content(id(c)));
+    let (absent_r, absent_l) = (Some(RemoteCond::IfAbsent), Some(LocalCond::Absent));
+    #[rustfmt::skip]
+    let table: [Row<'_>; 13] = [
+        (("changed/unchanged", Some("v1"), Some("v2"), Some("v1"), Upload, LocalChanged), m("v1"), has("v2")),
+        (("unchanged/changed", Some("v1"), Some("v1"), Some("v2"), Download, RemoteChanged), m("v2"), has("v1")),
+        (("deleted/unchanged", Some("v1"), None, Some("v1"), DeleteRemote, LocalDeleted), m("v1"), absent_l),
+        (("unchanged/deleted", Some("v1"), Some("v1"), None, DeleteLocal, RemoteDeleted), None, has("v1")),
+        (("changed/changed same", Some("v1"), Some("v2"), Some("v2"), Record, BothChanged), None, None),
+        (("changed/changed different", Some("v1"), Some("v2"), Some("v3"), Conflict, EditEdit), None, None),
+        (("deleted/changed", Some("v1"), None, Some("v2"), Download, DeleteEdit), m("v2"), absent_l),
+        (("changed/deleted", Some("v1"), Some("v2"), None, Upload, EditDelete), absent_r.clone(), has("v2")),
+        (("added/added same", None, Some("v2"), Some("v2"), Record, BothAdded), None, None),
+        (("added/added different", None, Some("v2"), Some("v3"), Conflict, AddAdd), None, None),
+        (("deleted/deleted", Some("v1"), None, None, Record, BothDeleted), None, None),
+        (("added/absent", None, Some("v2"), None, Upload, LocalAdded), absent_r, has("v2")),
+        (("absent/added", None, None, Some("v2"), Download, RemoteAdded), m("v2"), absent_l),
+    ];
+    for ((name, b, l, r, action, reason), rc, lc) in table {
+        let fx = Fixture::three_way(&with_filler(b), &with_filler(l), &with_filler(r));
+        let plan = fx.ok();
+        assert_eq!(summary(&plan), [row("n.md", action, reason)], "{name}");
+        let op = &plan.ops[0];
+        assert_eq!(
+            op.precondition,
+            Precondition { remote: rc, local: lc, ..Precondition::default() },
+            "{name}"
+        );
+        assert_eq!(
+            op.sides,
+            Merge::new(b.map(leaf), l.map(leaf), r.map(leaf)),
+            "{name}: conflicts carry all sides"
+        );
+        assert_eq!(op.is_conflict(), matches!(reason, EditEdit | AddAdd | DeleteEdit | EditDelete), "{name}");
+        assert_eq!(plan.mode, Mode::ThreeWay);
+    }
+}
+
+#[test]
+fn a_kind_change_is_an_edit() {
+    let base = remote(&with_filler(Some("v1")));
+    let mut l = leaves(&base);
+    l.get_mut("n.md").expect("present").kind = EntryKind::Executable;
+    let plan = Fixture::new(Some(&base), &l, &base).ok();
+    assert_eq!(summary(&plan), [row("n.md", Action::Upload, Reason::LocalChanged)]);
+    assert_eq!(plan.ops[0].precondition.remote, Some(RemoteCond::IfMatch(etag("v1"))));
+}
+
+#[test]
+fn type_changes_are_conflicts_that_delete_nothing() {
+    type Files<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Files<'_>, Files<'_>, Files<'_>); 4] = [
+        ("file to folder locally", &[("t", "f")], &[("t/x", "x")], &[("t", "f")]),
+        ("folder to file remotely", &[("t/x", "x")], &[("t/x", "x")], &[("t", "f")]),
+        ("both sides", &[("t", "f")], &[("t/x", "x")], &[("t/y", "y")]),
+        ("added as file and folder", &[], &[("t", "f")], &[("t/x", "x"), ("t/y", "y")]),
+    ];
+    for (name, b, l, r) in cases {
+        let fx = Fixture::three_way(
+            &[b, &FILLER[..]].concat(),
+            &[l, &FILLER[..]].concat(),
+            &[r, &FILLER[..]].concat(),
+        );
+        let plan = fx.ok();
+        assert_eq!(summary(&plan), [row("t", Action::Conflict, Reason::TypeChange)], "{name}");
+        let op = &plan.ops[0];
+        assert!(op.is_conflict() && op.precondition == Precondition::default(), "{name}");
+        assert!(
+            op.sides.any_some(|l| l.kind.is_tree()) && op.sides.any_some(|l| !l.kind.is_tree()),
+            "{name}"
+        );
+        // Union mode sees the same clash wherever local and remote differ in type.
+        if name != "both sides" {
+            let mut union = fx.into_union().ok();
+            union.ops.retain(|o| o.action != Action::Record);
+            assert_eq!(summary(&union), [row("t", Action::Conflict, Reason::TypeChange)], "{name} (union)");
+        }
+    }
+    // The same type change on both sides is no conflict: nothing to transfer.
+    let plan = Fixture::three_way(
+        &[("t", "f"), ("k", "k")],
+        &[("t/x", "x"), ("k", "k")],
+        &[("t/x", "x"), ("k", "k")],
+    )
+    .ok();
+    assert_eq!(
+        summary(&plan),
+        [row("t", Action::Record, Reason::BothDeleted), row("t/x", Action::Record, Reason::BothAdded)]
+    );
+}
+
+#[test]
+fn renames_are_one_operation() {
+    // Locally renamed: one remote move, the copy and the delete together.
+    let plan = Fixture::three_way(&[("a.md", "v1")], &[("b.md", "v1")], &[("a.md", "v1")]).ok();
+    assert_eq!(summary(&plan), [row("b.md", Action::MoveRemote, Reason::LocalRenamed)]);
+    let op = &plan.ops[0];
+    assert_eq!(op.from.as_deref(), Some("a.md"));
+    assert_eq!(
+        op.precondition,
+        Precondition {
+            remote: Some(RemoteCond::IfAbsent),
+            local: Some(LocalCond::Content(id("v1"))),
+            from_remote: Some(RemoteCond::IfMatch(etag("v1"))),
+            from_local: Some(LocalCond::Absent),
+        }
+    );
+    // A move deletes nothing: a one-file base may be renamed under the 50% rule.
+    assert_eq!(plan.stats.deletions, 0);
+
+    // Renamed on the remote: one local rename.
+    let plan = Fixture::three_way(&[("a.md", "v1")], &[("a.md", "v1")], &[("d/b.md", "v1")]).ok();
+    assert_eq!(summary(&plan), [row("d/b.md", Action::MoveLocal, Reason::RemoteRenamed)]);
+    assert_eq!(
+        plan.ops[0].precondition,
+        Precondition {
+            local: Some(LocalCond::Absent),
+            from_local: Some(LocalCond::Content(id("v1"))),
+            ..Default::default()
+        }
+    );
+
+    // Two copies of one content renamed: paired in path order.
+    let fx = Fixture::three_way(
+        &[("a1", "v"), ("a2", "v"), ("k", "k"), ("l", "l")],
+        &[("b1", "v"), ("b2", "v"), ("k", "k"), ("l", "l")],
+        &[("a1", "v"), ("a2", "v"), ("k", "k"), ("l", "l")],
+    );
+    let moves: Vec<(String, Option<String>)> =
+        fx.ok().ops.iter().map(|o| (o.path.clone(), o.from.clone())).collect();
+    assert_eq!(moves, [("b1".into(), Some("a1".into())), ("b2".into(), Some("a2".into()))]);
+}
+
+// ---- safety rules ----
+
+#[test]
+fn union_mode_copies_and_never_deletes() {
+    let fx = Fixture::three_way(
+        &[("gone-local.md", "g"), ("gone-remote.md", "h")],
+        &[("both.md", "same"), ("diff.md", "mine"), ("mine.md", "m"), ("gone-remote.md", "h")],
+        &[("both.md", "same"), ("diff.md", "theirs"), ("theirs.md", "t"), ("gone-local.md", "g")],
+    );
+    let plan = fx.into_union().ok();
+    assert_eq!(plan.mode, Mode::Union);
+    assert_eq!(
+        summary(&plan),
+        [
+            row("both.md", Action::Record, Reason::BothAdded),
+            row("diff.md", Action::Conflict, Reason::AddAdd),
+            row("gone-local.md", Action::Download, Reason::OnlyRemote),
+            row("gone-remote.md", Action::Upload, Reason::OnlyLocal),
+            row("mine.md", Action::Upload, Reason::OnlyLocal),
+            row("theirs.md", Action::Download, Reason::OnlyRemote),
+        ]
+    );
+    let diff = &plan.ops[1];
+    assert_eq!(diff.sides, Merge::new(None, Some(leaf("mine")), Some(leaf("theirs"))));
+    assert_eq!(plan.ops[4].precondition.remote, Some(RemoteCond::IfAbsent));
+    assert_eq!(plan.ops[5].precondition.local, Some(LocalCond::Absent));
+    // An empty remote is a new remote in union mode: everything is uploaded.
+    let mut fx = Fixture::new(None, &local(&[("a", "1"), ("b", "2")]), &RemoteState::new());
+    fx.max_delete = Some(0);
+    assert!(fx.ok().ops.iter().all(|o| o.action == Action::Upload));
+}
+
+#[test]
+fn bad_listings_are_refused() {
+    let mut fx = Fixture::three_way(&[("a", "1")], &[("a", "1")], &[("a", "1")]);
+    fx.listing = ListingStatus::Incomplete { reason: "connection reset after page 3".into() };
+    let err = fx.plan().expect_err("refused");
+    assert!(matches!(err, PlanError::ListingIncomplete { .. }));
+    assert!(err.to_string().contains("connection reset after page 3"), "{err}");
+    fx.listing = ListingStatus::PrefixMissing;
+    assert!(matches!(fx.plan(), Err(PlanError::PrefixMissing)));
+
+    // An empty listing against a base with files: refused, never "everything deleted".
+    let fx = Fixture::three_way(&[("a", "1"), ("b", "2")], &[("a", "1"), ("b", "2")], &[]);
+    let err = fx.plan().expect_err("refused");
+    assert!(matches!(err, PlanError::EmptyRemote { base_files: 2 }), "{err}");
+    // Refused even with deletions allowed, and even when the manifest is lost but the tree is not.
+    let mut fx = Fixture::three_way(&[("a", "1")], &[("a", "1")], &[]);
+    fx.max_delete = Some(usize::MAX);
+    assert!(matches!(fx.plan(), Err(PlanError::EmptyRemote { .. })));
+    fx.base.as_mut().expect("has base").1 = Manifest::default();
+    assert!(matches!(fx.plan(), Err(PlanError::EmptyRemote { base_files: 0 })));
+    // An empty base and an empty remote: fine.
+    let fx = Fixture::three_way(&[], &[("a", "1")], &[]);
+    assert_eq!(summary(&fx.ok()), [row("a", Action::Upload, Reason::LocalAdded)]);
+}
+
+#[test]
+fn unknown_remote_content_is_refused_with_the_paths_to_hash() {
+    let mut fx = Fixture::three_way(
+        &[("a", "1"), ("b", "2"), ("c", "3")],
+        &[("a", "1"), ("b", "2"), ("c", "3")],
+        &[("a", "1"), ("b", "2x"), ("c", "3x"), ("new", "n")],
+    );
+    for p in ["b", "new"] {
+        fx.remote.get_mut(p).expect("listed").content = None;
+    }
+    // "a" has base's ETag, so base's manifest names its content; "c" came with its own.
+    let err = fx.plan().expect_err("refused");
+    match &err {
+        PlanError::UnknownRemoteContent { paths } => assert_eq!(paths, &["b", "new"]),
+        other => panic!("wrong error {other}"),
+    }
+    assert!(err.to_string().contains("\"b\", \"new\""), "{err}");
+    // Never by size: a same-size object with a new ETag is still unknown.
+    let mut fx = Fixture::three_way(&[("a", "1")], &[("a", "1")], &[("a", "2")]);
+    fx.remote.get_mut("a").expect("listed").content = None;
+    assert!(matches!(fx.plan(), Err(PlanError::UnknownRemoteContent { .. })));
+    // In union mode there is no base ETag, so every content id is needed.
+    fx.base = None;
+    assert!(matches!(fx.plan(), Err(PlanError::UnknownRemoteContent { .. })));
+}
+
+#[test]
+fn ignored_paths_are_never_deleted_on_the_other_side() {
+    let base = [("drafts/x.md", "x"), ("drafts/y.md", "y"), ("old.md", "o"), ("keep.md", "k")];
+    // The new ignore rules hide the drafts folder and old.md from the scan.
+    let mut fx = Fixture::three_way(&base, &[("keep.md", "k")], &base);
+    fx.ignored = ["drafts".to_owned(), "old.md".to_owned()].into();
+    assert!(fx.ok().is_empty());
+    // A teammate's edit under an ignored path is reported, not applied.
+    let mut fx = Fixture::three_way(
+        &base,
+        &[("keep.md", "k")],
+        &[("drafts/x.md", "x2"), ("drafts/y.md", "y"), ("old.md", "o"), ("keep.md", "k")],
+    );
+    fx.ignored = ["drafts".to_owned(), "old.md".to_owned()].into();
+    let plan = fx.ok();
+    assert_eq!(summary(&plan), [row("drafts/x.md", Action::Skip, Reason::Ignored)]);
+    assert_eq!(plan.ops[0].skipped, Some(Action::Download));
+    assert_eq!(plan.ops[0].precondition, Precondition::default());
+    // Without the ignore set the same scan would delete them remotely (under max_delete).
+    let mut fx = Fixture::three_way(&base, &[("keep.md", "k")], &base);
+    fx.max_delete = Some(10);
+    assert_eq!(fx.ok().stats.deletions, 3);
+}
+
+#[test]
+fn max_delete_guard() {
+    let base: Vec<(String, String)> = (0..10).map(|i| (format!("f{i}"), format!("c{i}"))).collect();
+    let base: Vec<(&str, &str)> = base.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    let fx_deleting = |n: usize, max: Option<usize>| {
+        let mut fx = Fixture::three_way(&base, &base[n..], &base);
+        fx.max_delete = max;
+        fx.plan()
+    };
+    // None: at most half the base.
+    assert_eq!(fx_deleting(5, None).expect("half is allowed").stats.deletions, 5);
+    match fx_deleting(6, None) {
+        Err(e @ PlanError::TooManyDeletions { deletions: 6, base_files: 10, limit: 5, .. }) => {
+            assert!(e.to_string().contains("\"f0\""), "{e}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    // Some(n): n is the limit, above or below the 50% rule.
+    assert!(fx_deleting(10, Some(10)).is_ok());
+    assert!(matches!(fx_deleting(4, Some(3)), Err(PlanError::TooManyDeletions { limit: 3, .. })));
+    assert!(fx_deleting(3, Some(3)).is_ok());
+    // Remote deletions count too.
+    let mut fx = Fixture::three_way(&base, &base, &base[6..]);
+    assert!(matches!(fx.plan(), Err(PlanError::TooManyDeletions { deletions: 6, .. })));
+    fx.max_delete = Some(6);
+    assert_eq!(fx.ok().ops.iter().filter(|o| o.action == Action::DeleteLocal).count(), 6);
+}
+
+#[test]
+fn protected_paths_are_never_deleted_or_overwritten() {
+    use Action::{DeleteLocal, DeleteRemote, Download, Upload};
+    let base = [("Notes/a.md", "a"), ("p.md", "p"), ("q.md", "q"), ("r.md", "r"), ("s.md", "s")];
+    let mut fx = Fixture::three_way(
+        &base,
+        &[("Notes/a.md", "a2"), ("q.md", "q"), ("r.md", "r"), ("s.md", "s2"), ("new.md", "n")],
+        &[("Notes/a.md", "a"), ("p.md", "p"), ("q.md", "q2"), ("s.md", "s3")],
+    );
+    fx.protected =
+        ["Notes".to_owned(), "p.md".to_owned(), "q.md".to_owned(), "r.md".to_owned(), "new.md".to_owned()]
+            .into();
+    let plan = fx.ok();
+    assert_eq!(
+        summary(&plan),
+        [
+            row("Notes/a.md", Action::Skip, Reason::Protected),
+            row("new.md", Action::Skip, Reason::Protected),
+            row("p.md", Action::Skip, Reason::Protected),
+            row("q.md", Action::Skip, Reason::Protected),
+            row("r.md", Action::Skip, Reason::Protected),
+            // Conflicts change nothing, so they stay conflicts.
+            row("s.md", Action::Conflict, Reason::EditEdit),
+        ]
+    );
+    let skipped: Vec<_> = plan.ops.iter().map(|o| o.skipped).collect();
+    assert_eq!(
+        skipped,
+        [Some(Upload), Some(Upload), Some(DeleteRemote), Some(Download), Some(DeleteLocal), None]
+    );
+    assert_eq!(plan.stats.skipped, 5);
+    assert_eq!(plan.stats.deletions, 0);
+}
+
+#[test]
+fn bad_remote_keys_are_skipped_and_their_nfc_form_protected() {
+    let nfc = "caf\u{e9}.md";
+    let nfd = "cafe\u{301}.md";
+    let mut fx = Fixture::three_way(&[(nfc, "c"), ("k", "k")], &[(nfc, "c"), ("k", "k")], &[("k", "k")]);
+    for key in [nfd, "folder/"] {
+        let obj = RemoteObject {
+            key: key.to_owned(),
+            etag: etag("c"),
+            size: 1,
+            kind: EntryKind::File,
+            content: Some(id("c")),
+        };
+        fx.remote.insert(key.to_owned(), obj);
+    }
+    let plan = fx.ok();
+    // The NFC file looks deleted on the remote, but its NFD twin is there: no deletion.
+    assert_eq!(
+        summary(&plan),
+        [
+            row(nfd, Action::Skip, Reason::InvalidRemoteKey),
+            row(nfc, Action::Skip, Reason::Protected),
+            row("folder/", Action::Skip, Reason::InvalidRemoteKey),
+        ]
+    );
+    assert_eq!(plan.ops[1].skipped, Some(Action::DeleteLocal));
+}
+
+#[test]
+fn a_remote_key_that_is_also_a_folder_deletes_nothing() {
+    let mut fx =
+        Fixture::three_way(&[("a", "1"), ("k", "k")], &[("a", "1"), ("k", "k")], &[("a/b", "2"), ("k", "k")]);
+    fx.remote.insert(
+        "a".into(),
+        RemoteObject { key: "a".into(), etag: etag("1"), size: 1, kind: EntryKind::File, content: None },
+    );
+    // The file key cannot sit beside the folder: "a" is a type change, which keeps both.
+    assert_eq!(summary(&fx.ok()), [row("a", Action::Conflict, Reason::TypeChange)]);
+    // Where nothing else happens at the path, the skip itself is reported.
+    let mut fx = Fixture::three_way(&[("k", "k")], &[("k", "k")], &[("a/b", "2"), ("k", "k")]);
+    fx.remote.insert(
+        "a".into(),
+        RemoteObject {
+            key: "a".into(),
+            etag: etag("1"),
+            size: 1,
+            kind: EntryKind::File,
+            content: Some(id("1")),
+        },
+    );
+    let plan = fx.ok();
+    assert_eq!(
+        summary(&plan),
+        [
+            row("a", Action::Skip, Reason::RemoteKeyCollision),
+            row("a/b", Action::Download, Reason::RemoteAdded)
+        ]
+    );
+    assert_eq!(plan.ops[0].skipped, Some(Action::Download));
+}
+
+#[test]
+fn a_new_etag_on_the_same_content_is_recorded() {
+    let mut r = remote(&[("a", "1"), ("b", "2")]);
+    r.get_mut("a").expect("present").etag = "\"re-uploaded\"".into();
+    let base = remote(&[("a", "1"), ("b", "2")]);
+    let plan = Fixture::new(Some(&base), &leaves(&base), &r).ok();
+    assert_eq!(summary(&plan), [row("a", Action::Record, Reason::RemoteEtagChanged)]);
+    // With a local edit, the upload is conditional on the new ETag instead.
+    let mut l = leaves(&base);
+    l.insert("a".into(), leaf("1b"));
+    let plan = Fixture::new(Some(&base), &l, &r).ok();
+    assert_eq!(summary(&plan), [row("a", Action::Upload, Reason::LocalChanged)]);
+    assert_eq!(plan.ops[0].precondition.remote, Some(RemoteCond::IfMatch("\"re-uploaded\"".into())));
+}
+
+// ---- JSON ----
+
+#[test]
+fn json_schema() {
+    let fx = Fixture::three_way(
+        &[("a.md", "v1"), ("c.md", "c"), ("d.md", "d")],
+        &[("b.md", "v1"), ("c.md", "mine"), ("d.md", "d")],
+        &[("a.md", "v1"), ("c.md", "theirs"), ("d.md", "d")],
+    );
+    let value = serde_json::to_value(fx.ok()).expect("serialises");
+    let lf = |c: &str| serde_json::json!({ "kind": "file", "id": id(c).to_hex(), "size": c.len() });
+    let expected = serde_json::json!({
+        "version": 1,
+        "mode": "three_way",
+        "ops": [
+            {
+                "path": "b.md",
+                "action": "move_remote",
+                "reason": "local_renamed",
+                "conflict": false,
+                "from": "a.md",
+                "base": null,
+                "local": lf("v1"),
+                "remote": null,
+                "precondition": {
+                    "remote": { "if_none_match": "*" },
+                    "local": { "content": id("v1").to_hex() },
+                    "from_remote": { "if_match": etag("v1") },
+                    "from_local": { "content": null },
+                },
+                "skipped": null,
+            },
+            {
+                "path": "c.md",
+                "action": "conflict",
+                "reason": "edit_edit",
+                "conflict": true,
+                "from": null,
+                "base": lf("c"),
+                "local": lf("mine"),
+                "remote": lf("theirs"),
+                "precondition": { "remote": null, "local": null, "from_remote": null, "from_local": null },
+                "skipped": null,
+            },
+        ],
+        "stats": {
+            "trees_visited": 3,
+            "remote_trees_built": 1,
+            "base_files": 3,
+            "deletions": 0,
+            "conflicts": 1,
+            "skipped": 0,
+        },
+    });
+    assert_eq!(value, expected, "{}", serde_json::to_string_pretty(&value).expect("prints"));
+}
+
+// ---- the remote tree ----
+
+#[test]
+fn build_tree_matches_hand_built_trees() {
+    let (root, trees) = build_tree([
+        ("d/x.md".to_owned(), leaf("x")),
+        ("a.md".to_owned(), leaf("a")),
+        ("d/e/y.md".to_owned(), leaf("yy")),
+        ("d.md".to_owned(), leaf("d")),
+    ])
+    .expect("builds");
+    let file = |n: &str, c: &str| TreeEntry {
+        name: n.into(),
+        kind: EntryKind::File,
+        id: id(c),
+        size: c.len() as u64,
+    };
+    let e = Tree::new(vec![file("y.md", "yy")]).expect("valid");
+    let dir = |n: &str, t: &Tree| TreeEntry {
+        name: n.into(),
+        kind: EntryKind::Tree,
+        id: t.id(),
+        size: t.total_size(),
+    };
+    let d = Tree::new(vec![file("x.md", "x"), dir("e", &e)]).expect("valid");
+    let top = Tree::new(vec![file("a.md", "a"), file("d.md", "d"), dir("d", &d)]).expect("valid");
+    assert_eq!(root, Some(top.id()));
+    assert_eq!(trees.len(), 3);
+    assert_eq!(trees.get(&d.id()), Some(&d));
+    assert_eq!(build_tree(Vec::new()).expect("empty"), (None, HashMap::new()));
+
+    let err = |v: &[(&str, Leaf)]| {
+        build_tree(v.iter().map(|(p, l)| ((*p).to_owned(), l.clone()))).expect_err("bad")
+    };
+    assert!(
+        matches!(err(&[("a", leaf("1")), ("a/b", leaf("2"))]), BuildTreeError::FileAndFolder { path } if path == "a")
+    );
+    assert!(
+        matches!(err(&[("x/a/b", leaf("2")), ("x/a", leaf("1"))]), BuildTreeError::FileAndFolder { path } if path == "x/a")
+    );
+    assert!(matches!(err(&[("a", leaf("1")), ("a", leaf("2"))]), BuildTreeError::Duplicate { .. }));
+    assert!(matches!(err(&[("a//b", leaf("1"))]), BuildTreeError::InvalidPath { .. }));
+    let tree_leaf = Leaf { kind: EntryKind::Tree, ..leaf("1") };
+    assert!(matches!(err(&[("a", tree_leaf)]), BuildTreeError::TreeLeaf { .. }));
+}
+
+/// 100,000 files, 100 changes: the walk loads O(changes × depth) trees, not the base.
+#[test]
+fn large_base_few_changes_touches_few_trees() {
+    let path = |i: usize| format!("d{:02}/s{}/f{:02}.md", i / 1000, (i / 100) % 10, i % 100);
+    let base: RemoteState = (0..100_000)
+        .map(|i| (path(i), RemoteFile { leaf: leaf(&i.to_string()), etag: format!("\"{i}\"") }))
+        .collect();
+    let mut l = leaves(&base);
+    let mut r = base.clone();
+    for k in 0..50 {
+        l.insert(path(k * 1999), leaf("local edit"));
+        let p = path(k * 1999 + 777);
+        r.insert(p, RemoteFile { leaf: leaf(&format!("remote edit {k}")), etag: format!("\"r{k}\"") });
+    }
+    let plan = Fixture::new(Some(&base), &l, &r).ok();
+    assert_eq!(plan.ops.len(), 100);
+    assert_eq!(plan.ops.iter().filter(|o| o.action == Action::Upload).count(), 50);
+    assert_eq!(plan.ops.iter().filter(|o| o.action == Action::Download).count(), 50);
+    // Three roots, then at most 3 trees per changed folder on each of two levels.
+    assert!(plan.stats.trees_visited <= 3 + 2 * 3 * 100, "visited {}", plan.stats.trees_visited);
+    assert!(plan.stats.trees_visited < 2_000);
+    assert!(plan.stats.trees_visited > 100, "the walk did descend: {}", plan.stats.trees_visited);
+}
+
+#[test]
+fn unchanged_subtrees_are_skipped() {
+    let base = remote(&[("x/1", "1"), ("x/2", "2"), ("y/1", "1"), ("z/deep/1", "z")]);
+    let mut r = base.clone();
+    r.insert("y/2".into(), RemoteFile { leaf: leaf("n"), etag: "\"n\"".into() });
+    let plan = Fixture::new(Some(&base), &leaves(&base), &r).ok();
+    assert_eq!(summary(&plan), [row("y/2", Action::Download, Reason::RemoteAdded)]);
+    // Base root (shared with local), remote root, base y, remote y.
+    assert_eq!(plan.stats.trees_visited, 4);
+    let plan = Fixture::new(Some(&base), &leaves(&base), &base).ok();
+    assert!(plan.is_empty());
+    assert_eq!(plan.stats.trees_visited, 0);
+}
+
+// ---- properties over random small trees ----
+
+/// Applies a plan to in-memory sides, checking every precondition against them.
+fn apply(plan: &Plan, l: &mut LocalState, r: &mut RemoteState) -> Result<(), TestCaseError> {
+    fn remote_ok(cond: Option<&RemoteCond>, r: &RemoteState, path: &str) -> bool {
+        match cond {
+            None => true,
+            Some(RemoteCond::IfAbsent) => !r.contains_key(path),
+            Some(RemoteCond::IfMatch(e)) => r.get(path).is_some_and(|f| f.etag == *e),
+        }
+    }
+    fn local_ok(cond: Option<&LocalCond>, l: &LocalState, path: &str) -> bool {
+        match cond {
+            None => true,
+            Some(LocalCond::Absent) => !l.contains_key(path),
+            Some(LocalCond::Content(id)) => l.get(path).is_some_and(|f| f.id == *id),
+        }
+    }
+    for op in &plan.ops {
+        let pc = &op.precondition;
+        let from = op.from.as_deref().unwrap_or("");
+        prop_assert!(remote_ok(pc.remote.as_ref(), r, &op.path), "remote precondition of {op:?}");
+        prop_assert!(local_ok(pc.local.as_ref(), l, &op.path), "local precondition of {op:?}");
+        prop_assert!(remote_ok(pc.from_remote.as_ref(), r, from), "remote source precondition of {op:?}");
+        prop_assert!(local_ok(pc.from_local.as_ref(), l, from), "local source precondition of {op:?}");
+        let uploaded = |f: &Leaf| RemoteFile { leaf: f.clone(), etag: format!("\"up-{}\"", etag_of(f)) };
+        match op.action {
+            Action::Upload => {
+                let f = l.get(&op.path).expect("checked present");
+                r.insert(op.path.clone(), uploaded(f));
+            }
+            Action::Download => {
+                let f = r.get(&op.path).expect("If-Match held").leaf.clone();
+                l.insert(op.path.clone(), f);
+            }
+            Action::DeleteRemote => drop(r.remove(&op.path)),
+            Action::DeleteLocal => drop(l.remove(&op.path)),
+            Action::MoveRemote => {
+                let f = r.remove(from).expect("If-Match held");
+                r.insert(op.path.clone(), uploaded(&f.leaf));
+            }
+            Action::MoveLocal => {
+                let f = l.remove(from).expect("content held");
+                l.insert(op.path.clone(), f);
+            }
+            Action::Record | Action::Conflict | Action::Skip => {}
+        }
+    }
+    Ok(())
+}
+
+/// Drops every file that is also a folder of another path (a tree cannot hold both).
+fn normalize(mut s: LocalState) -> LocalState {
+    let dirs: BTreeSet<String> = s
+        .keys()
+        .flat_map(|p| p.match_indices('/').map(|(i, _)| p[..i].to_owned()).collect::<Vec<_>>())
+        .collect();
+    s.retain(|p, _| !dirs.contains(p));
+    s
+}
+
+fn path_strategy() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(vec!["a", "b"]), 1..=3).prop_map(|v| v.join("/"))
+}
+
+fn leaf_strategy() -> impl Strategy<Value = Leaf> {
+    (prop_oneof![3 => Just(EntryKind::File), 1 => Just(EntryKind::Executable)], 0u8..3)
+        .prop_map(|(kind, d)| Leaf { kind, id: ObjectId::for_blob(&[d]), size: 1 })
+}
+
+fn state_strategy() -> impl Strategy<Value = LocalState> {
+    prop::collection::btree_map(path_strategy(), leaf_strategy(), 0..7).prop_map(normalize)
+}
+
+fn edits_strategy() -> impl Strategy<Value = Vec<(String, Option<Leaf>)>> {
+    prop::collection::vec((path_strategy(), prop::option::of(leaf_strategy())), 0..5)
+}
+
+fn edited(s: &LocalState, edits: &[(String, Option<Leaf>)]) -> LocalState {
+    let mut s = s.clone();
+    for (p, v) in edits {
+        match v {
+            Some(v) => s.insert(p.clone(), v.clone()),
+            None => s.remove(p),
+        };
+    }
+    normalize(s)
+}
+
+/// The bucket for a side: base's ETag where the content is base's (unless touched),
+/// a fresh one elsewhere.
+fn bucket(base: &RemoteState, s: &LocalState, touched: &[String]) -> RemoteState {
+    s.iter()
+        .map(|(p, f)| {
+            let etag = match base.get(p) {
+                Some(b) if b.leaf == *f && !touched.contains(p) => b.etag.clone(),
+                Some(b) if b.leaf == *f => format!("\"touched-{p}\""),
+                _ => format!("\"r-{}\"", etag_of(f)),
+            };
+            (p.clone(), RemoteFile { leaf: f.clone(), etag })
+        })
+        .collect()
+}
+
+fn base_bucket(s: &LocalState) -> RemoteState {
+    s.iter()
+        .map(|(p, f)| (p.clone(), RemoteFile { leaf: f.clone(), etag: format!("\"b-{}\"", etag_of(f)) }))
+        .collect()
+}
+
+fn under(paths: &BTreeSet<String>, p: &str) -> bool {
+    paths.iter().any(|k| p == k || p.starts_with(&format!("{k}/")))
+}
+
+fn mirror(a: Action) -> Action {
+    match a {
+        Action::Upload => Action::Download,
+        Action::Download => Action::Upload,
+        Action::DeleteRemote => Action::DeleteLocal,
+        Action::DeleteLocal => Action::DeleteRemote,
+        Action::MoveRemote => Action::MoveLocal,
+        Action::MoveLocal => Action::MoveRemote,
+        other => other,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Three-way plans never delete or overwrite what changed on the other side; their
+    /// preconditions hold on the state they were planned on; applying them makes the
+    /// sides agree everywhere outside conflicts; and a second plan is then empty.
+    #[test]
+    fn three_way_plans_are_safe_and_converge(
+        base in state_strategy(),
+        le in edits_strategy(),
+        re in edits_strategy(),
+        touched in prop::collection::vec(path_strategy(), 0..2),
+    ) {
+        let b = base_bucket(&base);
+        let l = edited(&base, &le);
+        let r = bucket(&b, &edited(&base, &re), &touched);
+        let mut fx = Fixture::new(Some(&b), &l, &r);
+        fx.max_delete = Some(usize::MAX);
+        let plan = match fx.plan() {
+            Err(PlanError::EmptyRemote { .. }) => {
+                prop_assert!(r.is_empty() && !b.is_empty());
+                return Ok(());
+            }
+            other => other.expect("plans"),
+        };
+        let paths: BTreeSet<&str> = plan.ops.iter().map(|o| o.path.as_str()).collect();
+        prop_assert_eq!(paths.len(), plan.ops.len(), "one operation per path");
+        // Safety: a side is only written where it still holds the base content.
+        for op in &plan.ops {
+            let targets = [Some(op.path.as_str()), op.from.as_deref()];
+            for p in targets.into_iter().flatten() {
+                let base_leaf = base.get(p);
+                match op.action {
+                    Action::Upload | Action::DeleteRemote | Action::MoveRemote => {
+                        prop_assert!(r.get(p).is_none_or(|f| Some(&f.leaf) == base_leaf), "{op:?} clobbers remote");
+                    }
+                    Action::Download | Action::DeleteLocal | Action::MoveLocal => {
+                        prop_assert!(l.get(p).is_none_or(|f| Some(f) == base_leaf), "{op:?} clobbers local");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let (mut l2, mut r2) = (l.clone(), r.clone());
+        apply(&plan, &mut l2, &mut r2)?;
+        let kept: BTreeSet<String> =
+            plan.ops.iter().filter(|o| matches!(o.action, Action::Conflict | Action::Skip)).map(|o| o.path.clone()).collect();
+        let r2_leaves = leaves(&r2);
+        let all: BTreeSet<&String> = l2.keys().chain(r2.keys()).collect();
+        for p in all.into_iter().filter(|p| !under(&kept, p)) {
+            prop_assert_eq!(l2.get(p), r2_leaves.get(p), "sides disagree at {}", p);
+        }
+        if kept.is_empty() {
+            prop_assert_eq!(&l2, &r2_leaves);
+            let again = Fixture::new(Some(&r2), &l2, &r2).ok();
+            prop_assert!(again.is_empty(), "second plan: {:?}", summary(&again));
+        }
+    }
+
+    /// Protected and ignored paths (or folders) are never written on either side, and
+    /// files that the scan no longer sees because they are ignored are never deleted.
+    #[test]
+    fn protected_and_ignored_paths_are_never_touched(
+        base in state_strategy(),
+        le in edits_strategy(),
+        re in edits_strategy(),
+        protected in prop::collection::btree_set(path_strategy(), 0..3),
+        ignored in prop::collection::btree_set(path_strategy(), 0..3),
+    ) {
+        let b = base_bucket(&base);
+        let mut l = edited(&base, &le);
+        l.retain(|p, _| !under(&ignored, p));
+        let mut fx = Fixture::new(Some(&b), &l, &bucket(&b, &edited(&base, &re), &[]));
+        fx.max_delete = Some(usize::MAX);
+        fx.protected.clone_from(&protected);
+        fx.ignored.clone_from(&ignored);
+        let Ok(plan) = fx.plan() else { return Ok(()) };
+        for op in plan.ops.iter().filter(|o| !matches!(o.action, Action::Record | Action::Conflict | Action::Skip)) {
+            for p in [Some(op.path.as_str()), op.from.as_deref()].into_iter().flatten() {
+                prop_assert!(!under(&protected, p) && !under(&ignored, p), "{op:?}");
+            }
+        }
+    }
+
+    /// Identical changes on both sides never conflict and transfer nothing.
+    #[test]
+    fn identical_changes_never_conflict(base in state_strategy(), edits in edits_strategy()) {
+        let b = base_bucket(&base);
+        let both = edited(&base, &edits);
+        let mut fx = Fixture::new(Some(&b), &both, &bucket(&b, &both, &[]));
+        fx.max_delete = Some(0);
+        match fx.plan() {
+            Err(PlanError::EmptyRemote { .. }) => prop_assert!(both.is_empty()),
+            other => {
+                let plan = other.expect("plans");
+                prop_assert!(plan.ops.iter().all(|o| o.action == Action::Record), "{:?}", summary(&plan));
+            }
+        }
+    }
+
+    /// Union mode deletes nothing and overwrites nothing; afterwards both sides hold
+    /// everything either had, outside conflicts.
+    #[test]
+    fn union_mode_keeps_everything(l in state_strategy(), r in state_strategy()) {
+        let rb = base_bucket(&r);
+        let mut fx = Fixture::new(None, &l, &rb);
+        fx.max_delete = Some(0);
+        let plan = fx.ok();
+        prop_assert_eq!(plan.mode, Mode::Union);
+        prop_assert!(plan.ops.iter().all(|o| matches!(
+            o.action, Action::Upload | Action::Download | Action::Record | Action::Conflict
+        )));
+        let (mut l2, mut r2) = (l.clone(), rb.clone());
+        apply(&plan, &mut l2, &mut r2)?;
+        for (p, f) in &l {
+            prop_assert_eq!(l2.get(p), Some(f));
+        }
+        for (p, f) in &rb {
+            prop_assert_eq!(r2.get(p), Some(f));
+        }
+        let kept: BTreeSet<String> = plan.conflicts().map(|o| o.path.clone()).collect();
+        let r2_leaves = leaves(&r2);
+        for p in l2.keys().chain(r2.keys()).filter(|p| !under(&kept, p)) {
+            prop_assert_eq!(l2.get(p), r2_leaves.get(p));
+        }
+    }
+
+    /// Swapping local and remote mirrors every decision.
+    #[test]
+    fn symmetric(base in state_strategy(), le in edits_strategy(), re in edits_strategy()) {
+        let b = base_bucket(&base);
+        let (l, r) = (edited(&base, &le), edited(&base, &re));
+        let mut fx = Fixture::new(Some(&b), &l, &bucket(&b, &r, &[]));
+        let mut swapped = Fixture::new(Some(&b), &r, &bucket(&b, &l, &[]));
+        fx.max_delete = Some(usize::MAX);
+        swapped.max_delete = Some(usize::MAX);
+        match (fx.plan(), swapped.plan()) {
+            (Ok(p), Ok(q)) => {
+                let there: Vec<_> = p.ops.iter().map(|o| (o.path.clone(), mirror(o.action), o.from.clone())).collect();
+                let back: Vec<_> = q.ops.iter().map(|o| (o.path.clone(), o.action, o.from.clone())).collect();
+                prop_assert_eq!(there, back);
+                for (o, s) in p.ops.iter().zip(&q.ops) {
+                    prop_assert_eq!(o.sides.clone().swap(), s.sides.clone());
+                }
+            }
+            (Err(PlanError::EmptyRemote { .. }), _) => prop_assert!(r.is_empty()),
+            (_, Err(PlanError::EmptyRemote { .. })) => prop_assert!(l.is_empty()),
+            (p, q) => prop_assert!(false, "{:?} / {:?}", p.map(|p| summary(&p)), q.map(|q| summary(&q))),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! `bmsync sync` end to end: two and three clients on one remote (`file://` and the
+//! Tigris-compatible server), through the CLI, checking files on disk and in the bucket.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bmsync::remote::{FileRemote, Remote, list_all};
+
+use crate::tigris_server::{ACCESS_KEY, SECRET_KEY, TigrisServer};
+
+struct Client {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Client {
+    fn new(name: &str, remote: &str, endpoint: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let env = vec![
+            ("AWS_ACCESS_KEY_ID".to_owned(), ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), SECRET_KEY.to_owned()),
+            ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+        ];
+        let c = Self { dir, env };
+        let mut args = vec!["init", "--client-id", name, "--remote", remote];
+        if let Some(ep) = endpoint {
+            args.extend(["--endpoint", ep]);
+        }
+        let o = c.run(&args);
+        assert!(o.status.success(), "init: {}", String::from_utf8_lossy(&o.stderr));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_bmsync"))
+            .env("HOME", self.dir.path())
+            .env_remove("BASIC_MEMORY_CONFIG_DIR")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .arg("-C")
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .expect("run bmsync")
+    }
+
+    /// Runs `sync --json`, asserting its exit code; returns the summary.
+    #[track_caller]
+    fn sync(&self, code: i32) -> serde_json::Value {
+        let o = self.run(&["--json", "sync"]);
+        assert_eq!(o.status.code(), Some(code), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    fn read(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(rel)).ok()
+    }
+
+    /// Every synced file (not under .bmsync), relative.
+    fn files(&self) -> Vec<String> {
+        fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+                let p = e.path();
+                let rel = p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+                if rel == ".bmsync" {
+                    continue;
+                }
+                if p.is_dir() {
+                    go(root, &p, out);
+                } else {
+                    out.push(rel);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        go(self.dir.path(), self.dir.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn bucket_keys(remote: &dyn Remote) -> Vec<String> {
+    let (objs, _) = list_all(remote, None).expect("list");
+    objs.into_iter().map(|o| o.key).collect()
+}
+
+/// The scenarios every backend must pass. `remote()` opens the bucket for inspection.
+fn scenarios(url: &str, endpoint: Option<&str>, remote: &dyn Remote) {
+    let alice = Client::new("alice", url, endpoint);
+    let bob = Client::new("bob", url, endpoint);
+
+    // Alice's notes reach the bucket; junk never does.
+    alice.write("notes/idea.md", "---\ntitle: Idea\n---\nfirst\n");
+    alice.write("todo.md", "- milk\n");
+    alice.write(".DS_Store", "junk");
+    alice.write("scratch.tmp", "junk");
+    alice.write(".obsidian/workspace.json", "{}");
+    let s = alice.sync(0);
+    assert_eq!(s["uploaded"], 2);
+    assert_eq!(bucket_keys(remote), ["notes/idea.md", "todo.md"]);
+
+    // Bob, a newcomer with an empty folder, gets everything and deletes nothing.
+    let s = bob.sync(0);
+    assert_eq!((s["downloaded"].as_u64(), s["deleted_remote"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(bob.files(), ["notes/idea.md", "todo.md"]);
+
+    // An edit travels; a second sync is a no-op.
+    bob.write("todo.md", "- milk\n- eggs\n");
+    bob.sync(0);
+    let s = alice.sync(0);
+    assert_eq!(s["downloaded"], 1);
+    assert_eq!(alice.read("todo.md").as_deref(), Some("- milk\n- eggs\n"));
+    let s = alice.sync(0);
+    assert_eq!((s["uploaded"].as_u64(), s["downloaded"].as_u64()), (Some(0), Some(0)));
+
+    // Edit/edit: both versions are kept on both sides, under a name with `conflict`.
+    alice.write("notes/idea.md", "alice's version\n");
+    bob.write("notes/idea.md", "bob's version\n");
+    alice.sync(0);
+    let s = bob.sync(3);
+    assert_eq!(s["conflicts"][0]["reason"], "edit_edit");
+    let copy = s["conflicts"][0]["local_copy"].as_str().expect("a conflict copy").to_owned();
+    assert!(copy.contains("conflict"), "{copy}");
+    assert_eq!(bob.read("notes/idea.md").as_deref(), Some("alice's version\n"));
+    assert_eq!(bob.read(&copy).as_deref(), Some("bob's version\n"));
+    alice.sync(0);
+    assert_eq!(alice.read(&copy).as_deref(), Some("bob's version\n"));
+    assert!(bucket_keys(remote).contains(&copy));
+
+    // A delete travels, into the other side's trash.
+    bob.sync(0);
+    std::fs::remove_file(alice.path("todo.md")).expect("rm");
+    let s = alice.sync(0);
+    assert_eq!(s["deleted_remote"], 1);
+    let s = bob.sync(0);
+    assert_eq!(s["deleted_local"], 1);
+    assert!(bob.read("todo.md").is_none());
+    assert!(!bucket_keys(remote).contains(&"todo.md".to_owned()));
+
+    // The mass-delete guard: deleting everything is refused, and nothing is deleted.
+    for f in alice.files() {
+        std::fs::remove_file(alice.path(&f)).expect("rm");
+    }
+    let before = bucket_keys(remote);
+    let o = alice.run(&["sync"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("max-delete"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(bucket_keys(remote), before, "a refused plan deletes nothing");
+
+    // A client that lost its .bmsync deletes nothing: union mode.
+    let carol = Client::new("carol", url, endpoint);
+    carol.write("notes/idea.md", "carol's differing copy\n");
+    carol.write("carol.md", "new\n");
+    let s = carol.sync(3);
+    assert_eq!(s["deleted_remote"], 0);
+    assert_eq!(s["deleted_local"], 0);
+    assert!(bucket_keys(remote).contains(&"carol.md".to_owned()));
+    assert!(bucket_keys(remote).iter().filter(|k| k.starts_with("notes/idea")).count() >= 2);
+}
+
+#[test]
+fn sync_over_the_file_remote() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let inspect = FileRemote::open(bucket.path()).expect("open");
+    scenarios(&url, None, &inspect);
+}
+
+#[test]
+fn sync_over_the_tigris_compatible_server() {
+    let server = TigrisServer::start();
+    let ep = server.endpoint();
+    crate::remote_contract::create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "team", true);
+    let opts = bmsync::remote::S3Options {
+        endpoint: Some(ep.clone()),
+        credentials: Some((ACCESS_KEY.to_owned(), SECRET_KEY.to_owned())),
+        ..Default::default()
+    };
+    let inspect = bmsync::remote::S3Remote::connect("team", "vault", &opts).expect("connect");
+    scenarios("s3://team/vault", Some(&ep), &inspect);
+}
