@@ -59,6 +59,13 @@ enum Command {
         #[arg(long, value_name = "N")]
         max_delete: Option<usize>,
     },
+    /// Show what a sync would do, writing nothing (it may take a bucket snapshot to
+    /// read the remote consistently).
+    Plan {
+        /// Allow up to N deletions (default: at most half of the last sync's files).
+        #[arg(long, value_name = "N")]
+        max_delete: Option<usize>,
+    },
     /// Inspect the remote.
     Remote {
         #[command(subcommand)]
@@ -244,6 +251,48 @@ fn sync_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usi
     }
 }
 
+fn plan_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usize>) -> Result<(), Failure> {
+    let remote = repo.open_remote()?;
+    let opts = bmsync::apply::SyncOptions { max_delete };
+    let p = bmsync::apply::make_plan(repo, remote.as_ref(), &opts, true).map_err(|e| Failure {
+        code: 1,
+        message: e.to_string(),
+        hint: Some("nothing was changed"),
+    })?;
+    let written = if json {
+        writeln!(out, "{}", serde_json::to_string(&p.plan).expect("plans serialise"))
+    } else {
+        let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for op in &p.plan.ops {
+            *counts.entry(format!("{:?}", op.action)).or_default() += 1;
+        }
+        let mut text = format!(
+            "Plan against {} ({:?} mode): {} operations\n",
+            remote.url(),
+            p.plan.mode,
+            p.plan.ops.len()
+        );
+        for (action, n) in &counts {
+            let _ = writeln!(text, "  {n:>6}  {action}");
+        }
+        if !p.plan.ops.is_empty() {
+            let _ = writeln!(text, "\n{:<14} {:<20} path", "action", "reason");
+        }
+        for op in &p.plan.ops {
+            let from = op.from.as_deref().map(|f| format!(" (from {f})")).unwrap_or_default();
+            let _ = writeln!(
+                text,
+                "{:<14} {:<20} {}{from}",
+                format!("{:?}", op.action),
+                format!("{:?}", op.reason),
+                op.path
+            );
+        }
+        out.write_all(text.as_bytes())
+    };
+    written.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })
+}
+
 fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo) -> std::io::Result<()> {
     let remote = repo.open_remote().map_err(|e| std::io::Error::other(Failure::from(e)))?;
     let caps = remote.capabilities();
@@ -358,6 +407,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             }
         }
         Command::Sync { max_delete } => return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, *max_delete),
+        Command::Plan { max_delete } => return plan_cmd(&mut out, cli.json, &Repo::open(dir)?, *max_delete),
         Command::Remote { command: RemoteCommand::Show } => {
             remote_show(&mut out, cli.json, &Repo::open(dir)?)
         }

@@ -271,8 +271,12 @@ impl Repo {
 
     /// Scans the folder (see [`crate::worktree::scan`]).
     pub fn scan(&self, store_blobs: bool) -> Result<Snapshot> {
-        let opts = ScanOptions { store_blobs, ..ScanOptions::default() };
-        Ok(crate::worktree::scan(&self.root, &self.store, &opts)?)
+        self.scan_with(&ScanOptions { store_blobs, ..ScanOptions::default() })
+    }
+
+    /// Scans the folder with explicit options.
+    pub fn scan_with(&self, opts: &ScanOptions) -> Result<Snapshot> {
+        Ok(crate::worktree::scan(&self.root, &self.store, opts)?)
     }
 
     /// Local changes since the last sync base (or since nothing, before the first sync).

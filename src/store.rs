@@ -499,6 +499,13 @@ impl Store {
         }
     }
 
+    /// Every object id in the store, in id order (for checks and garbage collection).
+    pub fn object_ids(&self) -> Result<Vec<ObjectId>> {
+        let txn = self.db.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?;
+        objects.iter()?.map(|item| Ok(ObjectId::from_bytes(*item?.0.value()))).collect()
+    }
+
     /// Reads a ref.
     pub fn get_ref(&self, name: &str) -> Result<Option<ObjectId>> {
         check_ref_name(name)?;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
 use crate::object::{Commit, EntryKind, Manifest, ManifestEntry, RemoteBaseline};
 use crate::reconcile::{
-    Action, Base, Change, DiffStats, Leaf, ListingStatus, LocalCond, Op, Plan, PlanError, PlanInput, Reason,
-    RemoteCond, RemoteObject, build_tree, diff_trees, plan,
+    Action, Base, Change, DiffStats, Leaf, ListingStatus, LocalCond, Op, Overlay, Plan, PlanError, PlanInput,
+    Reason, RemoteCond, RemoteObject, build_tree, diff_trees, plan,
 };
 use crate::remote::{Body, Condition, Remote, RemoteError, RemoteView, SkippedKey, Version};
 use crate::repo::{REF_BASE, REF_HEAD, Repo, RepoError, STATE_DIR};
@@ -129,9 +129,17 @@ pub struct Planned {
     base: Option<(ObjectId, Option<ObjectId>, Manifest)>,
 }
 
-/// Scans, reads the remote at one snapshot, and plans. Writes no file and moves no ref.
-pub fn make_plan(repo: &Repo, remote: &dyn Remote, opts: &SyncOptions) -> Result<Planned, SyncError> {
-    let local = repo.scan(true)?;
+/// Scans, reads the remote at one snapshot, and plans. With `dry_run` it writes nothing
+/// at all (for `bmsync plan`); otherwise the scan stores the folder's objects, ready for
+/// the apply step. No file is touched and no ref moves either way.
+pub fn make_plan(
+    repo: &Repo,
+    remote: &dyn Remote,
+    opts: &SyncOptions,
+    dry_run: bool,
+) -> Result<Planned, SyncError> {
+    let scan_opts = crate::worktree::ScanOptions { store_blobs: !dry_run, dry_run, ..Default::default() };
+    let local = repo.scan_with(&scan_opts)?;
     let rules =
         IgnoreRules::load(repo.root(), &global_ignore_files()).map_err(|e| RepoError::Scan(e.into()))?;
     let base = base_state(repo)?;
@@ -157,8 +165,9 @@ pub fn make_plan(repo: &Repo, remote: &dyn Remote, opts: &SyncOptions) -> Result
         .map(|b| b.2.entries().iter().map(|e| e.path.clone()).filter(|p| ignored_now(p)).collect())
         .unwrap_or_default();
     let reader = repo.store().reader()?;
+    let trees = Overlay { mem: &local.unstored_trees, inner: &reader };
     let input = PlanInput {
-        trees: &reader,
+        trees: &trees,
         base: base.as_ref().map(|b| Base { tree: b.1, manifest: &b.2 }),
         local: Some(local.root),
         remote: &remote_objects,
@@ -183,7 +192,7 @@ pub fn sync(repo: &Repo, remote: &dyn Remote, opts: &SyncOptions) -> Result<Sync
     for round in 1..=MAX_ROUNDS {
         summary.rounds = round;
         summary.raced.clear();
-        let planned = make_plan(repo, remote, opts)?;
+        let planned = make_plan(repo, remote, opts, false)?;
         let mut sides = Sides {
             local: leaves(repo, planned.local.root)?,
             remote: planned

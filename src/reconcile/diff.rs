@@ -33,6 +33,23 @@ impl<S: std::hash::BuildHasher> TreeSource for HashMap<ObjectId, Tree, S> {
     }
 }
 
+/// Trees held in memory (not stored yet) in front of another source.
+pub struct Overlay<'a> {
+    /// Trees in memory.
+    pub mem: &'a HashMap<ObjectId, Tree>,
+    /// Everything else.
+    pub inner: &'a dyn TreeSource,
+}
+
+impl TreeSource for Overlay<'_> {
+    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
+        match self.mem.get(id) {
+            Some(t) => Ok(t.encode()),
+            None => self.inner.tree_bytes(id),
+        }
+    }
+}
+
 /// A leaf (file or symlink) as one side of a change.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Leaf {

@@ -7,7 +7,7 @@ mod plan;
 #[cfg(test)]
 mod tests_plan;
 
-pub use diff::{Change, DiffStats, Leaf, TreeSource, detect_renames, diff_trees};
+pub use diff::{Change, DiffStats, Leaf, Overlay, TreeSource, detect_renames, diff_trees};
 pub use merge::Merge;
 pub use plan::{
     Action, Base, BuildTreeError, ListingStatus, LocalCond, Mode, Op, PLAN_VERSION, Plan, PlanError,

@@ -37,11 +37,14 @@ pub struct ScanOptions {
     /// Global ignore files (default: `~/.basic-memory/.bmignore` and
     /// `$BASIC_MEMORY_CONFIG_DIR/.bmignore`).
     pub global_ignore_files: Vec<PathBuf>,
+    /// Write nothing to the store (for `plan`): new trees are returned in
+    /// [`Snapshot::unstored_trees`] instead, and the stat cache is left as it was.
+    pub dry_run: bool,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        Self { store_blobs: false, global_ignore_files: global_ignore_files() }
+        Self { store_blobs: false, global_ignore_files: global_ignore_files(), dry_run: false }
     }
 }
 
@@ -117,6 +120,8 @@ pub struct Snapshot {
     pub report: ScanReport,
     /// Counters.
     pub stats: ScanStats,
+    /// With [`ScanOptions::dry_run`], the trees that were not written to the store.
+    pub unstored_trees: HashMap<ObjectId, Tree>,
 }
 
 /// Why a scan failed. A failed scan records nothing.
@@ -167,6 +172,8 @@ struct Ctx<'a> {
     /// Entries with an mtime before this are trusted on a stat match.
     trusted_before: Option<i64>,
     store_blobs: bool,
+    dry_run: bool,
+    unstored: Mutex<HashMap<ObjectId, Vec<u8>>>,
     tx: SyncSender<Msg>,
     report: Mutex<ScanReport>,
     visited: Mutex<HashSet<String>>,
@@ -232,7 +239,9 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         rules,
         records: &records,
         trusted_before,
-        store_blobs: opts.store_blobs,
+        store_blobs: opts.store_blobs && !opts.dry_run,
+        dry_run: opts.dry_run,
+        unstored: Mutex::default(),
         tx,
         report: Mutex::default(),
         visited: Mutex::default(),
@@ -247,7 +256,9 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         let walker = s.spawn(move || {
             let res = ctx.scan_root(root);
             // Dropping the context closes the channel, which ends the writer loop.
-            let Ctx { report, visited, racy, files, dirs, hashed, hashed_bytes, reused_trees, .. } = ctx;
+            let Ctx {
+                report, visited, racy, files, dirs, hashed, hashed_bytes, reused_trees, unstored, ..
+            } = ctx;
             let stats = ScanStats {
                 files: files.into_inner(),
                 dirs: dirs.into_inner(),
@@ -258,14 +269,15 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             };
             let report = report.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
             let visited = visited.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (res, report, visited, racy.into_inner(), stats)
+            let unstored = unstored.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (res, report, visited, racy.into_inner(), stats, unstored)
         });
         let mut batch = None;
         let mut stored_blobs = 0;
         let written = write_loop(store, &rx, &mut batch, &mut stored_blobs);
         // On a writer error, hang up so the walker stops at its next send.
         drop(rx);
-        let (res, mut report, visited, racy, mut stats) =
+        let (res, mut report, visited, racy, mut stats, unstored) =
             walker.join().expect("the scan walker does not panic");
         written?;
         let (root_id, size) = res?;
@@ -273,6 +285,19 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
         report.collisions.sort_by(|a, b| a.paths.cmp(&b.paths));
         let stale: Vec<&String> = records.keys().filter(|k| !visited.contains(*k)).collect();
+        let unstored_trees = unstored
+            .into_iter()
+            .map(|(id, bytes)| {
+                Ok((
+                    id,
+                    Tree::decode(&bytes)
+                        .map_err(|e| StoreError::Invalid { kind: ObjectKind::Tree, source: e })?,
+                ))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        if opts.dry_run {
+            return Ok(Snapshot { root: root_id, size, report, stats, unstored_trees });
+        }
         if batch.is_some() || racy || !stale.is_empty() {
             let b = match batch.take() {
                 Some(b) => b,
@@ -284,7 +309,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             b.set_meta(META_WORKTREE_STAMP, &stamp.to_le_bytes())?;
             b.commit()?;
         }
-        Ok(Snapshot { root: root_id, size, report, stats })
+        Ok(Snapshot { root: root_id, size, report, stats, unstored_trees })
     })
 }
 
@@ -333,6 +358,9 @@ fn take_stamp(root: &Path) -> Result<i64> {
 
 impl Ctx<'_> {
     fn send(&self, msg: Msg) -> Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
         // The writer hung up: it failed, and its error is the one reported.
         self.tx.send(msg).map_err(|_| ScanError::Io {
             path: PathBuf::new(),
@@ -349,6 +377,13 @@ impl Ctx<'_> {
     }
 
     fn put_object(&self, kind: ObjectKind, bytes: Vec<u8>) -> Result<ObjectId> {
+        if self.dry_run {
+            let id = ObjectId::hash(kind, &bytes);
+            if kind == ObjectKind::Tree {
+                self.unstored.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, bytes);
+            }
+            return Ok(id);
+        }
         if bytes.len() > CHUNK_SIZE {
             let id = ObjectId::hash(kind, &bytes);
             self.send(Msg::Large(kind, bytes))?;
@@ -636,7 +671,7 @@ mod tests {
             b.set_meta(META_WORKTREE_STAMP, &stamp.to_le_bytes()).expect("stamp");
             b.commit().expect("commit");
         };
-        let opts = ScanOptions { store_blobs: false, global_ignore_files: vec![] };
+        let opts = ScanOptions { store_blobs: false, global_ignore_files: vec![], dry_run: false };
         let id_of = |s: &Snapshot| repo.store().get_tree(&s.root).expect("tree").entries()[0].id;
         // Cache written in the same tick as the file's mtime: not trusted, re-read.
         plant(stat.mtime_ns);

@@ -192,3 +192,54 @@ fn sync_over_the_tigris_compatible_server() {
     let inspect = bmsync::remote::S3Remote::connect("team", "vault", &opts).expect("connect");
     scenarios("s3://team/vault", Some(&ep), &inspect);
 }
+
+#[test]
+fn plan_shows_the_sync_and_writes_nothing() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let alice = Client::new("alice", &url, None);
+    alice.write("a.md", "one\n");
+    alice.write("b.md", "two\n");
+    alice.sync(0);
+    alice.write("a.md", "one, edited\n");
+    alice.write("c.md", "three\n");
+    std::fs::remove_file(alice.path("b.md")).expect("rm");
+    let state = || {
+        let repo = bmsync::Repo::open(alice.dir.path()).expect("open");
+        let ids = repo.store().object_ids().expect("ids");
+        let refs = repo.store().refs().expect("refs");
+        let cache = repo.store().worktree_state("worktree-stamp").expect("cache");
+        (ids, refs, cache)
+    };
+    let before = state();
+    let files_before = alice.files();
+    let o = alice.run(&["--json", "plan"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["version"], 1);
+    let ops: Vec<(String, String)> = v["ops"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .map(|op| {
+            (op["path"].as_str().expect("path").to_owned(), op["action"].as_str().expect("action").to_owned())
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("a.md".into(), "upload".into()),
+            ("b.md".into(), "delete_remote".into()),
+            ("c.md".into(), "upload".into())
+        ]
+    );
+    let text = String::from_utf8(alice.run(&["plan"]).stdout).expect("utf-8");
+    assert!(
+        text.contains("3 operations") && text.contains("DeleteRemote") && text.contains("b.md"),
+        "{text}"
+    );
+    assert!(state() == before, "plan must not write objects, refs or the stat cache");
+    assert_eq!(alice.files(), files_before);
+    let inspect = FileRemote::open(bucket.path()).expect("open");
+    assert_eq!(bucket_keys(&inspect), ["a.md", "b.md"], "plan must not write to the bucket");
+}

@@ -17,7 +17,7 @@ fn repo() -> (tempfile::TempDir, Repo) {
 }
 
 fn opts(store_blobs: bool) -> ScanOptions {
-    ScanOptions { store_blobs, global_ignore_files: vec![] }
+    ScanOptions { store_blobs, global_ignore_files: vec![], dry_run: false }
 }
 
 fn scan_of(r: &Repo, store_blobs: bool) -> Snapshot {
