@@ -104,6 +104,18 @@ impl ObjectHasher {
     }
 }
 
+/// Hashing by writing: lets `std::io::copy` and streaming downloads feed a hasher.
+impl std::io::Write for ObjectHasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A 32-byte BLAKE3 object id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId([u8; ID_LEN]);

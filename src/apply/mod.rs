@@ -239,21 +239,9 @@ fn local_content(path: &Path) -> Result<Option<ObjectId>, SyncError> {
         Ok(_) => {}
     }
     let mut f = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut h = HashWriter(ObjectHasher::new(ObjectKind::Blob));
+    let mut h = ObjectHasher::new(ObjectKind::Blob);
     std::io::copy(&mut f, &mut h).map_err(io_err(path))?;
-    Ok(Some(h.0.finalize()))
-}
-
-struct HashWriter(ObjectHasher);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    Ok(Some(h.finalize()))
 }
 
 fn local_ok(path: &Path, cond: Option<LocalCond>) -> Result<bool, SyncError> {

@@ -129,6 +129,17 @@ impl Intercept for Capture {
     }
 }
 
+/// Adds `X-Tigris-Snapshot-Version: V` to a read, when it is to be read as of `V`.
+fn at_version(
+    at: Option<String>,
+) -> impl Fn(&mut aws_smithy_runtime_api::http::Request) + Send + Sync + 'static {
+    move |r| {
+        if let Some(v) = &at {
+            r.headers_mut().insert("X-Tigris-Snapshot-Version", v.clone());
+        }
+    }
+}
+
 fn endpoint_from_env() -> Option<String> {
     ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
@@ -359,15 +370,7 @@ impl Remote for S3Remote {
             let at = at.clone();
             let page = self
                 .rt
-                .block_on(
-                    req.customize()
-                        .mutate_request(move |r| {
-                            if let Some(v) = &at {
-                                r.headers_mut().insert("X-Tigris-Snapshot-Version", v.clone());
-                            }
-                        })
-                        .send(),
-                )
+                .block_on(req.customize().mutate_request(at_version(at)).send())
                 .map_err(|e| map_err("list", &list_prefix, &self.endpoint, &e))?;
             for o in page.contents() {
                 let full = o.key().unwrap_or_default();
@@ -402,11 +405,7 @@ impl Remote for S3Remote {
                     .bucket(&self.bucket)
                     .key(&full)
                     .customize()
-                    .mutate_request(move |r| {
-                        if let Some(v) = &at {
-                            r.headers_mut().insert("X-Tigris-Snapshot-Version", v.clone());
-                        }
-                    })
+                    .mutate_request(at_version(at))
                     .send(),
             )
             .map_err(|e| map_err("head", key, &self.endpoint, &e))?;
@@ -429,11 +428,7 @@ impl Remote for S3Remote {
                 .bucket(&self.bucket)
                 .key(&full)
                 .customize()
-                .mutate_request(move |r| {
-                    if let Some(v) = &at {
-                        r.headers_mut().insert("X-Tigris-Snapshot-Version", v.clone());
-                    }
-                })
+                .mutate_request(at_version(at))
                 .send()
                 .await
                 .map_err(|e| map_err("get", key, &self.endpoint, &e))?;
