@@ -60,7 +60,8 @@ pub struct SyncSummary {
     pub remote_skipped: Vec<SkippedKey>,
     /// The new base commit.
     pub base: Option<ObjectId>,
-    /// The snapshot version the remote was read at.
+    /// The snapshot the new base is paired with (taken after applying), when the remote
+    /// has snapshots.
     pub snapshot: Option<Version>,
     /// Plan-and-apply rounds run.
     pub rounds: usize,
@@ -202,12 +203,13 @@ pub fn sync(repo: &Repo, remote: &dyn Remote, opts: &SyncOptions) -> Result<Sync
                 .map(|(p, e)| (p.clone(), (e.etag.clone(), e.content, e.size)))
                 .collect(),
         };
-        summary.snapshot = planned.view.version;
         summary.remote_skipped.clone_from(&planned.view.skipped);
         for op in &planned.plan.ops {
             apply_op(repo, remote, &planned, op, &mut sides, &mut summary)?;
         }
-        summary.base = Some(record(repo, remote, &planned, &sides)?);
+        let (base, snapshot) = record(repo, remote, &planned, &sides)?;
+        summary.base = Some(base);
+        summary.snapshot = snapshot;
         if summary.raced.is_empty() {
             break;
         }
@@ -547,7 +549,12 @@ fn apply_conflict(
 
 /// Records the new base: every path where both sides were seen to hold the same
 /// content; elsewhere the old base's entry stays, so the next sync sees the change.
-fn record(repo: &Repo, remote: &dyn Remote, planned: &Planned, sides: &Sides) -> Result<ObjectId, SyncError> {
+fn record(
+    repo: &Repo,
+    remote: &dyn Remote,
+    planned: &Planned,
+    sides: &Sides,
+) -> Result<(ObjectId, Option<Version>), SyncError> {
     let old_leaves = match &planned.base {
         Some((_, Some(tree), _)) => leaves(repo, *tree)?,
         _ => BTreeMap::new(),
@@ -594,6 +601,14 @@ fn record(repo: &Repo, remote: &dyn Remote, planned: &Planned, sides: &Sides) ->
         .map_err(|e| SyncError::Io { path: PathBuf::from("manifest"), source: std::io::Error::other(e) })?;
     let (manifest_id, _) = batch.put(ObjectKind::Manifest, &manifest.encode())?;
     batch.commit()?;
+    // Pair the new base with a snapshot taken after applying. A teammate's write that lands
+    // before it is in the snapshot but not in this manifest (which holds only ETags we
+    // wrote or listed), so the next sync still sees it as a remote change.
+    let snapshot = if remote.capabilities().snapshots {
+        Some(remote.snapshot(Some(&format!("bmsync-{}", repo.client_id())))?)
+    } else {
+        planned.view.version
+    };
     let old_base = planned.base.as_ref().map(|b| b.0);
     let head = repo.head()?;
     let parents: Vec<ObjectId> = old_base.into_iter().chain(head.filter(|h| Some(*h) != old_base)).collect();
@@ -605,16 +620,12 @@ fn record(repo: &Repo, remote: &dyn Remote, planned: &Planned, sides: &Sides) ->
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         message: "sync".to_owned(),
-        baseline: Some(RemoteBaseline {
-            remote: remote.url(),
-            snapshot: planned.view.version,
-            manifest: manifest_id,
-        }),
+        baseline: Some(RemoteBaseline { remote: remote.url(), snapshot, manifest: manifest_id }),
     };
     let id = repo.store().put_commit(&commit)?;
     repo.store().update_ref(REF_BASE, old_base, Some(id))?;
     repo.store().update_ref(REF_HEAD, head, Some(id))?;
-    Ok(id)
+    Ok((id, snapshot))
 }
 
 #[cfg(test)]
