@@ -240,6 +240,17 @@ fn sync_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usi
         out.write_all(text.as_bytes())
     };
     written.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })?;
+    if !s.raced.is_empty() {
+        return Err(Failure {
+            code: 1,
+            message: format!(
+                "{} paths kept changing during {} rounds and are not synced yet",
+                s.raced.len(),
+                s.rounds
+            ),
+            hint: Some("run `bmsync sync` again when they are quiet"),
+        });
+    }
     if s.conflicts.is_empty() {
         Ok(())
     } else {

@@ -205,7 +205,12 @@ pub fn sync(repo: &Repo, remote: &dyn Remote, opts: &SyncOptions) -> Result<Sync
         };
         summary.remote_skipped.clone_from(&planned.view.skipped);
         for op in &planned.plan.ops {
-            apply_op(repo, remote, &planned, op, &mut sides, &mut summary)?;
+            if let Err(e) = apply_op(repo, remote, &planned, op, &mut sides, &mut summary) {
+                // Stop cleanly, but keep what did succeed: record the paths both sides
+                // were seen to agree on before the failure.
+                record(repo, remote, &planned, &sides)?;
+                return Err(e);
+            }
         }
         let (base, snapshot) = record(repo, remote, &planned, &sides)?;
         summary.base = Some(base);

@@ -243,3 +243,100 @@ fn plan_shows_the_sync_and_writes_nothing() {
     let inspect = FileRemote::open(bucket.path()).expect("open");
     assert_eq!(bucket_keys(&inspect), ["a.md", "b.md"], "plan must not write to the bucket");
 }
+
+/// A remote that lets a teammate write `key` directly, just before our first write to it:
+/// the race between our plan and our apply, made deterministic.
+struct TeammateRaces {
+    inner: FileRemote,
+    key: &'static str,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl Remote for TeammateRaces {
+    fn url(&self) -> String {
+        self.inner.url()
+    }
+    fn capabilities(&self) -> bmsync::remote::Capabilities {
+        self.inner.capabilities()
+    }
+    fn list(
+        &self,
+        at: Option<u64>,
+        each: &mut dyn FnMut(bmsync::remote::Listed),
+    ) -> Result<(), bmsync::remote::RemoteError> {
+        self.inner.list(at, each)
+    }
+    fn head(
+        &self,
+        key: &str,
+        at: Option<u64>,
+    ) -> Result<bmsync::remote::ObjectInfo, bmsync::remote::RemoteError> {
+        self.inner.head(key, at)
+    }
+    fn get(
+        &self,
+        key: &str,
+        at: Option<u64>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<bmsync::remote::ObjectInfo, bmsync::remote::RemoteError> {
+        self.inner.get(key, at, out)
+    }
+    fn put(
+        &self,
+        key: &str,
+        body: bmsync::remote::Body<'_>,
+        content: bmsync::ObjectId,
+        cond: &bmsync::remote::Condition,
+    ) -> Result<bmsync::remote::Written, bmsync::remote::RemoteError> {
+        if key == self.key && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let etag = self.inner.head(key, None).expect("teammate reads").etag;
+            let theirs = b"teammate's racing edit\n";
+            self.inner
+                .put(
+                    key,
+                    bmsync::remote::Body::Bytes(theirs),
+                    bmsync::ObjectId::for_blob(theirs),
+                    &bmsync::remote::Condition::IfMatch(etag),
+                )
+                .expect("teammate writes");
+        }
+        self.inner.put(key, body, content, cond)
+    }
+    fn delete(&self, key: &str, if_match: &str) -> Result<(), bmsync::remote::RemoteError> {
+        self.inner.delete(key, if_match)
+    }
+    fn snapshot(&self, name: Option<&str>) -> Result<u64, bmsync::remote::RemoteError> {
+        self.inner.snapshot(name)
+    }
+    fn snapshots(&self) -> Result<Vec<bmsync::remote::SnapshotInfo>, bmsync::remote::RemoteError> {
+        self.inner.snapshots()
+    }
+}
+
+#[test]
+fn a_teammate_write_racing_our_apply_is_never_lost() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let alice = Client::new("alice", &url, None);
+    alice.write("shared.md", "v1\n");
+    alice.sync(0);
+    alice.write("shared.md", "alice's edit\n");
+    let racing = TeammateRaces {
+        inner: FileRemote::open(bucket.path()).expect("open"),
+        key: "shared.md",
+        fired: std::sync::atomic::AtomicBool::new(false),
+    };
+    let repo = bmsync::Repo::open(alice.dir.path()).expect("open repo");
+    let summary = bmsync::apply::sync(&repo, &racing, &bmsync::apply::SyncOptions::default()).expect("sync");
+    assert!(racing.fired.load(std::sync::atomic::Ordering::SeqCst), "the race happened");
+    // The upload lost its If-Match; the next round saw both edits and kept both.
+    assert_eq!(summary.conflicts.len(), 1, "{summary:?}");
+    let copy = summary.conflicts[0].local_copy.clone().expect("alice's version kept aside");
+    assert_eq!(alice.read("shared.md").as_deref(), Some("teammate's racing edit\n"));
+    assert_eq!(alice.read(&copy).as_deref(), Some("alice's edit\n"));
+    let keys = bucket_keys(&racing.inner);
+    assert!(keys.contains(&copy) && keys.contains(&"shared.md".to_owned()), "{keys:?}");
+    let mut theirs = Vec::new();
+    racing.inner.get("shared.md", None, &mut theirs).expect("get");
+    assert_eq!(theirs, b"teammate's racing edit\n", "the teammate's write is not overwritten");
+}
