@@ -202,7 +202,8 @@ fn sync_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usi
     let started = std::time::Instant::now();
     let remote = repo.open_remote()?;
     let opts = bmsync::apply::SyncOptions { max_delete };
-    let s = bmsync::apply::sync(repo, remote.as_ref(), &opts).map_err(|e| Failure {
+    let bar = Bar::new(!json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let s = bmsync::apply::sync_with_progress(repo, remote.as_ref(), &opts, &bar).map_err(|e| Failure {
         code: 1,
         message: e.to_string(),
         hint: Some("nothing unsafe was done; what succeeded is recorded"),
@@ -259,6 +260,45 @@ fn sync_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usi
             message: format!("{} conflicts: both versions were kept", s.conflicts.len()),
             hint: None,
         })
+    }
+}
+
+/// A progress bar on stderr, drawn only on a terminal and never with `--json`.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(visible: bool) -> Self {
+        Self(visible.then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {wide_msg}")
+                    .expect("a valid template"),
+            );
+            b
+        }))
+    }
+}
+
+impl bmsync::apply::Progress for Bar {
+    fn start(&self, ops: u64, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.set_position(0);
+            b.set_length(ops);
+            b.set_message(format!("{} to move", indicatif::HumanBytes(bytes)));
+        }
+    }
+
+    fn done(&self, path: &str, _bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+            b.set_message(path.to_owned());
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
     }
 }
 

@@ -26,6 +26,22 @@ const MAX_ROUNDS: usize = 3;
 /// Folder (inside `.bmsync/`) that receives local deletions, recoverably.
 pub const TRASH_DIR: &str = "trash";
 
+/// Where a sync reports its progress (the CLI draws a bar; the default draws nothing).
+pub trait Progress: Sync {
+    /// A round starts, with this many operations moving this many bytes.
+    fn start(&self, _ops: u64, _bytes: u64) {}
+    /// One operation finished, having moved `bytes`.
+    fn done(&self, _path: &str, _bytes: u64) {}
+    /// The sync finished (or stopped).
+    fn finish(&self) {}
+}
+
+/// Reports nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
 /// How to sync.
 #[derive(Clone, Debug, Default)]
 pub struct SyncOptions {
@@ -189,6 +205,27 @@ struct Sides {
 
 /// Runs sync rounds until nothing raced (or the round limit), recording a base after each.
 pub fn sync(repo: &Repo, remote: &dyn Remote, opts: &SyncOptions) -> Result<SyncSummary, SyncError> {
+    sync_with_progress(repo, remote, opts, &NoProgress)
+}
+
+/// [`sync`], reporting progress.
+pub fn sync_with_progress(
+    repo: &Repo,
+    remote: &dyn Remote,
+    opts: &SyncOptions,
+    progress: &dyn Progress,
+) -> Result<SyncSummary, SyncError> {
+    let result = sync_rounds(repo, remote, opts, progress);
+    progress.finish();
+    result
+}
+
+fn sync_rounds(
+    repo: &Repo,
+    remote: &dyn Remote,
+    opts: &SyncOptions,
+    progress: &dyn Progress,
+) -> Result<SyncSummary, SyncError> {
     let mut summary = SyncSummary::default();
     for round in 1..=MAX_ROUNDS {
         summary.rounds = round;
@@ -204,8 +241,22 @@ pub fn sync(repo: &Repo, remote: &dyn Remote, opts: &SyncOptions) -> Result<Sync
                 .collect(),
         };
         summary.remote_skipped.clone_from(&planned.view.skipped);
+        let bytes: u64 = planned
+            .plan
+            .ops
+            .iter()
+            .filter(|o| matches!(o.action, Action::Upload | Action::Download | Action::MoveRemote))
+            .filter_map(|o| {
+                if o.action == Action::Download { o.sides.remote.as_ref() } else { o.sides.local.as_ref() }
+            })
+            .map(|l| l.size)
+            .sum();
+        progress.start(planned.plan.ops.len() as u64, bytes);
         for op in &planned.plan.ops {
-            if let Err(e) = apply_op(repo, remote, &planned, op, &mut sides, &mut summary) {
+            let moved = summary.bytes_up + summary.bytes_down;
+            let result = apply_op(repo, remote, &planned, op, &mut sides, &mut summary);
+            progress.done(&op.path, summary.bytes_up + summary.bytes_down - moved);
+            if let Err(e) = result {
                 // Stop cleanly, but keep what did succeed: record the paths both sides
                 // were seen to agree on before the failure.
                 record(repo, remote, &planned, &sides)?;
