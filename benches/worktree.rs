@@ -76,6 +76,12 @@ fn have(prog: &str) -> bool {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; anything else (`cargo test --all-targets`) is not a
+    // request to spend minutes measuring.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("worktree benchmark: run it with `cargo bench --bench worktree`");
+        return;
+    }
     if std::env::args().any(|a| a == "--diff-only") {
         tree_diff_bench(tempfile::tempdir().expect("temp dir").path());
         plan_bench();
