@@ -348,6 +348,29 @@ fn download(
     Ok(Some(n))
 }
 
+/// Downloads into the path and notes the result; a lost race is left for next round.
+#[allow(clippy::too_many_arguments)]
+fn fetch(
+    repo: &Repo,
+    remote: &dyn Remote,
+    at: Option<Version>,
+    path: &str,
+    key: &str,
+    content: ObjectId,
+    sides: &mut Sides,
+    s: &mut SyncSummary,
+) -> Result<(), SyncError> {
+    match download(repo, remote, at, key, content, &repo.root().join(path))? {
+        Some(n) => {
+            s.downloaded += 1;
+            s.bytes_down += n;
+            sides.local.insert(path.to_owned(), Leaf { kind: EntryKind::File, id: content, size: n });
+        }
+        None => s.raced.push(path.to_owned()),
+    }
+    Ok(())
+}
+
 struct Tee<'a> {
     file: &'a mut std::fs::File,
     hasher: &'a mut ObjectHasher,
@@ -388,13 +411,17 @@ pub fn conflict_name(path: &str, client: &str, when: &str) -> String {
     if dir.is_empty() { name } else { format!("{dir}/{name}") }
 }
 
+/// Sends a local file (a symlink as its target text) under `cond`, noting the result in
+/// `sides` and the summary. `false`: a lost race, left for the next round.
 fn upload(
     remote: &dyn Remote,
     root: &Path,
     path: &str,
     content: ObjectId,
     cond: &Condition,
-) -> Result<Option<(String, u64)>, SyncError> {
+    sides: &mut Sides,
+    s: &mut SyncSummary,
+) -> Result<bool, SyncError> {
     let file = root.join(path);
     let meta = std::fs::symlink_metadata(&file).map_err(io_err(&file))?;
     // A symlink goes up as its target path, never as what it points at.
@@ -406,9 +433,14 @@ fn upload(
     let size = target.as_ref().map_or(meta.len(), |t| t.len() as u64);
     let body = target.as_deref().map_or(Body::File(&file), Body::Bytes);
     match remote.put(path, body, content, cond) {
-        Ok(w) => Ok(Some((w.etag, size))),
+        Ok(w) => {
+            s.uploaded += 1;
+            s.bytes_up += size;
+            sides.remote.insert(path.to_owned(), (w.etag, content, size));
+            Ok(true)
+        }
         // A race, or the file changed while it was read: re-plan it next round.
-        Err(RemoteError::PreconditionFailed { .. } | RemoteError::Other { .. }) => Ok(None),
+        Err(RemoteError::PreconditionFailed { .. } | RemoteError::Other { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -436,13 +468,8 @@ fn apply_op(
                 s.raced.push(path.to_owned());
                 return Ok(());
             }
-            match upload(remote, root, path, leaf.id, &remote_cond(pre.remote.as_ref()))? {
-                Some((etag, size)) => {
-                    s.uploaded += 1;
-                    s.bytes_up += size;
-                    sides.remote.insert(path.to_owned(), (etag, leaf.id, size));
-                }
-                None => s.raced.push(path.to_owned()),
+            if !upload(remote, root, path, leaf.id, &remote_cond(pre.remote.as_ref()), sides, s)? {
+                s.raced.push(path.to_owned());
             }
         }
         Action::Download => {
@@ -453,14 +480,7 @@ fn apply_op(
                 s.raced.push(path.to_owned());
                 return Ok(());
             }
-            match download(repo, remote, at, &obj.key, content, &abs)? {
-                Some(n) => {
-                    s.downloaded += 1;
-                    s.bytes_down += n;
-                    sides.local.insert(path.to_owned(), Leaf { kind: EntryKind::File, id: content, size: n });
-                }
-                None => s.raced.push(path.to_owned()),
-            }
+            fetch(repo, remote, at, path, &obj.key, content, sides, s)?;
         }
         Action::DeleteRemote => {
             let Some(RemoteCond::IfMatch(etag)) = &pre.remote else { return Ok(()) };
@@ -503,14 +523,10 @@ fn apply_op(
             // The content is local (a local rename): send it to the new key, then remove
             // the old key if it still holds what the plan saw.
             let (Some(from), Some(leaf)) = (&op.from, local_leaf) else { return Ok(()) };
-            let Some((etag, size)) = upload(remote, root, path, leaf.id, &remote_cond(pre.remote.as_ref()))?
-            else {
+            if !upload(remote, root, path, leaf.id, &remote_cond(pre.remote.as_ref()), sides, s)? {
                 s.raced.push(path.to_owned());
                 return Ok(());
-            };
-            s.uploaded += 1;
-            s.bytes_up += size;
-            sides.remote.insert(path.to_owned(), (etag, leaf.id, size));
+            }
             if let Some(RemoteCond::IfMatch(etag)) = &pre.from_remote {
                 match remote.delete(from, etag) {
                     Ok(()) => {
@@ -568,18 +584,14 @@ fn apply_conflict(
             std::fs::rename(&abs, &copy_abs).map_err(io_err(&abs))?;
             sides.local.remove(path);
             sides.local.insert(copy.clone(), l.clone());
-            if let Some((etag, size)) = upload(remote, root, &copy, l.id, &Condition::IfAbsent)? {
-                s.uploaded += 1;
-                s.bytes_up += size;
-                sides.remote.insert(copy.clone(), (etag, l.id, size));
+            if !upload(remote, root, &copy, l.id, &Condition::IfAbsent, sides, s)? {
+                s.raced.push(copy.clone());
             }
             report.local_copy = Some(copy);
         } else {
             // Edited here, deleted there: the local edit is kept, and sent back.
-            if let Some((etag, size)) = upload(remote, root, path, l.id, &Condition::IfAbsent)? {
-                s.uploaded += 1;
-                s.bytes_up += size;
-                sides.remote.insert(path.to_owned(), (etag, l.id, size));
+            if !upload(remote, root, path, l.id, &Condition::IfAbsent, sides, s)? {
+                s.raced.push(path.to_owned());
             }
         }
     }
@@ -590,14 +602,7 @@ fn apply_conflict(
             s.conflicts.push(report);
             return Ok(());
         }
-        match download(repo, remote, planned.view.version, &obj.key, r.id, &abs)? {
-            Some(n) => {
-                s.downloaded += 1;
-                s.bytes_down += n;
-                sides.local.insert(path.to_owned(), Leaf { kind: EntryKind::File, id: r.id, size: n });
-            }
-            None => s.raced.push(path.to_owned()),
-        }
+        fetch(repo, remote, planned.view.version, path, &obj.key, r.id, sides, s)?;
     }
     s.conflicts.push(report);
     Ok(())
