@@ -23,6 +23,8 @@ use crate::worktree::{IgnoreRules, Snapshot, global_ignore_files};
 
 /// Rounds of plan-and-apply a sync runs while teammates' races leave paths unsynced.
 const MAX_ROUNDS: usize = 3;
+/// Files up to this size are read into memory, hashed and sent from that one read.
+const IN_MEMORY_UPLOAD: u64 = 16 << 20;
 /// Folder (inside `.bmsync/`) that receives local deletions, recoverably.
 pub const TRASH_DIR: &str = "trash";
 
@@ -424,14 +426,22 @@ fn upload(
 ) -> Result<bool, SyncError> {
     let file = root.join(path);
     let meta = std::fs::symlink_metadata(&file).map_err(io_err(&file))?;
-    // A symlink goes up as its target path, never as what it points at.
-    let target = if meta.file_type().is_symlink() {
+    // A symlink goes up as its target path, never as what it points at. A file up to
+    // `IN_MEMORY_UPLOAD` is read once, and the bytes sent are the bytes hashed, so a file
+    // that changes meanwhile is never recorded under the old content id; larger files
+    // are checked part by part by the remote.
+    let bytes = if meta.file_type().is_symlink() {
         Some(std::fs::read_link(&file).map_err(io_err(&file))?.into_os_string().into_encoded_bytes())
+    } else if meta.len() <= IN_MEMORY_UPLOAD {
+        Some(std::fs::read(&file).map_err(io_err(&file))?)
     } else {
         None
     };
-    let size = target.as_ref().map_or(meta.len(), |t| t.len() as u64);
-    let body = target.as_deref().map_or(Body::File(&file), Body::Bytes);
+    if bytes.as_deref().is_some_and(|b| ObjectId::for_blob(b) != content) {
+        return Ok(false);
+    }
+    let size = bytes.as_ref().map_or(meta.len(), |t| t.len() as u64);
+    let body = bytes.as_deref().map_or(Body::File(&file), Body::Bytes);
     match remote.put(path, body, content, cond) {
         Ok(w) => {
             s.uploaded += 1;

@@ -281,6 +281,9 @@ impl S3Remote {
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
         let result: Result<Written, RemoteError> = async {
             let mut f = tokio::fs::File::open(path).await.map_err(err)?;
+            // Hash what is sent: a file that changes during the upload is never completed
+            // under a content id it no longer has.
+            let mut hasher = crate::id::ObjectHasher::new(crate::id::ObjectKind::Blob);
             let mut parts = Vec::new();
             let mut n = 1;
             loop {
@@ -289,6 +292,7 @@ impl S3Remote {
                 if buf.is_empty() && n > 1 {
                     break;
                 }
+                hasher.update(&buf);
                 let last = buf.len() < PART_SIZE;
                 let part = self
                     .client
@@ -311,6 +315,12 @@ impl S3Remote {
                 if last {
                     break;
                 }
+            }
+            if hasher.finalize() != content {
+                return Err(RemoteError::Other {
+                    op: "put",
+                    detail: format!("{}: the file changed while it was uploaded", path.display()),
+                });
             }
             let mut req = self
                 .client

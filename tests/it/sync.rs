@@ -340,3 +340,100 @@ fn a_teammate_write_racing_our_apply_is_never_lost() {
     racing.inner.get("shared.md", None, &mut theirs).expect("get");
     assert_eq!(theirs, b"teammate's racing edit\n", "the teammate's write is not overwritten");
 }
+
+/// A remote whose first put of `key` happens while the local file is being appended to.
+struct AppendDuringPut<R: Remote> {
+    inner: R,
+    key: &'static str,
+    file: PathBuf,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl<R: Remote> Remote for AppendDuringPut<R> {
+    fn url(&self) -> String {
+        self.inner.url()
+    }
+    fn capabilities(&self) -> bmsync::remote::Capabilities {
+        self.inner.capabilities()
+    }
+    fn list(
+        &self,
+        at: Option<u64>,
+        each: &mut dyn FnMut(bmsync::remote::Listed),
+    ) -> Result<(), bmsync::remote::RemoteError> {
+        self.inner.list(at, each)
+    }
+    fn head(
+        &self,
+        key: &str,
+        at: Option<u64>,
+    ) -> Result<bmsync::remote::ObjectInfo, bmsync::remote::RemoteError> {
+        self.inner.head(key, at)
+    }
+    fn get(
+        &self,
+        key: &str,
+        at: Option<u64>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<bmsync::remote::ObjectInfo, bmsync::remote::RemoteError> {
+        self.inner.get(key, at, out)
+    }
+    fn put(
+        &self,
+        key: &str,
+        body: bmsync::remote::Body<'_>,
+        content: bmsync::ObjectId,
+        cond: &bmsync::remote::Condition,
+    ) -> Result<bmsync::remote::Written, bmsync::remote::RemoteError> {
+        if key == self.key && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&self.file).expect("open");
+            f.write_all(b"appended while uploading\n").expect("append");
+        }
+        self.inner.put(key, body, content, cond)
+    }
+    fn delete(&self, key: &str, if_match: &str) -> Result<(), bmsync::remote::RemoteError> {
+        self.inner.delete(key, if_match)
+    }
+    fn snapshot(&self, name: Option<&str>) -> Result<u64, bmsync::remote::RemoteError> {
+        self.inner.snapshot(name)
+    }
+    fn snapshots(&self) -> Result<Vec<bmsync::remote::SnapshotInfo>, bmsync::remote::RemoteError> {
+        self.inner.snapshots()
+    }
+}
+
+#[test]
+fn a_file_appended_during_its_upload_is_never_recorded_with_the_wrong_content() {
+    let server = TigrisServer::start();
+    let ep = server.endpoint();
+    crate::remote_contract::create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "team", true);
+    let alice = Client::new("alice", "s3://team/vault", Some(&ep));
+    // Large enough to go up in parts, straight from the file.
+    let big: String = (0..(17 << 20) / 32).map(|i| format!("{i:031}\n")).collect();
+    alice.write("att/big.log", &big);
+    let opts = bmsync::remote::S3Options {
+        endpoint: Some(ep.clone()),
+        credentials: Some((ACCESS_KEY.to_owned(), SECRET_KEY.to_owned())),
+        ..Default::default()
+    };
+    let remote = AppendDuringPut {
+        inner: bmsync::remote::S3Remote::connect("team", "vault", &opts).expect("connect"),
+        key: "att/big.log",
+        file: alice.path("att/big.log"),
+        fired: std::sync::atomic::AtomicBool::new(false),
+    };
+    let repo = bmsync::Repo::open(alice.dir.path()).expect("open repo");
+    let summary = bmsync::apply::sync(&repo, &remote, &bmsync::apply::SyncOptions::default()).expect("sync");
+    assert!(remote.fired.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(summary.rounds >= 2, "the torn upload was re-planned: {summary:?}");
+    // What the bucket holds is what the folder holds now, and the base says so truly.
+    let mut got = Vec::new();
+    remote.inner.get("att/big.log", None, &mut got).expect("get");
+    let now = std::fs::read(alice.path("att/big.log")).expect("read");
+    assert!(got == now, "bucket and folder agree");
+    assert!(String::from_utf8_lossy(&now).ends_with("appended while uploading\n"));
+    drop(repo);
+    let s = alice.sync(0);
+    assert_eq!((s["uploaded"].as_u64(), s["downloaded"].as_u64()), (Some(0), Some(0)), "nothing left to do");
+}
