@@ -410,7 +410,11 @@ fn a_file_appended_during_its_upload_is_never_recorded_with_the_wrong_content() 
     crate::remote_contract::create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "team", true);
     let alice = Client::new("alice", "s3://team/vault", Some(&ep));
     // Large enough to go up in parts, straight from the file.
-    let big: String = (0..(17 << 20) / 32).map(|i| format!("{i:031}\n")).collect();
+    let big = (0..(17 << 20) / 32).fold(String::new(), |mut s, i| {
+        use std::fmt::Write as _;
+        writeln!(s, "{i:031}").expect("writing to a String cannot fail");
+        s
+    });
     alice.write("att/big.log", &big);
     let opts = bmsync::remote::S3Options {
         endpoint: Some(ep.clone()),
