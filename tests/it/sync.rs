@@ -244,15 +244,26 @@ fn plan_shows_the_sync_and_writes_nothing() {
     assert_eq!(bucket_keys(&inspect), ["a.md", "b.md"], "plan must not write to the bucket");
 }
 
-/// A remote that lets a teammate write `key` directly, just before our first write to it:
-/// the race between our plan and our apply, made deterministic.
-struct TeammateRaces {
-    inner: FileRemote,
+/// Fault injection around a real remote: `hook` runs once, just before the first put of
+/// `key` (a teammate's racing write, a file changing under its upload...).
+struct BeforeFirstPut<R: Remote, F: Fn(&R) + Send + Sync> {
+    inner: R,
     key: &'static str,
+    hook: F,
     fired: std::sync::atomic::AtomicBool,
 }
 
-impl Remote for TeammateRaces {
+impl<R: Remote, F: Fn(&R) + Send + Sync> BeforeFirstPut<R, F> {
+    fn new(inner: R, key: &'static str, hook: F) -> Self {
+        Self { inner, key, hook, fired: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl<R: Remote, F: Fn(&R) + Send + Sync> Remote for BeforeFirstPut<R, F> {
     fn url(&self) -> String {
         self.inner.url()
     }
@@ -289,16 +300,7 @@ impl Remote for TeammateRaces {
         cond: &bmsync::remote::Condition,
     ) -> Result<bmsync::remote::Written, bmsync::remote::RemoteError> {
         if key == self.key && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            let etag = self.inner.head(key, None).expect("teammate reads").etag;
-            let theirs = b"teammate's racing edit\n";
-            self.inner
-                .put(
-                    key,
-                    bmsync::remote::Body::Bytes(theirs),
-                    bmsync::ObjectId::for_blob(theirs),
-                    &bmsync::remote::Condition::IfMatch(etag),
-                )
-                .expect("teammate writes");
+            (self.hook)(&self.inner);
         }
         self.inner.put(key, body, content, cond)
     }
@@ -321,14 +323,17 @@ fn a_teammate_write_racing_our_apply_is_never_lost() {
     alice.write("shared.md", "v1\n");
     alice.sync(0);
     alice.write("shared.md", "alice's edit\n");
-    let racing = TeammateRaces {
-        inner: FileRemote::open(bucket.path()).expect("open"),
-        key: "shared.md",
-        fired: std::sync::atomic::AtomicBool::new(false),
-    };
+    // A teammate writes shared.md directly, between our plan and our upload.
+    let racing = BeforeFirstPut::new(FileRemote::open(bucket.path()).expect("open"), "shared.md", |inner| {
+        let etag = inner.head("shared.md", None).expect("teammate reads").etag;
+        let theirs = b"teammate's racing edit\n";
+        let cond = bmsync::remote::Condition::IfMatch(etag);
+        let body = bmsync::remote::Body::Bytes(theirs);
+        inner.put("shared.md", body, bmsync::ObjectId::for_blob(theirs), &cond).expect("teammate writes");
+    });
     let repo = bmsync::Repo::open(alice.dir.path()).expect("open repo");
     let summary = bmsync::apply::sync(&repo, &racing, &bmsync::apply::SyncOptions::default()).expect("sync");
-    assert!(racing.fired.load(std::sync::atomic::Ordering::SeqCst), "the race happened");
+    assert!(racing.fired(), "the race happened");
     // The upload lost its If-Match; the next round saw both edits and kept both.
     assert_eq!(summary.conflicts.len(), 1, "{summary:?}");
     let copy = summary.conflicts[0].local_copy.clone().expect("alice's version kept aside");
@@ -339,68 +344,6 @@ fn a_teammate_write_racing_our_apply_is_never_lost() {
     let mut theirs = Vec::new();
     racing.inner.get("shared.md", None, &mut theirs).expect("get");
     assert_eq!(theirs, b"teammate's racing edit\n", "the teammate's write is not overwritten");
-}
-
-/// A remote whose first put of `key` happens while the local file is being appended to.
-struct AppendDuringPut<R: Remote> {
-    inner: R,
-    key: &'static str,
-    file: PathBuf,
-    fired: std::sync::atomic::AtomicBool,
-}
-
-impl<R: Remote> Remote for AppendDuringPut<R> {
-    fn url(&self) -> String {
-        self.inner.url()
-    }
-    fn capabilities(&self) -> bmsync::remote::Capabilities {
-        self.inner.capabilities()
-    }
-    fn list(
-        &self,
-        at: Option<u64>,
-        each: &mut dyn FnMut(bmsync::remote::Listed),
-    ) -> Result<(), bmsync::remote::RemoteError> {
-        self.inner.list(at, each)
-    }
-    fn head(
-        &self,
-        key: &str,
-        at: Option<u64>,
-    ) -> Result<bmsync::remote::ObjectInfo, bmsync::remote::RemoteError> {
-        self.inner.head(key, at)
-    }
-    fn get(
-        &self,
-        key: &str,
-        at: Option<u64>,
-        out: &mut dyn std::io::Write,
-    ) -> Result<bmsync::remote::ObjectInfo, bmsync::remote::RemoteError> {
-        self.inner.get(key, at, out)
-    }
-    fn put(
-        &self,
-        key: &str,
-        body: bmsync::remote::Body<'_>,
-        content: bmsync::ObjectId,
-        cond: &bmsync::remote::Condition,
-    ) -> Result<bmsync::remote::Written, bmsync::remote::RemoteError> {
-        if key == self.key && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new().append(true).open(&self.file).expect("open");
-            f.write_all(b"appended while uploading\n").expect("append");
-        }
-        self.inner.put(key, body, content, cond)
-    }
-    fn delete(&self, key: &str, if_match: &str) -> Result<(), bmsync::remote::RemoteError> {
-        self.inner.delete(key, if_match)
-    }
-    fn snapshot(&self, name: Option<&str>) -> Result<u64, bmsync::remote::RemoteError> {
-        self.inner.snapshot(name)
-    }
-    fn snapshots(&self) -> Result<Vec<bmsync::remote::SnapshotInfo>, bmsync::remote::RemoteError> {
-        self.inner.snapshots()
-    }
 }
 
 #[test]
@@ -421,15 +364,16 @@ fn a_file_appended_during_its_upload_is_never_recorded_with_the_wrong_content() 
         credentials: Some((ACCESS_KEY.to_owned(), SECRET_KEY.to_owned())),
         ..Default::default()
     };
-    let remote = AppendDuringPut {
-        inner: bmsync::remote::S3Remote::connect("team", "vault", &opts).expect("connect"),
-        key: "att/big.log",
-        file: alice.path("att/big.log"),
-        fired: std::sync::atomic::AtomicBool::new(false),
-    };
+    let file = alice.path("att/big.log");
+    let inner = bmsync::remote::S3Remote::connect("team", "vault", &opts).expect("connect");
+    let remote = BeforeFirstPut::new(inner, "att/big.log", |_| {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&file).expect("open");
+        f.write_all(b"appended while uploading\n").expect("append");
+    });
     let repo = bmsync::Repo::open(alice.dir.path()).expect("open repo");
     let summary = bmsync::apply::sync(&repo, &remote, &bmsync::apply::SyncOptions::default()).expect("sync");
-    assert!(remote.fired.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(remote.fired());
     assert!(summary.rounds >= 2, "the torn upload was re-planned: {summary:?}");
     // What the bucket holds is what the folder holds now, and the base says so truly.
     let mut got = Vec::new();
