@@ -263,6 +263,7 @@ fn plan_bench() {
             protected: &protected,
             ignored: &ignored,
             max_delete: None,
+            allow_empty_remote: false,
         };
         let t = Instant::now();
         let p = plan(&input).expect("plan");

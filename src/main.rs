@@ -201,7 +201,7 @@ On Tigris, create the bucket with snapshots enabled (X-Tigris-Enable-Snapshot: t
 fn sync_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usize>) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     let remote = repo.open_remote()?;
-    let opts = bmsync::apply::SyncOptions { max_delete };
+    let opts = bmsync::apply::SyncOptions { max_delete, ..Default::default() };
     let bar = Bar::new(!json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let s = bmsync::apply::sync_with_progress(repo, remote.as_ref(), &opts, &bar).map_err(|e| Failure {
         code: 1,
@@ -304,7 +304,7 @@ impl bmsync::apply::Progress for Bar {
 
 fn plan_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usize>) -> Result<(), Failure> {
     let remote = repo.open_remote()?;
-    let opts = bmsync::apply::SyncOptions { max_delete };
+    let opts = bmsync::apply::SyncOptions { max_delete, ..Default::default() };
     let p = bmsync::apply::make_plan(repo, remote.as_ref(), &opts, true).map_err(|e| Failure {
         code: 1,
         message: e.to_string(),

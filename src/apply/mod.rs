@@ -49,6 +49,25 @@ impl Progress for NoProgress {}
 pub struct SyncOptions {
     /// The most deletions allowed (default: half of the base's files).
     pub max_delete: Option<usize>,
+    /// Accept an empty remote listing, against a base that had files, as "everything was
+    /// deleted there". Off by default: that usually means a wrong prefix or a bad listing.
+    pub allow_empty_remote: bool,
+    /// A known bug to switch on, so the simulator can show it would catch it. Tests only.
+    #[doc(hidden)]
+    pub planted: Option<PlantedBug>,
+}
+
+/// Bugs a test can plant in the engine to prove the simulation catches them. Each one
+/// breaks a safety rule this module otherwise keeps.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Overwrite remote objects without `If-Match` (the ETag is read just before).
+    SkipIfMatch,
+    /// Record the base as if the whole plan had succeeded, before applying it.
+    RecordBaseEarly,
+    /// Take an empty listing at face value: everything there was deleted.
+    EmptyListingAsDeletions,
 }
 
 /// What a sync did.
@@ -146,6 +165,7 @@ pub struct Planned {
     /// The plan.
     pub plan: Plan,
     base: Option<(ObjectId, Option<ObjectId>, Manifest)>,
+    planted: Option<PlantedBug>,
 }
 
 /// Scans, reads the remote at one snapshot, and plans. With `dry_run` it writes nothing
@@ -194,9 +214,11 @@ pub fn make_plan(
         protected: &protected,
         ignored: &ignored,
         max_delete: opts.max_delete,
+        allow_empty_remote: opts.allow_empty_remote
+            || opts.planted == Some(PlantedBug::EmptyListingAsDeletions),
     };
     let plan = plan(&input)?;
-    Ok(Planned { local, view, plan, base })
+    Ok(Planned { local, view, plan, base, planted: opts.planted })
 }
 
 /// What is known of each side after applying: path → content id.
@@ -254,6 +276,9 @@ fn sync_rounds(
             .map(|l| l.size)
             .sum();
         progress.start(planned.plan.ops.len() as u64, bytes);
+        if opts.planted == Some(PlantedBug::RecordBaseEarly) {
+            record(repo, remote, &planned, &optimistic(&planned, &sides))?;
+        }
         for op in &planned.plan.ops {
             let moved = summary.bytes_up + summary.bytes_down;
             let result = apply_op(repo, remote, &planned, op, &mut sides, &mut summary);
@@ -273,6 +298,33 @@ fn sync_rounds(
         }
     }
     Ok(summary)
+}
+
+/// What the sides would hold if every operation of the plan succeeded (for
+/// [`PlantedBug::RecordBaseEarly`] only).
+fn optimistic(planned: &Planned, sides: &Sides) -> Sides {
+    let mut out = Sides { local: sides.local.clone(), remote: sides.remote.clone() };
+    for op in &planned.plan.ops {
+        let p = op.path.clone();
+        match op.action {
+            Action::Upload | Action::MoveRemote => {
+                if let Some(l) = &op.sides.local {
+                    out.remote.insert(p, ("\"planned\"".to_owned(), l.id, l.size));
+                }
+            }
+            Action::Download => {
+                if let Some(r) = &op.sides.remote {
+                    out.local.insert(p, r.clone());
+                }
+            }
+            Action::DeleteLocal | Action::DeleteRemote => {
+                out.local.remove(&p);
+                out.remote.remove(&p);
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn leaves(repo: &Repo, root: ObjectId) -> Result<BTreeMap<String, Leaf>, SyncError> {
@@ -312,9 +364,17 @@ fn local_ok(path: &Path, cond: Option<LocalCond>) -> Result<bool, SyncError> {
     })
 }
 
-fn remote_cond(c: Option<&RemoteCond>) -> Condition {
+fn remote_cond(remote: &dyn Remote, planned: &Planned, path: &str, c: Option<&RemoteCond>) -> Condition {
     match c {
-        Some(RemoteCond::IfMatch(e)) => Condition::IfMatch(e.clone()),
+        Some(RemoteCond::IfMatch(e)) => {
+            if planned.planted == Some(PlantedBug::SkipIfMatch) {
+                // The planted bug: whatever is there now gets overwritten.
+                if let Ok(now) = remote.head(path, None) {
+                    return Condition::IfMatch(now.etag);
+                }
+            }
+            Condition::IfMatch(e.clone())
+        }
         Some(RemoteCond::IfAbsent) | None => Condition::IfAbsent,
     }
 }
@@ -478,7 +538,15 @@ fn apply_op(
                 s.raced.push(path.to_owned());
                 return Ok(());
             }
-            if !upload(remote, root, path, leaf.id, &remote_cond(pre.remote.as_ref()), sides, s)? {
+            if !upload(
+                remote,
+                root,
+                path,
+                leaf.id,
+                &remote_cond(remote, planned, path, pre.remote.as_ref()),
+                sides,
+                s,
+            )? {
                 s.raced.push(path.to_owned());
             }
         }
@@ -533,7 +601,15 @@ fn apply_op(
             // The content is local (a local rename): send it to the new key, then remove
             // the old key if it still holds what the plan saw.
             let (Some(from), Some(leaf)) = (&op.from, local_leaf) else { return Ok(()) };
-            if !upload(remote, root, path, leaf.id, &remote_cond(pre.remote.as_ref()), sides, s)? {
+            if !upload(
+                remote,
+                root,
+                path,
+                leaf.id,
+                &remote_cond(remote, planned, path, pre.remote.as_ref()),
+                sides,
+                s,
+            )? {
                 s.raced.push(path.to_owned());
                 return Ok(());
             }

@@ -88,6 +88,10 @@ pub struct PlanInput<'a> {
     pub ignored: &'a BTreeSet<String>,
     /// The most deletions the plan may hold. `None`: at most half of the base's files.
     pub max_delete: Option<usize>,
+    /// Accept an empty listing against a non-empty base as "everything was deleted there"
+    /// (the user confirmed it). Otherwise such a plan is refused as a likely wrong prefix
+    /// or failed listing.
+    pub allow_empty_remote: bool,
 }
 
 /// Whether the plan had a base.
@@ -509,7 +513,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     let manifest = input.base.map_or(&empty, |b| b.manifest);
     let base_tree = input.base.and_then(|b| b.tree).filter(|t| *t != Tree::default().id());
     let base_files = manifest.entries().len();
-    if input.remote.is_empty() && (base_files > 0 || base_tree.is_some()) {
+    if input.remote.is_empty() && !input.allow_empty_remote && (base_files > 0 || base_tree.is_some()) {
         return Err(PlanError::EmptyRemote { base_files });
     }
 

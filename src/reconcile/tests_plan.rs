@@ -146,6 +146,7 @@ impl Fixture {
             protected: &self.protected,
             ignored: &self.ignored,
             max_delete: self.max_delete,
+            allow_empty_remote: false,
         })
     }
 
