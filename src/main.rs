@@ -26,6 +26,58 @@ struct Cli {
     command: Command,
 }
 
+/// Options every sync-like command takes.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct SyncArgs {
+    /// Allow up to N deletions (default: at most half of the last sync's files).
+    #[arg(long, value_name = "N")]
+    max_delete: Option<usize>,
+    /// Accept an empty remote as "everything was deleted there" (otherwise refused as a
+    /// likely wrong prefix or failed listing).
+    #[arg(long)]
+    allow_empty_remote: bool,
+}
+
+/// Options of push and pull.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct OneWayArgs {
+    /// Also carry deletions to the receiving side.
+    #[arg(long)]
+    delete: bool,
+    /// Resolve conflicts: keep-local, keep-remote, or keep-both (a `conflict` copy).
+    #[arg(long, value_enum, value_name = "HOW")]
+    on_conflict: Option<OnConflictArg>,
+}
+
+/// The flag's values (`keep-local`, ...) come from these names.
+#[allow(clippy::enum_variant_names)]
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum OnConflictArg {
+    KeepLocal,
+    KeepRemote,
+    KeepBoth,
+}
+
+impl From<OnConflictArg> for bmsync::apply::OnConflict {
+    fn from(a: OnConflictArg) -> Self {
+        match a {
+            OnConflictArg::KeepLocal => Self::KeepLocal,
+            OnConflictArg::KeepRemote => Self::KeepRemote,
+            OnConflictArg::KeepBoth => Self::KeepBoth,
+        }
+    }
+}
+
+impl SyncArgs {
+    fn options(self) -> bmsync::apply::SyncOptions {
+        bmsync::apply::SyncOptions {
+            max_delete: self.max_delete,
+            allow_empty_remote: self.allow_empty_remote,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum RemoteCommand {
     /// Show the remote, what it can do, and its latest snapshot.
@@ -55,16 +107,35 @@ enum Command {
     /// Sync the folder with its remote: scan, read the remote at one snapshot, plan,
     /// apply under preconditions, and record the new base.
     Sync {
-        /// Allow up to N deletions (default: at most half of the last sync's files).
-        #[arg(long, value_name = "N")]
-        max_delete: Option<usize>,
+        #[command(flatten)]
+        args: SyncArgs,
+        /// Resolve conflicts one way instead of keeping both versions.
+        #[arg(long, value_enum, value_name = "HOW")]
+        on_conflict: Option<OnConflictArg>,
+    },
+    /// Send local changes to the remote only. Remote objects are deleted only with
+    /// `--delete`; conflicts stop the push unless `--on-conflict` says how to resolve
+    /// them.
+    Push {
+        #[command(flatten)]
+        args: SyncArgs,
+        #[command(flatten)]
+        one_way: OneWayArgs,
+    },
+    /// Bring remote changes into the folder only. Local files are deleted (to the trash)
+    /// only with `--delete`; conflicts stop the pull unless `--on-conflict` says how to
+    /// resolve them.
+    Pull {
+        #[command(flatten)]
+        args: SyncArgs,
+        #[command(flatten)]
+        one_way: OneWayArgs,
     },
     /// Show what a sync would do, writing nothing (it may take a bucket snapshot to
     /// read the remote consistently).
     Plan {
-        /// Allow up to N deletions (default: at most half of the last sync's files).
-        #[arg(long, value_name = "N")]
-        max_delete: Option<usize>,
+        #[command(flatten)]
+        args: SyncArgs,
     },
     /// Inspect the remote.
     Remote {
@@ -198,15 +269,26 @@ What you give up: a consistent point-in-time view of the bucket for each sync (a
 teammate's half-finished batch, which the next sync then completes) and point-in-time recovery. \
 On Tigris, create the bucket with snapshots enabled (X-Tigris-Enable-Snapshot: true) to have both.";
 
-fn sync_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usize>) -> Result<(), Failure> {
+fn sync_cmd(
+    out: &mut dyn Write,
+    json: bool,
+    repo: &Repo,
+    opts: &bmsync::apply::SyncOptions,
+) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     let remote = repo.open_remote()?;
-    let opts = bmsync::apply::SyncOptions { max_delete, ..Default::default() };
     let bar = Bar::new(!json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let s = bmsync::apply::sync_with_progress(repo, remote.as_ref(), &opts, &bar).map_err(|e| Failure {
-        code: 1,
-        message: e.to_string(),
-        hint: Some("nothing unsafe was done; what succeeded is recorded"),
+    let s = bmsync::apply::sync_with_progress(repo, remote.as_ref(), opts, &bar).map_err(|e| match e {
+        bmsync::apply::SyncError::Conflicts { .. } => Failure {
+            code: 3,
+            message: e.to_string(),
+            hint: Some("resolve them with --on-conflict keep-local|keep-remote|keep-both, or run `bmsync sync`"),
+        },
+        e => Failure {
+            code: 1,
+            message: e.to_string(),
+            hint: Some("nothing unsafe was done; what succeeded is recorded"),
+        },
     })?;
     let secs = started.elapsed().as_secs_f64();
     let written = if json {
@@ -231,6 +313,22 @@ fn sync_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usi
             let copy =
                 c.local_copy.as_deref().map(|p| format!("; your version is in {p}")).unwrap_or_default();
             let _ = writeln!(text, "conflict: {} ({:?}){copy}", c.path, c.reason);
+        }
+        if let Some(r) = &s.recovered {
+            let _ = writeln!(
+                text,
+                "recovered from an interrupted sync: {} operations unfinished, {} temporary files removed, {} uploads aborted",
+                r.unfinished, r.temp_files, r.uploads_aborted
+            );
+        }
+        for p in &s.resolved {
+            let _ = writeln!(text, "conflict resolved as asked: {p}");
+        }
+        if s.held_back > 0 {
+            let _ = writeln!(text, "{} changes left for the other direction", s.held_back);
+        }
+        for p in &s.changed_after_apply {
+            let _ = writeln!(text, "changed by a teammate right after this sync, left for next time: {p}");
         }
         for p in &s.raced {
             let _ = writeln!(text, "changed during the sync, left for next time: {p}");
@@ -302,10 +400,14 @@ impl bmsync::apply::Progress for Bar {
     }
 }
 
-fn plan_cmd(out: &mut dyn Write, json: bool, repo: &Repo, max_delete: Option<usize>) -> Result<(), Failure> {
+fn plan_cmd(
+    out: &mut dyn Write,
+    json: bool,
+    repo: &Repo,
+    opts: &bmsync::apply::SyncOptions,
+) -> Result<(), Failure> {
     let remote = repo.open_remote()?;
-    let opts = bmsync::apply::SyncOptions { max_delete, ..Default::default() };
-    let p = bmsync::apply::make_plan(repo, remote.as_ref(), &opts, true).map_err(|e| Failure {
+    let p = bmsync::apply::make_plan(repo, remote.as_ref(), opts, true).map_err(|e| Failure {
         code: 1,
         message: e.to_string(),
         hint: Some("nothing was changed"),
@@ -457,8 +559,26 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                 Ok(())
             }
         }
-        Command::Sync { max_delete } => return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, *max_delete),
-        Command::Plan { max_delete } => return plan_cmd(&mut out, cli.json, &Repo::open(dir)?, *max_delete),
+        Command::Sync { args, on_conflict } => {
+            let opts =
+                bmsync::apply::SyncOptions { on_conflict: on_conflict.map(Into::into), ..args.options() };
+            return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, &opts);
+        }
+        Command::Push { args, one_way } | Command::Pull { args, one_way } => {
+            let direction = if matches!(cli.command, Command::Push { .. }) {
+                bmsync::apply::Direction::Push
+            } else {
+                bmsync::apply::Direction::Pull
+            };
+            let opts = bmsync::apply::SyncOptions {
+                direction,
+                delete: one_way.delete,
+                on_conflict: one_way.on_conflict.map(Into::into),
+                ..args.options()
+            };
+            return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, &opts);
+        }
+        Command::Plan { args } => return plan_cmd(&mut out, cli.json, &Repo::open(dir)?, &args.options()),
         Command::Remote { command: RemoteCommand::Show } => {
             remote_show(&mut out, cli.json, &Repo::open(dir)?)
         }

@@ -26,6 +26,7 @@ const OBJECTS: TableDefinition<&[u8; ID_LEN], &[u8]> = TableDefinition::new("obj
 const CHUNKS: TableDefinition<(&[u8; ID_LEN], u32), &[u8]> = TableDefinition::new("chunks");
 const REFS: TableDefinition<&str, &[u8; ID_LEN]> = TableDefinition::new("refs");
 const WORKTREE: TableDefinition<&str, &[u8]> = TableDefinition::new("worktree");
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 
 /// Meta key holding the store format version (u32 LE).
 pub const META_FORMAT_VERSION: &str = "format-version";
@@ -269,6 +270,7 @@ impl Store {
             txn.open_table(CHUNKS)?;
             txn.open_table(REFS)?;
             txn.open_table(WORKTREE)?;
+            txn.open_table(JOURNAL)?;
         }
         txn.commit()?;
         Ok(Self { db, path: path.to_owned() })
@@ -568,6 +570,55 @@ impl Store {
             .collect::<Result<_>>()?;
         let stamp = txn.open_table(META)?.get(stamp)?.map(|v| v.value().to_vec());
         Ok((records, stamp))
+    }
+
+    /// Every intent-journal entry, in sequence order. The journal records what a sync is
+    /// about to do and what it has done, so that the next run can clean up after a crash;
+    /// the apply module owns the entries' format. A store made before the journal existed
+    /// has an empty one.
+    pub fn journal(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(JOURNAL) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        table
+            .iter()?
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k.value(), v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    /// Writes journal entries (new or replacing) and removes others, in one durable
+    /// transaction, so the journal is on disk before the work it describes starts.
+    pub fn journal_write(&self, put: &[(u64, Vec<u8>)], remove: &[u64]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(JOURNAL)?;
+            for (k, v) in put {
+                table.insert(*k, v.as_slice())?;
+            }
+            for k in remove {
+                table.remove(*k)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Empties the journal durably.
+    pub fn journal_clear(&self) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        match txn.delete_table(JOURNAL) {
+            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        txn.open_table(JOURNAL)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Reads a meta record.

@@ -4,29 +4,38 @@
 //! Every remote write is conditional and every local write is atomic (temporary file,
 //! fsync, rename) after checking the file still holds what the plan saw. A lost race
 //! leaves that path unsynced for the next round; it is never retried blindly. The new
-//! base names a path as synced only where both sides were seen to agree.
+//! base names a path as synced only where both sides were seen to agree. An intent
+//! journal in the store lets the next run clean up after a crash.
+
+mod journal;
+mod ops;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+pub use journal::{RecoverError, Recovery, TEMP_PREFIX};
+pub use ops::TRASH_DIR;
+
+use crate::id::{ObjectId, ObjectKind};
 use crate::object::{Commit, EntryKind, Manifest, ManifestEntry, RemoteBaseline};
 use crate::reconcile::{
-    Action, Base, Change, DiffStats, Leaf, ListingStatus, LocalCond, Op, Overlay, Plan, PlanError, PlanInput,
-    Reason, RemoteCond, RemoteObject, build_tree, diff_trees, plan,
+    Action, Base, Change, DiffStats, Leaf, ListingStatus, Op, Overlay, Plan, PlanError, PlanInput, Reason,
+    RemoteObject, build_tree, diff_trees, plan,
 };
-use crate::remote::{Body, Condition, Remote, RemoteError, RemoteView, SkippedKey, Version};
-use crate::repo::{REF_BASE, REF_HEAD, Repo, RepoError, STATE_DIR};
+use crate::remote::{Listed, Remote, RemoteError, RemoteView, SkippedKey, Version};
+use crate::repo::{REF_BASE, REF_HEAD, Repo, RepoError};
 use crate::store::StoreError;
 use crate::worktree::{IgnoreRules, Snapshot, global_ignore_files};
+use ops::{Effects, RemoteSide};
 
 /// Rounds of plan-and-apply a sync runs while teammates' races leave paths unsynced.
 const MAX_ROUNDS: usize = 3;
-/// Files up to this size are read into memory, hashed and sent from that one read.
-const IN_MEMORY_UPLOAD: u64 = 16 << 20;
-/// Folder (inside `.bmsync/`) that receives local deletions, recoverably.
-pub const TRASH_DIR: &str = "trash";
+/// Transfers run at once by default.
+const DEFAULT_JOBS: usize = 8;
+/// How long deleted files stay in the trash.
+const TRASH_KEEP: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// Where a sync reports its progress (the CLI draws a bar; the default draws nothing).
 pub trait Progress: Sync {
@@ -44,6 +53,32 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
+/// Which sides a run may change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Both: `sync`.
+    #[default]
+    Both,
+    /// Only the remote: `push`. Local files are never written or deleted.
+    Push,
+    /// Only the folder: `pull`. The remote is never written or deleted.
+    Pull,
+}
+
+/// How conflicts are resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnConflict {
+    /// Keep both versions, the local one under a `conflict` name (the default of `sync`).
+    KeepBoth,
+    /// The local version wins (pushed under If-Match, so an unseen newer write still
+    /// stops it).
+    KeepLocal,
+    /// The remote version wins; the local one goes to the trash.
+    KeepRemote,
+}
+
 /// How to sync.
 #[derive(Clone, Debug, Default)]
 pub struct SyncOptions {
@@ -52,9 +87,48 @@ pub struct SyncOptions {
     /// Accept an empty remote listing, against a base that had files, as "everything was
     /// deleted there". Off by default: that usually means a wrong prefix or a bad listing.
     pub allow_empty_remote: bool,
+    /// Which sides may change (`sync`, `push`, `pull`).
+    pub direction: Direction,
+    /// With push or pull: carry deletions to the receiving side too.
+    pub delete: bool,
+    /// How to resolve conflicts. `None`: `sync` keeps both; `push` and `pull` refuse to
+    /// start while there are conflicts.
+    pub on_conflict: Option<OnConflict>,
+    /// Operations run at once (default 8). `Some(1)` runs them in plan order on the
+    /// calling thread, which the simulator relies on for reproducible traces.
+    pub jobs: Option<usize>,
     /// A known bug to switch on, so the simulator can show it would catch it. Tests only.
     #[doc(hidden)]
     pub planted: Option<PlantedBug>,
+}
+
+impl SyncOptions {
+    fn deletes_remote(&self) -> bool {
+        match self.direction {
+            Direction::Both => true,
+            Direction::Push => self.delete,
+            Direction::Pull => false,
+        }
+    }
+
+    fn deletes_local(&self) -> bool {
+        match self.direction {
+            Direction::Both => true,
+            Direction::Pull => self.delete,
+            Direction::Push => false,
+        }
+    }
+
+    /// Whether this run carries out `op` (push and pull hold back the other side's work).
+    fn carries(&self, op: &Op) -> bool {
+        match op.action {
+            Action::Upload | Action::MoveRemote => self.direction != Direction::Pull,
+            Action::Download | Action::MoveLocal => self.direction != Direction::Push,
+            Action::DeleteRemote => self.deletes_remote(),
+            Action::DeleteLocal => self.deletes_local(),
+            Action::Record | Action::Conflict | Action::Skip => true,
+        }
+    }
 }
 
 /// Bugs a test can plant in the engine to prove the simulation catches them. Each one
@@ -89,12 +163,21 @@ pub struct SyncSummary {
     pub bytes_down: u64,
     /// Conflicts: both versions kept, the local one under a `conflict` name.
     pub conflicts: Vec<ConflictReport>,
+    /// Conflicts resolved one way, as `--on-conflict` asked.
+    pub resolved: Vec<String>,
     /// Paths left unsynced because a teammate (or an editor) changed them meanwhile.
     pub raced: Vec<String>,
     /// Paths left as they are, with why (protected, ignored, type changes...).
     pub skipped: Vec<String>,
+    /// Changes left for the other direction (a push holds back downloads, and so on).
+    pub held_back: u64,
     /// Remote keys reported and skipped.
     pub remote_skipped: Vec<SkippedKey>,
+    /// What was cleaned up after an interrupted earlier sync.
+    pub recovered: Option<Recovery>,
+    /// Paths whose remote object changed between our writes and the snapshot taken
+    /// after them: left unsynced, so the next sync sees the teammate's change.
+    pub changed_after_apply: Vec<String>,
     /// The new base commit.
     pub base: Option<ObjectId>,
     /// The snapshot the new base is paired with (taken after applying), when the remote
@@ -102,6 +185,22 @@ pub struct SyncSummary {
     pub snapshot: Option<Version>,
     /// Plan-and-apply rounds run.
     pub rounds: usize,
+}
+
+impl SyncSummary {
+    fn absorb(&mut self, o: Self) {
+        self.uploaded += o.uploaded;
+        self.downloaded += o.downloaded;
+        self.deleted_local += o.deleted_local;
+        self.deleted_remote += o.deleted_remote;
+        self.recorded += o.recorded;
+        self.bytes_up += o.bytes_up;
+        self.bytes_down += o.bytes_down;
+        self.conflicts.extend(o.conflicts);
+        self.resolved.extend(o.resolved);
+        self.raced.extend(o.raced);
+        self.skipped.extend(o.skipped);
+    }
 }
 
 /// A conflict and where each version went.
@@ -131,6 +230,15 @@ pub enum SyncError {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Cleaning up after an interrupted sync failed.
+    #[error("cleaning up after an interrupted sync: {0}")]
+    Recover(#[from] RecoverError),
+    /// A push or pull found conflicts and was not told how to resolve them.
+    #[error("{} conflicts, so nothing was changed: {}", .paths.len(), .paths.join(", "))]
+    Conflicts {
+        /// The conflicting paths.
+        paths: Vec<String>,
+    },
     /// A local file operation.
     #[error("{path}: {source}")]
     Io {
@@ -165,7 +273,6 @@ pub struct Planned {
     /// The plan.
     pub plan: Plan,
     base: Option<(ObjectId, Option<ObjectId>, Manifest)>,
-    planted: Option<PlantedBug>,
 }
 
 /// Scans, reads the remote at one snapshot, and plans. With `dry_run` it writes nothing
@@ -218,13 +325,41 @@ pub fn make_plan(
             || opts.planted == Some(PlantedBug::EmptyListingAsDeletions),
     };
     let plan = plan(&input)?;
-    Ok(Planned { local, view, plan, base, planted: opts.planted })
+    Ok(Planned { local, view, plan, base })
 }
 
-/// What is known of each side after applying: path → content id.
+/// What is known of each side while applying: path → leaf, path → (ETag, content, size).
 struct Sides {
     local: BTreeMap<String, Leaf>,
-    remote: BTreeMap<String, (String, ObjectId, u64)>,
+    remote: BTreeMap<String, RemoteSide>,
+}
+
+impl Sides {
+    fn fold(&mut self, fx: &mut Effects) {
+        for (p, l) in fx.local.drain(..) {
+            match l {
+                Some(l) => self.local.insert(p, l),
+                None => self.local.remove(&p),
+            };
+        }
+        for (p, r) in fx.remote.drain(..) {
+            match r {
+                Some(r) => self.remote.insert(p, r),
+                None => self.remote.remove(&p),
+            };
+        }
+    }
+}
+
+/// One round's context, shared by the operations running at once.
+struct Round<'a> {
+    repo: &'a Repo,
+    remote: &'a dyn Remote,
+    planned: &'a Planned,
+    opts: &'a SyncOptions,
+    /// When the round started (UNIX ns): names its temporary files and dates its
+    /// multipart uploads for recovery.
+    started_ns: Version,
 }
 
 /// Runs sync rounds until nothing raced (or the round limit), recording a base after each.
@@ -244,17 +379,40 @@ pub fn sync_with_progress(
     result
 }
 
+fn now_ns() -> Version {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 fn sync_rounds(
     repo: &Repo,
     remote: &dyn Remote,
     opts: &SyncOptions,
     progress: &dyn Progress,
 ) -> Result<SyncSummary, SyncError> {
-    let mut summary = SyncSummary::default();
+    let mut summary = SyncSummary { recovered: journal::recover(repo, remote)?, ..SyncSummary::default() };
+    ops::prune_trash(repo.root(), TRASH_KEEP);
     for round in 1..=MAX_ROUNDS {
         summary.rounds = round;
         summary.raced.clear();
         let planned = make_plan(repo, remote, opts, false)?;
+        summary.remote_skipped.clone_from(&planned.view.skipped);
+        let carried: Vec<&Op> = planned.plan.ops.iter().filter(|o| opts.carries(o)).collect();
+        summary.held_back = (planned.plan.ops.len() - carried.len()) as u64;
+        if opts.direction != Direction::Both && opts.on_conflict.is_none() {
+            let paths: Vec<String> =
+                carried.iter().filter(|o| o.action == Action::Conflict).map(|o| o.path.clone()).collect();
+            if !paths.is_empty() {
+                return Err(SyncError::Conflicts { paths });
+            }
+        }
+        if carried.is_empty() && planned.base.is_some() {
+            // Nothing to do, and the base already says so: no write at all.
+            summary.base = planned.base.as_ref().map(|b| b.0);
+            summary.snapshot = planned.view.version;
+            break;
+        }
         let mut sides = Sides {
             local: leaves(repo, planned.local.root)?,
             remote: planned
@@ -264,40 +422,104 @@ fn sync_rounds(
                 .map(|(p, e)| (p.clone(), (e.etag.clone(), e.content, e.size)))
                 .collect(),
         };
-        summary.remote_skipped.clone_from(&planned.view.skipped);
-        let bytes: u64 = planned
-            .plan
-            .ops
+        let bytes: u64 = carried
             .iter()
-            .filter(|o| matches!(o.action, Action::Upload | Action::Download | Action::MoveRemote))
-            .filter_map(|o| {
-                if o.action == Action::Download { o.sides.remote.as_ref() } else { o.sides.local.as_ref() }
+            .filter_map(|o| match o.action {
+                Action::Download => o.sides.remote.as_ref(),
+                Action::Upload | Action::MoveRemote => o.sides.local.as_ref(),
+                _ => None,
             })
             .map(|l| l.size)
             .sum();
-        progress.start(planned.plan.ops.len() as u64, bytes);
+        progress.start(carried.len() as u64, bytes);
         if opts.planted == Some(PlantedBug::RecordBaseEarly) {
-            record(repo, remote, &planned, &optimistic(&planned, &sides))?;
+            record(repo, remote, &planned, &optimistic(&planned, &sides), false)?;
         }
-        for op in &planned.plan.ops {
-            let moved = summary.bytes_up + summary.bytes_down;
-            let result = apply_op(repo, remote, &planned, op, &mut sides, &mut summary);
-            progress.done(&op.path, summary.bytes_up + summary.bytes_down - moved);
-            if let Err(e) = result {
-                // Stop cleanly, but keep what did succeed: record the paths both sides
-                // were seen to agree on before the failure.
-                record(repo, remote, &planned, &sides)?;
-                return Err(e);
-            }
-        }
-        let (base, snapshot) = record(repo, remote, &planned, &sides)?;
+        let r = Round { repo, remote, planned: &planned, opts, started_ns: now_ns() };
+        let jr =
+            journal::Journal::begin(repo, carried.iter().enumerate().map(|(i, o)| r.intent(i, o)).collect())?;
+        let mut done = SyncSummary::default();
+        let failed = r.run(&carried, &jr, &mut sides, &mut done, progress);
+        let wrote = done.uploaded + done.deleted_remote > 0;
+        summary.absorb(done);
+        // Even after a failure, record what did succeed: the paths both sides were seen
+        // to agree on.
+        let (base, snapshot, moved) = record(repo, remote, &planned, &sides, wrote)?;
+        jr.finish()?;
+        summary.changed_after_apply.extend(moved);
         summary.base = Some(base);
         summary.snapshot = snapshot;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         if summary.raced.is_empty() {
             break;
         }
     }
     Ok(summary)
+}
+
+impl Round<'_> {
+    fn intent(&self, i: usize, op: &Op) -> journal::Entry {
+        let fetches = matches!(op.action, Action::Download | Action::Conflict);
+        let size = op.sides.local.as_ref().map_or(0, |l| l.size);
+        journal::Entry {
+            op: format!("{:?}", op.action).to_lowercase(),
+            path: op.path.clone(),
+            tmp: fetches.then(|| journal::temp_path(&op.path, i, self.started_ns)),
+            multipart: matches!(op.action, Action::Upload | Action::MoveRemote | Action::Conflict)
+                && size > ops::IN_MEMORY_UPLOAD,
+            started_ns: self.started_ns,
+            done: false,
+        }
+    }
+
+    /// Runs the operations, several at once unless `jobs` is 1, folding each one's
+    /// effects into `sides` as it ends. The first hard error stops new operations from
+    /// starting; the ones running finish. Returns that error.
+    fn run(
+        &self,
+        carried: &[&Op],
+        jr: &journal::Journal<'_>,
+        sides: &mut Sides,
+        summary: &mut SyncSummary,
+        progress: &dyn Progress,
+    ) -> Option<SyncError> {
+        let jobs = self.opts.jobs.unwrap_or(DEFAULT_JOBS).clamp(1, carried.len().max(1));
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let shared = Mutex::new((sides, summary, None::<SyncError>));
+        let work = || {
+            while !stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(op) = carried.get(i) else { break };
+                let mut fx = Effects::default();
+                let result = self.apply(i, op, &mut fx).and_then(|()| jr.done(i).map_err(SyncError::from));
+                let moved = fx.summary.bytes_up + fx.summary.bytes_down;
+                {
+                    let mut g = shared.lock().expect("no operation panics while holding the lock");
+                    let (sides, summary, first) = &mut *g;
+                    sides.fold(&mut fx);
+                    summary.absorb(fx.summary);
+                    if let Err(e) = result {
+                        stop.store(true, Ordering::Relaxed);
+                        first.get_or_insert(e);
+                    }
+                }
+                progress.done(&op.path, moved);
+            }
+        };
+        if jobs == 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..jobs {
+                    s.spawn(work);
+                }
+            });
+        }
+        shared.into_inner().expect("no operation panics while holding the lock").2
+    }
 }
 
 /// What the sides would hold if every operation of the plan succeeded (for
@@ -339,129 +561,6 @@ fn leaves(repo: &Repo, root: ObjectId) -> Result<BTreeMap<String, Leaf>, SyncErr
         .collect())
 }
 
-/// The content id of a local file now (`None` if absent).
-fn local_content(path: &Path) -> Result<Option<ObjectId>, SyncError> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(path)(e)),
-        Ok(m) if m.file_type().is_symlink() => {
-            let t = std::fs::read_link(path).map_err(io_err(path))?;
-            return Ok(Some(ObjectId::for_blob(t.as_os_str().as_encoded_bytes())));
-        }
-        Ok(_) => {}
-    }
-    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut h = ObjectHasher::new(ObjectKind::Blob);
-    std::io::copy(&mut f, &mut h).map_err(io_err(path))?;
-    Ok(Some(h.finalize()))
-}
-
-fn local_ok(path: &Path, cond: Option<LocalCond>) -> Result<bool, SyncError> {
-    Ok(match cond {
-        None => true,
-        Some(LocalCond::Absent) => local_content(path)?.is_none(),
-        Some(LocalCond::Content(id)) => local_content(path)? == Some(id),
-    })
-}
-
-fn remote_cond(remote: &dyn Remote, planned: &Planned, path: &str, c: Option<&RemoteCond>) -> Condition {
-    match c {
-        Some(RemoteCond::IfMatch(e)) => {
-            if planned.planted == Some(PlantedBug::SkipIfMatch) {
-                // The planted bug: whatever is there now gets overwritten.
-                if let Ok(now) = remote.head(path, None) {
-                    return Condition::IfMatch(now.etag);
-                }
-            }
-            Condition::IfMatch(e.clone())
-        }
-        Some(RemoteCond::IfAbsent) | None => Condition::IfAbsent,
-    }
-}
-
-/// Downloads `key` (as of the view) into `dest` atomically, verifying its content id.
-fn download(
-    repo: &Repo,
-    remote: &dyn Remote,
-    at: Option<Version>,
-    key: &str,
-    want: ObjectId,
-    dest: &Path,
-) -> Result<Option<u64>, SyncError> {
-    let dir = dest.parent().unwrap_or(repo.root());
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut tmp = tempfile::Builder::new().prefix(".bmsync-").tempfile_in(dir).map_err(io_err(dir))?;
-    let mut h = ObjectHasher::new(ObjectKind::Blob);
-    let mut n = 0u64;
-    {
-        let mut tee = Tee { file: tmp.as_file_mut(), hasher: &mut h, n: &mut n };
-        match remote.get(key, at, &mut tee) {
-            Ok(_) => {}
-            Err(RemoteError::NotFound { .. } | RemoteError::PreconditionFailed { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if h.finalize() != want {
-        // Not what the listing promised: a teammate replaced it; leave it for next round.
-        return Ok(None);
-    }
-    tmp.as_file().sync_all().map_err(io_err(dest))?;
-    tmp.persist(dest).map_err(|e| io_err(dest)(e.error))?;
-    Ok(Some(n))
-}
-
-/// Downloads into the path and notes the result; a lost race is left for next round.
-#[allow(clippy::too_many_arguments)]
-fn fetch(
-    repo: &Repo,
-    remote: &dyn Remote,
-    at: Option<Version>,
-    path: &str,
-    key: &str,
-    content: ObjectId,
-    sides: &mut Sides,
-    s: &mut SyncSummary,
-) -> Result<(), SyncError> {
-    match download(repo, remote, at, key, content, &repo.root().join(path))? {
-        Some(n) => {
-            s.downloaded += 1;
-            s.bytes_down += n;
-            sides.local.insert(path.to_owned(), Leaf { kind: EntryKind::File, id: content, size: n });
-        }
-        None => s.raced.push(path.to_owned()),
-    }
-    Ok(())
-}
-
-struct Tee<'a> {
-    file: &'a mut std::fs::File,
-    hasher: &'a mut ObjectHasher,
-    n: &'a mut u64,
-}
-
-impl Write for Tee<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let k = self.file.write(buf)?;
-        self.hasher.update(&buf[..k]);
-        *self.n += k as u64;
-        Ok(k)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-/// Moves a local file to the trash inside `.bmsync/`, keeping its path.
-fn trash(repo: &Repo, rel: &str) -> Result<(), SyncError> {
-    let stamp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let dest = repo.root().join(STATE_DIR).join(TRASH_DIR).join(stamp.to_string()).join(rel);
-    let parent = dest.parent().expect("trash paths have a parent");
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let src = repo.root().join(rel);
-    std::fs::rename(&src, &dest).map_err(io_err(&src))
-}
-
 /// The name of a conflict copy: `notes/idea.md` → `notes/idea.conflict-CLIENT-TIME.md`.
 pub fn conflict_name(path: &str, client: &str, when: &str) -> String {
     let (dir, file) = path.rsplit_once('/').map_or(("", path), |(d, f)| (d, f));
@@ -473,235 +572,32 @@ pub fn conflict_name(path: &str, client: &str, when: &str) -> String {
     if dir.is_empty() { name } else { format!("{dir}/{name}") }
 }
 
-/// Sends a local file (a symlink as its target text) under `cond`, noting the result in
-/// `sides` and the summary. `false`: a lost race, left for the next round.
-fn upload(
-    remote: &dyn Remote,
-    root: &Path,
-    path: &str,
-    content: ObjectId,
-    cond: &Condition,
-    sides: &mut Sides,
-    s: &mut SyncSummary,
-) -> Result<bool, SyncError> {
-    let file = root.join(path);
-    let meta = std::fs::symlink_metadata(&file).map_err(io_err(&file))?;
-    // A symlink goes up as its target path, never as what it points at. A file up to
-    // `IN_MEMORY_UPLOAD` is read once, and the bytes sent are the bytes hashed, so a file
-    // that changes meanwhile is never recorded under the old content id; larger files
-    // are checked part by part by the remote.
-    let bytes = if meta.file_type().is_symlink() {
-        Some(std::fs::read_link(&file).map_err(io_err(&file))?.into_os_string().into_encoded_bytes())
-    } else if meta.len() <= IN_MEMORY_UPLOAD {
-        Some(std::fs::read(&file).map_err(io_err(&file))?)
-    } else {
-        None
-    };
-    if bytes.as_deref().is_some_and(|b| ObjectId::for_blob(b) != content) {
-        return Ok(false);
-    }
-    let size = bytes.as_ref().map_or(meta.len(), |t| t.len() as u64);
-    let body = bytes.as_deref().map_or(Body::File(&file), Body::Bytes);
-    match remote.put(path, body, content, cond) {
-        Ok(w) => {
-            s.uploaded += 1;
-            s.bytes_up += size;
-            sides.remote.insert(path.to_owned(), (w.etag, content, size));
-            Ok(true)
-        }
-        // A race, or the file changed while it was read: re-plan it next round.
-        Err(RemoteError::PreconditionFailed { .. } | RemoteError::Other { .. }) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-#[allow(clippy::too_many_lines)]
-fn apply_op(
-    repo: &Repo,
-    remote: &dyn Remote,
-    planned: &Planned,
-    op: &Op,
-    sides: &mut Sides,
-    s: &mut SyncSummary,
-) -> Result<(), SyncError> {
-    let root = repo.root();
-    let path = op.path.as_str();
-    let abs = root.join(path);
-    let at = planned.view.version;
-    let pre = &op.precondition;
-    let remote_content = op.sides.remote.as_ref().map(|l| l.id);
-    let local_leaf = op.sides.local.clone();
-    match op.action {
-        Action::Upload => {
-            let Some(leaf) = local_leaf else { return Ok(()) };
-            if !local_ok(&abs, pre.local)? {
-                s.raced.push(path.to_owned());
-                return Ok(());
-            }
-            if !upload(
-                remote,
-                root,
-                path,
-                leaf.id,
-                &remote_cond(remote, planned, path, pre.remote.as_ref()),
-                sides,
-                s,
-            )? {
-                s.raced.push(path.to_owned());
-            }
-        }
-        Action::Download => {
-            let (Some(content), Some(obj)) = (remote_content, planned.view.objects.get(path)) else {
-                return Ok(());
-            };
-            if !local_ok(&abs, pre.local)? {
-                s.raced.push(path.to_owned());
-                return Ok(());
-            }
-            fetch(repo, remote, at, path, &obj.key, content, sides, s)?;
-        }
-        Action::DeleteRemote => {
-            let Some(RemoteCond::IfMatch(etag)) = &pre.remote else { return Ok(()) };
-            match remote.delete(path, etag) {
-                Ok(()) => {
-                    s.deleted_remote += 1;
-                    sides.remote.remove(path);
-                }
-                Err(RemoteError::PreconditionFailed { .. } | RemoteError::NotFound { .. }) => {
-                    s.raced.push(path.to_owned());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Action::DeleteLocal => {
-            if !local_ok(&abs, pre.local)? {
-                s.raced.push(path.to_owned());
-                return Ok(());
-            }
-            trash(repo, path)?;
-            s.deleted_local += 1;
-            sides.local.remove(path);
-        }
-        Action::MoveLocal => {
-            let Some(from) = &op.from else { return Ok(()) };
-            let src = root.join(from);
-            if !local_ok(&src, pre.from_local)? || !local_ok(&abs, Some(LocalCond::Absent))? {
-                s.raced.push(path.to_owned());
-                return Ok(());
-            }
-            if let Some(parent) = abs.parent() {
-                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-            }
-            std::fs::rename(&src, &abs).map_err(io_err(&src))?;
-            if let Some(l) = sides.local.remove(from) {
-                sides.local.insert(path.to_owned(), l);
-            }
-        }
-        Action::MoveRemote => {
-            // The content is local (a local rename): send it to the new key, then remove
-            // the old key if it still holds what the plan saw.
-            let (Some(from), Some(leaf)) = (&op.from, local_leaf) else { return Ok(()) };
-            if !upload(
-                remote,
-                root,
-                path,
-                leaf.id,
-                &remote_cond(remote, planned, path, pre.remote.as_ref()),
-                sides,
-                s,
-            )? {
-                s.raced.push(path.to_owned());
-                return Ok(());
-            }
-            if let Some(RemoteCond::IfMatch(etag)) = &pre.from_remote {
-                match remote.delete(from, etag) {
-                    Ok(()) => {
-                        s.deleted_remote += 1;
-                        sides.remote.remove(from);
-                    }
-                    Err(RemoteError::PreconditionFailed { .. } | RemoteError::NotFound { .. }) => {
-                        s.raced.push(from.clone());
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        Action::Record => s.recorded += 1,
-        Action::Conflict => apply_conflict(repo, remote, planned, op, sides, s)?,
-        Action::Skip => s.skipped.push(format!("{path}: {:?}", op.reason)),
-    }
-    Ok(())
-}
-
-/// Keeps both versions: the remote one at the path (on both sides), the local one beside
-/// it under a `conflict` name (on both sides). Nothing is deleted.
-fn apply_conflict(
-    repo: &Repo,
-    remote: &dyn Remote,
-    planned: &Planned,
-    op: &Op,
-    sides: &mut Sides,
-    s: &mut SyncSummary,
-) -> Result<(), SyncError> {
-    let root = repo.root();
-    let path = op.path.as_str();
-    let abs = root.join(path);
-    let mut report = ConflictReport { path: path.to_owned(), reason: op.reason, local_copy: None };
-    let local = op.sides.local.clone().filter(|l| l.kind != EntryKind::Tree);
-    let remote_leaf = op.sides.remote.clone().filter(|l| l.kind != EntryKind::Tree);
-    if op.reason == Reason::TypeChange || (local.is_none() && remote_leaf.is_none()) {
-        s.conflicts.push(report);
-        return Ok(());
-    }
-    // The local version moves aside, under a name that says `conflict`.
-    if let Some(l) = &local {
-        if local_content(&abs)? != Some(l.id) {
-            s.raced.push(path.to_owned());
-            return Ok(());
-        }
-        if remote_leaf.is_some() {
-            let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                .to_string()
-                .replace([':', '-'], "")
-                .trim_end_matches('Z')
-                .to_owned();
-            let copy = conflict_name(path, repo.client_id(), &when);
-            let copy_abs = root.join(&copy);
-            std::fs::rename(&abs, &copy_abs).map_err(io_err(&abs))?;
-            sides.local.remove(path);
-            sides.local.insert(copy.clone(), l.clone());
-            if !upload(remote, root, &copy, l.id, &Condition::IfAbsent, sides, s)? {
-                s.raced.push(copy.clone());
-            }
-            report.local_copy = Some(copy);
-        } else {
-            // Edited here, deleted there: the local edit is kept, and sent back.
-            if !upload(remote, root, path, l.id, &Condition::IfAbsent, sides, s)? {
-                s.raced.push(path.to_owned());
-            }
-        }
-    }
-    // The remote version takes the path locally (the teammate's edit is kept).
-    if let (Some(r), Some(obj)) = (&remote_leaf, planned.view.objects.get(path)) {
-        if local.is_none() && !local_ok(&abs, Some(LocalCond::Absent))? {
-            s.raced.push(path.to_owned());
-            s.conflicts.push(report);
-            return Ok(());
-        }
-        fetch(repo, remote, planned.view.version, path, &obj.key, r.id, sides, s)?;
-    }
-    s.conflicts.push(report);
-    Ok(())
-}
-
 /// Records the new base: every path where both sides were seen to hold the same
 /// content; elsewhere the old base's entry stays, so the next sync sees the change.
+///
+/// After remote writes (`wrote`), a snapshot-enabled remote gets a new snapshot, and the
+/// base is paired with it only for paths the snapshot shows as we left them: a
+/// teammate's write that landed between our apply and the snapshot stays unsynced, so
+/// the next sync treats it as a remote change. Returns those paths too.
 fn record(
     repo: &Repo,
     remote: &dyn Remote,
     planned: &Planned,
     sides: &Sides,
-) -> Result<(ObjectId, Option<Version>), SyncError> {
+    wrote: bool,
+) -> Result<(ObjectId, Option<Version>, Vec<String>), SyncError> {
+    let (snapshot, seen) = if wrote && remote.capabilities().snapshots {
+        let v = remote.snapshot(Some(&format!("bmsync-{}", repo.client_id())))?;
+        let mut seen = BTreeMap::new();
+        remote.list(Some(v), &mut |l| {
+            if let Listed::Object(o) = l {
+                seen.insert(o.key, o.etag);
+            }
+        })?;
+        (Some(v), Some(seen))
+    } else {
+        (planned.view.version, None)
+    };
     let old_leaves = match &planned.base {
         Some((_, Some(tree), _)) => leaves(repo, *tree)?,
         _ => BTreeMap::new(),
@@ -712,26 +608,34 @@ fn record(
         .map(|b| b.2.entries().iter().map(|e| (e.path.as_str(), e)).collect())
         .unwrap_or_default();
     let mut converged: BTreeMap<String, (Leaf, ManifestEntry)> = BTreeMap::new();
+    let mut moved = Vec::new();
     let paths: BTreeSet<&String> =
         sides.local.keys().chain(sides.remote.keys()).chain(old_leaves.keys()).collect();
     for p in paths {
-        match (sides.local.get(p), sides.remote.get(p)) {
+        let agreed = match (sides.local.get(p), sides.remote.get(p)) {
             (Some(l), Some((etag, content, size))) if l.id == *content => {
-                let entry = ManifestEntry {
-                    path: p.clone(),
-                    key: p.clone(),
-                    etag: etag.clone(),
-                    size: *size,
-                    content: Some(*content),
-                };
-                converged.insert(p.clone(), (l.clone(), entry));
-            }
-            (None, None) => {}
-            _ => {
-                if let (Some(l), Some(e)) = (old_leaves.get(p), old_manifest.get(p.as_str())) {
-                    converged.insert(p.clone(), (l.clone(), (*e).clone()));
+                if seen.as_ref().is_some_and(|s| s.get(p.as_str()) != Some(etag)) {
+                    moved.push(p.clone());
+                    None
+                } else {
+                    Some((l, etag, content, size))
                 }
             }
+            _ => None,
+        };
+        if let Some((l, etag, content, size)) = agreed {
+            let entry = ManifestEntry {
+                path: p.clone(),
+                key: p.clone(),
+                etag: etag.clone(),
+                size: *size,
+                content: Some(*content),
+            };
+            converged.insert(p.clone(), (l.clone(), entry));
+        } else if (sides.local.contains_key(p) || sides.remote.contains_key(p))
+            && let (Some(l), Some(e)) = (old_leaves.get(p), old_manifest.get(p.as_str()))
+        {
+            converged.insert(p.clone(), (l.clone(), (*e).clone()));
         }
     }
     let (root, trees) = build_tree(converged.iter().map(|(p, (l, _))| (p.clone(), l.clone())))
@@ -748,14 +652,6 @@ fn record(
         .map_err(|e| SyncError::Io { path: PathBuf::from("manifest"), source: std::io::Error::other(e) })?;
     let (manifest_id, _) = batch.put(ObjectKind::Manifest, &manifest.encode())?;
     batch.commit()?;
-    // Pair the new base with a snapshot taken after applying. A teammate's write that lands
-    // before it is in the snapshot but not in this manifest (which holds only ETags we
-    // wrote or listed), so the next sync still sees it as a remote change.
-    let snapshot = if remote.capabilities().snapshots {
-        Some(remote.snapshot(Some(&format!("bmsync-{}", repo.client_id())))?)
-    } else {
-        planned.view.version
-    };
     let old_base = planned.base.as_ref().map(|b| b.0);
     let head = repo.head()?;
     let parents: Vec<ObjectId> = old_base.into_iter().chain(head.filter(|h| Some(*h) != old_base)).collect();
@@ -763,16 +659,14 @@ fn record(
         tree: root,
         parents,
         client_id: repo.client_id().to_owned(),
-        timestamp_ns: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        timestamp_ns: i64::try_from(now_ns()).unwrap_or(i64::MAX),
         message: "sync".to_owned(),
         baseline: Some(RemoteBaseline { remote: remote.url(), snapshot, manifest: manifest_id }),
     };
     let id = repo.store().put_commit(&commit)?;
     repo.store().update_ref(REF_BASE, old_base, Some(id))?;
     repo.store().update_ref(REF_HEAD, head, Some(id))?;
-    Ok((id, snapshot))
+    Ok((id, snapshot, moved))
 }
 
 #[cfg(test)]

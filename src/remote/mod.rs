@@ -200,8 +200,10 @@ pub trait Remote: Send + Sync {
     fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError>;
     /// Every snapshot taken.
     fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RemoteError>;
-    /// Aborts multipart uploads this client left behind (after a crash). Returns how many.
-    fn abort_stale_uploads(&self) -> Result<usize, RemoteError> {
+    /// Aborts unfinished multipart uploads of `key` started at or after `since` (UNIX
+    /// nanoseconds): the ones a crashed sync of ours left behind, as its journal says.
+    /// Returns how many. Remotes without multipart uploads have none.
+    fn abort_uploads(&self, _key: &str, _since: Version) -> Result<usize, RemoteError> {
         Ok(0)
     }
 }

@@ -26,8 +26,8 @@ use crate::id::ObjectId;
 
 /// Objects at least this large go up in parts.
 const MULTIPART_THRESHOLD: u64 = 16 << 20;
-/// A multipart upload older than this is abandoned (its writer crashed or gave up).
-const STALE_UPLOAD_AGE: Duration = Duration::from_secs(6 * 3600);
+/// How far the server's clock may be behind ours when matching an upload's start time.
+const UPLOAD_CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// Size of each part of a multipart upload.
 const PART_SIZE: usize = 8 << 20;
 
@@ -558,27 +558,43 @@ impl Remote for S3Remote {
         Ok(out.buckets().iter().filter_map(|b| parse_snapshot_entry(b.name().unwrap_or_default())).collect())
     }
 
-    fn abort_stale_uploads(&self) -> Result<usize, RemoteError> {
-        let list_prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
-        let out = self
-            .rt
-            .block_on(self.client.list_multipart_uploads().bucket(&self.bucket).prefix(&list_prefix).send())
-            .map_err(|e| map_err("list uploads", &self.bucket, &self.endpoint, &e))?;
-        // Only uploads old enough that no live writer can still be completing them.
-        let cutoff = std::time::SystemTime::now() - STALE_UPLOAD_AGE;
+    fn abort_uploads(&self, key: &str, since: Version) -> Result<usize, RemoteError> {
+        let full = self.full_key(key);
+        // Clocks differ between us and the server: allow for some skew.
+        let since = std::time::UNIX_EPOCH + Duration::from_nanos(since) - UPLOAD_CLOCK_SKEW;
         let mut n = 0;
-        for u in out.uploads() {
-            let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
-            let started = u.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok());
-            if started.is_none_or(|t| t > cutoff) {
-                continue;
-            }
-            self.rt
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .rt
                 .block_on(
-                    self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send(),
+                    self.client
+                        .list_multipart_uploads()
+                        .bucket(&self.bucket)
+                        .prefix(&full)
+                        .set_key_marker(key_marker.clone())
+                        .set_upload_id_marker(id_marker.clone())
+                        .send(),
                 )
-                .map_err(|e| map_err("abort upload", key, &self.endpoint, &e))?;
-            n += 1;
+                .map_err(|e| map_err("list uploads", key, &self.endpoint, &e))?;
+            for u in out.uploads() {
+                let (Some(k), Some(id)) = (u.key(), u.upload_id()) else { continue };
+                let started = u.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok());
+                if k != full || started.is_some_and(|t| t < since) {
+                    continue;
+                }
+                self.rt
+                    .block_on(
+                        self.client.abort_multipart_upload().bucket(&self.bucket).key(k).upload_id(id).send(),
+                    )
+                    .map_err(|e| map_err("abort upload", key, &self.endpoint, &e))?;
+                n += 1;
+            }
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            id_marker = out.next_upload_id_marker().map(str::to_owned);
         }
         Ok(n)
     }

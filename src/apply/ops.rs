@@ -1,0 +1,452 @@
+//! One operation at a time: each checks its preconditions just before acting, acts
+//! atomically, and reports what it changed as [`Effects`], which the round folds into
+//! what it knows of each side. Operations on different paths are independent, so a
+//! round runs several at once.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{Direction, OnConflict, PlantedBug, Round, SyncError, SyncSummary, conflict_name, io_err};
+use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+use crate::object::EntryKind;
+use crate::reconcile::{Action, Leaf, LocalCond, Op, RemoteCond};
+use crate::remote::{Body, Condition, RemoteError};
+use crate::repo::STATE_DIR;
+
+/// Files up to this size are read into memory, hashed and sent from that one read.
+pub(super) const IN_MEMORY_UPLOAD: u64 = 16 << 20;
+/// Folder (inside `.bmsync/`) that receives local deletions, recoverably.
+pub const TRASH_DIR: &str = "trash";
+
+/// A remote object as the round knows it: ETag, content id, size.
+pub(super) type RemoteSide = (String, ObjectId, u64);
+
+/// What one operation changed, folded into the round's view of both sides when it ends.
+#[derive(Default)]
+pub(super) struct Effects {
+    pub local: Vec<(String, Option<Leaf>)>,
+    pub remote: Vec<(String, Option<RemoteSide>)>,
+    pub summary: SyncSummary,
+}
+
+impl Effects {
+    fn raced(&mut self, path: &str) {
+        self.summary.raced.push(path.to_owned());
+    }
+}
+
+/// The content id of a local file now (`None` if absent).
+pub(super) fn local_content(path: &Path) -> Result<Option<ObjectId>, SyncError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+        Ok(m) if m.file_type().is_symlink() => {
+            let t = std::fs::read_link(path).map_err(io_err(path))?;
+            return Ok(Some(ObjectId::for_blob(t.as_os_str().as_encoded_bytes())));
+        }
+        Ok(m) if m.is_dir() => return Ok(Some(ObjectId::for_blob(b"\0directory"))),
+        Ok(_) => {}
+    }
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut h = ObjectHasher::new(ObjectKind::Blob);
+    std::io::copy(&mut f, &mut h).map_err(io_err(path))?;
+    Ok(Some(h.finalize()))
+}
+
+fn local_ok(path: &Path, cond: Option<LocalCond>) -> Result<bool, SyncError> {
+    Ok(match cond {
+        None => true,
+        Some(LocalCond::Absent) => local_content(path)?.is_none(),
+        Some(LocalCond::Content(id)) => local_content(path)? == Some(id),
+    })
+}
+
+struct Tee<'a> {
+    file: &'a mut std::fs::File,
+    hasher: &'a mut ObjectHasher,
+    n: &'a mut u64,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.file.write(buf)?;
+        self.hasher.update(&buf[..k]);
+        *self.n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Moves a local file to the trash inside `.bmsync/`, keeping its path.
+fn trash(root: &Path, rel: &str) -> Result<(), SyncError> {
+    let stamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dest = root.join(STATE_DIR).join(TRASH_DIR).join(stamp.to_string()).join(rel);
+    let parent = dest.parent().expect("trash paths have a parent");
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let src = root.join(rel);
+    std::fs::rename(&src, &dest).map_err(io_err(&src))
+}
+
+/// Removes trash older than `keep`. Best effort: a folder that cannot be removed now is
+/// tried again next time.
+pub(super) fn prune_trash(root: &Path, keep: std::time::Duration) {
+    let Ok(dir) = std::fs::read_dir(root.join(STATE_DIR).join(TRASH_DIR)) else { return };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    for e in dir.flatten() {
+        let Some(ns) = e.file_name().to_str().and_then(|n| n.parse::<u128>().ok()) else { continue };
+        if now.saturating_sub(ns) > keep.as_nanos() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+impl Round<'_> {
+    /// Runs operation `i` of the plan.
+    pub(super) fn apply(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
+        let path = op.path.as_str();
+        let abs = self.repo.root().join(path);
+        let pre = &op.precondition;
+        match op.action {
+            Action::Upload => {
+                let Some(leaf) = &op.sides.local else { return Ok(()) };
+                if !local_ok(&abs, pre.local)?
+                    || !self.upload(path, leaf.id, &self.cond(path, pre.remote.as_ref()), fx)?
+                {
+                    fx.raced(path);
+                }
+            }
+            Action::Download => {
+                let Some(remote) = &op.sides.remote else { return Ok(()) };
+                if !local_ok(&abs, pre.local)? {
+                    fx.raced(path);
+                    return Ok(());
+                }
+                self.fetch(i, path, remote.id, fx)?;
+            }
+            Action::DeleteRemote => {
+                let Some(RemoteCond::IfMatch(etag)) = &pre.remote else { return Ok(()) };
+                self.delete_remote(path, etag, fx)?;
+            }
+            Action::DeleteLocal => {
+                if !local_ok(&abs, pre.local)? {
+                    fx.raced(path);
+                    return Ok(());
+                }
+                trash(self.repo.root(), path)?;
+                fx.summary.deleted_local += 1;
+                fx.local.push((path.to_owned(), None));
+            }
+            Action::MoveLocal => {
+                let (Some(from), Some(leaf)) = (&op.from, &op.sides.remote) else { return Ok(()) };
+                let src = self.repo.root().join(from);
+                if !local_ok(&src, pre.from_local)? || !local_ok(&abs, Some(LocalCond::Absent))? {
+                    fx.raced(path);
+                    return Ok(());
+                }
+                if let Some(parent) = abs.parent() {
+                    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+                }
+                std::fs::rename(&src, &abs).map_err(io_err(&src))?;
+                fx.local.push((from.clone(), None));
+                fx.local.push((path.to_owned(), Some(leaf.clone())));
+            }
+            Action::MoveRemote => {
+                // The content is local (a local rename): send it to the new key, then
+                // remove the old key if it still holds what the plan saw.
+                let (Some(from), Some(leaf)) = (&op.from, &op.sides.local) else { return Ok(()) };
+                if !self.upload(path, leaf.id, &self.cond(path, pre.remote.as_ref()), fx)? {
+                    fx.raced(path);
+                    return Ok(());
+                }
+                if let Some(RemoteCond::IfMatch(etag)) = &pre.from_remote {
+                    self.delete_remote(from, etag, fx)?;
+                }
+            }
+            Action::Record => fx.summary.recorded += 1,
+            Action::Conflict => self.conflict(i, op, fx)?,
+            Action::Skip => fx.summary.skipped.push(format!("{path}: {:?}", op.reason)),
+        }
+        Ok(())
+    }
+
+    /// The condition a write is sent under.
+    fn cond(&self, path: &str, c: Option<&RemoteCond>) -> Condition {
+        match c {
+            Some(RemoteCond::IfMatch(e)) => {
+                if self.opts.planted == Some(PlantedBug::SkipIfMatch)
+                    && let Ok(now) = self.remote.head(path, None)
+                {
+                    // The planted bug: whatever is there now gets overwritten.
+                    return Condition::IfMatch(now.etag);
+                }
+                Condition::IfMatch(e.clone())
+            }
+            Some(RemoteCond::IfAbsent) | None => Condition::IfAbsent,
+        }
+    }
+
+    fn delete_remote(&self, path: &str, etag: &str, fx: &mut Effects) -> Result<(), SyncError> {
+        match self.remote.delete(path, etag) {
+            Ok(()) => {
+                fx.summary.deleted_remote += 1;
+                fx.remote.push((path.to_owned(), None));
+            }
+            Err(RemoteError::PreconditionFailed { .. } | RemoteError::NotFound { .. }) => fx.raced(path),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Sends a local file (a symlink as its target text) under `cond`. `false`: a lost
+    /// race, or the file changed since it was scanned; either way, left for next round.
+    fn upload(
+        &self,
+        path: &str,
+        content: ObjectId,
+        cond: &Condition,
+        fx: &mut Effects,
+    ) -> Result<bool, SyncError> {
+        let file = self.repo.root().join(path);
+        let meta = match std::fs::symlink_metadata(&file) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&file)(e)),
+        };
+        // A symlink goes up as its target path, never as what it points at. A file up to
+        // `IN_MEMORY_UPLOAD` is read once, and the bytes sent are the bytes hashed, so a
+        // file that changes meanwhile is never recorded under the old content id; larger
+        // files are checked part by part by the remote.
+        let bytes = if meta.file_type().is_symlink() {
+            Some(std::fs::read_link(&file).map_err(io_err(&file))?.into_os_string().into_encoded_bytes())
+        } else if meta.len() <= IN_MEMORY_UPLOAD {
+            Some(std::fs::read(&file).map_err(io_err(&file))?)
+        } else {
+            None
+        };
+        if bytes.as_deref().is_some_and(|b| ObjectId::for_blob(b) != content) {
+            return Ok(false);
+        }
+        let size = bytes.as_ref().map_or(meta.len(), |t| t.len() as u64);
+        let body = bytes.as_deref().map_or(Body::File(&file), Body::Bytes);
+        match self.remote.put(path, body, content, cond) {
+            Ok(w) => {
+                fx.summary.uploaded += 1;
+                fx.summary.bytes_up += size;
+                fx.remote.push((path.to_owned(), Some((w.etag, content, size))));
+                Ok(true)
+            }
+            // A race, or the file changed while it was read: re-plan it next round.
+            Err(RemoteError::PreconditionFailed { .. } | RemoteError::Other { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Downloads the object at `path` (as of the view) into the file atomically: a
+    /// temporary file beside it, fsync, rename. A lost race is left for next round.
+    fn fetch(&self, i: usize, path: &str, want: ObjectId, fx: &mut Effects) -> Result<(), SyncError> {
+        let Some(obj) = self.planned.view.objects.get(path) else { return Ok(()) };
+        let root = self.repo.root();
+        let dest = root.join(path);
+        let dir = dest.parent().unwrap_or(root);
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let tmp_path = root.join(super::journal::temp_path(path, i, self.started_ns));
+        let result = self.download_to(&tmp_path, &obj.key, want);
+        match result {
+            Ok(Some(n)) => {
+                std::fs::rename(&tmp_path, &dest).map_err(io_err(&dest))?;
+                fx.summary.downloaded += 1;
+                fx.summary.bytes_down += n;
+                fx.local.push((path.to_owned(), Some(Leaf { kind: EntryKind::File, id: want, size: n })));
+                Ok(())
+            }
+            other => {
+                let _ = std::fs::remove_file(&tmp_path);
+                if other?.is_none() {
+                    fx.raced(path);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the object into `tmp` and fsyncs it; `None` if it is gone or is not what
+    /// the listing promised (a teammate replaced it meanwhile).
+    fn download_to(&self, tmp: &Path, key: &str, want: ObjectId) -> Result<Option<u64>, SyncError> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(tmp)
+            .map_err(io_err(tmp))?;
+        let mut h = ObjectHasher::new(ObjectKind::Blob);
+        let mut n = 0u64;
+        {
+            let mut tee = Tee { file: &mut file, hasher: &mut h, n: &mut n };
+            match self.remote.get(key, self.planned.view.version, &mut tee) {
+                Ok(_) => {}
+                Err(RemoteError::NotFound { .. } | RemoteError::PreconditionFailed { .. }) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if h.finalize() != want {
+            return Ok(None);
+        }
+        file.sync_all().map_err(io_err(tmp))?;
+        Ok(Some(n))
+    }
+
+    /// A conflict, resolved as the options say: by default both versions are kept (the
+    /// remote one at the path on both sides, the local one beside it under a `conflict`
+    /// name on both sides). Nothing is ever deleted without a copy.
+    fn conflict(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
+        let path = op.path.as_str();
+        let local = op.sides.local.as_ref().filter(|l| l.kind != EntryKind::Tree);
+        let remote = op.sides.remote.as_ref().filter(|l| l.kind != EntryKind::Tree);
+        let report = super::ConflictReport { path: path.to_owned(), reason: op.reason, local_copy: None };
+        if op.reason == crate::reconcile::Reason::TypeChange || (local.is_none() && remote.is_none()) {
+            fx.summary.conflicts.push(report);
+            return Ok(());
+        }
+        match self.opts.on_conflict.unwrap_or(OnConflict::KeepBoth) {
+            OnConflict::KeepBoth => self.keep_both(i, op, local, remote, report, fx),
+            OnConflict::KeepLocal => self.keep_local(op, local, fx),
+            OnConflict::KeepRemote => self.keep_remote(i, op, local, remote, fx),
+        }
+    }
+
+    fn keep_both(
+        &self,
+        i: usize,
+        op: &Op,
+        local: Option<&Leaf>,
+        remote: Option<&Leaf>,
+        mut report: super::ConflictReport,
+        fx: &mut Effects,
+    ) -> Result<(), SyncError> {
+        let root = self.repo.root();
+        let path = op.path.as_str();
+        let abs = root.join(path);
+        if let Some(l) = local {
+            if local_content(&abs)? != Some(l.id) {
+                fx.raced(path);
+                return Ok(());
+            }
+            if remote.is_some() {
+                // The local version moves aside, under a name that says `conflict`.
+                let copy = self.free_conflict_name(path)?;
+                let copy_abs = root.join(&copy);
+                std::fs::rename(&abs, &copy_abs).map_err(io_err(&abs))?;
+                fx.local.push((path.to_owned(), None));
+                fx.local.push((copy.clone(), Some(l.clone())));
+                if !self.upload(&copy, l.id, &Condition::IfAbsent, fx)? {
+                    fx.raced(&copy);
+                }
+                report.local_copy = Some(copy);
+            } else if !self.upload(path, l.id, &Condition::IfAbsent, fx)? {
+                // Edited here, deleted there: the local edit is kept, and sent back.
+                fx.raced(path);
+            }
+        }
+        // The remote version takes the path locally (the teammate's edit is kept).
+        if let Some(r) = remote {
+            if local.is_none() && !local_ok(&abs, Some(LocalCond::Absent))? {
+                fx.raced(path);
+            } else {
+                self.fetch(i, path, r.id, fx)?;
+            }
+        }
+        fx.summary.conflicts.push(report);
+        Ok(())
+    }
+
+    /// `--on-conflict keep-local`: the local version wins on the remote, still under
+    /// If-Match, so a newer teammate write is never overwritten unseen.
+    fn keep_local(&self, op: &Op, local: Option<&Leaf>, fx: &mut Effects) -> Result<(), SyncError> {
+        let path = op.path.as_str();
+        if self.opts.direction == Direction::Pull {
+            fx.summary.skipped.push(format!("{path}: conflict, kept local"));
+            return Ok(());
+        }
+        let etag = self.planned.view.objects.get(path).map(|o| o.etag.clone());
+        match (local, etag) {
+            (Some(l), etag) => {
+                let abs = self.repo.root().join(path);
+                let cond = etag.map_or(Condition::IfAbsent, Condition::IfMatch);
+                if local_content(&abs)? != Some(l.id) || !self.upload(path, l.id, &cond, fx)? {
+                    fx.raced(path);
+                    return Ok(());
+                }
+            }
+            (None, Some(etag)) if self.opts.deletes_remote() => self.delete_remote(path, &etag, fx)?,
+            (None, _) => {
+                fx.summary
+                    .skipped
+                    .push(format!("{path}: conflict, kept local (no deletion without --delete)"));
+                return Ok(());
+            }
+        }
+        fx.summary.resolved.push(path.to_owned());
+        Ok(())
+    }
+
+    /// `--on-conflict keep-remote`: the remote version wins locally; the local one goes
+    /// to the trash first, recoverable.
+    fn keep_remote(
+        &self,
+        i: usize,
+        op: &Op,
+        local: Option<&Leaf>,
+        remote: Option<&Leaf>,
+        fx: &mut Effects,
+    ) -> Result<(), SyncError> {
+        let path = op.path.as_str();
+        if self.opts.direction == Direction::Push {
+            fx.summary.skipped.push(format!("{path}: conflict, kept remote"));
+            return Ok(());
+        }
+        if remote.is_none() && !self.opts.deletes_local() {
+            fx.summary.skipped.push(format!("{path}: conflict, kept remote (no deletion without --delete)"));
+            return Ok(());
+        }
+        let abs = self.repo.root().join(path);
+        if let Some(l) = local {
+            if local_content(&abs)? != Some(l.id) {
+                fx.raced(path);
+                return Ok(());
+            }
+            trash(self.repo.root(), path)?;
+            fx.summary.deleted_local += 1;
+            fx.local.push((path.to_owned(), None));
+        }
+        if let Some(r) = remote {
+            self.fetch(i, path, r.id, fx)?;
+        }
+        fx.summary.resolved.push(path.to_owned());
+        Ok(())
+    }
+
+    /// A conflict-copy name for `path` that no file has yet.
+    fn free_conflict_name(&self, path: &str) -> Result<String, SyncError> {
+        let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace([':', '-'], "")
+            .trim_end_matches('Z')
+            .to_owned();
+        let client = self.repo.client_id();
+        for n in 0u32.. {
+            let stamp = if n == 0 { when.clone() } else { format!("{when}-{n}") };
+            let copy = conflict_name(path, client, &stamp);
+            if local_content(&self.repo.root().join(&copy))?.is_none()
+                && !self.planned.view.objects.contains_key(&copy)
+            {
+                return Ok(copy);
+            }
+        }
+        unreachable!("some counter gives a free name")
+    }
+}
