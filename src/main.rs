@@ -282,7 +282,9 @@ fn sync_cmd(
         bmsync::apply::SyncError::Conflicts { .. } => Failure {
             code: 3,
             message: e.to_string(),
-            hint: Some("resolve them with --on-conflict keep-local|keep-remote|keep-both, or run `bmsync sync`"),
+            hint: Some(
+                "resolve them with --on-conflict keep-local|keep-remote|keep-both, or run `bmsync sync`",
+            ),
         },
         e => Failure {
             code: 1,

@@ -50,7 +50,7 @@ fn put_raw(endpoint: &str, key: &str, secret: &str, bucket: &str, object_key: &s
         .expect("raw put");
 }
 
-fn s3_opts(endpoint: &str, key: &str, secret: &str) -> S3Options {
+pub(crate) fn s3_opts(endpoint: &str, key: &str, secret: &str) -> S3Options {
     S3Options {
         endpoint: Some(endpoint.to_owned()),
         timeout: Duration::from_secs(10),

@@ -8,13 +8,13 @@ use bmsync::remote::{FileRemote, Remote, list_all};
 
 use crate::tigris_server::{ACCESS_KEY, SECRET_KEY, TigrisServer};
 
-struct Client {
-    dir: tempfile::TempDir,
+pub(crate) struct Client {
+    pub(crate) dir: tempfile::TempDir,
     env: Vec<(String, String)>,
 }
 
 impl Client {
-    fn new(name: &str, remote: &str, endpoint: Option<&str>) -> Self {
+    pub(crate) fn new(name: &str, remote: &str, endpoint: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let env = vec![
             ("AWS_ACCESS_KEY_ID".to_owned(), ACCESS_KEY.to_owned()),
@@ -31,7 +31,7 @@ impl Client {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_bmsync"))
             .env("HOME", self.dir.path())
             .env_remove("BASIC_MEMORY_CONFIG_DIR")
@@ -45,28 +45,28 @@ impl Client {
 
     /// Runs `sync --json`, asserting its exit code; returns the summary.
     #[track_caller]
-    fn sync(&self, code: i32) -> serde_json::Value {
+    pub(crate) fn sync(&self, code: i32) -> serde_json::Value {
         let o = self.run(&["--json", "sync"]);
         assert_eq!(o.status.code(), Some(code), "stderr: {}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         let p = self.path(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, text).expect("write");
     }
 
-    fn read(&self, rel: &str) -> Option<String> {
+    pub(crate) fn read(&self, rel: &str) -> Option<String> {
         std::fs::read_to_string(self.path(rel)).ok()
     }
 
     /// Every synced file (not under .bmsync), relative.
-    fn files(&self) -> Vec<String> {
+    pub(crate) fn files(&self) -> Vec<String> {
         fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
             for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
                 let p = e.path();
@@ -88,13 +88,13 @@ impl Client {
     }
 }
 
-fn bucket_keys(remote: &dyn Remote) -> Vec<String> {
+pub(crate) fn bucket_keys(remote: &dyn Remote) -> Vec<String> {
     let (objs, _) = list_all(remote, None).expect("list");
     objs.into_iter().map(|o| o.key).collect()
 }
 
 /// The scenarios every backend must pass. `remote()` opens the bucket for inspection.
-fn scenarios(url: &str, endpoint: Option<&str>, remote: &dyn Remote) {
+pub(crate) fn scenarios(url: &str, endpoint: Option<&str>, remote: &dyn Remote) {
     let alice = Client::new("alice", url, endpoint);
     let bob = Client::new("bob", url, endpoint);
 
@@ -246,19 +246,19 @@ fn plan_shows_the_sync_and_writes_nothing() {
 
 /// Fault injection around a real remote: `hook` runs once, just before the first put of
 /// `key` (a teammate's racing write, a file changing under its upload...).
-struct BeforeFirstPut<R: Remote, F: Fn(&R) + Send + Sync> {
-    inner: R,
+pub(crate) struct BeforeFirstPut<R: Remote, F: Fn(&R) + Send + Sync> {
+    pub(crate) inner: R,
     key: &'static str,
     hook: F,
     fired: std::sync::atomic::AtomicBool,
 }
 
 impl<R: Remote, F: Fn(&R) + Send + Sync> BeforeFirstPut<R, F> {
-    fn new(inner: R, key: &'static str, hook: F) -> Self {
+    pub(crate) fn new(inner: R, key: &'static str, hook: F) -> Self {
         Self { inner, key, hook, fired: std::sync::atomic::AtomicBool::new(false) }
     }
 
-    fn fired(&self) -> bool {
+    pub(crate) fn fired(&self) -> bool {
         self.fired.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
