@@ -572,6 +572,21 @@ pub fn conflict_name(path: &str, client: &str, when: &str) -> String {
     if dir.is_empty() { name } else { format!("{dir}/{name}") }
 }
 
+/// Takes a snapshot and lists the remote at it: key → ETag.
+fn verified_snapshot(
+    repo: &Repo,
+    remote: &dyn Remote,
+) -> Result<(Version, BTreeMap<String, String>), RemoteError> {
+    let v = remote.snapshot(Some(&format!("bmsync-{}", repo.client_id())))?;
+    let mut seen = BTreeMap::new();
+    remote.list(Some(v), &mut |l| {
+        if let Listed::Object(o) = l {
+            seen.insert(o.key, o.etag);
+        }
+    })?;
+    Ok((v, seen))
+}
+
 /// Records the new base: every path where both sides were seen to hold the same
 /// content; elsewhere the old base's entry stays, so the next sync sees the change.
 ///
@@ -587,14 +602,10 @@ fn record(
     wrote: bool,
 ) -> Result<(ObjectId, Option<Version>, Vec<String>), SyncError> {
     let (snapshot, seen) = if wrote && remote.capabilities().snapshots {
-        let v = remote.snapshot(Some(&format!("bmsync-{}", repo.client_id())))?;
-        let mut seen = BTreeMap::new();
-        remote.list(Some(v), &mut |l| {
-            if let Listed::Object(o) = l {
-                seen.insert(o.key, o.etag);
-            }
-        })?;
-        (Some(v), Some(seen))
+        // If the remote fails now (the outage that stopped the apply, say), the base is
+        // still recorded, unpaired: its manifest holds only ETags we wrote or listed,
+        // which stays true whatever landed after them.
+        verified_snapshot(repo, remote).map_or((None, None), |(v, seen)| (Some(v), Some(seen)))
     } else {
         (planned.view.version, None)
     };

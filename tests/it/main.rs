@@ -8,6 +8,7 @@ mod golden;
 mod remote_contract;
 mod store_file;
 mod sync;
+mod sync_faults;
 mod sync_table;
 mod tigris_server;
 mod tigris_server_tests;

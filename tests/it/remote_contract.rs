@@ -16,7 +16,11 @@ use bmsync::remote::{
 use crate::tigris_server::{ACCESS_KEY, SECRET_KEY, TigrisServer};
 
 /// A raw SDK client, for test setup only (creating buckets, planting odd keys).
-fn raw_client(endpoint: &str, key: &str, secret: &str) -> (tokio::runtime::Runtime, aws_sdk_s3::Client) {
+pub(crate) fn raw_client(
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+) -> (tokio::runtime::Runtime, aws_sdk_s3::Client) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let conf = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())

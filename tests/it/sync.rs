@@ -31,16 +31,22 @@ impl Client {
         c
     }
 
-    pub(crate) fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_bmsync"))
-            .env("HOME", self.dir.path())
+    /// The command line for `bmsync -C DIR ARGS...` in this client's environment.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bmsync"));
+        c.env("HOME", self.dir.path())
             .env_remove("BASIC_MEMORY_CONFIG_DIR")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("-C")
             .arg(self.dir.path())
             .args(args)
-            .output()
-            .expect("run bmsync")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run bmsync")
     }
 
     /// Runs `sync --json`, asserting its exit code; returns the summary.
@@ -244,26 +250,53 @@ fn plan_shows_the_sync_and_writes_nothing() {
     assert_eq!(bucket_keys(&inspect), ["a.md", "b.md"], "plan must not write to the bucket");
 }
 
-/// Fault injection around a real remote: `hook` runs once, just before the first put of
-/// `key` (a teammate's racing write, a file changing under its upload...).
-pub(crate) struct BeforeFirstPut<R: Remote, F: Fn(&R) + Send + Sync> {
+/// A hook that runs inside a remote call, given the inner remote.
+type Hook<R> = Box<dyn Fn(&R) + Send + Sync>;
+
+/// Fault injection around a real remote: a hook runs once, just before the first put of
+/// a key (a teammate's racing write, a file changing under its upload, an outage...), or
+/// just before the n-th snapshot (a teammate writing between our apply and our snapshot).
+pub(crate) struct Hooked<R: Remote> {
     pub(crate) inner: R,
-    key: &'static str,
-    hook: F,
+    put: Option<(String, Hook<R>)>,
+    snapshot: Option<(usize, Hook<R>)>,
+    snapshots: std::sync::atomic::AtomicUsize,
     fired: std::sync::atomic::AtomicBool,
 }
 
-impl<R: Remote, F: Fn(&R) + Send + Sync> BeforeFirstPut<R, F> {
-    pub(crate) fn new(inner: R, key: &'static str, hook: F) -> Self {
-        Self { inner, key, hook, fired: std::sync::atomic::AtomicBool::new(false) }
+impl<R: Remote> Hooked<R> {
+    /// Runs `hook` once, before the first put of `key`.
+    pub(crate) fn before_first_put(inner: R, key: &str, hook: impl Fn(&R) + Send + Sync + 'static) -> Self {
+        Self { put: Some((key.to_owned(), Box::new(hook))), ..Self::plain(inner) }
+    }
+
+    /// Runs `hook` once, before the `n`-th snapshot (counting from 1).
+    pub(crate) fn before_snapshot(inner: R, n: usize, hook: impl Fn(&R) + Send + Sync + 'static) -> Self {
+        Self { snapshot: Some((n, Box::new(hook))), ..Self::plain(inner) }
+    }
+
+    fn plain(inner: R) -> Self {
+        Self {
+            inner,
+            put: None,
+            snapshot: None,
+            snapshots: std::sync::atomic::AtomicUsize::new(0),
+            fired: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     pub(crate) fn fired(&self) -> bool {
         self.fired.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    fn fire(&self, hook: &Hook<R>) {
+        if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            hook(&self.inner);
+        }
+    }
 }
 
-impl<R: Remote, F: Fn(&R) + Send + Sync> Remote for BeforeFirstPut<R, F> {
+impl<R: Remote> Remote for Hooked<R> {
     fn url(&self) -> String {
         self.inner.url()
     }
@@ -299,8 +332,10 @@ impl<R: Remote, F: Fn(&R) + Send + Sync> Remote for BeforeFirstPut<R, F> {
         content: bmsync::ObjectId,
         cond: &bmsync::remote::Condition,
     ) -> Result<bmsync::remote::Written, bmsync::remote::RemoteError> {
-        if key == self.key && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            (self.hook)(&self.inner);
+        if let Some((k, hook)) = &self.put
+            && k == key
+        {
+            self.fire(hook);
         }
         self.inner.put(key, body, content, cond)
     }
@@ -308,10 +343,19 @@ impl<R: Remote, F: Fn(&R) + Send + Sync> Remote for BeforeFirstPut<R, F> {
         self.inner.delete(key, if_match)
     }
     fn snapshot(&self, name: Option<&str>) -> Result<u64, bmsync::remote::RemoteError> {
+        let n = self.snapshots.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if let Some((at, hook)) = &self.snapshot
+            && *at == n
+        {
+            self.fire(hook);
+        }
         self.inner.snapshot(name)
     }
     fn snapshots(&self) -> Result<Vec<bmsync::remote::SnapshotInfo>, bmsync::remote::RemoteError> {
         self.inner.snapshots()
+    }
+    fn abort_uploads(&self, key: &str, since: u64) -> Result<usize, bmsync::remote::RemoteError> {
+        self.inner.abort_uploads(key, since)
     }
 }
 
@@ -324,13 +368,14 @@ fn a_teammate_write_racing_our_apply_is_never_lost() {
     alice.sync(0);
     alice.write("shared.md", "alice's edit\n");
     // A teammate writes shared.md directly, between our plan and our upload.
-    let racing = BeforeFirstPut::new(FileRemote::open(bucket.path()).expect("open"), "shared.md", |inner| {
-        let etag = inner.head("shared.md", None).expect("teammate reads").etag;
-        let theirs = b"teammate's racing edit\n";
-        let cond = bmsync::remote::Condition::IfMatch(etag);
-        let body = bmsync::remote::Body::Bytes(theirs);
-        inner.put("shared.md", body, bmsync::ObjectId::for_blob(theirs), &cond).expect("teammate writes");
-    });
+    let racing =
+        Hooked::before_first_put(FileRemote::open(bucket.path()).expect("open"), "shared.md", |inner| {
+            let etag = inner.head("shared.md", None).expect("teammate reads").etag;
+            let theirs = b"teammate's racing edit\n";
+            let cond = bmsync::remote::Condition::IfMatch(etag);
+            let body = bmsync::remote::Body::Bytes(theirs);
+            inner.put("shared.md", body, bmsync::ObjectId::for_blob(theirs), &cond).expect("teammate writes");
+        });
     let repo = bmsync::Repo::open(alice.dir.path()).expect("open repo");
     let summary = bmsync::apply::sync(&repo, &racing, &bmsync::apply::SyncOptions::default()).expect("sync");
     assert!(racing.fired(), "the race happened");
@@ -366,7 +411,7 @@ fn a_file_appended_during_its_upload_is_never_recorded_with_the_wrong_content() 
     };
     let file = alice.path("att/big.log");
     let inner = bmsync::remote::S3Remote::connect("team", "vault", &opts).expect("connect");
-    let remote = BeforeFirstPut::new(inner, "att/big.log", |_| {
+    let remote = Hooked::before_first_put(inner, "att/big.log", move |_| {
         use std::io::Write as _;
         let mut f = std::fs::OpenOptions::new().append(true).open(&file).expect("open");
         f.write_all(b"appended while uploading\n").expect("append");

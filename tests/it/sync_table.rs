@@ -114,6 +114,7 @@ fn mv(c: &Client, from: &str, to: &str) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 fn every_row_of_the_reconciliation_table_end_to_end() {
     for b in backends("table") {
         let alice = b.client("alice");
