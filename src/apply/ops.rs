@@ -450,3 +450,27 @@ impl Round<'_> {
         unreachable!("some counter gives a free name")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_trash_is_pruned_and_recent_trash_kept() {
+        let d = tempfile::tempdir().expect("tmp");
+        let trash_dir = d.path().join(STATE_DIR).join(TRASH_DIR);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+        let old = trash_dir.join((now - 40 * 24 * 3600 * 1_000_000_000).to_string());
+        let recent = trash_dir.join((now - 1_000_000_000).to_string());
+        let foreign = trash_dir.join("not-a-stamp");
+        for dir in [&old, &recent, &foreign] {
+            std::fs::create_dir_all(dir.join("notes")).expect("mkdir");
+            std::fs::write(dir.join("notes/a.md"), "x").expect("write");
+        }
+        prune_trash(d.path(), std::time::Duration::from_secs(30 * 24 * 3600));
+        assert!(!old.exists(), "older than the limit: pruned");
+        assert!(recent.join("notes/a.md").exists(), "recent: kept");
+        assert!(foreign.exists(), "not ours to judge: kept");
+    }
+}
