@@ -363,40 +363,55 @@ fn sync_cmd(
     }
 }
 
-/// A progress bar on stderr, drawn only on a terminal and never with `--json`.
-struct Bar(Option<indicatif::ProgressBar>);
+/// A progress bar on stderr, drawn only on a terminal and never with `--json`: files
+/// done of the round's operations, and bytes moved of the bytes to move.
+struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+    bytes: std::sync::atomic::AtomicU64,
+    total: std::sync::atomic::AtomicU64,
+}
 
 impl Bar {
     fn new(visible: bool) -> Self {
-        Self(visible.then(|| {
+        let bar = visible.then(|| {
             let b = indicatif::ProgressBar::new(0);
             b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {wide_msg}")
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {msg}")
                     .expect("a valid template"),
             );
             b
-        }))
+        });
+        Self { bar, bytes: 0.into(), total: 0.into() }
+    }
+
+    fn bytes_msg(&self) -> String {
+        let done = self.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let total = self.total.load(std::sync::atomic::Ordering::Relaxed);
+        format!("{} / {}", indicatif::HumanBytes(done), indicatif::HumanBytes(total))
     }
 }
 
 impl bmsync::apply::Progress for Bar {
     fn start(&self, ops: u64, bytes: u64) {
-        if let Some(b) = &self.0 {
+        self.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.total.store(bytes, std::sync::atomic::Ordering::Relaxed);
+        if let Some(b) = &self.bar {
             b.set_position(0);
             b.set_length(ops);
-            b.set_message(format!("{} to move", indicatif::HumanBytes(bytes)));
+            b.set_message(self.bytes_msg());
         }
     }
 
-    fn done(&self, path: &str, _bytes: u64) {
-        if let Some(b) = &self.0 {
+    fn done(&self, _path: &str, bytes: u64) {
+        self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        if let Some(b) = &self.bar {
             b.inc(1);
-            b.set_message(path.to_owned());
+            b.set_message(self.bytes_msg());
         }
     }
 
     fn finish(&self) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
     }

@@ -396,6 +396,7 @@ fn sync_rounds(
     for round in 1..=MAX_ROUNDS {
         summary.rounds = round;
         summary.raced.clear();
+        summary.skipped.clear();
         let planned = make_plan(repo, remote, opts, false)?;
         summary.remote_skipped.clone_from(&planned.view.skipped);
         let carried: Vec<&Op> = planned.plan.ops.iter().filter(|o| opts.carries(o)).collect();
