@@ -366,7 +366,7 @@ fn sync_cmd(
 /// A progress bar on stderr, drawn only on a terminal and never with `--json`: files
 /// done of the round's operations, and bytes moved of the bytes to move.
 struct Bar {
-    bar: Option<indicatif::ProgressBar>,
+    shown: Option<indicatif::ProgressBar>,
     bytes: std::sync::atomic::AtomicU64,
     total: std::sync::atomic::AtomicU64,
 }
@@ -381,7 +381,7 @@ impl Bar {
             );
             b
         });
-        Self { bar, bytes: 0.into(), total: 0.into() }
+        Self { shown: bar, bytes: 0.into(), total: 0.into() }
     }
 
     fn bytes_msg(&self) -> String {
@@ -395,7 +395,7 @@ impl bmsync::apply::Progress for Bar {
     fn start(&self, ops: u64, bytes: u64) {
         self.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
         self.total.store(bytes, std::sync::atomic::Ordering::Relaxed);
-        if let Some(b) = &self.bar {
+        if let Some(b) = &self.shown {
             b.set_position(0);
             b.set_length(ops);
             b.set_message(self.bytes_msg());
@@ -404,14 +404,14 @@ impl bmsync::apply::Progress for Bar {
 
     fn done(&self, _path: &str, bytes: u64) {
         self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-        if let Some(b) = &self.bar {
+        if let Some(b) = &self.shown {
             b.inc(1);
             b.set_message(self.bytes_msg());
         }
     }
 
     fn finish(&self) {
-        if let Some(b) = &self.bar {
+        if let Some(b) = &self.shown {
             b.finish_and_clear();
         }
     }
