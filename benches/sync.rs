@@ -79,9 +79,11 @@ impl Moto {
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
         let addr = format!("127.0.0.1:{port}");
+        // Owned by the guard from here on, so a panic below still stops (and reaps) it.
+        let moto = Self { child, endpoint: format!("http://{addr}") };
         for _ in 0..200 {
             if TcpStream::connect(&addr).is_ok() {
-                return Self { child, endpoint: format!("http://{addr}") };
+                return moto;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
