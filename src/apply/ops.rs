@@ -112,9 +112,9 @@ impl Round<'_> {
         match op.action {
             Action::Upload => {
                 let Some(leaf) = &op.sides.local else { return Ok(()) };
-                if !local_ok(&abs, pre.local)?
-                    || !self.upload(path, leaf.id, &self.cond(path, pre.remote.as_ref()), fx)?
-                {
+                // No separate check of the local file: `upload` sends only bytes that hash
+                // to the planned content (the local precondition), from one read.
+                if !self.upload(path, leaf.id, &self.cond(path, pre.remote.as_ref()), fx)? {
                     fx.raced(path);
                 }
             }
