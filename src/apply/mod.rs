@@ -290,21 +290,7 @@ pub fn make_plan(
         IgnoreRules::load(repo.root(), &global_ignore_files()).map_err(|e| RepoError::Scan(e.into()))?;
     let base = base_state(repo)?;
     let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
-    let view = RemoteView::fetch(remote, base.as_ref().map(|b| &b.2), ignored_now)?;
-    let remote_objects: BTreeMap<String, RemoteObject> = view
-        .objects
-        .iter()
-        .map(|(p, e)| {
-            let o = RemoteObject {
-                key: e.key.clone(),
-                etag: e.etag.clone(),
-                size: e.size,
-                kind: EntryKind::File,
-                content: Some(e.content),
-            };
-            (p.clone(), o)
-        })
-        .collect();
+    let mut view = RemoteView::fetch(remote, base.as_ref().map(|b| &b.2), ignored_now)?;
     let protected: BTreeSet<String> = local.report.protected_paths().map(str::to_owned).collect();
     let ignored: BTreeSet<String> = base
         .as_ref()
@@ -312,20 +298,56 @@ pub fn make_plan(
         .unwrap_or_default();
     let reader = repo.store().reader()?;
     let trees = Overlay { mem: &local.unstored_trees, inner: &reader };
-    let input = PlanInput {
-        trees: &trees,
-        base: base.as_ref().map(|b| Base { tree: b.1, manifest: &b.2 }),
-        local: Some(local.root),
-        remote: &remote_objects,
-        listing: ListingStatus::Complete,
-        protected: &protected,
-        ignored: &ignored,
-        max_delete: opts.max_delete,
-        allow_empty_remote: opts.allow_empty_remote
-            || opts.planted == Some(PlantedBug::EmptyListingAsDeletions),
-    };
-    let plan = plan(&input)?;
-    Ok(Planned { local, view, plan, base })
+    loop {
+        let remote_objects: BTreeMap<String, RemoteObject> = view
+            .objects
+            .iter()
+            .map(|(p, e)| {
+                let o = RemoteObject {
+                    key: e.key.clone(),
+                    etag: e.etag.clone(),
+                    size: e.size,
+                    kind: EntryKind::File,
+                    content: Some(e.content),
+                };
+                (p.clone(), o)
+            })
+            .collect();
+        let input = PlanInput {
+            trees: &trees,
+            base: base.as_ref().map(|b| Base { tree: b.1, manifest: &b.2 }),
+            local: Some(local.root),
+            remote: &remote_objects,
+            listing: ListingStatus::Complete,
+            protected: &protected,
+            ignored: &ignored,
+            max_delete: opts.max_delete,
+            allow_empty_remote: opts.allow_empty_remote
+                || opts.planted == Some(PlantedBug::EmptyListingAsDeletions),
+        };
+        let plan = plan(&input)?;
+        // A content id from metadata is a hint: another tool may have replaced the bytes
+        // and kept the metadata. Where the plan would skip a transfer because of it
+        // ("same content", "only the ETag changed"), hash the object first, and plan
+        // again if the hint was wrong. Downloads verify their bytes anyway.
+        let hinted: Vec<String> = plan
+            .ops
+            .iter()
+            .filter(|o| {
+                o.action == Action::Record
+                    && matches!(o.reason, Reason::BothAdded | Reason::BothChanged | Reason::RemoteEtagChanged)
+                    && view.objects.get(&o.path).is_some_and(|e| e.hinted)
+            })
+            .map(|o| o.path.clone())
+            .collect();
+        let mut wrong = false;
+        for p in &hinted {
+            wrong |= view.verify_hint(remote, p)?;
+        }
+        if !wrong {
+            return Ok(Planned { local, view, plan, base });
+        }
+    }
 }
 
 /// What is known of each side while applying: path → leaf, path → (ETag, content, size).

@@ -119,12 +119,14 @@ impl Round<'_> {
                 }
             }
             Action::Download => {
-                let Some(remote) = &op.sides.remote else { return Ok(()) };
+                if op.sides.remote.is_none() {
+                    return Ok(());
+                }
                 if !local_ok(&abs, pre.local)? {
                     fx.raced(path);
                     return Ok(());
                 }
-                self.fetch(i, path, remote.id, fx)?;
+                self.fetch(i, path, fx)?;
             }
             Action::DeleteRemote => {
                 let Some(RemoteCond::IfMatch(etag)) = &pre.remote else { return Ok(()) };
@@ -246,20 +248,21 @@ impl Round<'_> {
 
     /// Downloads the object at `path` (as of the view) into the file atomically: a
     /// temporary file beside it, fsync, rename. A lost race is left for next round.
-    fn fetch(&self, i: usize, path: &str, want: ObjectId, fx: &mut Effects) -> Result<(), SyncError> {
+    fn fetch(&self, i: usize, path: &str, fx: &mut Effects) -> Result<(), SyncError> {
         let Some(obj) = self.planned.view.objects.get(path) else { return Ok(()) };
         let root = self.repo.root();
         let dest = root.join(path);
         let dir = dest.parent().unwrap_or(root);
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let tmp_path = root.join(super::journal::temp_path(path, i, self.started_ns));
-        let result = self.download_to(&tmp_path, &obj.key, want);
+        let result = self.download_to(&tmp_path, &obj.key);
         match result {
-            Ok(Some(n)) => {
+            Ok(Some((n, id, etag))) => {
                 std::fs::rename(&tmp_path, &dest).map_err(io_err(&dest))?;
                 fx.summary.downloaded += 1;
                 fx.summary.bytes_down += n;
-                fx.local.push((path.to_owned(), Some(Leaf { kind: EntryKind::File, id: want, size: n })));
+                fx.local.push((path.to_owned(), Some(Leaf { kind: EntryKind::File, id, size: n })));
+                fx.remote.push((path.to_owned(), Some((etag, id, n))));
                 Ok(())
             }
             other => {
@@ -272,9 +275,15 @@ impl Round<'_> {
         }
     }
 
-    /// Writes the object into `tmp` and fsyncs it; `None` if it is gone or is not what
-    /// the listing promised (a teammate replaced it meanwhile).
-    fn download_to(&self, tmp: &Path, key: &str, want: ObjectId) -> Result<Option<u64>, SyncError> {
+    /// Writes the object into `tmp` and fsyncs it. Returns its size, its content id as
+    /// hashed from the bytes, and the ETag the read returned, or `None` if it is gone.
+    ///
+    /// Every fetch takes "the remote version, whatever it is" (the local precondition was
+    /// checked first), so bytes that differ from what the plan expected (a metadata hint
+    /// that lied, or an object replaced after a listing without snapshots) are still
+    /// right to keep; what is recorded is what was read, under the ETag that came with
+    /// it, never the plan's expectation.
+    fn download_to(&self, tmp: &Path, key: &str) -> Result<Option<(u64, ObjectId, String)>, SyncError> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -283,21 +292,18 @@ impl Round<'_> {
             .map_err(io_err(tmp))?;
         let mut h = ObjectHasher::new(ObjectKind::Blob);
         let mut n = 0u64;
-        {
+        let info = {
             let mut tee = Tee { file: &mut file, hasher: &mut h, n: &mut n };
             match self.remote.get(key, self.planned.view.version, &mut tee) {
-                Ok(_) => {}
+                Ok(info) => info,
                 Err(RemoteError::NotFound { .. } | RemoteError::PreconditionFailed { .. }) => {
                     return Ok(None);
                 }
                 Err(e) => return Err(e.into()),
             }
-        }
-        if h.finalize() != want {
-            return Ok(None);
-        }
+        };
         file.sync_all().map_err(io_err(tmp))?;
-        Ok(Some(n))
+        Ok(Some((n, h.finalize(), info.etag)))
     }
 
     /// A conflict, resolved as the options say: by default both versions are kept (the
@@ -353,11 +359,11 @@ impl Round<'_> {
             }
         }
         // The remote version takes the path locally (the teammate's edit is kept).
-        if let Some(r) = remote {
+        if remote.is_some() {
             if local.is_none() && !local_ok(&abs, Some(LocalCond::Absent))? {
                 fx.raced(path);
             } else {
-                self.fetch(i, path, r.id, fx)?;
+                self.fetch(i, path, fx)?;
             }
         }
         fx.summary.conflicts.push(report);
@@ -423,8 +429,8 @@ impl Round<'_> {
             fx.summary.deleted_local += 1;
             fx.local.push((path.to_owned(), None));
         }
-        if let Some(r) = remote {
-            self.fetch(i, path, r.id, fx)?;
+        if remote.is_some() {
+            self.fetch(i, path, fx)?;
         }
         fx.summary.resolved.push(path.to_owned());
         Ok(())

@@ -20,6 +20,9 @@ pub struct RemoteEntry {
     pub size: u64,
     /// BLAKE3 of the content.
     pub content: ObjectId,
+    /// Whether `content` is only bmsync's metadata on the object (a hint), not known from
+    /// the base or from hashing the bytes.
+    pub hinted: bool,
 }
 
 /// A key left out of the view, and why.
@@ -91,20 +94,40 @@ impl RemoteView {
                 .get(o.key.as_str())
                 .filter(|e| e.etag == o.etag && e.size == o.size)
                 .and_then(|e| e.content);
-            let content = if let Some(c) = known {
+            let (content, hinted) = if let Some(c) = known {
                 stats.from_base += 1;
-                c
+                (c, false)
             } else if let Some(c) = remote.head(&o.key, version)?.content {
                 // A hint from metadata; the bytes are hashed again when downloaded.
                 stats.from_metadata += 1;
-                c
+                (c, true)
             } else {
                 stats.downloaded += 1;
-                hash_remote(remote, &o.key, version)?
+                (hash_remote(remote, &o.key, version)?, false)
             };
-            objects.insert(o.key.clone(), RemoteEntry { key: o.key, etag: o.etag, size: o.size, content });
+            objects.insert(
+                o.key.clone(),
+                RemoteEntry { key: o.key, etag: o.etag, size: o.size, content, hinted },
+            );
         }
         Ok(Self { version, objects, skipped, stats })
+    }
+}
+
+impl RemoteView {
+    /// Hashes the object at `path` (as of the view) in place of its metadata hint.
+    /// Returns whether the hint was wrong.
+    pub fn verify_hint(&mut self, remote: &dyn Remote, path: &str) -> Result<bool, RemoteError> {
+        let Some(e) = self.objects.get_mut(path) else { return Ok(false) };
+        if !e.hinted {
+            return Ok(false);
+        }
+        let actual = hash_remote(remote, &e.key, self.version)?;
+        self.stats.downloaded += 1;
+        e.hinted = false;
+        let wrong = actual != e.content;
+        e.content = actual;
+        Ok(wrong)
     }
 }
 

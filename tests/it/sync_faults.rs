@@ -354,3 +354,43 @@ fn a_teammate_write_between_our_apply_and_our_snapshot_is_not_recorded_as_seen()
     assert_eq!(alice.read(&copy).as_deref(), Some("alice's v2\n"));
     assert_eq!(list_all(&remote.inner, None).expect("list").0.len(), 2);
 }
+
+#[test]
+fn a_stale_content_hint_never_hides_a_teammates_edit() {
+    let server = TigrisServer::start();
+    let ep = server.endpoint();
+    crate::remote_contract::create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "team", true);
+    let alice = Client::new("alice", "s3://team/vault", Some(&ep));
+    alice.write("a.md", "v1\n");
+    alice.write("b.md", "same\n");
+    alice.write("c.md", "c1\n");
+    alice.sync(0);
+    // Another tool replaces the objects but keeps bmsync's metadata, which now lies:
+    // a.md's and c.md's claim their old content, b.md's claims what alice is about to
+    // write. a.md and b.md keep their sizes, so only the content id tells them apart.
+    let raw =
+        S3Remote::connect("team", "vault", &crate::remote_contract::s3_opts(&ep, ACCESS_KEY, SECRET_KEY))
+            .expect("connect");
+    let put = |key: &str, bytes: &[u8], claimed: &[u8]| {
+        let etag = raw.head(key, None).expect("head").etag;
+        let cond = bmsync::remote::Condition::IfMatch(etag);
+        raw.put(key, bmsync::remote::Body::Bytes(bytes), bmsync::ObjectId::for_blob(claimed), &cond)
+            .expect("put");
+    };
+    put("a.md", b"v2\n", b"v1\n");
+    put("b.md", b"bob's bb!\n", b"alice's b\n");
+    put("c.md", b"teammate's c2\n", b"c1\n");
+    alice.write("b.md", "alice's b\n");
+    // Taken at face value, a.md would be "only the ETag changed" and b.md "both made the
+    // same edit", hiding the teammate's work until alice's next edit overwrote it. The
+    // bytes decide instead: a.md and c.md download, b.md is a conflict that keeps both.
+    let s = alice.sync(3);
+    assert_eq!(alice.read("a.md").as_deref(), Some("v2\n"), "{s}");
+    assert_eq!(alice.read("c.md").as_deref(), Some("teammate's c2\n"), "{s}");
+    assert_eq!(s["conflicts"][0]["path"], "b.md", "{s}");
+    assert_eq!(alice.read("b.md").as_deref(), Some("bob's bb!\n"));
+    let copy = s["conflicts"][0]["local_copy"].as_str().expect("copy");
+    assert_eq!(alice.read(copy).as_deref(), Some("alice's b\n"));
+    let s = alice.sync(0);
+    assert_eq!((s["uploaded"].as_u64(), s["downloaded"].as_u64()), (Some(0), Some(0)), "settled: {s}");
+}
