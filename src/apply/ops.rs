@@ -4,7 +4,7 @@
 //! round runs several at once.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Direction, OnConflict, PlantedBug, Round, SyncError, SyncSummary, conflict_name, io_err};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
@@ -79,15 +79,57 @@ impl Write for Tee<'_> {
     }
 }
 
-/// Moves a local file to the trash inside `.bmsync/`, keeping its path.
-fn trash(root: &Path, rel: &str) -> Result<(), SyncError> {
+/// A fresh place in the trash inside `.bmsync/` for the local file `rel`, keeping its
+/// path under a folder named by the time.
+fn trash_path(root: &Path, rel: &str) -> PathBuf {
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let dest = root.join(STATE_DIR).join(TRASH_DIR).join(stamp.to_string()).join(rel);
-    let parent = dest.parent().expect("trash paths have a parent");
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let src = root.join(rel);
-    std::fs::rename(&src, &dest).map_err(io_err(&src))
+    root.join(STATE_DIR).join(TRASH_DIR).join(stamp.to_string()).join(rel)
+}
+
+/// Puts the file `from` at `to` only if nothing is there (a hard link, then `from` is
+/// removed), so a file someone created at `to` a moment ago is never clobbered. `false`:
+/// something is at `to`, and `from` stays where it is.
+fn place_new(from: &Path, to: &Path) -> Result<bool, SyncError> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            std::fs::remove_file(from).map_err(io_err(from))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(_) => {
+            // No hard links on this file system: a checked rename is the best left.
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Ok(false);
+            }
+            std::fs::rename(from, to).map_err(io_err(from))?;
+            Ok(true)
+        }
+    }
+}
+
+/// Moves the local file `abs` to `aside` if it holds `expected`. The move comes first and
+/// the check after, on the moved file, so an edit that lands between a check and a move
+/// cannot be lost: if the file holds anything else, it is put back (never over a newer
+/// file; if one appeared, it stays at `aside`, in the trash). `false`: it did not hold
+/// `expected`, or is gone.
+fn take_aside(abs: &Path, aside: &Path, expected: ObjectId) -> Result<bool, SyncError> {
+    if let Some(parent) = aside.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    match std::fs::rename(abs, aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(abs)(e)),
+    }
+    if local_content(aside)? == Some(expected) {
+        return Ok(true);
+    }
+    place_new(aside, abs)?;
+    Ok(false)
 }
 
 /// Removes trash older than `keep`. Best effort: a folder that cannot be removed now is
@@ -122,36 +164,37 @@ impl Round<'_> {
                 if op.sides.remote.is_none() {
                     return Ok(());
                 }
-                if !local_ok(&abs, pre.local)? {
-                    fx.raced(path);
-                    return Ok(());
-                }
-                self.fetch(i, path, fx)?;
+                self.fetch(i, path, pre.local, fx)?;
             }
             Action::DeleteRemote => {
                 let Some(RemoteCond::IfMatch(etag)) = &pre.remote else { return Ok(()) };
                 self.delete_remote(path, etag, fx)?;
             }
             Action::DeleteLocal => {
-                if !local_ok(&abs, pre.local)? {
+                let Some(LocalCond::Content(expected)) = pre.local else { return Ok(()) };
+                if !take_aside(&abs, &trash_path(self.repo.root(), path), expected)? {
                     fx.raced(path);
                     return Ok(());
                 }
-                trash(self.repo.root(), path)?;
                 fx.summary.deleted_local += 1;
                 fx.local.push((path.to_owned(), None));
             }
             Action::MoveLocal => {
                 let (Some(from), Some(leaf)) = (&op.from, &op.sides.remote) else { return Ok(()) };
                 let src = self.repo.root().join(from);
-                if !local_ok(&src, pre.from_local)? || !local_ok(&abs, Some(LocalCond::Absent))? {
+                let Some(LocalCond::Content(expected)) = pre.from_local else { return Ok(()) };
+                // Through a temporary name: the source is checked after it moved, and
+                // the destination is never clobbered.
+                let aside = self.repo.root().join(super::journal::temp_path(path, i, self.started_ns));
+                if !take_aside(&src, &aside, expected)? {
                     fx.raced(path);
                     return Ok(());
                 }
-                if let Some(parent) = abs.parent() {
-                    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+                if !place_new(&aside, &abs)? {
+                    place_new(&aside, &src)?;
+                    fx.raced(path);
+                    return Ok(());
                 }
-                std::fs::rename(&src, &abs).map_err(io_err(&src))?;
                 fx.local.push((from.clone(), None));
                 fx.local.push((path.to_owned(), Some(leaf.clone())));
             }
@@ -248,17 +291,35 @@ impl Round<'_> {
 
     /// Downloads the object at `path` (as of the view) into the file atomically: a
     /// temporary file beside it, fsync, rename. A lost race is left for next round.
-    fn fetch(&self, i: usize, path: &str, fx: &mut Effects) -> Result<(), SyncError> {
+    ///
+    /// `local` is what the file must hold until it is replaced: checked before the
+    /// download, and again after it, on the old file moved aside (see [`take_aside`]), so
+    /// an edit made during the download is never overwritten.
+    fn fetch(
+        &self,
+        i: usize,
+        path: &str,
+        local: Option<LocalCond>,
+        fx: &mut Effects,
+    ) -> Result<(), SyncError> {
         let Some(obj) = self.planned.view.objects.get(path) else { return Ok(()) };
         let root = self.repo.root();
         let dest = root.join(path);
+        if !local_ok(&dest, local)? {
+            fx.raced(path);
+            return Ok(());
+        }
         let dir = dest.parent().unwrap_or(root);
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let tmp_path = root.join(super::journal::temp_path(path, i, self.started_ns));
         let result = self.download_to(&tmp_path, &obj.key);
         match result {
             Ok(Some((n, id, etag))) => {
-                std::fs::rename(&tmp_path, &dest).map_err(io_err(&dest))?;
+                if !self.replace(&tmp_path, &dest, path, local)? {
+                    let _ = std::fs::remove_file(&tmp_path);
+                    fx.raced(path);
+                    return Ok(());
+                }
                 fx.summary.downloaded += 1;
                 fx.summary.bytes_down += n;
                 fx.local.push((path.to_owned(), Some(Leaf { kind: EntryKind::File, id, size: n })));
@@ -272,6 +333,33 @@ impl Round<'_> {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Puts the downloaded `tmp` at `dest`, if `dest` still holds what `local` says.
+    fn replace(
+        &self,
+        tmp: &Path,
+        dest: &Path,
+        path: &str,
+        local: Option<LocalCond>,
+    ) -> Result<bool, SyncError> {
+        match local {
+            Some(LocalCond::Content(expected)) => {
+                let old = trash_path(self.repo.root(), path);
+                if !take_aside(dest, &old, expected)? {
+                    return Ok(false);
+                }
+                if !place_new(tmp, dest)? {
+                    // A new file appeared at the path meanwhile: it stays; the old version
+                    // stays in the trash.
+                    return Ok(false);
+                }
+                // The replaced version was the synced one: no need to keep it.
+                let _ = std::fs::remove_file(&old);
+                Ok(true)
+            }
+            Some(LocalCond::Absent) | None => place_new(tmp, dest),
         }
     }
 
@@ -338,33 +426,30 @@ impl Round<'_> {
         let path = op.path.as_str();
         let abs = root.join(path);
         if let Some(l) = local {
-            if local_content(&abs)? != Some(l.id) {
-                fx.raced(path);
-                return Ok(());
-            }
             if remote.is_some() {
                 // The local version moves aside, under a name that says `conflict`.
                 let copy = self.free_conflict_name(path)?;
                 let copy_abs = root.join(&copy);
-                std::fs::rename(&abs, &copy_abs).map_err(io_err(&abs))?;
+                if !take_aside(&abs, &copy_abs, l.id)? {
+                    fx.raced(path);
+                    return Ok(());
+                }
                 fx.local.push((path.to_owned(), None));
                 fx.local.push((copy.clone(), Some(l.clone())));
                 if !self.upload(&copy, l.id, &Condition::IfAbsent, fx)? {
                     fx.raced(&copy);
                 }
                 report.local_copy = Some(copy);
-            } else if !self.upload(path, l.id, &Condition::IfAbsent, fx)? {
+            } else if local_content(&abs)? != Some(l.id)
+                || !self.upload(path, l.id, &Condition::IfAbsent, fx)?
+            {
                 // Edited here, deleted there: the local edit is kept, and sent back.
                 fx.raced(path);
             }
         }
         // The remote version takes the path locally (the teammate's edit is kept).
         if remote.is_some() {
-            if local.is_none() && !local_ok(&abs, Some(LocalCond::Absent))? {
-                fx.raced(path);
-            } else {
-                self.fetch(i, path, fx)?;
-            }
+            self.fetch(i, path, Some(LocalCond::Absent), fx)?;
         }
         fx.summary.conflicts.push(report);
         Ok(())
@@ -421,16 +506,15 @@ impl Round<'_> {
         }
         let abs = self.repo.root().join(path);
         if let Some(l) = local {
-            if local_content(&abs)? != Some(l.id) {
+            if !take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
                 fx.raced(path);
                 return Ok(());
             }
-            trash(self.repo.root(), path)?;
             fx.summary.deleted_local += 1;
             fx.local.push((path.to_owned(), None));
         }
         if remote.is_some() {
-            self.fetch(i, path, fx)?;
+            self.fetch(i, path, Some(LocalCond::Absent), fx)?;
         }
         fx.summary.resolved.push(path.to_owned());
         Ok(())
@@ -478,5 +562,26 @@ mod tests {
         assert!(!old.exists(), "older than the limit: pruned");
         assert!(recent.join("notes/a.md").exists(), "recent: kept");
         assert!(foreign.exists(), "not ours to judge: kept");
+    }
+
+    #[test]
+    fn placing_never_clobbers_and_taking_aside_checks_after_the_move() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = |n: &str| d.path().join(n);
+        std::fs::write(p("new"), "ours").expect("write");
+        std::fs::write(p("dest"), "someone's").expect("write");
+        assert!(!place_new(&p("new"), &p("dest")).expect("place"), "an existing file is never replaced");
+        assert_eq!(std::fs::read_to_string(p("dest")).expect("read"), "someone's");
+        assert!(place_new(&p("new"), &p("sub/fresh")).expect("place"));
+        assert!(!p("new").exists());
+        assert_eq!(std::fs::read_to_string(p("sub/fresh")).expect("read"), "ours");
+
+        let expected = ObjectId::for_blob(b"someone's");
+        assert!(take_aside(&p("dest"), &p("aside/dest"), expected).expect("aside"));
+        assert!(!p("dest").exists() && p("aside/dest").exists());
+        std::fs::write(p("edited"), "edited meanwhile").expect("write");
+        assert!(!take_aside(&p("edited"), &p("aside/edited"), expected).expect("aside"));
+        assert_eq!(std::fs::read_to_string(p("edited")).expect("read"), "edited meanwhile", "put back");
+        assert!(!take_aside(&p("missing"), &p("aside/missing"), expected).expect("aside"));
     }
 }

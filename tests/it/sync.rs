@@ -255,10 +255,12 @@ type Hook<R> = Box<dyn Fn(&R) + Send + Sync>;
 
 /// Fault injection around a real remote: a hook runs once, just before the first put of
 /// a key (a teammate's racing write, a file changing under its upload, an outage...), or
-/// just before the n-th snapshot (a teammate writing between our apply and our snapshot).
+/// just before the first get of a key (an edit during a download), or just before the
+/// n-th snapshot (a teammate writing between our apply and our snapshot).
 pub(crate) struct Hooked<R: Remote> {
     pub(crate) inner: R,
     put: Option<(String, Hook<R>)>,
+    get: Option<(String, Hook<R>)>,
     snapshot: Option<(usize, Hook<R>)>,
     snapshots: std::sync::atomic::AtomicUsize,
     fired: std::sync::atomic::AtomicBool,
@@ -270,6 +272,11 @@ impl<R: Remote> Hooked<R> {
         Self { put: Some((key.to_owned(), Box::new(hook))), ..Self::plain(inner) }
     }
 
+    /// Runs `hook` once, before the first get of `key` (a download under way).
+    pub(crate) fn before_first_get(inner: R, key: &str, hook: impl Fn(&R) + Send + Sync + 'static) -> Self {
+        Self { get: Some((key.to_owned(), Box::new(hook))), ..Self::plain(inner) }
+    }
+
     /// Runs `hook` once, before the `n`-th snapshot (counting from 1).
     pub(crate) fn before_snapshot(inner: R, n: usize, hook: impl Fn(&R) + Send + Sync + 'static) -> Self {
         Self { snapshot: Some((n, Box::new(hook))), ..Self::plain(inner) }
@@ -279,6 +286,7 @@ impl<R: Remote> Hooked<R> {
         Self {
             inner,
             put: None,
+            get: None,
             snapshot: None,
             snapshots: std::sync::atomic::AtomicUsize::new(0),
             fired: std::sync::atomic::AtomicBool::new(false),
@@ -323,6 +331,11 @@ impl<R: Remote> Remote for Hooked<R> {
         at: Option<u64>,
         out: &mut dyn std::io::Write,
     ) -> Result<bmsync::remote::ObjectInfo, bmsync::remote::RemoteError> {
+        if let Some((k, hook)) = &self.get
+            && k == key
+        {
+            self.fire(hook);
+        }
         self.inner.get(key, at, out)
     }
     fn put(

@@ -394,3 +394,38 @@ fn a_stale_content_hint_never_hides_a_teammates_edit() {
     let s = alice.sync(0);
     assert_eq!((s["uploaded"].as_u64(), s["downloaded"].as_u64()), (Some(0), Some(0)), "settled: {s}");
 }
+
+#[test]
+fn an_edit_made_while_its_file_downloads_is_never_overwritten() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let alice = Client::new("alice", &url, None);
+    let bob = Client::new("bob", &url, None);
+    alice.write("a.md", "v1\n");
+    alice.write("gone.md", "v1\n");
+    alice.sync(0);
+    bob.sync(0);
+    alice.write("a.md", "alice's v2\n");
+    std::fs::remove_file(alice.path("gone.md")).expect("rm");
+    alice.sync(0);
+    // Bob's sync downloads a.md and deletes gone.md; bob edits both while a.md's bytes
+    // are on their way (after the sync checked them).
+    let (a, gone) = (bob.path("a.md"), bob.path("gone.md"));
+    let remote =
+        Hooked::before_first_get(FileRemote::open(bucket.path()).expect("open"), "a.md", move |_| {
+            std::fs::write(&a, "bob's edit during the download\n").expect("edit");
+            std::fs::write(&gone, "bob's edit of a deleted note\n").expect("edit");
+        });
+    let repo = Repo::open(bob.dir.path()).expect("open");
+    let opts = SyncOptions { jobs: Some(1), ..SyncOptions::default() };
+    let s = bmsync::apply::sync(&repo, &remote, &opts).expect("sync");
+    assert!(remote.fired());
+    // Nothing of bob's was overwritten or deleted: the next round saw both edits as his,
+    // and kept both versions of a.md.
+    let copy = s.conflicts.iter().find(|c| c.path == "a.md").and_then(|c| c.local_copy.clone());
+    let copy = copy.unwrap_or_else(|| panic!("a.md is a conflict: {s:?}"));
+    assert_eq!(bob.read(&copy).as_deref(), Some("bob's edit during the download\n"));
+    assert_eq!(bob.read("a.md").as_deref(), Some("alice's v2\n"));
+    assert_eq!(bob.read("gone.md").as_deref(), Some("bob's edit of a deleted note\n"), "{s:?}");
+    assert!(temp_files(bob.dir.path()).is_empty());
+}
