@@ -373,38 +373,6 @@ impl<R: Remote> Remote for Hooked<R> {
 }
 
 #[test]
-fn a_teammate_write_racing_our_apply_is_never_lost() {
-    let bucket = tempfile::tempdir().expect("tmp");
-    let url = format!("file://{}", bucket.path().display());
-    let alice = Client::new("alice", &url, None);
-    alice.write("shared.md", "v1\n");
-    alice.sync(0);
-    alice.write("shared.md", "alice's edit\n");
-    // A teammate writes shared.md directly, between our plan and our upload.
-    let racing =
-        Hooked::before_first_put(FileRemote::open(bucket.path()).expect("open"), "shared.md", |inner| {
-            let etag = inner.head("shared.md", None).expect("teammate reads").etag;
-            let theirs = b"teammate's racing edit\n";
-            let cond = bmsync::remote::Condition::IfMatch(etag);
-            let body = bmsync::remote::Body::Bytes(theirs);
-            inner.put("shared.md", body, bmsync::ObjectId::for_blob(theirs), &cond).expect("teammate writes");
-        });
-    let repo = bmsync::Repo::open(alice.dir.path()).expect("open repo");
-    let summary = bmsync::apply::sync(&repo, &racing, &bmsync::apply::SyncOptions::default()).expect("sync");
-    assert!(racing.fired(), "the race happened");
-    // The upload lost its If-Match; the next round saw both edits and kept both.
-    assert_eq!(summary.conflicts.len(), 1, "{summary:?}");
-    let copy = summary.conflicts[0].local_copy.clone().expect("alice's version kept aside");
-    assert_eq!(alice.read("shared.md").as_deref(), Some("teammate's racing edit\n"));
-    assert_eq!(alice.read(&copy).as_deref(), Some("alice's edit\n"));
-    let keys = bucket_keys(&racing.inner);
-    assert!(keys.contains(&copy) && keys.contains(&"shared.md".to_owned()), "{keys:?}");
-    let mut theirs = Vec::new();
-    racing.inner.get("shared.md", None, &mut theirs).expect("get");
-    assert_eq!(theirs, b"teammate's racing edit\n", "the teammate's write is not overwritten");
-}
-
-#[test]
 fn a_file_appended_during_its_upload_is_never_recorded_with_the_wrong_content() {
     let server = TigrisServer::start();
     let ep = server.endpoint();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bmsync::remote::{FileRemote, Remote, S3Remote};
 
-use crate::sync::{Client, bucket_keys};
+use crate::sync::{Client, Hooked, bucket_keys};
 use crate::tigris_server::{ACCESS_KEY, SECRET_KEY, TigrisServer};
 
 /// A bucket to sync with, and a handle to inspect it.
@@ -15,8 +15,15 @@ pub(crate) struct Backend {
     pub(crate) url: String,
     pub(crate) endpoint: Option<String>,
     pub(crate) inspect: Box<dyn Remote>,
+    /// How to open another handle on the bucket: a folder, or a bucket and options.
+    open: Opener,
     _dir: Option<tempfile::TempDir>,
     _server: Option<TigrisServer>,
+}
+
+enum Opener {
+    File(std::path::PathBuf),
+    S3(String, bmsync::remote::S3Options),
 }
 
 /// The moto endpoint `scripts/test-all` started, or `None` (loudly; an error under CI).
@@ -41,6 +48,7 @@ pub(crate) fn backends(test: &str) -> Vec<Backend> {
         url: format!("file://{}", dir.path().display()),
         endpoint: None,
         inspect: Box::new(FileRemote::open(dir.path()).expect("open")),
+        open: Opener::File(dir.path().to_owned()),
         _dir: Some(dir),
         _server: None,
     }];
@@ -53,6 +61,7 @@ pub(crate) fn backends(test: &str) -> Vec<Backend> {
         url: "s3://team/vault".to_owned(),
         endpoint: Some(ep),
         inspect: Box::new(S3Remote::connect("team", "vault", &opts).expect("connect")),
+        open: Opener::S3("team".to_owned(), opts),
         _dir: None,
         _server: Some(server),
     });
@@ -65,6 +74,7 @@ pub(crate) fn backends(test: &str) -> Vec<Backend> {
             url: format!("s3://{bucket}/vault"),
             endpoint: Some(ep),
             inspect: Box::new(S3Remote::connect(&bucket, "vault", &opts).expect("connect")),
+            open: Opener::S3(bucket.clone(), opts),
             _dir: None,
             _server: None,
         });
@@ -82,6 +92,22 @@ impl Backend {
         self.inspect.get(key, None, &mut out).ok()?;
         Some(String::from_utf8(out).expect("test content is UTF-8"))
     }
+}
+
+/// Runs `check` with a fresh handle on the backend's bucket, of its concrete type.
+macro_rules! with_remote {
+    ($b:expr, |$r:ident| $check:expr) => {
+        match &$b.open {
+            Opener::File(dir) => {
+                let $r = FileRemote::open(dir).expect("open");
+                $check
+            }
+            Opener::S3(bucket, opts) => {
+                let $r = S3Remote::connect(bucket, "vault", opts).expect("connect");
+                $check
+            }
+        }
+    };
 }
 
 /// Every synced file of a client with its content.
@@ -411,4 +437,38 @@ fn the_sync_scenarios_pass_against_moto() {
     let inspect = S3Remote::connect(&bucket, "vault", &crate::remote_contract::s3_opts(&ep, "test", "test"))
         .expect("connect");
     crate::sync::scenarios(&format!("s3://{bucket}/vault"), Some(&ep), &inspect);
+}
+
+#[test]
+fn a_teammate_write_racing_our_apply_is_never_lost() {
+    for b in backends("race") {
+        with_remote!(b, |inner| teammate_races(&b, inner));
+    }
+}
+
+fn teammate_races<R: Remote + 'static>(b: &Backend, inner: R) {
+    let n = b.name;
+    let alice = b.client("alice");
+    alice.write("shared.md", "v1\n");
+    alice.sync(0);
+    alice.write("shared.md", "alice's edit\n");
+    // A teammate writes shared.md directly, between our plan and our upload.
+    let racing = Hooked::before_first_put(inner, "shared.md", |inner| {
+        let etag = inner.head("shared.md", None).expect("teammate reads").etag;
+        let theirs = b"teammate's racing edit\n";
+        let cond = bmsync::remote::Condition::IfMatch(etag);
+        let body = bmsync::remote::Body::Bytes(theirs);
+        inner.put("shared.md", body, bmsync::ObjectId::for_blob(theirs), &cond).expect("teammate writes");
+    });
+    let repo = bmsync::Repo::open(alice.dir.path()).expect("open repo");
+    let summary = bmsync::apply::sync(&repo, &racing, &bmsync::apply::SyncOptions::default()).expect("sync");
+    assert!(racing.fired(), "{n}: the race happened");
+    // The upload lost its If-Match; the next round saw both edits and kept both.
+    assert_eq!(summary.conflicts.len(), 1, "{n}: {summary:?}");
+    let copy = summary.conflicts[0].local_copy.clone().expect("alice's version kept aside");
+    assert_eq!(alice.read("shared.md").as_deref(), Some("teammate's racing edit\n"), "{n}");
+    assert_eq!(alice.read(&copy).as_deref(), Some("alice's edit\n"), "{n}");
+    let keys = bucket_keys(&racing.inner);
+    assert!(keys.contains(&copy) && keys.contains(&"shared.md".to_owned()), "{n}: {keys:?}");
+    assert_eq!(b.content("shared.md").as_deref(), Some("teammate's racing edit\n"), "{n}: not overwritten");
 }
