@@ -16,6 +16,7 @@ use bmsync::apply::{SyncError, SyncOptions};
 use bmsync::remote::{FileRemote, Remote, RemoteError, S3Options, S3Remote, list_all};
 
 use crate::sync::{Client, Hooked, bucket_keys};
+use crate::sync_table::walk;
 use crate::tigris_server::{ACCESS_KEY, SECRET_KEY, TigrisServer};
 
 const FILES: usize = 2_000;
@@ -51,45 +52,17 @@ fn kill_midway(c: &Client, at: usize, progress: impl Fn() -> usize) -> Option<us
 
 /// Files under `dir` whose name says they are a sync's temporary file.
 fn temp_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.file_name().is_some_and(|n| n == ".bmsync") {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(bmsync::apply::TEMP_PREFIX))
-            {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
+    walk(dir, true)
+        .into_iter()
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(bmsync::apply::TEMP_PREFIX))
+        })
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 fn count_files(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.file_name().is_some_and(|n| n == ".bmsync") {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                n += 1;
-            }
-        }
-    }
-    n
+    walk(dir, true).len()
 }
 
 #[test]

@@ -393,7 +393,7 @@ fn push_and_pull_move_one_way_and_delete_only_when_told() {
         let o = alice.run(&["--json", "pull", "--on-conflict", "keep-remote"]);
         assert_eq!(o.status.code(), Some(0), "{n}: {}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(alice.read("x.md").as_deref(), Some("bob's x again\n"), "{n}");
-        let trashed = walk(&alice.path(".bmsync/trash"));
+        let trashed = walk(&alice.path(".bmsync/trash"), false);
         assert!(
             trashed.iter().any(|p| std::fs::read_to_string(p).ok().as_deref() == Some("alice's x again\n")),
             "{n}: alice's losing version is recoverable from the trash"
@@ -416,13 +416,16 @@ fn push_and_pull_move_one_way_and_delete_only_when_told() {
     }
 }
 
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// Every file under `dir` (without `.bmsync/` when `skip_state`).
+pub(crate) fn walk(dir: &std::path::Path, skip_state: bool) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
+            if skip_state && p.file_name().is_some_and(|n| n == ".bmsync") {
+                continue;
+            }
             if p.is_dir() { stack.push(p) } else { out.push(p) }
         }
     }
