@@ -8,8 +8,12 @@ mod simlib;
 use bmsync::apply::PlantedBug;
 use simlib::{Backend, Config, Failure, run_seeds};
 
-/// Seeds every CI run checks.
+/// Seeds every CI run checks (`BMSYNC_SIM_CI_SEEDS` overrides).
 const CI_SEEDS: u64 = 2000;
+
+fn ci_seeds() -> u64 {
+    std::env::var("BMSYNC_SIM_CI_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(CI_SEEDS)
+}
 /// Every how many seeds a run is repeated to compare traces (invariant 8).
 const DETERMINISM_EVERY: u64 = 10;
 /// Re-runs allowed to shrink a failing history.
@@ -26,9 +30,10 @@ fn report(failures: &[Failure]) -> String {
 #[test]
 fn simulation_ci_seeds() {
     let start = std::time::Instant::now();
+    let n = ci_seeds();
     let failures =
-        run_seeds(0, CI_SEEDS, threads(), false, &|s| Config::new(s, None), DETERMINISM_EVERY, SHRINK_BUDGET);
-    eprintln!("simulated {CI_SEEDS} seeds in {:.1?}", start.elapsed());
+        run_seeds(0, n, threads(), false, &|s| Config::new(s, None), DETERMINISM_EVERY, SHRINK_BUDGET);
+    eprintln!("simulated {n} seeds in {:.1?}", start.elapsed());
     assert!(failures.is_empty(), "{} failing seeds; first ones:\n{}", failures.len(), report(&failures));
 }
 

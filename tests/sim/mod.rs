@@ -40,13 +40,18 @@ pub struct Config {
     pub planted: Option<PlantedBug>,
     /// The bucket.
     pub backend: Backend,
+    /// Works around a real engine bug (SIMULATION.md, "Known engine bugs"): conflict
+    /// copies are named to the second, so a second conflict on a path within the same
+    /// second overwrites the first copy. With this on, a client that has a conflict
+    /// copy under its id gets a new id before it syncs again.
+    pub dodge_conflict_name_clash: bool,
 }
 
 impl Config {
     /// The CI configuration of a seed: 2 to 5 clients (from the seed unless given).
     pub fn new(seed: u64, clients: Option<usize>) -> Self {
         let clients = clients.unwrap_or(2 + usize::try_from(seed % 4).expect("small"));
-        Self { seed, clients, steps: 40, planted: None, backend: Backend::Mem }
+        Self { seed, clients, steps: 40, planted: None, backend: Backend::Mem, dodge_conflict_name_clash: true }
     }
 
     /// The command that replays this run (`keep`: the shrunk history's step indices).
@@ -60,6 +65,9 @@ impl Config {
         }
         if self.backend == Backend::File {
             cmd.push_str(" BMSYNC_SIM_BACKEND=file");
+        }
+        if !self.dodge_conflict_name_clash {
+            cmd.push_str(" BMSYNC_SIM_DODGE=0");
         }
         if let Some(k) = keep {
             let k: Vec<String> = k.iter().map(ToString::to_string).collect();
@@ -237,13 +245,13 @@ pub fn run(cfg: &Config, history: &[Step], keep: Option<&[usize]>) -> Outcome {
     let result = std::panic::catch_unwind(|| {
         let mut w = World::new(cfg);
         for (i, s) in history.iter().enumerate() {
+            if w.violation().is_some() {
+                break;
+            }
             if keep.is_some_and(|k| !k.contains(&i)) {
                 continue;
             }
             w.step(i, s);
-            if w.violation().is_some() {
-                break;
-            }
         }
         if w.violation().is_none() {
             w.finish();
@@ -390,11 +398,18 @@ pub fn from_env() -> Option<(Config, Option<Vec<usize>>)> {
     if let Some(p) = var("BMSYNC_SIM_PLANTED") {
         cfg.planted = Some(planted_by_name(&p).expect("a planted bug's name"));
     }
+    if var("BMSYNC_SIM_DODGE").as_deref() == Some("0") {
+        cfg.dodge_conflict_name_clash = false;
+    }
     if var("BMSYNC_SIM_BACKEND").as_deref() == Some("file") {
         cfg.backend = Backend::File;
     }
-    let keep = var("BMSYNC_SIM_KEEP").map(|k| {
-        k.split(',').map(|i| i.trim().parse().expect("BMSYNC_SIM_KEEP lists step numbers")).collect()
+    // Present but empty keeps no step at all.
+    let keep = std::env::var("BMSYNC_SIM_KEEP").ok().map(|k| {
+        k.split(',')
+            .filter(|i| !i.trim().is_empty())
+            .map(|i| i.trim().parse().expect("BMSYNC_SIM_KEEP lists step numbers"))
+            .collect()
     });
     Some((cfg, keep))
 }

@@ -364,6 +364,8 @@ impl Shared {
 struct Client {
     name: String,
     generation: u32,
+    /// Ids taken to dodge the conflict-name clash.
+    aliases: u32,
     root: PathBuf,
     repo: Option<Repo>,
     remote: FaultRemote,
@@ -458,7 +460,7 @@ impl World {
                 let opts = InitOptions { client_id: Some(name.clone()), ..InitOptions::default() };
                 let repo = Repo::init(&root, &opts).expect("init a client");
                 let remote = FaultRemote::new(bucket.clone(), i, root.clone(), shared.clone());
-                Client { name, generation: 0, root, repo: Some(repo), remote }
+                Client { name, generation: 0, aliases: 0, root, repo: Some(repo), remote }
             })
             .collect();
         let opts = SyncOptions { max_delete: Some(usize::MAX), allow_empty_remote: false, planted: cfg.planted };
@@ -566,6 +568,7 @@ impl World {
         cl.repo = None;
         std::fs::remove_dir_all(cl.root.join(".bmsync")).expect("remove .bmsync");
         cl.generation += 1;
+        cl.aliases = 0;
         cl.name = format!("c{c}g{}", cl.generation);
         let opts = InitOptions { client_id: Some(cl.name.clone()), ..InitOptions::default() };
         cl.repo = Some(Repo::init(&cl.root, &opts).expect("re-init a client"));
@@ -578,14 +581,36 @@ impl World {
         s.trace_line(format!("s{index} c{c} loses its state and re-initialises as {}", self.clients[c].name));
     }
 
+    /// Gives client `c` a new id if a conflict copy already bears its current one.
+    fn dodge(&mut self, c: usize, before: &BTreeMap<String, Vec<u8>>) {
+        let cl = &self.clients[c];
+        let mark = format!(".conflict-{}-", cl.name);
+        let (bucket, _) = list_all(&*self.bucket, None).expect("list the bucket");
+        if !before.keys().chain(bucket.iter().map(|o| &o.key)).any(|k| k.contains(&mark)) {
+            return;
+        }
+        let cl = &mut self.clients[c];
+        cl.aliases += 1;
+        let base = if cl.generation == 0 { format!("c{c}") } else { format!("c{c}g{}", cl.generation) };
+        cl.name = format!("{base}a{}", cl.aliases);
+        let repo = cl.repo.take().expect("the client is open");
+        repo.store().set_meta(bmsync::repo::META_CLIENT_ID, cl.name.as_bytes()).expect("set the client id");
+        drop(repo);
+        cl.repo = Some(Repo::open(&cl.root).expect("reopen the client"));
+    }
+
     fn sync(&mut self, c: usize, faults: &Faults, sel: u64) -> Ended {
         let before = folder(&self.clients[c].root);
+        if self.cfg.dodge_conflict_name_clash {
+            self.dodge(c, &before);
+        }
         let base_before = read_base(self.clients[c].repo.as_ref().expect("the client is open")).0;
         self.lock().touched.clear();
+        let opts = self.opts.clone();
         let cl = &mut self.clients[c];
         cl.remote.arm(faults.clone(), StdRng::seed_from_u64(sel));
         let repo = cl.repo.as_ref().expect("the client is open");
-        let r = catch_unwind(AssertUnwindSafe(|| sync(repo, &cl.remote, &self.opts)));
+        let r = catch_unwind(AssertUnwindSafe(|| sync(repo, &cl.remote, &opts)));
         cl.remote.disarm();
         let ended = match r {
             Ok(Ok(s)) => Ended::Ok(s),
