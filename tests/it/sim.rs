@@ -15,7 +15,7 @@ fn ci_seeds() -> u64 {
     std::env::var("BMSYNC_SIM_CI_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(CI_SEEDS)
 }
 /// Every how many seeds a run is repeated to compare traces (invariant 8).
-const DETERMINISM_EVERY: u64 = 10;
+const DETERMINISM_EVERY: u64 = 20;
 /// Re-runs allowed to shrink a failing history.
 const SHRINK_BUDGET: usize = 300;
 
@@ -85,4 +85,21 @@ fn planted_record_base_early_is_caught() {
 fn planted_empty_listing_as_deletions_is_caught() {
     let f = caught(PlantedBug::EmptyListingAsDeletions);
     assert_eq!(f.violation.invariant, 1, "a lost update: {}", f.violation.what);
+}
+
+/// REAL ENGINE BUG, kept failing on purpose (see SIMULATION.md, "Known engine bugs"):
+/// conflict copies are named to the second (`NAME.conflict-CLIENT-YYYYMMDDTHHMMSS.md`),
+/// so a second conflict on the same path by the same client within one second renames
+/// the local version over the first copy. Its `If-None-Match` upload then loses, and the
+/// next round uploads it over the first copy with `If-Match`: the first conflict's local
+/// version is gone from every folder and from the bucket (invariant 1). This is seed 184's
+/// shrunk history with the simulator's workaround off; it fails while the bug is there
+/// (unless the two syncs straddle a second boundary, which the trace makes unlikely).
+#[test]
+#[ignore = "real engine bug: conflict-copy names clash within one second and lose a version"]
+fn conflict_copy_name_clash_loses_a_version() {
+    let cfg = Config { dodge_conflict_name_clash: false, ..Config::new(184, Some(2)) };
+    let history = simlib::generate(&cfg);
+    let o = simlib::run(&cfg, &history, Some(&[1, 2, 3, 6, 7, 12, 13, 16, 17, 21, 23, 24, 28]));
+    assert!(o.violation.is_none(), "{}", o.trace.join("\n"));
 }

@@ -229,6 +229,10 @@ pub struct Outcome {
 fn quiet_crashes() {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
+        // The scan walks folders on rayon's global pool. The sim's folders are tiny, and
+        // on a shared 2-core machine idle workers spinning cost more than they save;
+        // seeds run side by side instead. (Fails harmlessly if the pool already exists.)
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(1).build_global();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if !info.payload().is::<SimCrash>() {
@@ -242,6 +246,7 @@ fn quiet_crashes() {
 /// quiescent phase, stopping at the first violation.
 pub fn run(cfg: &Config, history: &[Step], keep: Option<&[usize]>) -> Outcome {
     quiet_crashes();
+
     let result = std::panic::catch_unwind(|| {
         let mut w = World::new(cfg);
         for (i, s) in history.iter().enumerate() {

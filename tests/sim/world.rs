@@ -443,7 +443,7 @@ fn temp_root() -> tempfile::TempDir {
 }
 
 impl World {
-    /// Sets up the clients and the bucket, and syncs everyone once on a pinned note.
+    /// Sets up the clients and the bucket, with a pinned note client 0 uploads.
     pub fn new(cfg: &Config) -> Self {
         let tmp = temp_root();
         let ignore = IgnoreRules::load(tmp.path(), &[]).expect("the built-in ignore rules load");
@@ -463,14 +463,14 @@ impl World {
                 Client { name, generation: 0, aliases: 0, root, repo: Some(repo), remote }
             })
             .collect();
+        // Every deletion a user makes is meant: the mass-delete guard would only refuse them.
         let opts = SyncOptions { max_delete: Some(usize::MAX), allow_empty_remote: false, planted: cfg.planted };
         let mut w = Self { cfg: cfg.clone(), shared, bucket, clients, opts, _tmp: tmp };
         let keep = w.lock().fresh("setup", None);
         write_file(&w.clients[0].root, KEEP, &keep);
         w.lock().trace_line(format!("setup: {} clients, {:?} bucket", cfg.clients, cfg.backend));
-        for c in 0..w.clients.len() {
-            w.sync(c, &Faults::default(), 0);
-        }
+        // The others join on their first sync, in union mode.
+        w.sync(0, &Faults::default(), 0);
         w
     }
 
