@@ -101,5 +101,5 @@ fn conflict_copy_name_clash_loses_a_version() {
     let cfg = Config { dodge_conflict_name_clash: false, ..Config::new(184, Some(2)) };
     let history = simlib::generate(&cfg);
     let o = simlib::run(&cfg, &history, Some(&[1, 2, 3, 6, 7, 12, 13, 16, 17, 21, 23, 24, 28]));
-    assert!(o.violation.is_none(), "{}", o.trace.join("\n"));
+    assert!(o.violation.is_none(), "{}\n{:?}", o.trace.join("\n"), o.violation);
 }

@@ -51,7 +51,14 @@ impl Config {
     /// The CI configuration of a seed: 2 to 5 clients (from the seed unless given).
     pub fn new(seed: u64, clients: Option<usize>) -> Self {
         let clients = clients.unwrap_or(2 + usize::try_from(seed % 4).expect("small"));
-        Self { seed, clients, steps: 40, planted: None, backend: Backend::Mem, dodge_conflict_name_clash: true }
+        Self {
+            seed,
+            clients,
+            steps: 32,
+            planted: None,
+            backend: Backend::Mem,
+            dodge_conflict_name_clash: true,
+        }
     }
 
     /// The command that replays this run (`keep`: the shrunk history's step indices).
@@ -269,7 +276,10 @@ pub fn run(cfg: &Config, history: &[Step], keep: Option<&[usize]>) -> Outcome {
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_else(|| "a panic".to_owned());
-        Outcome { trace: Vec::new(), violation: Some(Violation { invariant: 0, what: format!("panic: {what}") }) }
+        Outcome {
+            trace: Vec::new(),
+            violation: Some(Violation { invariant: 0, what: format!("panic: {what}") }),
+        }
     })
 }
 
@@ -308,7 +318,8 @@ pub fn shrink(cfg: &Config, history: &[Step], violation: &Violation, budget: usi
     loop {
         let mut i = 0;
         while i < keep.len() && runs < budget {
-            let trial: Vec<usize> = keep.iter().enumerate().filter(|(j, _)| *j < i || *j >= i + chunk).map(|(_, s)| *s).collect();
+            let trial: Vec<usize> =
+                keep.iter().enumerate().filter(|(j, _)| *j < i || *j >= i + chunk).map(|(_, s)| *s).collect();
             runs += 1;
             let o = run(cfg, history, Some(&trial));
             if o.violation.as_ref().is_some_and(|v| v.invariant == violation.invariant) {
@@ -334,14 +345,28 @@ pub fn check(cfg: &Config, determinism: bool, shrink_budget: usize) -> Result<Ou
     if o.violation.is_none() && determinism {
         let again = run(cfg, &history, None);
         if again.trace != o.trace {
-            let at = o.trace.iter().zip(&again.trace).position(|(a, b)| a != b).unwrap_or(o.trace.len().min(again.trace.len()));
+            let at = o
+                .trace
+                .iter()
+                .zip(&again.trace)
+                .position(|(a, b)| a != b)
+                .unwrap_or(o.trace.len().min(again.trace.len()));
             let line = |t: &[String]| t.get(at).cloned().unwrap_or_else(|| "(end)".to_owned());
             o.violation = Some(Violation {
                 invariant: 8,
-                what: format!("two runs differ at trace line {at}: {:?} vs {:?}", line(&o.trace), line(&again.trace)),
+                what: format!(
+                    "two runs differ at trace line {at}: {:?} vs {:?}",
+                    line(&o.trace),
+                    line(&again.trace)
+                ),
             });
             let keep = (0..history.len()).collect();
-            return Err(Box::new(Failure { cfg: cfg.clone(), violation: o.violation.clone().expect("set above"), keep, trace: o.trace }));
+            return Err(Box::new(Failure {
+                cfg: cfg.clone(),
+                violation: o.violation.clone().expect("set above"),
+                keep,
+                trace: o.trace,
+            }));
         }
     }
     match o.violation.clone() {
@@ -377,7 +402,7 @@ pub fn run_seeds(
                         break;
                     }
                     let cfg = make(seed);
-                    let det = determinism_every > 0 && seed % determinism_every == 0;
+                    let det = determinism_every > 0 && seed.is_multiple_of(determinism_every);
                     if let Err(f) = check(&cfg, det, shrink_budget) {
                         failed.store(true, Ordering::SeqCst);
                         failures.lock().expect("unpoisoned").push(*f);

@@ -24,10 +24,13 @@ pub struct MemRemote {
 #[derive(Default)]
 struct MemState {
     clock: u64,
-    /// Every version of every key, oldest first; `None` is a deletion.
-    keys: BTreeMap<String, Vec<(u64, Option<Arc<Obj>>)>>,
+    /// Every version of every key, oldest first.
+    keys: BTreeMap<String, History>,
     snapshots: Vec<SnapshotInfo>,
 }
+
+/// A key's versions: (clock, object), `None` for a deletion.
+type History = Vec<(u64, Option<Arc<Obj>>)>;
 
 struct Obj {
     etag: String,
@@ -70,7 +73,9 @@ impl MemRemote {
 pub fn body_bytes(body: Body<'_>) -> Result<Vec<u8>, RemoteError> {
     match body {
         Body::Bytes(b) => Ok(b.to_vec()),
-        Body::File(p) => std::fs::read(p).map_err(|e| RemoteError::Other { op: "put", detail: e.to_string() }),
+        Body::File(p) => {
+            std::fs::read(p).map_err(|e| RemoteError::Other { op: "put", detail: e.to_string() })
+        }
     }
 }
 
@@ -115,7 +120,10 @@ impl Remote for MemRemote {
     ) -> Result<Written, RemoteError> {
         let data = body_bytes(body)?;
         if ObjectId::for_blob(&data) != content {
-            return Err(RemoteError::Other { op: "put", detail: format!("{key}: content changed while read") });
+            return Err(RemoteError::Other {
+                op: "put",
+                detail: format!("{key}: content changed while read"),
+            });
         }
         let mut s = self.lock();
         let ok = match (cond, s.at(key, None)) {
@@ -137,7 +145,9 @@ impl Remote for MemRemote {
         let mut s = self.lock();
         match s.at(key, None) {
             None => return Err(RemoteError::NotFound { key: key.to_owned() }),
-            Some(o) if o.etag != if_match => return Err(RemoteError::PreconditionFailed { key: key.to_owned() }),
+            Some(o) if o.etag != if_match => {
+                return Err(RemoteError::PreconditionFailed { key: key.to_owned() });
+            }
             Some(_) => {}
         }
         let v = s.tick();
@@ -218,6 +228,7 @@ struct Armed {
 
 /// What the wrapper must do around one call.
 #[derive(Default)]
+#[allow(clippy::struct_excessive_bools, reason = "one flag per hook, decided together under one lock")]
 struct Pre {
     n: u32,
     teammate: bool,
@@ -316,7 +327,13 @@ impl FaultRemote {
     }
 
     /// After the call reached the bucket: a crash or a lost answer.
-    fn after<T>(&self, pre: &Pre, op: &'static str, key: Option<&str>, r: Result<T, RemoteError>) -> Result<T, RemoteError> {
+    fn after<T>(
+        &self,
+        pre: &Pre,
+        op: &'static str,
+        key: Option<&str>,
+        r: Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
         if pre.crash_after {
             self.crash(pre.n, op, key, "after");
         }
@@ -335,7 +352,7 @@ impl FaultRemote {
 
     fn event(&self, line: &str) {
         let mut s = self.shared();
-        s.trace_line(format!("    {line}"));
+        s.trace_line(&format!("    {line}"));
     }
 }
 
@@ -393,7 +410,8 @@ impl Remote for FaultRemote {
         let r = self.inner.get(key, at, &mut buf);
         if pre.crash_after && r.is_ok() {
             // A crash mid-download: half the bytes arrived.
-            out.write_all(&buf[..buf.len() / 2]).map_err(|e| RemoteError::Other { op: "get", detail: e.to_string() })?;
+            out.write_all(&buf[..buf.len() / 2])
+                .map_err(|e| RemoteError::Other { op: "get", detail: e.to_string() })?;
             self.crash(pre.n, "get", Some(key), "mid-download");
         }
         let r = r.and_then(|i| {

@@ -166,8 +166,8 @@ impl Shared {
     }
 
     /// Adds a line to the trace.
-    pub fn trace_line(&mut self, line: String) {
-        self.trace.push(normalise(&line));
+    pub fn trace_line(&mut self, line: &str) {
+        self.trace.push(normalise(line));
     }
 
     fn violate(&mut self, invariant: u8, what: String) {
@@ -205,7 +205,12 @@ impl Shared {
 
     fn deleted(&mut self, path: &str, content: Vec<u8>) {
         self.kill(&content);
-        self.deletes.push(PendingDelete { path: path.to_owned(), content, seen: BTreeSet::new(), settled: false });
+        self.deletes.push(PendingDelete {
+            path: path.to_owned(),
+            content,
+            seen: BTreeSet::new(),
+            settled: false,
+        });
     }
 
     /// A user placed `content` at `path` (a rename): any deletion of it there is void.
@@ -240,7 +245,8 @@ impl Shared {
             },
             current => {
                 let new = self.fresh("tm", None);
-                let cond = current.as_ref().map_or(Condition::IfAbsent, |i| Condition::IfMatch(i.etag.clone()));
+                let cond =
+                    current.as_ref().map_or(Condition::IfAbsent, |i| Condition::IfMatch(i.etag.clone()));
                 let id = ObjectId::for_blob(&new);
                 match bucket.put(&key, Body::Bytes(&new), id, &cond) {
                     Ok(w) => {
@@ -280,7 +286,9 @@ impl Shared {
             (!cands.is_empty()).then(|| cands[rng.random_range(0..cands.len())].clone())
         };
         let op = match op {
-            UserOp::Edit | UserOp::Append | UserOp::Delete | UserOp::Rename if cands.is_empty() => UserOp::Create,
+            UserOp::Edit | UserOp::Append | UserOp::Delete | UserOp::Rename if cands.is_empty() => {
+                UserOp::Create
+            }
             op => op,
         };
         match op {
@@ -299,7 +307,8 @@ impl Shared {
                 let path = pick(rng).expect("candidates checked above");
                 let old = files[&path].clone();
                 self.kill(&old);
-                let v = if op == UserOp::Append { self.fresh(who, Some(&old)) } else { self.fresh(who, None) };
+                let v =
+                    if op == UserOp::Append { self.fresh(who, Some(&old)) } else { self.fresh(who, None) };
                 write_file(root, &path, &v);
                 self.touched.insert(path.clone());
                 let verb = if op == UserOp::Append { "appends to" } else { "edits" };
@@ -383,8 +392,7 @@ fn read_base(repo: &Repo) -> BaseView {
         .as_ref()
         .map(|b| store.get_manifest(&b.manifest).expect("the base manifest is stored"))
         .unwrap_or_default();
-    let entries =
-        manifest.entries().iter().map(|e| (e.path.clone(), (e.etag.clone(), e.content))).collect();
+    let entries = manifest.entries().iter().map(|e| (e.path.clone(), (e.etag.clone(), e.content))).collect();
     let reader = store.reader().expect("a store reader");
     let mut st = DiffStats::default();
     let leaves = diff_trees(&reader, None, Some(commit.tree), &mut st)
@@ -428,6 +436,9 @@ pub struct World {
     shared: Arc<Mutex<Shared>>,
     bucket: Arc<dyn Remote>,
     clients: Vec<Client>,
+    /// Each client's folder as of the end of the last step (re-read only where a step
+    /// could have changed it).
+    folders: Vec<BTreeMap<String, Vec<u8>>>,
     opts: SyncOptions,
     _tmp: tempfile::TempDir,
 }
@@ -438,7 +449,8 @@ fn temp_root() -> tempfile::TempDir {
         let shm = Path::new("/dev/shm");
         shm.is_dir().then(|| shm.to_owned())
     });
-    let b = tempfile::Builder::new().prefix("bmsync-sim-").tempdir_in(base.unwrap_or_else(std::env::temp_dir));
+    let b =
+        tempfile::Builder::new().prefix("bmsync-sim-").tempdir_in(base.unwrap_or_else(std::env::temp_dir));
     b.expect("a temp folder for the simulation")
 }
 
@@ -450,7 +462,9 @@ impl World {
         let shared = Arc::new(Mutex::new(Shared::new(ignore)));
         let bucket: Arc<dyn Remote> = match cfg.backend {
             Backend::Mem => Arc::new(MemRemote::default()),
-            Backend::File => Arc::new(FileRemote::open(&tmp.path().join("bucket")).expect("open file remote")),
+            Backend::File => {
+                Arc::new(FileRemote::open(&tmp.path().join("bucket")).expect("open file remote"))
+            }
         };
         let clients = (0..cfg.clients)
             .map(|i| {
@@ -464,11 +478,14 @@ impl World {
             })
             .collect();
         // Every deletion a user makes is meant: the mass-delete guard would only refuse them.
-        let opts = SyncOptions { max_delete: Some(usize::MAX), allow_empty_remote: false, planted: cfg.planted };
-        let mut w = Self { cfg: cfg.clone(), shared, bucket, clients, opts, _tmp: tmp };
+        let opts =
+            SyncOptions { max_delete: Some(usize::MAX), allow_empty_remote: false, planted: cfg.planted };
+        let folders = vec![BTreeMap::new(); cfg.clients];
+        let mut w = Self { cfg: cfg.clone(), shared, bucket, clients, folders, opts, _tmp: tmp };
         let keep = w.lock().fresh("setup", None);
         write_file(&w.clients[0].root, KEEP, &keep);
-        w.lock().trace_line(format!("setup: {} clients, {:?} bucket", cfg.clients, cfg.backend));
+        w.lock().trace_line(&format!("setup: {} clients, {:?} bucket", cfg.clients, cfg.backend));
+        w.folders[0] = folder(&w.clients[0].root);
         // The others join on their first sync, in union mode.
         w.sync(0, &Faults::default(), 0);
         w
@@ -509,9 +526,12 @@ impl World {
                 let mut rng = StdRng::seed_from_u64(*sel);
                 let root = self.clients[c].root.clone();
                 let name = self.clients[c].name.clone();
-                let mut s = self.lock();
-                let line = s.user_op(&name, &root, *op, &mut rng);
-                s.trace_line(format!("s{index} {line}"));
+                {
+                    let mut s = self.lock();
+                    let line = s.user_op(&name, &root, *op, &mut rng);
+                    s.trace_line(&format!("s{index} {line}"));
+                }
+                self.folders[c] = folder(&root);
             }
             Step::Identical { a, b, sel } => self.identical(index, *a, *b, *sel),
             Step::Teammate { sel } => {
@@ -519,11 +539,15 @@ impl World {
                 let bucket = self.bucket.clone();
                 let mut s = self.lock();
                 let line = s.teammate_race(&*bucket, None, &mut rng);
-                s.trace_line(format!("s{index} {line}"));
+                s.trace_line(&format!("s{index} {line}"));
             }
             Step::Sync { client, faults, sel } => {
                 let c = usize::from(*client) % self.clients.len();
-                self.lock().trace_line(format!("s{index} {} syncs{}", self.clients[c].name, describe(faults)));
+                self.lock().trace_line(&format!(
+                    "s{index} {} syncs{}",
+                    self.clients[c].name,
+                    describe(faults)
+                ));
                 self.sync(c, faults, *sel);
             }
             Step::LoseState { client } => self.lose_state(index, usize::from(*client) % self.clients.len()),
@@ -532,25 +556,24 @@ impl World {
     }
 
     /// The same edit made on two clients (identical changes must never conflict).
-    fn identical(&mut self, index: usize, a: u8, b: u8, sel: u64) {
-        let n = self.clients.len();
-        let (a, b) = (usize::from(a) % n, usize::from(b) % n);
+    fn identical(&mut self, index: usize, one: u8, other: u8, sel: u64) {
+        let count = self.clients.len();
+        let (a, b) = (usize::from(one) % count, usize::from(other) % count);
         if a == b {
             return;
         }
         let mut rng = StdRng::seed_from_u64(sel);
         let (ra, rb) = (self.clients[a].root.clone(), self.clients[b].root.clone());
-        let fa = folder(&ra);
-        let fb = folder(&rb);
-        let mut s = self.lock();
-        let mut cands = s.candidates(&fa);
-        cands.extend(s.candidates(&fb));
+        let (fa, fb) = (&self.folders[a], &self.folders[b]);
+        let mut s = self.shared.lock().expect("no panic happens while the shared state is locked");
+        let mut cands = s.candidates(fa);
+        cands.extend(s.candidates(fb));
         let path = if !cands.is_empty() && rng.random_bool(0.7) {
             cands[rng.random_range(0..cands.len())].clone()
         } else {
             random_path(&mut rng)
         };
-        for f in [&fa, &fb] {
+        for f in [fa, fb] {
             if let Some(old) = f.get(&path) {
                 s.kill(old);
             }
@@ -559,7 +582,10 @@ impl World {
         s.versions.entry(v.clone()).or_default().writers += 1;
         write_file(&ra, &path, &v);
         write_file(&rb, &path, &v);
-        s.trace_line(format!("s{index} c{a} and c{b} both write {path} {}", short(&v)));
+        s.trace_line(&format!("s{index} c{a} and c{b} both write {path} {}", short(&v)));
+        drop(s);
+        self.folders[a] = folder(&ra);
+        self.folders[b] = folder(&rb);
     }
 
     /// A client loses `.bmsync/` and starts again from its folder (union mode).
@@ -578,7 +604,10 @@ impl World {
                 d.seen.remove(&c);
             }
         }
-        s.trace_line(format!("s{index} c{c} loses its state and re-initialises as {}", self.clients[c].name));
+        s.trace_line(&format!(
+            "s{index} c{c} loses its state and re-initialises as {}",
+            self.clients[c].name
+        ));
     }
 
     /// Gives client `c` a new id if a conflict copy already bears its current one.
@@ -600,7 +629,7 @@ impl World {
     }
 
     fn sync(&mut self, c: usize, faults: &Faults, sel: u64) -> Ended {
-        let before = folder(&self.clients[c].root);
+        let before = std::mem::take(&mut self.folders[c]);
         if self.cfg.dodge_conflict_name_clash {
             self.dodge(c, &before);
         }
@@ -629,13 +658,19 @@ impl World {
                     s.conflicts.iter().map(|r| format!("{}:{:?}", r.path, r.reason)).collect();
                 format!(
                     "    -> ok: up {} down {} del-local {} del-remote {} recorded {} rounds {} conflicts {conflicts:?} raced {:?}",
-                    s.uploaded, s.downloaded, s.deleted_local, s.deleted_remote, s.recorded, s.rounds, s.raced
+                    s.uploaded,
+                    s.downloaded,
+                    s.deleted_local,
+                    s.deleted_remote,
+                    s.recorded,
+                    s.rounds,
+                    s.raced
                 )
             }
             Ended::Failed(k) => format!("    -> failed: {k}"),
             Ended::Crashed => "    -> crashed; restarted from the store".to_owned(),
         };
-        self.lock().trace_line(line);
+        self.lock().trace_line(&line);
         self.after_sync(c, &before, &base_before, &ended);
         ended
     }
@@ -650,6 +685,7 @@ impl World {
     ) {
         let cl = &self.clients[c];
         let after = folder(&cl.root);
+        self.folders[c].clone_from(&after);
         let bucket = self.bucket_state();
         let (manifest, leaves) = read_base(cl.repo.as_ref().expect("the client is open"));
         let name = cl.name.clone();
@@ -687,7 +723,10 @@ impl World {
                 let changed = base_before.get(p) != Some(&(etag.clone(), *content));
                 let local = after.get(p).map(|b| ObjectId::for_blob(b));
                 if changed && !s.touched.contains(p) && local != *content {
-                    s.violate(5, format!("{name}'s base claims {p} synced, but the folder does not hold that content"));
+                    s.violate(
+                        5,
+                        format!("{name}'s base claims {p} synced, but the folder does not hold that content"),
+                    );
                 }
             }
         }
@@ -705,7 +744,10 @@ impl World {
                 let base = base_before.get(&r.path).and_then(|(_, c)| *c);
                 for side in [l, rm].into_iter().flatten() {
                     if base.is_some() && Some(ObjectId::for_blob(side)) == base {
-                        s.violate(4, format!("{name}: {} conflicted though one side was unchanged since base", r.path));
+                        s.violate(
+                            4,
+                            format!("{name}: {} conflicted though one side was unchanged since base", r.path),
+                        );
                     }
                 }
             }
@@ -726,8 +768,8 @@ impl World {
     /// Invariants checked after every step: 1, 3, 6 and 7.
     fn check_step(&self) {
         let bucket = self.bucket_state();
-        let folders: Vec<(String, BTreeMap<String, Vec<u8>>)> =
-            self.clients.iter().map(|c| (c.name.clone(), folder(&c.root))).collect();
+        let folders: Vec<(&String, &BTreeMap<String, Vec<u8>>)> =
+            self.clients.iter().map(|c| &c.name).zip(&self.folders).collect();
         let mut s = self.lock();
         // 7: nothing ignored in the bucket.
         for k in bucket.keys() {
@@ -736,7 +778,7 @@ impl World {
             }
         }
         // 6: every file holds a whole version; no temporary file is left.
-        for (name, files) in &folders {
+        for (name, files) in folders.iter().copied() {
             for (p, v) in files {
                 let file = p.rsplit('/').next().unwrap_or(p);
                 if file.starts_with(".bmsync-") {
@@ -761,13 +803,20 @@ impl World {
         if !lost.is_empty() {
             s.violate(1, format!("lost versions, replaced or deleted by no user: {}", lost.join(", ")));
         }
-        // 3: a deletion every client saw stays deleted.
+        // 3: a deletion every client saw stays deleted. Until all have seen it, it may
+        // come back legitimately (a client that edited it never saw it): then every
+        // client must see it again.
         let mut back = Vec::new();
-        for d in s.deletes.iter().filter(|d| d.settled) {
+        for d in &mut s.deletes {
             let in_bucket = bucket.get(&d.path).is_some_and(|(_, b)| *b == d.content);
             let in_folder = folders.iter().any(|(_, f)| f.get(&d.path) == Some(&d.content));
-            if in_bucket || in_folder {
+            if !(in_bucket || in_folder) {
+                continue;
+            }
+            if d.settled {
                 back.push(format!("{} {}", d.path, short(&d.content)));
+            } else {
+                d.seen.clear();
             }
         }
         for b in back {
@@ -779,12 +828,13 @@ impl World {
     /// empty, within a bounded number of passes. Then invariant 2, and the final state
     /// goes in the trace.
     pub fn finish(&mut self) {
-        self.lock().trace_line("quiescent phase".to_owned());
+        self.lock().trace_line("quiescent phase");
         let mut quiet = false;
         for _ in 0..QUIESCENT_PASSES {
             for c in 0..self.clients.len() {
                 if let Ended::Failed(k) = self.sync(c, &Faults::default(), 0) {
-                    self.lock().violate(2, format!("{} failed to sync with no faults: {k}", self.clients[c].name));
+                    self.lock()
+                        .violate(2, format!("{} failed to sync with no faults: {k}", self.clients[c].name));
                 }
             }
             if self.violation().is_some() {
@@ -807,10 +857,13 @@ impl World {
         for c in &self.clients {
             let files: BTreeMap<String, Vec<u8>> =
                 folder(&c.root).into_iter().filter(|(p, _)| !s.ignored(p)).collect();
-            let want: BTreeMap<String, Vec<u8>> = bucket.iter().map(|(k, (_, b))| (k.clone(), b.clone())).collect();
+            let want: BTreeMap<String, Vec<u8>> =
+                bucket.iter().map(|(k, (_, b))| (k.clone(), b.clone())).collect();
             if files != want {
-                let only_here: Vec<&String> = files.keys().filter(|k| want.get(*k) != files.get(*k)).collect();
-                let only_there: Vec<&String> = want.keys().filter(|k| want.get(*k) != files.get(*k)).collect();
+                let only_here: Vec<&String> =
+                    files.keys().filter(|k| want.get(*k) != files.get(*k)).collect();
+                let only_there: Vec<&String> =
+                    want.keys().filter(|k| want.get(*k) != files.get(*k)).collect();
                 s.violate(2, format!("{} differs from the bucket: {only_here:?} vs {only_there:?}", c.name));
             }
             let (manifest, leaves) = read_base(c.repo.as_ref().expect("the client is open"));
@@ -824,9 +877,9 @@ impl World {
                 s.violate(2, format!("{}'s base does not equal the bucket", c.name));
             }
         }
-        s.trace_line(format!("final: {} objects", bucket.len()));
+        s.trace_line(&format!("final: {} objects", bucket.len()));
         for (k, (_, b)) in &bucket {
-            s.trace_line(format!("  {k} {}", short(b)));
+            s.trace_line(&format!("  {k} {}", short(b)));
         }
     }
 
