@@ -15,7 +15,7 @@ use bmsync::apply::PlantedBug;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use remote::{Fail, Faults, ListFault, SimCrash};
+pub use remote::{Fail, Faults, ListFault, LocalWhen, SimCrash};
 pub use world::{Violation, World};
 
 /// Where the bucket lives.
@@ -187,7 +187,9 @@ fn faults(rng: &mut StdRng) -> Faults {
     if rng.random_bool(0.2) {
         f.teammate_at = Some(rng.random_range(1..16));
     }
-    f.local_change = rng.random_bool(0.1);
+    if rng.random_bool(0.12) {
+        f.local_change = Some(if rng.random_bool(0.6) { LocalWhen::AfterScan } else { LocalWhen::MidApply });
+    }
     f
 }
 
@@ -292,6 +294,8 @@ pub struct Failure {
     pub violation: Violation,
     /// The steps of the smallest history found that still breaks the same invariant.
     pub keep: Vec<usize>,
+    /// How that smallest history breaks it.
+    pub minimal: Option<Violation>,
     /// Its trace.
     pub trace: Vec<String>,
 }
@@ -300,6 +304,9 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "SIMULATION FAILED: seed {} ({} clients)", self.cfg.seed, self.cfg.clients)?;
         writeln!(f, "invariant {} broken: {}", self.violation.invariant, self.violation.what)?;
+        if let Some(m) = self.minimal.as_ref().filter(|m| **m != self.violation) {
+            writeln!(f, "the minimal history breaks it so: {}", m.what)?;
+        }
         writeln!(f, "minimal trace ({} of {} steps):", self.keep.len(), self.cfg.steps)?;
         for l in &self.trace {
             writeln!(f, "  {l}")?;
@@ -365,6 +372,7 @@ pub fn check(cfg: &Config, determinism: bool, shrink_budget: usize) -> Result<Ou
                 cfg: cfg.clone(),
                 violation: o.violation.clone().expect("set above"),
                 keep,
+                minimal: None,
                 trace: o.trace,
             }));
         }
@@ -373,7 +381,13 @@ pub fn check(cfg: &Config, determinism: bool, shrink_budget: usize) -> Result<Ou
         None => Ok(o),
         Some(v) => {
             let (keep, best) = shrink(cfg, &history, &v, shrink_budget);
-            Err(Box::new(Failure { cfg: cfg.clone(), violation: v, keep, trace: best.trace }))
+            Err(Box::new(Failure {
+                cfg: cfg.clone(),
+                violation: v,
+                keep,
+                minimal: best.violation,
+                trace: best.trace,
+            }))
         }
     }
 }

@@ -205,8 +205,17 @@ pub struct Faults {
     pub list: Option<ListFault>,
     /// A teammate writes the key of this call (or another key) just before it.
     pub teammate_at: Option<u32>,
-    /// The user edits a local file just before the first call of the apply step.
-    pub local_change: bool,
+    /// The user edits a local file while the sync runs.
+    pub local_change: Option<LocalWhen>,
+}
+
+/// When the user's edit during a sync happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalWhen {
+    /// At the listing: after the scan, before the plan is applied.
+    AfterScan,
+    /// At the first write of the apply step (or its first live read).
+    MidApply,
 }
 
 impl Faults {
@@ -243,7 +252,7 @@ struct Pre {
 pub struct FaultRemote {
     inner: Arc<dyn Remote>,
     client: usize,
-    root: Mutex<PathBuf>,
+    root: PathBuf,
     shared: Arc<Mutex<Shared>>,
     armed: Mutex<Armed>,
 }
@@ -251,7 +260,7 @@ pub struct FaultRemote {
 impl FaultRemote {
     /// Wraps the shared bucket for client `client`, whose folder is `root`.
     pub fn new(inner: Arc<dyn Remote>, client: usize, root: PathBuf, shared: Arc<Mutex<Shared>>) -> Self {
-        Self { inner, client, root: Mutex::new(root), shared, armed: Mutex::new(Armed::default()) }
+        Self { inner, client, root, shared, armed: Mutex::new(Armed::default()) }
     }
 
     /// Arms the faults of the next sync; `rng` drives the teammate's and the user's
@@ -277,10 +286,16 @@ impl FaultRemote {
             let n = a.calls;
             a.calls += 1;
             let f = a.faults.clone();
-            // The apply step: the first call that writes, or reads the live bucket (the
-            // view reads at its snapshot, downloads too).
-            let applying = a.listed && (matches!(op, "put" | "delete") || (op == "head" && at.is_none()));
-            let local_change = f.local_change && applying && !a.local_fired;
+            // The listing comes after the scan. The apply step starts with the first call
+            // that writes or reads the live bucket (the view reads at its snapshot).
+            let due = match f.local_change {
+                Some(LocalWhen::AfterScan) => op == "list",
+                Some(LocalWhen::MidApply) => {
+                    a.listed && (matches!(op, "put" | "delete") || (op == "head" && at.is_none()))
+                }
+                None => false,
+            };
+            let local_change = due && !a.local_fired;
             if local_change {
                 a.local_fired = true;
             }
@@ -303,8 +318,7 @@ impl FaultRemote {
         }
         if pre.local_change {
             let r = rng.as_mut().expect("armed with an rng");
-            let root = self.root.lock().expect("unpoisoned").clone();
-            let line = self.shared().local_change(self.client, &root, r);
+            let line = self.shared().local_change(self.client, &self.root, r);
             self.event(&format!("call {} {op}: {line}", pre.n));
         }
         if let Some(r) = rng {
@@ -445,7 +459,13 @@ impl Remote for FaultRemote {
     fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {
         let pre = self.before("snapshot", None, None)?;
         let r = self.inner.snapshot(name);
-        self.after(&pre, "snapshot", None, r)
+        let r = self.after(&pre, "snapshot", None, r);
+        // A named snapshot is the one a base is paired with, the engine's last remote
+        // call before it moves the base ref.
+        if let (Ok(v), Some(_)) = (&r, name) {
+            self.shared().recording(*v, &self.root);
+        }
+        r
     }
 
     fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RemoteError> {

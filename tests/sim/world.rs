@@ -72,6 +72,9 @@ pub struct Shared {
     deletes: Vec<PendingDelete>,
     /// Local paths the user changed during the current sync.
     touched: BTreeSet<String>,
+    /// At each base the current sync recorded (by the snapshot version it is paired
+    /// with): the folder then, and the paths the user had touched by then.
+    recorded: HashMap<u64, (BTreeMap<String, Vec<u8>>, BTreeSet<String>)>,
 }
 
 /// Conflict copies are named with the wall clock (`-YYYYMMDDTHHMMSS`): the trace drops
@@ -162,7 +165,15 @@ impl Shared {
             ignore,
             deletes: Vec::new(),
             touched: BTreeSet::new(),
+            recorded: HashMap::new(),
         }
+    }
+
+    /// The engine is recording a base paired with snapshot `version` (its last remote
+    /// call before it moves the base ref): remember what the folder holds now.
+    pub fn recording(&mut self, version: u64, root: &Path) {
+        let touched = self.touched.clone();
+        self.recorded.insert(version, (folder(root), touched));
     }
 
     /// Adds a line to the trace.
@@ -384,7 +395,21 @@ struct Client {
 type BaseView = (BTreeMap<String, (String, Option<ObjectId>)>, BTreeMap<String, ObjectId>);
 
 fn read_base(repo: &Repo) -> BaseView {
-    let Some(id) = repo.base().expect("read the base ref") else { return Default::default() };
+    match repo.base().expect("read the base ref") {
+        Some(id) => read_commit(repo, id),
+        None => BaseView::default(),
+    }
+}
+
+/// The base commit's parent (the base the sync that recorded it planned against) and
+/// the snapshot version it was recorded with.
+fn base_lineage(repo: &Repo) -> Option<(ObjectId, Option<ObjectId>, Option<u64>)> {
+    let id = repo.base().expect("read the base ref")?;
+    let commit = repo.store().get_commit(&id).expect("the base commit is stored");
+    Some((id, commit.parents.first().copied(), commit.baseline.and_then(|b| b.snapshot)))
+}
+
+fn read_commit(repo: &Repo, id: ObjectId) -> BaseView {
     let store = repo.store();
     let commit = store.get_commit(&id).expect("the base commit is stored");
     let manifest = commit
@@ -633,8 +658,13 @@ impl World {
         if self.cfg.dodge_conflict_name_clash {
             self.dodge(c, &before);
         }
-        let base_before = read_base(self.clients[c].repo.as_ref().expect("the client is open")).0;
-        self.lock().touched.clear();
+        let repo = self.clients[c].repo.as_ref().expect("the client is open");
+        let base_before = (read_base(repo).0, base_lineage(repo).map(|l| l.0));
+        {
+            let mut s = self.lock();
+            s.touched.clear();
+            s.recorded.clear();
+        }
         let opts = self.opts.clone();
         let cl = &mut self.clients[c];
         cl.remote.arm(faults.clone(), StdRng::seed_from_u64(sel));
@@ -680,14 +710,21 @@ impl World {
         &mut self,
         c: usize,
         before: &BTreeMap<String, Vec<u8>>,
-        base_before: &BTreeMap<String, (String, Option<ObjectId>)>,
+        (base_before, base_id_before): &(BTreeMap<String, (String, Option<ObjectId>)>, Option<ObjectId>),
         ended: &Ended,
     ) {
         let cl = &self.clients[c];
         let after = folder(&cl.root);
         self.folders[c].clone_from(&after);
         let bucket = self.bucket_state();
-        let (manifest, leaves) = read_base(cl.repo.as_ref().expect("the client is open"));
+        let repo = cl.repo.as_ref().expect("the client is open");
+        let (manifest, leaves) = read_base(repo);
+        // What the last record of this sync added, against the base it planned on.
+        let lineage = base_lineage(repo).filter(|l| Some(l.0) != *base_id_before);
+        let claimed = lineage.map(|(_, parent, snapshot)| {
+            let prev = parent.map(|p| read_commit(repo, p).0).unwrap_or_default();
+            (prev, snapshot)
+        });
         let name = cl.name.clone();
         let n_clients = self.clients.len();
         let mut s = self.lock();
@@ -718,15 +755,24 @@ impl World {
                 s.violate(5, format!("{name}'s base tree has {p}, its manifest does not"));
             }
         }
-        if !matches!(ended, Ended::Crashed) {
-            for (p, (etag, content)) in &manifest {
-                let changed = base_before.get(p) != Some(&(etag.clone(), *content));
-                let local = after.get(p).map(|b| ObjectId::for_blob(b));
-                if changed && !s.touched.contains(p) && local != *content {
-                    s.violate(
-                        5,
-                        format!("{name}'s base claims {p} synced, but the folder does not hold that content"),
-                    );
+        // 5: what the new base newly claims, the folder held when it was recorded.
+        if let Some((prev, snapshot)) = claimed {
+            let at = snapshot.and_then(|v| s.recorded.get(&v).cloned());
+            match at {
+                None => s.violate(5, format!("{name}'s base moved without a recording snapshot")),
+                Some((then, touched)) => {
+                    for (p, (etag, content)) in &manifest {
+                        let new = prev.get(p) != Some(&(etag.clone(), *content));
+                        let local = then.get(p).map(|b| ObjectId::for_blob(b));
+                        if new && !touched.contains(p) && local != *content {
+                            s.violate(
+                                5,
+                                format!(
+                                    "{name}'s base claims {p} synced, but the folder did not hold that content when it was recorded"
+                                ),
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -906,8 +952,8 @@ fn describe(f: &Faults) -> String {
     if let Some(k) = f.teammate_at {
         parts.push(format!("teammate@{k}"));
     }
-    if f.local_change {
-        parts.push("local-change".to_owned());
+    if let Some(w) = f.local_change {
+        parts.push(format!("local-change:{w:?}"));
     }
     format!(" [{}]", parts.join(" "))
 }
