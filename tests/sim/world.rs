@@ -31,6 +31,12 @@ pub const KEEP: &str = "keep.md";
 /// Sync passes per client allowed in the quiescent phase.
 const QUIESCENT_PASSES: usize = 3;
 
+/// A folder's files: relative path → bytes.
+pub type Files = BTreeMap<String, Vec<u8>>;
+
+/// A base manifest: path → (ETag, content).
+type Entries = BTreeMap<String, (String, Option<ObjectId>)>;
+
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -74,7 +80,7 @@ pub struct Shared {
     touched: BTreeSet<String>,
     /// At each base the current sync recorded (by the snapshot version it is paired
     /// with): the folder then, and the paths the user had touched by then.
-    recorded: HashMap<u64, (BTreeMap<String, Vec<u8>>, BTreeSet<String>)>,
+    recorded: HashMap<u64, (Files, BTreeSet<String>)>,
 }
 
 /// Conflict copies are named with the wall clock (`-YYYYMMDDTHHMMSS`): the trace drops
@@ -710,7 +716,7 @@ impl World {
         &mut self,
         c: usize,
         before: &BTreeMap<String, Vec<u8>>,
-        (base_before, base_id_before): &(BTreeMap<String, (String, Option<ObjectId>)>, Option<ObjectId>),
+        (base_before, base_id_before): &(Entries, Option<ObjectId>),
         ended: &Ended,
     ) {
         let cl = &self.clients[c];
