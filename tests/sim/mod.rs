@@ -45,6 +45,10 @@ pub struct Config {
     /// second overwrites the first copy. With this on, a client that has a conflict
     /// copy under its id gets a new id before it syncs again.
     pub dodge_conflict_name_clash: bool,
+    /// Lets the user's mid-apply edit also land while a download is under way (between
+    /// the engine's check of the file and its rename over it). Off by default: it finds
+    /// a real engine race (SIMULATION.md, "Known engine bugs").
+    pub edit_during_download: bool,
 }
 
 impl Config {
@@ -58,6 +62,7 @@ impl Config {
             planted: None,
             backend: Backend::Mem,
             dodge_conflict_name_clash: true,
+            edit_during_download: false,
         }
     }
 
@@ -75,6 +80,9 @@ impl Config {
         }
         if !self.dodge_conflict_name_clash {
             cmd.push_str(" BMSYNC_SIM_DODGE=0");
+        }
+        if self.edit_during_download {
+            cmd.push_str(" BMSYNC_SIM_DOWNLOAD_RACE=1");
         }
         if let Some(k) = keep {
             let k: Vec<String> = k.iter().map(ToString::to_string).collect();
@@ -444,6 +452,9 @@ pub fn from_env() -> Option<(Config, Option<Vec<usize>>)> {
     }
     if var("BMSYNC_SIM_DODGE").as_deref() == Some("0") {
         cfg.dodge_conflict_name_clash = false;
+    }
+    if var("BMSYNC_SIM_DOWNLOAD_RACE").as_deref() == Some("1") {
+        cfg.edit_during_download = true;
     }
     if var("BMSYNC_SIM_BACKEND").as_deref() == Some("file") {
         cfg.backend = Backend::File;

@@ -255,12 +255,21 @@ pub struct FaultRemote {
     root: PathBuf,
     shared: Arc<Mutex<Shared>>,
     armed: Mutex<Armed>,
+    /// Whether a mid-apply edit may also land during a download (see
+    /// `Config::edit_during_download`).
+    during_download: bool,
 }
 
 impl FaultRemote {
     /// Wraps the shared bucket for client `client`, whose folder is `root`.
-    pub fn new(inner: Arc<dyn Remote>, client: usize, root: PathBuf, shared: Arc<Mutex<Shared>>) -> Self {
-        Self { inner, client, root, shared, armed: Mutex::new(Armed::default()) }
+    pub fn new(
+        inner: Arc<dyn Remote>,
+        client: usize,
+        root: PathBuf,
+        shared: Arc<Mutex<Shared>>,
+        during_download: bool,
+    ) -> Self {
+        Self { inner, client, root, shared, armed: Mutex::new(Armed::default()), during_download }
     }
 
     /// Arms the faults of the next sync; `rng` drives the teammate's and the user's
@@ -291,7 +300,10 @@ impl FaultRemote {
             let due = match f.local_change {
                 Some(LocalWhen::AfterScan) => op == "list",
                 Some(LocalWhen::MidApply) => {
-                    a.listed && (matches!(op, "put" | "delete") || (op == "head" && at.is_none()))
+                    a.listed
+                        && (matches!(op, "put" | "delete")
+                            || (op == "head" && at.is_none())
+                            || (op == "get" && self.during_download))
                 }
                 None => false,
             };

@@ -504,7 +504,13 @@ impl World {
                 let name = format!("c{i}");
                 let opts = InitOptions { client_id: Some(name.clone()), ..InitOptions::default() };
                 let repo = Repo::init(&root, &opts).expect("init a client");
-                let remote = FaultRemote::new(bucket.clone(), i, root.clone(), shared.clone());
+                let remote = FaultRemote::new(
+                    bucket.clone(),
+                    i,
+                    root.clone(),
+                    shared.clone(),
+                    cfg.edit_during_download,
+                );
                 Client { name, generation: 0, aliases: 0, root, repo: Some(repo), remote }
             })
             .collect();
