@@ -86,14 +86,15 @@ fn main() {
         let f = sim::run_seeds(start + done, n, threads, !keep_going, &make, determinism_every, 300);
         done += n;
         eprintln!("{done}/{seeds} seeds, {} failed, {:.1?}", failures.len() + f.len(), t.elapsed());
+        // As they come: a long soak's failures should not wait for its end.
+        for x in &f {
+            println!("{x}\n");
+        }
         let stop = !f.is_empty() && !keep_going;
         failures.extend(f);
         if stop {
             break;
         }
-    }
-    for f in &failures {
-        println!("{f}\n");
     }
     println!(
         "{done} seeds ({} clients, {:?} bucket, planted {:?}) in {:.1?}: {} failed",
