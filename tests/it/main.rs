@@ -6,6 +6,7 @@
 mod cli;
 mod golden;
 mod remote_contract;
+mod sim;
 mod store_file;
 mod sync;
 mod sync_faults;

@@ -1,0 +1,120 @@
+//! The deterministic multi-client simulation in CI: thousands of seeds, every
+//! invariant, and proof that each planted bug is caught. See SIMULATION.md.
+
+#[path = "../sim/mod.rs"]
+#[allow(dead_code, reason = "shared with examples/bmsync-sim.rs, which uses other parts")]
+mod simlib;
+
+use bmsync::apply::PlantedBug;
+use simlib::{Backend, Config, Failure, run_seeds};
+
+/// Seeds every CI run checks (`BMSYNC_SIM_CI_SEEDS` overrides).
+const CI_SEEDS: u64 = 2000;
+
+fn ci_seeds() -> u64 {
+    std::env::var("BMSYNC_SIM_CI_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(CI_SEEDS)
+}
+/// Every how many seeds a run is repeated to compare traces (invariant 8).
+const DETERMINISM_EVERY: u64 = 20;
+/// Re-runs allowed to shrink a failing history.
+const SHRINK_BUDGET: usize = 300;
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from).min(4)
+}
+
+fn report(failures: &[Failure]) -> String {
+    failures.iter().take(3).map(ToString::to_string).collect::<Vec<_>>().join("\n\n")
+}
+
+#[test]
+fn simulation_ci_seeds() {
+    let start = std::time::Instant::now();
+    let n = ci_seeds();
+    let failures =
+        run_seeds(0, n, threads(), false, &|s| Config::new(s, None), DETERMINISM_EVERY, SHRINK_BUDGET);
+    eprintln!("simulated {n} seeds in {:.1?}", start.elapsed());
+    assert!(failures.is_empty(), "{} failing seeds; first ones:\n{}", failures.len(), report(&failures));
+}
+
+#[test]
+fn simulation_over_the_file_remote() {
+    let make = |s| Config { backend: Backend::File, ..Config::new(s, None) };
+    let failures = run_seeds(1_000_000, 100, threads(), false, &make, 0, SHRINK_BUDGET);
+    assert!(failures.is_empty(), "{}", report(&failures));
+}
+
+/// Replays one seed from the environment (`BMSYNC_SIM_SEED=...`); does nothing without.
+#[test]
+fn replay() {
+    let Some((cfg, keep)) = simlib::from_env() else { return };
+    let history = simlib::generate(&cfg);
+    let o = simlib::run(&cfg, &history, keep.as_deref());
+    for l in &o.trace {
+        println!("{l}");
+    }
+    if let Some(v) = &o.violation {
+        panic!("invariant {} broken: {}", v.invariant, v.what);
+    }
+    println!("seed {} passes", cfg.seed);
+}
+
+/// The first seed (of the CI budget) at which the simulator catches `bug`.
+fn caught(bug: PlantedBug) -> Failure {
+    let make = |s| Config { planted: Some(bug), ..Config::new(s, None) };
+    let failures = run_seeds(0, CI_SEEDS, threads(), true, &make, 0, SHRINK_BUDGET);
+    let first = failures.into_iter().next();
+    let f = first.unwrap_or_else(|| panic!("{bug:?} was not caught in {CI_SEEDS} seeds"));
+    eprintln!("{bug:?} caught:\n{f}");
+    f
+}
+
+#[test]
+fn planted_skip_if_match_is_caught() {
+    let f = caught(PlantedBug::SkipIfMatch);
+    assert_eq!(f.violation.invariant, 1, "a lost update: {}", f.violation.what);
+}
+
+#[test]
+fn planted_record_base_early_is_caught() {
+    let f = caught(PlantedBug::RecordBaseEarly);
+    assert_eq!(f.violation.invariant, 5, "the base claims too much: {}", f.violation.what);
+}
+
+#[test]
+fn planted_empty_listing_as_deletions_is_caught() {
+    let f = caught(PlantedBug::EmptyListingAsDeletions);
+    assert_eq!(f.violation.invariant, 1, "a lost update: {}", f.violation.what);
+}
+
+/// REAL ENGINE BUG, kept failing on purpose (see SIMULATION.md, "Known engine bugs"):
+/// conflict copies are named to the second (`NAME.conflict-CLIENT-YYYYMMDDTHHMMSS.md`),
+/// so a second conflict on the same path by the same client within one second renames
+/// the local version over the first copy. Its `If-None-Match` upload then loses, and the
+/// next round uploads it over the first copy with `If-Match`: the first conflict's local
+/// version is gone from every folder and from the bucket (invariant 1). This is seed 184's
+/// shrunk history with the simulator's workaround off; it fails while the bug is there
+/// (unless the two syncs straddle a second boundary, which the trace makes unlikely).
+#[test]
+#[ignore = "real engine bug: conflict-copy names clash within one second and lose a version"]
+fn conflict_copy_name_clash_loses_a_version() {
+    let cfg = Config { dodge_conflict_name_clash: false, ..Config::new(184, Some(2)) };
+    let history = simlib::generate(&cfg);
+    let o = simlib::run(&cfg, &history, Some(&[1, 2, 3, 6, 7, 12, 13, 16, 17, 21, 23, 24, 28]));
+    assert!(o.violation.is_none(), "{}\n{:?}", o.trace.join("\n"), o.violation);
+}
+
+/// REAL ENGINE RACE, kept failing on purpose (see SIMULATION.md, "Known engine bugs"):
+/// a download checks the local file (`local_ok`) before it starts, then renames the
+/// downloaded temporary file over the path when it ends. A user edit that lands in
+/// between (here: an append while `b/n3.md` downloads) is replaced, and is in no folder
+/// and not in the bucket (invariant 1). Seed 224's shrunk history with edits allowed
+/// during downloads; the window is the download's duration.
+#[test]
+#[ignore = "real engine race: a local edit during a download of the same file is overwritten"]
+fn an_edit_during_a_download_is_lost() {
+    let cfg = Config { edit_during_download: true, ..Config::new(224, Some(2)) };
+    let history = simlib::generate(&cfg);
+    let o = simlib::run(&cfg, &history, Some(&[10, 16, 17, 18, 19, 20]));
+    assert!(o.violation.is_none(), "{}\n{:?}", o.trace.join("\n"), o.violation);
+}
