@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release --example bmsync-sim -- --seeds N [--clients K] [--start S]
 //! [--steps N] [--threads T] [--planted NAME] [--backend file] [--determinism-every N]
-//! [--no-dodge] [--edit-during-download] [--keep-going]`
+//! [--no-edit-during-download] [--keep-going]`
 //!
 //! Prints every failing seed (shrunk, with the command that replays it) and exits 1 if
 //! any failed.
@@ -19,7 +19,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: bmsync-sim --seeds N [--clients K] [--start S] [--steps N] [--threads T] \
          [--planted skip-if-match|record-base-early|empty-listing-as-deletions] [--backend mem|file] \
-         [--determinism-every N] [--no-dodge] [--edit-during-download] [--keep-going]"
+         [--determinism-every N] [--no-edit-during-download] [--keep-going]"
     );
     std::process::exit(2)
 }
@@ -34,8 +34,7 @@ fn main() {
     let mut planted = None;
     let mut backend = Backend::Mem;
     let mut determinism_every = 100u64;
-    let mut dodge = true;
-    let mut download_race = false;
+    let mut download_race = true;
     let mut keep_going = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -56,8 +55,7 @@ fn main() {
                 }
             }
             "--determinism-every" => determinism_every = num(val()),
-            "--no-dodge" => dodge = false,
-            "--edit-during-download" => download_race = true,
+            "--no-edit-during-download" => download_race = false,
             "--keep-going" => keep_going = true,
             _ => usage(),
         }
@@ -69,7 +67,6 @@ fn main() {
         let mut c = Config::new(seed, clients);
         c.planted = planted;
         c.backend = backend;
-        c.dodge_conflict_name_clash = dodge;
         c.edit_during_download = download_race;
         if let Some(s) = steps {
             c.steps = s;

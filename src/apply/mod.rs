@@ -595,28 +595,34 @@ pub fn conflict_name(path: &str, client: &str, when: &str) -> String {
     if dir.is_empty() { name } else { format!("{dir}/{name}") }
 }
 
-/// Takes a snapshot and lists the remote at it: key → ETag.
+/// Takes the snapshot a new base is paired with and, after our own writes, lists the
+/// remote at it: key → ETag.
 fn verified_snapshot(
     repo: &Repo,
     remote: &dyn Remote,
-) -> Result<(Version, BTreeMap<String, String>), RemoteError> {
+    wrote: bool,
+) -> Result<(Version, Option<BTreeMap<String, String>>), RemoteError> {
     let v = remote.snapshot(Some(&format!("bmsync-{}", repo.client_id())))?;
+    if !wrote {
+        return Ok((v, None));
+    }
     let mut seen = BTreeMap::new();
     remote.list(Some(v), &mut |l| {
         if let Listed::Object(o) = l {
             seen.insert(o.key, o.etag);
         }
     })?;
-    Ok((v, seen))
+    Ok((v, Some(seen)))
 }
 
 /// Records the new base: every path where both sides were seen to hold the same
 /// content; elsewhere the old base's entry stays, so the next sync sees the change.
 ///
-/// After remote writes (`wrote`), a snapshot-enabled remote gets a new snapshot, and the
-/// base is paired with it only for paths the snapshot shows as we left them: a
-/// teammate's write that landed between our apply and the snapshot stays unsynced, so
-/// the next sync treats it as a remote change. Returns those paths too.
+/// On a snapshot-enabled remote the base is paired with a new snapshot taken after
+/// applying. After remote writes (`wrote`), the remote is listed at that snapshot, and a
+/// path enters the base only if the snapshot shows it as we left it: a teammate's write
+/// that landed between our apply and the snapshot stays unsynced, so the next sync
+/// treats it as a remote change. Returns those paths too.
 fn record(
     repo: &Repo,
     remote: &dyn Remote,
@@ -624,13 +630,13 @@ fn record(
     sides: &Sides,
     wrote: bool,
 ) -> Result<(ObjectId, Option<Version>, Vec<String>), SyncError> {
-    let (snapshot, seen) = if wrote && remote.capabilities().snapshots {
+    let (snapshot, seen) = if remote.capabilities().snapshots {
         // If the remote fails now (the outage that stopped the apply, say), the base is
         // still recorded, unpaired: its manifest holds only ETags we wrote or listed,
         // which stays true whatever landed after them.
-        verified_snapshot(repo, remote).map_or((None, None), |(v, seen)| (Some(v), Some(seen)))
+        verified_snapshot(repo, remote, wrote).map_or((None, None), |(v, seen)| (Some(v), seen))
     } else {
-        (planned.view.version, None)
+        (None, None)
     };
     let old_leaves = match &planned.base {
         Some((_, Some(tree), _)) => leaves(repo, *tree)?,

@@ -61,6 +61,15 @@ fn local_ok(path: &Path, cond: Option<LocalCond>) -> Result<bool, SyncError> {
     })
 }
 
+/// Removes a temporary file when dropped, if it is still there.
+struct TempGuard<'a>(&'a Path);
+
+impl Drop for TempGuard<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
 struct Tee<'a> {
     file: &'a mut std::fs::File,
     hasher: &'a mut ObjectHasher,
@@ -183,9 +192,10 @@ impl Round<'_> {
                 let (Some(from), Some(leaf)) = (&op.from, &op.sides.remote) else { return Ok(()) };
                 let src = self.repo.root().join(from);
                 let Some(LocalCond::Content(expected)) = pre.from_local else { return Ok(()) };
-                // Through a temporary name: the source is checked after it moved, and
-                // the destination is never clobbered.
-                let aside = self.repo.root().join(super::journal::temp_path(path, i, self.started_ns));
+                // By way of the trash: the source is checked after it moved, and the
+                // destination is never clobbered. (A crash in between leaves the file in
+                // the trash, never lost; the bucket holds its content at `path` anyway.)
+                let aside = trash_path(self.repo.root(), from);
                 if !take_aside(&src, &aside, expected)? {
                     fx.raced(path);
                     return Ok(());
@@ -312,28 +322,22 @@ impl Round<'_> {
         let dir = dest.parent().unwrap_or(root);
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let tmp_path = root.join(super::journal::temp_path(path, i, self.started_ns));
-        let result = self.download_to(&tmp_path, &obj.key);
-        match result {
-            Ok(Some((n, id, etag))) => {
-                if !self.replace(&tmp_path, &dest, path, local)? {
-                    let _ = std::fs::remove_file(&tmp_path);
-                    fx.raced(path);
-                    return Ok(());
-                }
-                fx.summary.downloaded += 1;
-                fx.summary.bytes_down += n;
-                fx.local.push((path.to_owned(), Some(Leaf { kind: EntryKind::File, id, size: n })));
-                fx.remote.push((path.to_owned(), Some((etag, id, n))));
-                Ok(())
-            }
-            other => {
-                let _ = std::fs::remove_file(&tmp_path);
-                if other?.is_none() {
-                    fx.raced(path);
-                }
-                Ok(())
-            }
+        // Removed however this ends short of placing it (an error, a panic); after a
+        // kill -9 the journal names it for the next run to remove.
+        let _guard = TempGuard(&tmp_path);
+        let Some((n, id, etag)) = self.download_to(&tmp_path, &obj.key)? else {
+            fx.raced(path);
+            return Ok(());
+        };
+        if !self.replace(&tmp_path, &dest, path, local)? {
+            fx.raced(path);
+            return Ok(());
         }
+        fx.summary.downloaded += 1;
+        fx.summary.bytes_down += n;
+        fx.local.push((path.to_owned(), Some(Leaf { kind: EntryKind::File, id, size: n })));
+        fx.remote.push((path.to_owned(), Some((etag, id, n))));
+        Ok(())
     }
 
     /// Puts the downloaded `tmp` at `dest`, if `dest` still holds what `local` says.

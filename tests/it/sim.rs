@@ -87,32 +87,26 @@ fn planted_empty_listing_as_deletions_is_caught() {
     assert_eq!(f.violation.invariant, 1, "a lost update: {}", f.violation.what);
 }
 
-/// REAL ENGINE BUG, kept failing on purpose (see SIMULATION.md, "Known engine bugs"):
-/// conflict copies are named to the second (`NAME.conflict-CLIENT-YYYYMMDDTHHMMSS.md`),
-/// so a second conflict on the same path by the same client within one second renames
-/// the local version over the first copy. Its `If-None-Match` upload then loses, and the
-/// next round uploads it over the first copy with `If-Match`: the first conflict's local
-/// version is gone from every folder and from the bucket (invariant 1). This is seed 184's
-/// shrunk history with the simulator's workaround off; it fails while the bug is there
-/// (unless the two syncs straddle a second boundary, which the trace makes unlikely).
+/// Regression: a real engine bug the simulator found (SIMULATION.md, "Engine bugs
+/// found"). Conflict copies were named to the second and moved with a rename that
+/// replaces, so a second conflict on the same path by the same client within one second
+/// overwrote the first copy, and that version was lost. Copies now take a name no file
+/// has, locally or in the bucket. Seed 184's shrunk history.
 #[test]
-#[ignore = "real engine bug: conflict-copy names clash within one second and lose a version"]
-fn conflict_copy_name_clash_loses_a_version() {
-    let cfg = Config { dodge_conflict_name_clash: false, ..Config::new(184, Some(2)) };
+fn conflict_copies_in_the_same_second_keep_both_versions() {
+    let cfg = Config::new(184, Some(2));
     let history = simlib::generate(&cfg);
     let o = simlib::run(&cfg, &history, Some(&[1, 2, 3, 6, 7, 12, 13, 16, 17, 21, 23, 24, 28]));
     assert!(o.violation.is_none(), "{}\n{:?}", o.trace.join("\n"), o.violation);
 }
 
-/// REAL ENGINE RACE, kept failing on purpose (see SIMULATION.md, "Known engine bugs"):
-/// a download checks the local file (`local_ok`) before it starts, then renames the
-/// downloaded temporary file over the path when it ends. A user edit that lands in
-/// between (here: an append while `b/n3.md` downloads) is replaced, and is in no folder
-/// and not in the bucket (invariant 1). Seed 224's shrunk history with edits allowed
-/// during downloads; the window is the download's duration.
+/// Regression: a real engine race the simulator found (SIMULATION.md, "Engine bugs
+/// found"). A download checked the local file before it started and renamed over it when
+/// it ended, so a user's edit in between was lost. The old file is now moved aside first
+/// and checked after, and the new one placed without clobbering. Seed 224's shrunk
+/// history, with edits during downloads.
 #[test]
-#[ignore = "real engine race: a local edit during a download of the same file is overwritten"]
-fn an_edit_during_a_download_is_lost() {
+fn an_edit_during_a_download_is_kept() {
     let cfg = Config { edit_during_download: true, ..Config::new(224, Some(2)) };
     let history = simlib::generate(&cfg);
     let o = simlib::run(&cfg, &history, Some(&[10, 16, 17, 18, 19, 20]));

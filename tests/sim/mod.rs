@@ -40,14 +40,9 @@ pub struct Config {
     pub planted: Option<PlantedBug>,
     /// The bucket.
     pub backend: Backend,
-    /// Works around a real engine bug (SIMULATION.md, "Known engine bugs"): conflict
-    /// copies are named to the second, so a second conflict on a path within the same
-    /// second overwrites the first copy. With this on, a client that has a conflict
-    /// copy under its id gets a new id before it syncs again.
-    pub dodge_conflict_name_clash: bool,
     /// Lets the user's mid-apply edit also land while a download is under way (between
-    /// the engine's check of the file and its rename over it). Off by default: it finds
-    /// a real engine race (SIMULATION.md, "Known engine bugs").
+    /// the engine's check of the file and its replacement). On by default; it found a
+    /// real engine race, since fixed (SIMULATION.md, "Engine bugs found").
     pub edit_during_download: bool,
 }
 
@@ -61,8 +56,7 @@ impl Config {
             steps: 32,
             planted: None,
             backend: Backend::Mem,
-            dodge_conflict_name_clash: true,
-            edit_during_download: false,
+            edit_during_download: true,
         }
     }
 
@@ -78,11 +72,8 @@ impl Config {
         if self.backend == Backend::File {
             cmd.push_str(" BMSYNC_SIM_BACKEND=file");
         }
-        if !self.dodge_conflict_name_clash {
-            cmd.push_str(" BMSYNC_SIM_DODGE=0");
-        }
-        if self.edit_during_download {
-            cmd.push_str(" BMSYNC_SIM_DOWNLOAD_RACE=1");
+        if !self.edit_during_download {
+            cmd.push_str(" BMSYNC_SIM_DOWNLOAD_RACE=0");
         }
         if let Some(k) = keep {
             let k: Vec<String> = k.iter().map(ToString::to_string).collect();
@@ -450,11 +441,8 @@ pub fn from_env() -> Option<(Config, Option<Vec<usize>>)> {
     if let Some(p) = var("BMSYNC_SIM_PLANTED") {
         cfg.planted = Some(planted_by_name(&p).expect("a planted bug's name"));
     }
-    if var("BMSYNC_SIM_DODGE").as_deref() == Some("0") {
-        cfg.dodge_conflict_name_clash = false;
-    }
-    if var("BMSYNC_SIM_DOWNLOAD_RACE").as_deref() == Some("1") {
-        cfg.edit_during_download = true;
+    if var("BMSYNC_SIM_DOWNLOAD_RACE").as_deref() == Some("0") {
+        cfg.edit_during_download = false;
     }
     if var("BMSYNC_SIM_BACKEND").as_deref() == Some("file") {
         cfg.backend = Backend::File;

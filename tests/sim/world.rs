@@ -390,8 +390,6 @@ impl Shared {
 struct Client {
     name: String,
     generation: u32,
-    /// Ids taken to dodge the conflict-name clash.
-    aliases: u32,
     root: PathBuf,
     repo: Option<Repo>,
     remote: FaultRemote,
@@ -451,6 +449,8 @@ fn error_kind(e: &SyncError) -> String {
         SyncError::Plan(p) => format!("plan {}", variant(format!("{p:?}"))),
         SyncError::Io { .. } => "io".to_owned(),
         SyncError::Repo(_) | SyncError::Store(_) => "store".to_owned(),
+        SyncError::Recover(_) => "recover".to_owned(),
+        SyncError::Conflicts { .. } => "conflicts".to_owned(),
     }
 }
 
@@ -511,12 +511,18 @@ impl World {
                     shared.clone(),
                     cfg.edit_during_download,
                 );
-                Client { name, generation: 0, aliases: 0, root, repo: Some(repo), remote }
+                Client { name, generation: 0, root, repo: Some(repo), remote }
             })
             .collect();
         // Every deletion a user makes is meant: the mass-delete guard would only refuse them.
         let opts =
-            SyncOptions { max_delete: Some(usize::MAX), allow_empty_remote: false, planted: cfg.planted };
+            SyncOptions {
+                max_delete: Some(usize::MAX),
+                // One operation at a time, in plan order: the same seed, the same trace.
+                jobs: Some(1),
+                planted: cfg.planted,
+                ..SyncOptions::default()
+            };
         let folders = vec![BTreeMap::new(); cfg.clients];
         let mut w = Self { cfg: cfg.clone(), shared, bucket, clients, folders, opts, _tmp: tmp };
         let keep = w.lock().fresh("setup", None);
@@ -631,7 +637,6 @@ impl World {
         cl.repo = None;
         std::fs::remove_dir_all(cl.root.join(".bmsync")).expect("remove .bmsync");
         cl.generation += 1;
-        cl.aliases = 0;
         cl.name = format!("c{c}g{}", cl.generation);
         let opts = InitOptions { client_id: Some(cl.name.clone()), ..InitOptions::default() };
         cl.repo = Some(Repo::init(&cl.root, &opts).expect("re-init a client"));
@@ -647,29 +652,8 @@ impl World {
         ));
     }
 
-    /// Gives client `c` a new id if a conflict copy already bears its current one.
-    fn dodge(&mut self, c: usize, before: &BTreeMap<String, Vec<u8>>) {
-        let cl = &self.clients[c];
-        let mark = format!(".conflict-{}-", cl.name);
-        let (bucket, _) = list_all(&*self.bucket, None).expect("list the bucket");
-        if !before.keys().chain(bucket.iter().map(|o| &o.key)).any(|k| k.contains(&mark)) {
-            return;
-        }
-        let cl = &mut self.clients[c];
-        cl.aliases += 1;
-        let base = if cl.generation == 0 { format!("c{c}") } else { format!("c{c}g{}", cl.generation) };
-        cl.name = format!("{base}a{}", cl.aliases);
-        let repo = cl.repo.take().expect("the client is open");
-        repo.store().set_meta(bmsync::repo::META_CLIENT_ID, cl.name.as_bytes()).expect("set the client id");
-        drop(repo);
-        cl.repo = Some(Repo::open(&cl.root).expect("reopen the client"));
-    }
-
     fn sync(&mut self, c: usize, faults: &Faults, sel: u64) -> Ended {
         let before = std::mem::take(&mut self.folders[c]);
-        if self.cfg.dodge_conflict_name_clash {
-            self.dodge(c, &before);
-        }
         let repo = self.clients[c].repo.as_ref().expect("the client is open");
         let base_before = (read_base(repo).0, base_lineage(repo).map(|l| l.0));
         {
@@ -769,7 +753,12 @@ impl World {
         }
         // 5: what the new base newly claims, the folder held when it was recorded.
         if let Some((prev, snapshot)) = claimed {
-            let at = snapshot.and_then(|v| s.recorded.get(&v).cloned());
+            // Without a snapshot (the one after apply failed), the base was recorded as
+            // the sync ended: compare with the folder now.
+            let at = match snapshot {
+                Some(v) => s.recorded.get(&v).cloned(),
+                None => Some((after.clone(), s.touched.clone())),
+            };
             match at {
                 None => s.violate(5, format!("{name}'s base moved without a recording snapshot")),
                 Some((then, touched)) => {
