@@ -178,6 +178,10 @@ pub enum Reason {
     InvalidRemoteKey,
     /// Skipped: the remote key is a file and also a folder of other keys.
     RemoteKeyCollision,
+    /// Deleted locally, but the remote deleted the other path that held the same
+    /// content: carrying both deletions out would leave that content nowhere, so this
+    /// path is restored from the remote instead.
+    LastCopy,
 }
 
 impl Reason {
@@ -548,6 +552,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     });
     let mut ops = pair_moves(p.ops);
     ops.sort_by(|a, b| path_order(&a.path, &b.path));
+    keep_last_copies(&mut ops, input.remote, manifest);
 
     let deleted: Vec<String> = ops.iter().filter(|o| o.is_deletion()).map(|o| o.path.clone()).collect();
     let limit = input.max_delete.unwrap_or(base_files / 2);
@@ -564,6 +569,49 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     stats.conflicts = ops.iter().filter(|o| o.is_conflict()).count();
     stats.skipped = ops.iter().filter(|o| o.action == Action::Skip).count();
     Ok(Plan { mode: p.mode, ops, stats })
+}
+
+/// Crossed deletions: each side deleted a different path holding the same content (a
+/// duplicate, or what a crash left recorded at two paths), and each deletion, right on
+/// its own, would be carried to the other side, leaving the content nowhere. Unless the
+/// remote keeps that content at a path this plan leaves alone, the first such local
+/// deletion is turned into a download of the path the remote kept: one copy survives.
+fn keep_last_copies(ops: &mut [Op], remote: &BTreeMap<String, RemoteObject>, base: &Manifest) {
+    let deleted_here: BTreeSet<ObjectId> = ops
+        .iter()
+        .filter(|o| o.action == Action::DeleteLocal)
+        .filter_map(|o| o.sides.local.as_ref().map(|l| l.id))
+        .collect();
+    if deleted_here.is_empty() {
+        return;
+    }
+    let touched: BTreeSet<String> = ops
+        .iter()
+        .filter(|o| o.action != Action::Record)
+        .flat_map(|o| std::iter::once(o.path.clone()).chain(o.from.clone()))
+        .collect();
+    // A listed object's content: its own, or the base's when the ETag is the base's.
+    let content = |p: &str, r: &RemoteObject| {
+        r.content.or_else(|| {
+            let es = base.entries();
+            let i = es.binary_search_by(|e| path_order(&e.path, p)).ok()?;
+            es[i].content.filter(|_| es[i].etag == r.etag)
+        })
+    };
+    let survives = |c: ObjectId| remote.iter().any(|(p, r)| content(p, r) == Some(c) && !touched.contains(p));
+    let mut saved = BTreeSet::new();
+    for op in ops.iter_mut() {
+        let Some(c) = op.sides.remote.as_ref().map(|r| r.id) else { continue };
+        if op.action == Action::DeleteRemote
+            && deleted_here.contains(&c)
+            && !saved.contains(&c)
+            && !survives(c)
+        {
+            saved.insert(c);
+            op.action = Action::Download;
+            op.reason = Reason::LastCopy;
+        }
+    }
 }
 
 /// Paths with their leaves.

@@ -978,3 +978,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn crossed_deletions_never_delete_the_last_copy() {
+    // The base holds one content at two paths; each side deleted a different one.
+    let b = [&[("a.md", "x"), ("b.md", "x")][..], &FILLER[..]].concat();
+    let l = [&[("a.md", "x")][..], &FILLER[..]].concat();
+    let r = [&[("b.md", "x")][..], &FILLER[..]].concat();
+    let plan = Fixture::three_way(&b, &l, &r).ok();
+    assert_eq!(
+        summary(&plan),
+        [
+            row("a.md", Action::DeleteLocal, Reason::RemoteDeleted),
+            row("b.md", Action::Download, Reason::LastCopy)
+        ]
+    );
+    let op = &plan.ops[1];
+    assert_eq!(op.precondition.local, Some(LocalCond::Absent));
+    assert_eq!(op.precondition.remote, Some(RemoteCond::IfMatch(etag("x"))));
+    // With a third copy the remote keeps, both deletions are carried out as asked.
+    let b3 = [&b[..], &[("c.md", "x")][..]].concat();
+    let l3 = [&l[..], &[("c.md", "x")][..]].concat();
+    let r3 = [&r[..], &[("c.md", "x")][..]].concat();
+    let plan = Fixture::three_way(&b3, &l3, &r3).ok();
+    assert_eq!(
+        summary(&plan),
+        [
+            row("a.md", Action::DeleteLocal, Reason::RemoteDeleted),
+            row("b.md", Action::DeleteRemote, Reason::LocalDeleted)
+        ]
+    );
+}

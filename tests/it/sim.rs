@@ -113,15 +113,14 @@ fn an_edit_during_a_download_is_kept() {
     assert!(o.violation.is_none(), "{}\n{:?}", o.trace.join("\n"), o.violation);
 }
 
-/// REAL ENGINE BUG, kept failing on purpose (see SIMULATION.md, "Known engine bugs"),
-/// found by the 100,000-seed soak: a crash between a round's remote delete and its base
-/// record leaves a base holding one content at two paths (`n3.md` and `n4.md`); the
-/// user then moves `n4.md` back to `n3.md` while the bucket holds only `n4.md`. Each
-/// side looks deleted from the other's point of view, both deletions are applied, and
-/// the content (a teammate's version no one deleted) is gone everywhere (invariant 1).
+/// Regression: a real engine bug the 100,000-seed soak found (SIMULATION.md, "Engine
+/// bugs found"). A crash between a round's remote delete and its base record left a
+/// base holding one content at two paths; the user then moved one onto the other while
+/// the bucket held only the other. Each side's deletion, right path by path, was carried
+/// to the other side, and the content was gone everywhere. The planner now keeps the last
+/// copy of a content that crossed deletions would remove (`last_copy`). Seed 33269.
 #[test]
-#[ignore = "real engine bug: crossed deletions after a crash lose the last copy of a content"]
-fn crossed_deletions_after_a_crash_lose_the_last_copy() {
+fn crossed_deletions_after_a_crash_keep_the_last_copy() {
     let cfg = Config::new(33269, Some(3));
     let history = simlib::generate(&cfg);
     let o = simlib::run(&cfg, &history, Some(&[0, 1, 2, 3, 4, 5, 7, 13, 14, 19, 20, 22, 26]));

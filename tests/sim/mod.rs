@@ -50,14 +50,7 @@ impl Config {
     /// The CI configuration of a seed: 2 to 5 clients (from the seed unless given).
     pub fn new(seed: u64, clients: Option<usize>) -> Self {
         let clients = clients.unwrap_or(2 + usize::try_from(seed % 4).expect("small"));
-        Self {
-            seed,
-            clients,
-            steps: 32,
-            planted: None,
-            backend: Backend::Mem,
-            edit_during_download: true,
-        }
+        Self { seed, clients, steps: 32, planted: None, backend: Backend::Mem, edit_during_download: true }
     }
 
     /// The command that replays this run (`keep`: the shrunk history's step indices).

@@ -515,14 +515,13 @@ impl World {
             })
             .collect();
         // Every deletion a user makes is meant: the mass-delete guard would only refuse them.
-        let opts =
-            SyncOptions {
-                max_delete: Some(usize::MAX),
-                // One operation at a time, in plan order: the same seed, the same trace.
-                jobs: Some(1),
-                planted: cfg.planted,
-                ..SyncOptions::default()
-            };
+        let opts = SyncOptions {
+            max_delete: Some(usize::MAX),
+            // One operation at a time, in plan order: the same seed, the same trace.
+            jobs: Some(1),
+            planted: cfg.planted,
+            ..SyncOptions::default()
+        };
         let folders = vec![BTreeMap::new(); cfg.clients];
         let mut w = Self { cfg: cfg.clone(), shared, bucket, clients, folders, opts, _tmp: tmp };
         let keep = w.lock().fresh("setup", None);
