@@ -456,7 +456,7 @@ fn error_kind(e: &SyncError) -> String {
 
 /// How a sync ended.
 enum Ended {
-    Ok(SyncSummary),
+    Ok(Box<SyncSummary>),
     Failed(String),
     Crashed,
 }
@@ -667,7 +667,7 @@ impl World {
         let r = catch_unwind(AssertUnwindSafe(|| sync(repo, &cl.remote, &opts)));
         cl.remote.disarm();
         let ended = match r {
-            Ok(Ok(s)) => Ended::Ok(s),
+            Ok(Ok(s)) => Ended::Ok(Box::new(s)),
             Ok(Err(e)) => Ended::Failed(error_kind(&e)),
             Err(p) if p.is::<SimCrash>() => {
                 // kill -9: nothing more of this engine runs; restart from the store.
