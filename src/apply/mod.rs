@@ -602,7 +602,8 @@ fn verified_snapshot(
     remote: &dyn Remote,
     wrote: bool,
 ) -> Result<(Version, Option<BTreeMap<String, String>>), RemoteError> {
-    let v = remote.snapshot(Some(&format!("bmsync-{}", repo.client_id())))?;
+    // Unique names: a bucket may refuse a snapshot name it already has.
+    let v = remote.snapshot(Some(&format!("bmsync-{}-{}", repo.client_id(), now_ns())))?;
     if !wrote {
         return Ok((v, None));
     }
