@@ -430,8 +430,9 @@ fn sync_rounds(
                 return Err(SyncError::Conflicts { paths });
             }
         }
-        if carried.is_empty() && planned.base.is_some() {
+        if carried.iter().all(|o| o.action == Action::Skip) && planned.base.is_some() {
             // Nothing to do, and the base already says so: no write at all.
+            summary.skipped = carried.iter().map(|o| format!("{}: {:?}", o.path, o.reason)).collect();
             summary.base = planned.base.as_ref().map(|b| b.0);
             summary.snapshot = planned.view.version;
             break;
