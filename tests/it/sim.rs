@@ -87,6 +87,13 @@ fn planted_empty_listing_as_deletions_is_caught() {
     assert_eq!(f.violation.invariant, 1, "a lost update: {}", f.violation.what);
 }
 
+/// Runs a seed's shrunk history and asserts that no invariant breaks.
+fn replays_clean(cfg: &Config, keep: &[usize]) {
+    let history = simlib::generate(cfg);
+    let o = simlib::run(cfg, &history, Some(keep));
+    assert!(o.violation.is_none(), "{}\n{:?}", o.trace.join("\n"), o.violation);
+}
+
 /// Regression: a real engine bug the simulator found (SIMULATION.md, "Engine bugs
 /// found"). Conflict copies were named to the second and moved with a rename that
 /// replaces, so a second conflict on the same path by the same client within one second
@@ -95,9 +102,7 @@ fn planted_empty_listing_as_deletions_is_caught() {
 #[test]
 fn conflict_copies_in_the_same_second_keep_both_versions() {
     let cfg = Config::new(184, Some(2));
-    let history = simlib::generate(&cfg);
-    let o = simlib::run(&cfg, &history, Some(&[1, 2, 3, 6, 7, 12, 13, 16, 17, 21, 23, 24, 28]));
-    assert!(o.violation.is_none(), "{}\n{:?}", o.trace.join("\n"), o.violation);
+    replays_clean(&cfg, &[1, 2, 3, 6, 7, 12, 13, 16, 17, 21, 23, 24, 28]);
 }
 
 /// Regression: a real engine race the simulator found (SIMULATION.md, "Engine bugs
@@ -108,9 +113,7 @@ fn conflict_copies_in_the_same_second_keep_both_versions() {
 #[test]
 fn an_edit_during_a_download_is_kept() {
     let cfg = Config { edit_during_download: true, ..Config::new(224, Some(2)) };
-    let history = simlib::generate(&cfg);
-    let o = simlib::run(&cfg, &history, Some(&[10, 16, 17, 18, 19, 20]));
-    assert!(o.violation.is_none(), "{}\n{:?}", o.trace.join("\n"), o.violation);
+    replays_clean(&cfg, &[10, 16, 17, 18, 19, 20]);
 }
 
 /// Regression: a real engine bug the 100,000-seed soak found (SIMULATION.md, "Engine
@@ -122,7 +125,5 @@ fn an_edit_during_a_download_is_kept() {
 #[test]
 fn crossed_deletions_after_a_crash_keep_the_last_copy() {
     let cfg = Config::new(33269, Some(3));
-    let history = simlib::generate(&cfg);
-    let o = simlib::run(&cfg, &history, Some(&[0, 1, 2, 3, 4, 5, 7, 13, 14, 19, 20, 22, 26]));
-    assert!(o.violation.is_none(), "{}\n{:?}", o.trace.join("\n"), o.violation);
+    replays_clean(&cfg, &[0, 1, 2, 3, 4, 5, 7, 13, 14, 19, 20, 22, 26]);
 }
