@@ -87,6 +87,15 @@ fn planted_empty_listing_as_deletions_is_caught() {
     assert_eq!(f.violation.invariant, 1, "a lost update: {}", f.violation.what);
 }
 
+#[test]
+fn traces_drop_the_wall_clock_from_conflict_names() {
+    let n = simlib::world::normalise;
+    assert_eq!(n("  b/n4.conflict-c0-20261126T025450.md [x]"), "  b/n4.conflict-c0.md [x]");
+    assert_eq!(n("  b/n4.conflict-c0-20261126T025450-1.md [x]"), "  b/n4.conflict-c0.md [x]");
+    assert_eq!(n("  README.conflict-c1-20261126T025450-12"), "  README.conflict-c1");
+    assert_eq!(n("  notes/-20261126T025450.md"), "  notes/-20261126T025450.md", "not a conflict copy");
+}
+
 /// Runs a seed's shrunk history and asserts that no invariant breaks.
 fn replays_clean(cfg: &Config, keep: &[usize]) {
     let history = simlib::generate(cfg);

@@ -97,6 +97,11 @@ pub fn normalise(line: &str) -> String {
             && b[i + 10..i + 16].iter().all(u8::is_ascii_digit);
         if stamp && line[..i].contains(".conflict-") {
             i += 16;
+            // The counter the engine adds when a copy of that second exists already.
+            let digits = b[(i + 1).min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if b.get(i) == Some(&b'-') && digits > 0 {
+                i += 1 + digits;
+            }
             continue;
         }
         let ch = line[i..].chars().next().expect("i is on a char boundary");
