@@ -100,6 +100,10 @@ pub struct SyncOptions {
     /// A known bug to switch on, so the simulator can show it would catch it. Tests only.
     #[doc(hidden)]
     pub planted: Option<PlantedBug>,
+    /// The time part of conflict-copy names, instead of the wall clock, so that a
+    /// simulation replays to the same names. Tests only.
+    #[doc(hidden)]
+    pub conflict_stamp: Option<String>,
 }
 
 impl SyncOptions {

@@ -526,11 +526,13 @@ impl Round<'_> {
 
     /// A conflict-copy name for `path` that no file has yet.
     fn free_conflict_name(&self, path: &str) -> Result<String, SyncError> {
-        let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            .to_string()
-            .replace([':', '-'], "")
-            .trim_end_matches('Z')
-            .to_owned();
+        let when = self.opts.conflict_stamp.clone().unwrap_or_else(|| {
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string()
+                .replace([':', '-'], "")
+                .trim_end_matches('Z')
+                .to_owned()
+        });
         let client = self.repo.client_id();
         for n in 0u32.. {
             let stamp = if n == 0 { when.clone() } else { format!("{when}-{n}") };

@@ -665,7 +665,10 @@ impl World {
             s.touched.clear();
             s.recorded.clear();
         }
-        let opts = self.opts.clone();
+        // Conflict copies are named by the step, not the wall clock: the same seed, the
+        // same names.
+        let step = self.lock().step;
+        let opts = SyncOptions { conflict_stamp: Some(format!("20260101T{step:06}")), ..self.opts.clone() };
         let cl = &mut self.clients[c];
         cl.remote.arm(faults.clone(), StdRng::seed_from_u64(sel));
         let repo = cl.repo.as_ref().expect("the client is open");
