@@ -178,9 +178,9 @@ pub enum Reason {
     InvalidRemoteKey,
     /// Skipped: the remote key is a file and also a folder of other keys.
     RemoteKeyCollision,
-    /// Deleted locally, but the remote deleted the other path that held the same
+    /// Deleted on one side while the other side deleted another path holding the same
     /// content: carrying both deletions out would leave that content nowhere, so this
-    /// path is restored from the remote instead.
+    /// path is restored from the side that still has it instead.
     LastCopy,
 }
 
@@ -574,15 +574,23 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
 /// Crossed deletions: each side deleted a different path holding the same content (a
 /// duplicate, or what a crash left recorded at two paths), and each deletion, right on
 /// its own, would be carried to the other side, leaving the content nowhere. Unless the
-/// remote keeps that content at a path this plan leaves alone, the first such local
-/// deletion is turned into a download of the path the remote kept: one copy survives.
+/// content stays at a path this plan leaves alone, the first of those paths (in path
+/// order, whichever side deleted it, so the rule is the same seen from either side) is
+/// restored from the side that still has it: one copy survives.
 fn keep_last_copies(ops: &mut [Op], remote: &BTreeMap<String, RemoteObject>, base: &Manifest) {
-    let deleted_here: BTreeSet<ObjectId> = ops
-        .iter()
-        .filter(|o| o.action == Action::DeleteLocal)
-        .filter_map(|o| o.sides.local.as_ref().map(|l| l.id))
-        .collect();
-    if deleted_here.is_empty() {
+    // The content each deletion removes, and which side deleted it.
+    let removed = |o: &Op| match o.action {
+        Action::DeleteLocal => o.sides.local.as_ref().map(|l| (l.id, true)),
+        Action::DeleteRemote => o.sides.remote.as_ref().map(|r| (r.id, false)),
+        _ => None,
+    };
+    let mut sides_deleting: BTreeMap<ObjectId, (bool, bool)> = BTreeMap::new();
+    for (c, remote_deleted) in ops.iter().filter_map(removed) {
+        let e = sides_deleting.entry(c).or_default();
+        if remote_deleted { e.0 = true } else { e.1 = true }
+    }
+    sides_deleting.retain(|_, (r, l)| *r && *l);
+    if sides_deleting.is_empty() {
         return;
     }
     let touched: BTreeSet<String> = ops
@@ -598,18 +606,26 @@ fn keep_last_copies(ops: &mut [Op], remote: &BTreeMap<String, RemoteObject>, bas
             es[i].content.filter(|_| es[i].etag == r.etag)
         })
     };
-    let survives = |c: ObjectId| remote.iter().any(|(p, r)| content(p, r) == Some(c) && !touched.contains(p));
+    // Untouched paths hold the same content on both sides, so the listing tells. A path
+    // under a touched one (a folder in a type-change conflict) is not untouched.
+    let untouched =
+        |p: &str| !p.match_indices('/').map(|(i, _)| &p[..i]).chain([p]).any(|a| touched.contains(a));
+    let survives = |c: ObjectId| remote.iter().any(|(p, r)| content(p, r) == Some(c) && untouched(p));
     let mut saved = BTreeSet::new();
     for op in ops.iter_mut() {
-        let Some(c) = op.sides.remote.as_ref().map(|r| r.id) else { continue };
-        if op.action == Action::DeleteRemote
-            && deleted_here.contains(&c)
-            && !saved.contains(&c)
-            && !survives(c)
-        {
-            saved.insert(c);
+        let Some((c, _)) = removed(op) else { continue };
+        if !sides_deleting.contains_key(&c) || saved.contains(&c) || survives(c) {
+            continue;
+        }
+        saved.insert(c);
+        op.reason = Reason::LastCopy;
+        if op.action == Action::DeleteRemote {
+            // Deleted here, kept there: bring it back here.
             op.action = Action::Download;
-            op.reason = Reason::LastCopy;
+        } else {
+            // Deleted there, kept here: send it back there.
+            op.action = Action::Upload;
+            op.precondition.remote = Some(RemoteCond::IfAbsent);
         }
     }
 }

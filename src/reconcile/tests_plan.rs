@@ -986,14 +986,27 @@ fn crossed_deletions_never_delete_the_last_copy() {
     let l = [&[("a.md", "x")][..], &FILLER[..]].concat();
     let r = [&[("b.md", "x")][..], &FILLER[..]].concat();
     let plan = Fixture::three_way(&b, &l, &r).ok();
+    // The first path is restored from the side that kept it (here, the local side).
     assert_eq!(
         summary(&plan),
         [
-            row("a.md", Action::DeleteLocal, Reason::RemoteDeleted),
-            row("b.md", Action::Download, Reason::LastCopy)
+            row("a.md", Action::Upload, Reason::LastCopy),
+            row("b.md", Action::DeleteRemote, Reason::LocalDeleted)
         ]
     );
-    let op = &plan.ops[1];
+    let op = &plan.ops[0];
+    assert_eq!(op.precondition.local, Some(LocalCond::Content(id("x"))));
+    assert_eq!(op.precondition.remote, Some(RemoteCond::IfAbsent));
+    // Seen from the other side, the same path survives, brought back the other way.
+    let plan = Fixture::three_way(&b, &r, &l).ok();
+    assert_eq!(
+        summary(&plan),
+        [
+            row("a.md", Action::Download, Reason::LastCopy),
+            row("b.md", Action::DeleteLocal, Reason::RemoteDeleted)
+        ]
+    );
+    let op = &plan.ops[0];
     assert_eq!(op.precondition.local, Some(LocalCond::Absent));
     assert_eq!(op.precondition.remote, Some(RemoteCond::IfMatch(etag("x"))));
     // With a third copy the remote keeps, both deletions are carried out as asked.
