@@ -212,6 +212,7 @@ fn plan_bench() {
                 etag: format!("\"{i}\""),
                 size: l.size,
                 content: Some(l.id),
+                kind: l.kind,
             })
             .collect(),
     )

@@ -335,6 +335,12 @@ fn sync_cmd(
         for p in &s.raced {
             let _ = writeln!(text, "changed during the sync, left for next time: {p}");
         }
+        for k in &s.local_skipped {
+            let _ = writeln!(text, "warning: skipped {}: {}", k.path, k.reason);
+        }
+        for c in &s.collisions {
+            let _ = writeln!(text, "{}", worktree_cmds::collision_line(c));
+        }
         for k in &s.remote_skipped {
             let _ = writeln!(text, "warning: remote key {:?} skipped: {}", k.key, k.reason);
         }

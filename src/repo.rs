@@ -27,6 +27,11 @@ pub const REV_LOCAL: &str = "local";
 pub const META_REMOTE: &str = "remote";
 /// Meta key for the S3 endpoint URL (UTF-8), when one was given to `init`.
 pub const META_ENDPOINT: &str = "endpoint";
+/// Meta key: `1` if the folder's file system ignores case (detected at `init`), `0` if
+/// not. Absent in stores made before it existed: then detected on open.
+pub const META_CASE_INSENSITIVE: &str = "case-insensitive";
+/// Meta key: the name collisions the last sync reported (JSON), for `status`.
+pub const META_COLLISIONS: &str = "collisions";
 
 /// Options for [`Repo::init`].
 #[derive(Clone, Debug, Default)]
@@ -120,6 +125,22 @@ pub struct Repo {
     client_id: String,
     remote: Option<RemoteUrl>,
     endpoint: Option<String>,
+    case_insensitive: bool,
+}
+
+/// Whether the file system holding `dir` ignores case: `dir`'s name in upper case names
+/// the same folder.
+fn ignores_case(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else { return false };
+    let upper = dir.with_file_name(name.to_uppercase());
+    if upper == dir {
+        return false;
+    }
+    match (std::fs::symlink_metadata(dir), std::fs::symlink_metadata(&upper)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
 }
 
 impl Repo {
@@ -140,7 +161,11 @@ impl Repo {
         let made_dir = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(|source| RepoError::Io { path: dir.clone(), source })?;
         let remote_text = remote.as_ref().map(ToString::to_string);
-        let mut meta: Vec<(&str, &[u8])> = vec![(META_CLIENT_ID, client_id.as_bytes())];
+        let case_insensitive = ignores_case(&dir);
+        let mut meta: Vec<(&str, &[u8])> = vec![
+            (META_CLIENT_ID, client_id.as_bytes()),
+            (META_CASE_INSENSITIVE, if case_insensitive { b"1" } else { b"0" }),
+        ];
         if let Some(r) = &remote_text {
             meta.push((META_REMOTE, r.as_bytes()));
         }
@@ -157,7 +182,14 @@ impl Repo {
                 e => e.into(),
             }
         })?;
-        Ok(Self { root: root.to_owned(), store, client_id, remote, endpoint: opts.endpoint.clone() })
+        Ok(Self {
+            root: root.to_owned(),
+            store,
+            client_id,
+            remote,
+            endpoint: opts.endpoint.clone(),
+            case_insensitive,
+        })
     }
 
     /// Opens the bmsync folder at `root`.
@@ -174,7 +206,25 @@ impl Repo {
         check_client_id(&client_id)?;
         let remote = text(META_REMOTE)?.as_deref().map(RemoteUrl::parse).transpose()?;
         let endpoint = text(META_ENDPOINT)?;
-        Ok(Self { root: root.to_owned(), store, client_id, remote, endpoint })
+        let case_insensitive = match text(META_CASE_INSENSITIVE)?.as_deref() {
+            Some(v) => v == "1",
+            None => ignores_case(&root.join(STATE_DIR)),
+        };
+        Ok(Self { root: root.to_owned(), store, client_id, remote, endpoint, case_insensitive })
+    }
+
+    /// Whether the folder's file system ignores case (so `Notes.md` and `notes.md` are
+    /// one file there).
+    pub fn case_insensitive(&self) -> bool {
+        self.case_insensitive
+    }
+
+    /// Records whether the folder's file system ignores case, overriding what `init`
+    /// detected (for a folder moved to another file system, and for tests).
+    pub fn set_case_insensitive(&mut self, yes: bool) -> Result<()> {
+        self.store.set_meta(META_CASE_INSENSITIVE, if yes { b"1" } else { b"0" })?;
+        self.case_insensitive = yes;
+        Ok(())
     }
 
     /// The synced folder.
@@ -281,7 +331,13 @@ impl Repo {
 
     /// Local changes since the last sync base (or since nothing, before the first sync).
     pub fn status(&self) -> Result<Status> {
-        let snapshot = self.scan(false)?;
+        let mut snapshot = self.scan(false)?;
+        // The remote names the last sync refused to write on a folder that ignores case.
+        if let Some(v) = self.store.meta(META_COLLISIONS)?
+            && let Ok(known) = serde_json::from_slice::<Vec<crate::worktree::Collision>>(&v)
+        {
+            snapshot.report.collisions.extend(known);
+        }
         let base = self.base()?;
         let base_tree = base.map(|b| self.store.get_commit(&b)).transpose()?.map(|c| c.tree);
         let mut stats = DiffStats::default();

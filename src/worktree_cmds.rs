@@ -47,14 +47,24 @@ fn print_warnings(out: Out, report: &ScanReport) -> io::Result<()> {
     for s in &report.skipped {
         writeln!(out, "warning: skipped {}: {}", s.path, s.reason)?;
     }
-    for c in &report.collisions {
-        let what = match c.kind {
-            bmsync::worktree::CollisionKind::Unicode => "differ only by Unicode normalisation",
-            bmsync::worktree::CollisionKind::Case => "differ only by case",
-        };
-        writeln!(out, "warning: names {what}; none of them will be deleted: {}", c.paths.join(", "))?;
-    }
-    Ok(())
+    report.collisions.iter().try_for_each(|c| writeln!(out, "{}", collision_line(c)))
+}
+
+/// One line for a name collision, for `status` and `sync`.
+pub(crate) fn collision_line(c: &bmsync::worktree::Collision) -> String {
+    let what = match c.kind {
+        bmsync::worktree::CollisionKind::Unicode => "differ only by Unicode normalisation (NFC/NFD)",
+        bmsync::worktree::CollisionKind::Case => "differ only by case, and this folder ignores case",
+    };
+    // Quoted as they are: a Debug form would escape the combining marks of an NFD name.
+    let quote =
+        |ps: &mut dyn Iterator<Item = &String>| ps.map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        "warning: names collide: they {what}: {}; only \"{}\" syncs, {} left as it is",
+        quote(&mut c.paths.iter()),
+        c.synced,
+        quote(&mut c.paths.iter().filter(|p| **p != c.synced))
+    )
 }
 
 pub(crate) fn status(out: Out, json: bool, repo: &Repo) -> io::Result<()> {

@@ -19,15 +19,17 @@ pub use journal::{RecoverError, Recovery, TEMP_PREFIX};
 pub use ops::TRASH_DIR;
 
 use crate::id::{ObjectId, ObjectKind};
-use crate::object::{Commit, EntryKind, Manifest, ManifestEntry, RemoteBaseline};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::object::{Commit, Manifest, ManifestEntry, RemoteBaseline, check_path};
 use crate::reconcile::{
     Action, Base, Change, DiffStats, Leaf, ListingStatus, Op, Overlay, Plan, PlanError, PlanInput, Reason,
-    RemoteObject, build_tree, diff_trees, plan,
+    RemoteObject, build_tree, case_collisions, diff_trees, plan,
 };
 use crate::remote::{Listed, Remote, RemoteError, RemoteView, SkippedKey, Version};
 use crate::repo::{REF_BASE, REF_HEAD, Repo, RepoError};
 use crate::store::StoreError;
-use crate::worktree::{IgnoreRules, Snapshot, global_ignore_files};
+use crate::worktree::{Collision, CollisionKind, IgnoreRules, Snapshot, global_ignore_files};
 use ops::{Effects, RemoteSide};
 
 /// Rounds of plan-and-apply a sync runs while teammates' races leave paths unsynced.
@@ -177,6 +179,11 @@ pub struct SyncSummary {
     pub held_back: u64,
     /// Remote keys reported and skipped.
     pub remote_skipped: Vec<SkippedKey>,
+    /// Names that collide: only one of each syncs; the others are left as they are.
+    pub collisions: Vec<Collision>,
+    /// Local paths the scan left out (a symlink out of the folder, a special file, a
+    /// name that is not UTF-8), with why.
+    pub local_skipped: Vec<crate::worktree::Skipped>,
     /// What was cleaned up after an interrupted earlier sync.
     pub recovered: Option<Recovery>,
     /// Paths whose remote object changed between our writes and the snapshot taken
@@ -201,6 +208,7 @@ impl SyncSummary {
         self.bytes_up += o.bytes_up;
         self.bytes_down += o.bytes_down;
         self.conflicts.extend(o.conflicts);
+        self.remote_skipped.extend(o.remote_skipped);
         self.resolved.extend(o.resolved);
         self.raced.extend(o.raced);
         self.skipped.extend(o.skipped);
@@ -276,6 +284,9 @@ pub struct Planned {
     pub view: RemoteView,
     /// The plan.
     pub plan: Plan,
+    /// Names that collide (Unicode forms in the folder; on a folder that ignores case,
+    /// remote names that would alias a local one): only one of each syncs.
+    pub collisions: Vec<Collision>,
     base: Option<(ObjectId, Option<ObjectId>, Manifest)>,
 }
 
@@ -295,7 +306,32 @@ pub fn make_plan(
     let base = base_state(repo)?;
     let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
     let mut view = RemoteView::fetch(remote, base.as_ref().map(|b| &b.2), ignored_now)?;
-    let protected: BTreeSet<String> = local.report.protected_paths().map(str::to_owned).collect();
+    let mut protected: BTreeSet<String> = local.report.protected_paths().map(str::to_owned).collect();
+    // A key in another Unicode form (which the view skips) still holds that note: its NFC
+    // path is never taken for deleted there.
+    // (Where the bucket holds the NFC key as well, that one syncs as usual.)
+    protected.extend(
+        view.skipped
+            .iter()
+            .map(|k| k.key.nfc().collect::<String>())
+            .filter(|p| check_path(p).is_ok() && !view.objects.contains_key(p)),
+    );
+    let mut collisions = local.report.collisions.clone();
+    if repo.case_insensitive() {
+        // A second spelling of a name the folder already holds would alias it: never
+        // written here, never deleted there, and reported.
+        let local_paths = leaves(repo, local.root, &local.unstored_trees)?;
+        for c in
+            case_collisions(local_paths.keys().map(String::as_str), view.objects.keys().map(String::as_str))
+        {
+            protected.insert(c.refused.clone());
+            collisions.push(Collision {
+                kind: CollisionKind::Case,
+                paths: vec![c.holder.clone(), c.refused],
+                synced: c.holder,
+            });
+        }
+    }
     let ignored: BTreeSet<String> = base
         .as_ref()
         .map(|b| b.2.entries().iter().map(|e| e.path.clone()).filter(|p| ignored_now(p)).collect())
@@ -311,7 +347,7 @@ pub fn make_plan(
                     key: e.key.clone(),
                     etag: e.etag.clone(),
                     size: e.size,
-                    kind: EntryKind::File,
+                    kind: e.kind,
                     content: Some(e.content),
                 };
                 (p.clone(), o)
@@ -349,7 +385,7 @@ pub fn make_plan(
             wrong |= view.verify_hint(remote, p)?;
         }
         if !wrong {
-            return Ok(Planned { local, view, plan, base });
+            return Ok(Planned { local, view, plan, collisions, base });
         }
     }
 }
@@ -425,6 +461,8 @@ fn sync_rounds(
         summary.skipped.clear();
         let planned = make_plan(repo, remote, opts, false)?;
         summary.remote_skipped.clone_from(&planned.view.skipped);
+        summary.collisions.clone_from(&planned.collisions);
+        summary.local_skipped.clone_from(&planned.local.report.skipped);
         let carried: Vec<&Op> = planned.plan.ops.iter().filter(|o| opts.carries(o)).collect();
         summary.held_back = (planned.plan.ops.len() - carried.len()) as u64;
         if opts.direction != Direction::Both && opts.on_conflict.is_none() {
@@ -442,12 +480,16 @@ fn sync_rounds(
             break;
         }
         let mut sides = Sides {
-            local: leaves(repo, planned.local.root)?,
+            local: leaves(repo, planned.local.root, &planned.local.unstored_trees)?,
             remote: planned
                 .view
                 .objects
                 .iter()
-                .map(|(p, e)| (p.clone(), (e.etag.clone(), e.content, e.size)))
+                .map(|(p, e)| {
+                    let side =
+                        RemoteSide { etag: e.etag.clone(), content: e.content, size: e.size, kind: e.kind };
+                    (p.clone(), side)
+                })
                 .collect(),
         };
         let bytes: u64 = carried
@@ -484,17 +526,20 @@ fn sync_rounds(
             break;
         }
     }
+    remember_collisions(repo, &summary.collisions)?;
+    summary.remote_skipped.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(summary)
 }
 
 impl Round<'_> {
     fn intent(&self, i: usize, op: &Op) -> journal::Entry {
-        let fetches = matches!(op.action, Action::Download | Action::Conflict);
+        let fetches = matches!(op.action, Action::Download | Action::Conflict)
+            || (op.action == Action::Skip && op.reason == Reason::RemoteKeyCollision);
         let size = op.sides.local.as_ref().map_or(0, |l| l.size);
         journal::Entry {
             op: format!("{:?}", op.action).to_lowercase(),
             path: op.path.clone(),
-            tmp: fetches.then(|| journal::temp_path(&op.path, i, self.started_ns)),
+            tmp: fetches.then(|| journal::temp_path(&self.disk_rel(&op.path), i, self.started_ns)),
             multipart: matches!(op.action, Action::Upload | Action::MoveRemote | Action::Conflict)
                 && size > ops::IN_MEMORY_UPLOAD,
             started_ns: self.started_ns,
@@ -559,7 +604,13 @@ fn optimistic(planned: &Planned, sides: &Sides) -> Sides {
         match op.action {
             Action::Upload | Action::MoveRemote => {
                 if let Some(l) = &op.sides.local {
-                    out.remote.insert(p, ("\"planned\"".to_owned(), l.id, l.size));
+                    let side = RemoteSide {
+                        etag: "\"planned\"".to_owned(),
+                        content: l.id,
+                        size: l.size,
+                        kind: l.kind,
+                    };
+                    out.remote.insert(p, side);
                 }
             }
             Action::Download => {
@@ -577,16 +628,33 @@ fn optimistic(planned: &Planned, sides: &Sides) -> Sides {
     out
 }
 
-fn leaves(repo: &Repo, root: ObjectId) -> Result<BTreeMap<String, Leaf>, SyncError> {
+fn leaves(
+    repo: &Repo,
+    root: ObjectId,
+    unstored: &std::collections::HashMap<ObjectId, crate::object::Tree>,
+) -> Result<BTreeMap<String, Leaf>, SyncError> {
     let reader = repo.store().reader()?;
+    let trees = Overlay { mem: unstored, inner: &reader };
     let mut st = DiffStats::default();
-    Ok(diff_trees(&reader, None, Some(root), &mut st)?
+    Ok(diff_trees(&trees, None, Some(root), &mut st)?
         .into_iter()
         .filter_map(|c| match c {
             Change::Added { path, new } => Some((path, new)),
             _ => None,
         })
         .collect())
+}
+
+/// Keeps the case collisions of this sync for `status` (which reads no remote). Written
+/// only when they changed.
+fn remember_collisions(repo: &Repo, collisions: &[Collision]) -> Result<(), SyncError> {
+    let case: Vec<&Collision> = collisions.iter().filter(|c| c.kind == CollisionKind::Case).collect();
+    let text = serde_json::to_vec(&case).expect("collisions serialise");
+    let old = repo.store().meta(crate::repo::META_COLLISIONS)?;
+    if old.as_deref().unwrap_or(b"[]") != text.as_slice() {
+        repo.store().set_meta(crate::repo::META_COLLISIONS, &text)?;
+    }
+    Ok(())
 }
 
 /// The name of a conflict copy: `notes/idea.md` → `notes/idea.conflict-CLIENT-TIME.md`.
@@ -645,7 +713,7 @@ fn record(
         (None, None)
     };
     let old_leaves = match &planned.base {
-        Some((_, Some(tree), _)) => leaves(repo, *tree)?,
+        Some((_, Some(tree), _)) => leaves(repo, *tree, &std::collections::HashMap::new())?,
         _ => BTreeMap::new(),
     };
     let old_manifest: BTreeMap<&str, &ManifestEntry> = planned
@@ -659,23 +727,24 @@ fn record(
         sides.local.keys().chain(sides.remote.keys()).chain(old_leaves.keys()).collect();
     for p in paths {
         let agreed = match (sides.local.get(p), sides.remote.get(p)) {
-            (Some(l), Some((etag, content, size))) if l.id == *content => {
-                if seen.as_ref().is_some_and(|s| s.get(p.as_str()) != Some(etag)) {
+            (Some(l), Some(r)) if l.id == r.content && l.kind == r.kind => {
+                if seen.as_ref().is_some_and(|s| s.get(p.as_str()) != Some(&r.etag)) {
                     moved.push(p.clone());
                     None
                 } else {
-                    Some((l, etag, content, size))
+                    Some((l, r))
                 }
             }
             _ => None,
         };
-        if let Some((l, etag, content, size)) = agreed {
+        if let Some((l, r)) = agreed {
             let entry = ManifestEntry {
                 path: p.clone(),
                 key: p.clone(),
-                etag: etag.clone(),
-                size: *size,
-                content: Some(*content),
+                etag: r.etag.clone(),
+                size: r.size,
+                content: Some(r.content),
+                kind: r.kind,
             };
             converged.insert(p.clone(), (l.clone(), entry));
         } else if (sides.local.contains_key(p) || sides.remote.contains_key(p))

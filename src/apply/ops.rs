@@ -18,8 +18,15 @@ pub(super) const IN_MEMORY_UPLOAD: u64 = 16 << 20;
 /// Folder (inside `.bmsync/`) that receives local deletions, recoverably.
 pub const TRASH_DIR: &str = "trash";
 
-/// A remote object as the round knows it: ETag, content id, size.
-pub(super) type RemoteSide = (String, ObjectId, u64);
+/// A remote object as the round knows it.
+#[derive(Clone, Debug)]
+pub(super) struct RemoteSide {
+    pub etag: String,
+    pub content: ObjectId,
+    pub size: u64,
+    /// File, executable or symlink.
+    pub kind: EntryKind,
+}
 
 /// What one operation changed, folded into the round's view of both sides when it ends.
 #[derive(Default)]
@@ -59,6 +66,40 @@ fn local_ok(path: &Path, cond: Option<LocalCond>) -> Result<bool, SyncError> {
         Some(LocalCond::Absent) => local_content(path)?.is_none(),
         Some(LocalCond::Content(id)) => local_content(path)? == Some(id),
     })
+}
+
+/// The longest symlink target bmsync writes (the usual `PATH_MAX`).
+const MAX_LINK_TARGET: u64 = 4096;
+
+/// Turns the downloaded file `tmp` into what `kind` says: an executable gets the
+/// execute bits where it has read bits; a symlink's bytes become the link's target
+/// (refused, with the reason, when the link would leave the folder).
+fn make_kind(tmp: &Path, path: &str, kind: EntryKind) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
+    match kind {
+        EntryKind::File | EntryKind::Tree => Ok(()),
+        EntryKind::Executable => {
+            let mode = std::fs::metadata(tmp).map_err(io)?.permissions().mode();
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode | (mode & 0o444) >> 2))
+                .map_err(io)
+        }
+        EntryKind::Symlink => {
+            if std::fs::metadata(tmp).map_err(io)?.len() > MAX_LINK_TARGET {
+                return Err("a symlink whose target is too long; it is never written locally".to_owned());
+            }
+            let target = std::fs::read(tmp).map_err(io)?;
+            if !crate::worktree::link_stays_inside(path, &target) {
+                return Err(
+                    "a symlink that points outside the folder (or into .bmsync); it is never written locally"
+                        .to_owned(),
+                );
+            }
+            std::fs::remove_file(tmp).map_err(io)?;
+            let target = std::str::from_utf8(&target).expect("checked by link_stays_inside");
+            std::os::unix::fs::symlink(target, tmp).map_err(io)
+        }
+    }
 }
 
 /// Removes a temporary file when dropped, if it is still there.
@@ -158,14 +199,14 @@ impl Round<'_> {
     /// Runs operation `i` of the plan.
     pub(super) fn apply(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
-        let abs = self.repo.root().join(path);
+        let abs = self.abs(path);
         let pre = &op.precondition;
         match op.action {
             Action::Upload => {
                 let Some(leaf) = &op.sides.local else { return Ok(()) };
                 // No separate check of the local file: `upload` sends only bytes that hash
                 // to the planned content (the local precondition), from one read.
-                if !self.upload(path, leaf.id, &self.cond(path, pre.remote.as_ref()), fx)? {
+                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), fx)? {
                     fx.raced(path);
                 }
             }
@@ -190,7 +231,7 @@ impl Round<'_> {
             }
             Action::MoveLocal => {
                 let (Some(from), Some(leaf)) = (&op.from, &op.sides.remote) else { return Ok(()) };
-                let src = self.repo.root().join(from);
+                let src = self.abs(from);
                 let Some(LocalCond::Content(expected)) = pre.from_local else { return Ok(()) };
                 // By way of the trash: the source is checked after it moved, and the
                 // destination is never clobbered. (A crash in between leaves the file in
@@ -212,7 +253,7 @@ impl Round<'_> {
                 // The content is local (a local rename): send it to the new key, then
                 // remove the old key if it still holds what the plan saw.
                 let (Some(from), Some(leaf)) = (&op.from, &op.sides.local) else { return Ok(()) };
-                if !self.upload(path, leaf.id, &self.cond(path, pre.remote.as_ref()), fx)? {
+                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), fx)? {
                     fx.raced(path);
                     return Ok(());
                 }
@@ -222,6 +263,12 @@ impl Round<'_> {
             }
             Action::Record => fx.summary.recorded += 1,
             Action::Conflict => self.conflict(i, op, fx)?,
+            Action::Skip
+                if op.reason == crate::reconcile::Reason::RemoteKeyCollision
+                    && self.opts.direction == Direction::Both =>
+            {
+                self.move_hidden_file(i, op, fx)?;
+            }
             Action::Skip => fx.summary.skipped.push(format!("{path}: {:?}", op.reason)),
         }
         Ok(())
@@ -255,16 +302,18 @@ impl Round<'_> {
         Ok(())
     }
 
-    /// Sends a local file (a symlink as its target text) under `cond`. `false`: a lost
-    /// race, or the file changed since it was scanned; either way, left for next round.
-    fn upload(
-        &self,
-        path: &str,
-        content: ObjectId,
-        cond: &Condition,
-        fx: &mut Effects,
-    ) -> Result<bool, SyncError> {
-        let file = self.repo.root().join(path);
+    /// The file a relative path names on disk: the path itself, or the name the scan
+    /// found it under (an NFD name, say) when that differs.
+    pub(super) fn abs(&self, rel: &str) -> PathBuf {
+        self.planned.local.disk_path(self.repo.root(), rel)
+    }
+
+    /// Sends a local file (a symlink as its target text) under `cond`, with its kind in
+    /// the object's metadata. `false`: a lost race, or the file changed since it was
+    /// scanned; either way, left for next round.
+    fn upload(&self, path: &str, leaf: &Leaf, cond: &Condition, fx: &mut Effects) -> Result<bool, SyncError> {
+        let content = leaf.id;
+        let file = self.abs(path);
         let meta = match std::fs::symlink_metadata(&file) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -286,11 +335,12 @@ impl Round<'_> {
         }
         let size = bytes.as_ref().map_or(meta.len(), |t| t.len() as u64);
         let body = bytes.as_deref().map_or(Body::File(&file), Body::Bytes);
-        match self.remote.put(path, body, content, cond) {
+        match self.remote.put(path, body, content, leaf.kind, cond) {
             Ok(w) => {
                 fx.summary.uploaded += 1;
                 fx.summary.bytes_up += size;
-                fx.remote.push((path.to_owned(), Some((w.etag, content, size))));
+                let side = RemoteSide { etag: w.etag, content, size, kind: leaf.kind };
+                fx.remote.push((path.to_owned(), Some(side)));
                 Ok(true)
             }
             // A race, or the file changed while it was read: re-plan it next round.
@@ -312,32 +362,68 @@ impl Round<'_> {
         local: Option<LocalCond>,
         fx: &mut Effects,
     ) -> Result<(), SyncError> {
-        let Some(obj) = self.planned.view.objects.get(path) else { return Ok(()) };
+        self.fetch_into(i, path, path, local, fx).map(|_| ())
+    }
+
+    /// [`Self::fetch`] of the object at `path` into the local file `into` (beside it).
+    /// Returns what was placed.
+    fn fetch_into(
+        &self,
+        i: usize,
+        path: &str,
+        into: &str,
+        local: Option<LocalCond>,
+        fx: &mut Effects,
+    ) -> Result<Option<Leaf>, SyncError> {
+        let Some(obj) = self.planned.view.objects.get(path) else { return Ok(None) };
         let root = self.repo.root();
-        let dest = root.join(path);
+        let dest = self.abs(into);
+        if local == Some(LocalCond::Absent) {
+            // An empty folder in the way holds nothing (empty folders are not synced):
+            // it gives way. (`remove_dir` removes only an empty one.)
+            if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                let _ = std::fs::remove_dir(&dest);
+            }
+        }
         if !local_ok(&dest, local)? {
             fx.raced(path);
-            return Ok(());
+            return Ok(None);
         }
         let dir = dest.parent().unwrap_or(root);
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let tmp_path = root.join(super::journal::temp_path(path, i, self.started_ns));
+        let tmp_path = root.join(super::journal::temp_path(&self.disk_rel(path), i, self.started_ns));
         // Removed however this ends short of placing it (an error, a panic); after a
         // kill -9 the journal names it for the next run to remove.
         let _guard = TempGuard(&tmp_path);
-        let Some((n, id, etag)) = self.download_to(&tmp_path, &obj.key)? else {
+        let Some(got) = self.download_to(&tmp_path, &obj.key)? else {
             fx.raced(path);
-            return Ok(());
+            return Ok(None);
         };
-        if !self.replace(&tmp_path, &dest, path, local)? {
+        if let Err(reason) = make_kind(&tmp_path, into, got.kind) {
+            fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+            return Ok(None);
+        }
+        if !self.replace(&tmp_path, &dest, into, local)? {
             fx.raced(path);
-            return Ok(());
+            return Ok(None);
         }
         fx.summary.downloaded += 1;
-        fx.summary.bytes_down += n;
-        fx.local.push((path.to_owned(), Some(Leaf { kind: EntryKind::File, id, size: n })));
-        fx.remote.push((path.to_owned(), Some((etag, id, n))));
-        Ok(())
+        fx.summary.bytes_down += got.size;
+        let leaf = Leaf { kind: got.kind, id: got.content, size: got.size };
+        fx.local.push((into.to_owned(), Some(leaf.clone())));
+        if into == path {
+            fx.remote.push((path.to_owned(), Some(got)));
+        }
+        Ok(Some(leaf))
+    }
+
+    /// `rel` as it is on disk, relative to the root (see [`Self::abs`]).
+    pub(super) fn disk_rel(&self, rel: &str) -> String {
+        let abs = self.abs(rel);
+        abs.strip_prefix(self.repo.root())
+            .ok()
+            .and_then(Path::to_str)
+            .map_or_else(|| rel.to_owned(), str::to_owned)
     }
 
     /// Puts the downloaded `tmp` at `dest`, if `dest` still holds what `local` says.
@@ -368,14 +454,15 @@ impl Round<'_> {
     }
 
     /// Writes the object into `tmp` and fsyncs it. Returns its size, its content id as
-    /// hashed from the bytes, and the ETag the read returned, or `None` if it is gone.
+    /// hashed from the bytes, the ETag the read returned and the kind its metadata
+    /// names, or `None` if it is gone.
     ///
     /// Every fetch takes "the remote version, whatever it is" (the local precondition was
     /// checked first), so bytes that differ from what the plan expected (a metadata hint
     /// that lied, or an object replaced after a listing without snapshots) are still
     /// right to keep; what is recorded is what was read, under the ETag that came with
     /// it, never the plan's expectation.
-    fn download_to(&self, tmp: &Path, key: &str) -> Result<Option<(u64, ObjectId, String)>, SyncError> {
+    fn download_to(&self, tmp: &Path, key: &str) -> Result<Option<RemoteSide>, SyncError> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -395,7 +482,8 @@ impl Round<'_> {
             }
         };
         file.sync_all().map_err(io_err(tmp))?;
-        Ok(Some((n, h.finalize(), info.etag)))
+        let kind = info.kind.filter(|k| !k.is_tree()).unwrap_or(EntryKind::File);
+        Ok(Some(RemoteSide { etag: info.etag, content: h.finalize(), size: n, kind }))
     }
 
     /// A conflict, resolved as the options say: by default both versions are kept (the
@@ -406,6 +494,9 @@ impl Round<'_> {
         let local = op.sides.local.as_ref().filter(|l| l.kind != EntryKind::Tree);
         let remote = op.sides.remote.as_ref().filter(|l| l.kind != EntryKind::Tree);
         let report = super::ConflictReport { path: path.to_owned(), reason: op.reason, local_copy: None };
+        if op.reason == crate::reconcile::Reason::TypeChange && self.opts.direction == Direction::Both {
+            return self.type_change(i, op, report, fx);
+        }
         if op.reason == crate::reconcile::Reason::TypeChange || (local.is_none() && remote.is_none()) {
             fx.summary.conflicts.push(report);
             return Ok(());
@@ -417,6 +508,95 @@ impl Round<'_> {
         }
     }
 
+    /// A file on one side where the other has a folder: the folder keeps the path. The
+    /// file moves aside to a `conflict` copy on both sides, or, when it is what the base
+    /// held (the other side replaced it on purpose), goes as a deletion would: locally to
+    /// the trash, remotely under If-Match. The path is then left for the next round,
+    /// which plans the folder's files like any others.
+    fn type_change(
+        &self,
+        i: usize,
+        op: &Op,
+        mut report: super::ConflictReport,
+        fx: &mut Effects,
+    ) -> Result<(), SyncError> {
+        let path = op.path.as_str();
+        let file = |l: &Option<Leaf>| l.clone().filter(|l| !l.kind.is_tree());
+        let tree = |l: &Option<Leaf>| l.as_ref().is_some_and(|l| l.kind.is_tree());
+        let remote_tree = op.sides.remote.as_ref().is_some_and(|l| l.kind.is_tree());
+        if remote_tree && self.planned.view.objects.contains_key(path) {
+            // The bucket holds a file at the path besides the folder: that file moves
+            // aside first (`move_hidden_file`); the rest waits for the next round.
+            fx.raced(path);
+            return Ok(());
+        }
+        let base = file(&op.sides.base);
+        // A replaced file that was the base's is no conflict: the other side's choice.
+        let mut replaced = false;
+        if let (Some(l), true) = (file(&op.sides.local), tree(&op.sides.remote)) {
+            let abs = self.abs(path);
+            if base.as_ref() == Some(&l) {
+                replaced = true;
+                if take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
+                    fx.summary.deleted_local += 1;
+                    fx.local.push((path.to_owned(), None));
+                }
+            } else {
+                let copy = self.free_conflict_name(path)?;
+                if take_aside(&abs, &self.abs(&copy), l.id)? {
+                    fx.local.push((path.to_owned(), None));
+                    fx.local.push((copy.clone(), Some(l.clone())));
+                    self.upload(&copy, &l, &Condition::IfAbsent, fx)?;
+                    report.local_copy = Some(copy);
+                }
+            }
+        } else if let (true, Some(r)) = (tree(&op.sides.local), file(&op.sides.remote)) {
+            let Some(etag) = self.planned.view.objects.get(path).map(|o| o.etag.clone()) else {
+                return Ok(());
+            };
+            if base.as_ref() == Some(&r) {
+                replaced = true;
+                self.delete_remote(path, &etag, fx)?;
+            } else {
+                let copy = self.free_conflict_name(path)?;
+                if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), fx)?
+                    && self.upload(&copy, &got, &Condition::IfAbsent, fx)?
+                {
+                    self.delete_remote(path, &etag, fx)?;
+                    report.local_copy = Some(copy);
+                }
+            }
+        }
+        if !replaced {
+            fx.summary.conflicts.push(report);
+        }
+        // What the path holds now is planned in the next round.
+        fx.raced(path);
+        Ok(())
+    }
+
+    /// A key that is a file in the bucket and also the folder of other keys (two clients
+    /// wrote both at once): no folder can hold both, so the file moves aside to a
+    /// `conflict` copy (downloaded, uploaded under `If-None-Match: *`, then the key
+    /// deleted under `If-Match`), and the folder keeps the path.
+    fn move_hidden_file(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
+        let path = op.path.as_str();
+        let Some(etag) = self.planned.view.objects.get(path).map(|o| o.etag.clone()) else { return Ok(()) };
+        let copy = self.free_conflict_name(path)?;
+        if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), fx)?
+            && self.upload(&copy, &got, &Condition::IfAbsent, fx)?
+        {
+            self.delete_remote(path, &etag, fx)?;
+            let reason = op.reason;
+            fx.summary.conflicts.push(super::ConflictReport {
+                path: path.to_owned(),
+                reason,
+                local_copy: Some(copy),
+            });
+        }
+        Ok(())
+    }
+
     fn keep_both(
         &self,
         i: usize,
@@ -426,27 +606,24 @@ impl Round<'_> {
         mut report: super::ConflictReport,
         fx: &mut Effects,
     ) -> Result<(), SyncError> {
-        let root = self.repo.root();
         let path = op.path.as_str();
-        let abs = root.join(path);
+        let abs = self.abs(path);
         if let Some(l) = local {
             if remote.is_some() {
                 // The local version moves aside, under a name that says `conflict`.
                 let copy = self.free_conflict_name(path)?;
-                let copy_abs = root.join(&copy);
+                let copy_abs = self.abs(&copy);
                 if !take_aside(&abs, &copy_abs, l.id)? {
                     fx.raced(path);
                     return Ok(());
                 }
                 fx.local.push((path.to_owned(), None));
                 fx.local.push((copy.clone(), Some(l.clone())));
-                if !self.upload(&copy, l.id, &Condition::IfAbsent, fx)? {
+                if !self.upload(&copy, l, &Condition::IfAbsent, fx)? {
                     fx.raced(&copy);
                 }
                 report.local_copy = Some(copy);
-            } else if local_content(&abs)? != Some(l.id)
-                || !self.upload(path, l.id, &Condition::IfAbsent, fx)?
-            {
+            } else if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &Condition::IfAbsent, fx)? {
                 // Edited here, deleted there: the local edit is kept, and sent back.
                 fx.raced(path);
             }
@@ -470,9 +647,9 @@ impl Round<'_> {
         let etag = self.planned.view.objects.get(path).map(|o| o.etag.clone());
         match (local, etag) {
             (Some(l), etag) => {
-                let abs = self.repo.root().join(path);
+                let abs = self.abs(path);
                 let cond = etag.map_or(Condition::IfAbsent, Condition::IfMatch);
-                if local_content(&abs)? != Some(l.id) || !self.upload(path, l.id, &cond, fx)? {
+                if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &cond, fx)? {
                     fx.raced(path);
                     return Ok(());
                 }
@@ -508,7 +685,7 @@ impl Round<'_> {
             fx.summary.skipped.push(format!("{path}: conflict, kept remote (no deletion without --delete)"));
             return Ok(());
         }
-        let abs = self.repo.root().join(path);
+        let abs = self.abs(path);
         if let Some(l) = local {
             if !take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
                 fx.raced(path);
@@ -537,9 +714,7 @@ impl Round<'_> {
         for n in 0u32.. {
             let stamp = if n == 0 { when.clone() } else { format!("{when}-{n}") };
             let copy = conflict_name(path, client, &stamp);
-            if local_content(&self.repo.root().join(&copy))?.is_none()
-                && !self.planned.view.objects.contains_key(&copy)
-            {
+            if local_content(&self.abs(&copy))?.is_none() && !self.planned.view.objects.contains_key(&copy) {
                 return Ok(copy);
             }
         }

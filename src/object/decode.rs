@@ -14,7 +14,7 @@ pub enum DecodeError {
         found: Vec<u8>,
     },
     /// A format version this build does not know.
-    #[error("{kind} object has format version {version}, this bmsync reads only version 1")]
+    #[error("{kind} object has format version {version}, which this bmsync does not read (upgrade bmsync)")]
     UnsupportedVersion {
         /// Kind being decoded.
         kind: ObjectKind,
@@ -65,16 +65,26 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Starts at byte 0 and checks the 4-byte magic and the version byte (must be 1).
     pub(crate) fn open(buf: &'a [u8], kind: ObjectKind, magic: [u8; 4]) -> Result<Self, DecodeError> {
+        Ok(Self::open_versions(buf, kind, magic, 1)?.0)
+    }
+
+    /// Like [`Self::open`], accepting versions 1 to `newest`; returns the version found.
+    pub(crate) fn open_versions(
+        buf: &'a [u8],
+        kind: ObjectKind,
+        magic: [u8; 4],
+        newest: u8,
+    ) -> Result<(Self, u8), DecodeError> {
         let mut r = Self { buf, pos: 0, kind };
         let found = r.take(4, "magic")?;
         if found != magic.as_slice() {
             return Err(DecodeError::BadMagic { kind, found: found.to_vec() });
         }
         let version = r.u8("version")?;
-        if version != 1 {
+        if !(1..=newest).contains(&version) {
             return Err(DecodeError::UnsupportedVersion { kind, version });
         }
-        Ok(r)
+        Ok((r, version))
     }
 
     pub(crate) fn pos(&self) -> usize {

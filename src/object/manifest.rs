@@ -1,10 +1,12 @@
 //! Remote manifests: per path, what a sync knew of the remote object (key, ETag, size,
-//! content id). A commit's baseline names one.
+//! content id, and whether it is a file, an executable or a symlink). A commit's
+//! baseline names one.
 
 use std::cmp::Ordering;
 
 use super::decode::{DecodeError, PutLe, Reader};
 use super::name::{MAX_PATH_LEN, NameError, check_path, path_order};
+use super::tree::EntryKind;
 use crate::id::{ID_LEN, ObjectId, ObjectKind};
 
 /// Magic bytes that open an encoded manifest.
@@ -29,6 +31,8 @@ pub struct ManifestEntry {
     pub size: u64,
     /// BLAKE3 of the object's bytes, when known.
     pub content: Option<ObjectId>,
+    /// File, executable or symlink (never `Tree`).
+    pub kind: EntryKind,
 }
 
 /// A manifest entry borrowed from encoded bytes.
@@ -44,6 +48,8 @@ pub struct ManifestEntryRef<'a> {
     pub size: u64,
     /// Content id.
     pub content: Option<ObjectId>,
+    /// Kind.
+    pub kind: EntryKind,
 }
 
 impl ManifestEntryRef<'_> {
@@ -55,6 +61,7 @@ impl ManifestEntryRef<'_> {
             etag: self.etag.to_owned(),
             size: self.size,
             content: self.content,
+            kind: self.kind,
         }
     }
 }
@@ -86,6 +93,12 @@ pub enum ManifestError {
         /// The ETag.
         etag: String,
     },
+    /// An entry of kind tree.
+    #[error("manifest entry {path:?} is of kind tree")]
+    TreeKind {
+        /// The path.
+        path: String,
+    },
     /// Two entries for one path.
     #[error("two manifest entries for {path:?}")]
     Duplicate {
@@ -107,7 +120,7 @@ pub struct ManifestRef<'a> {
 impl<'a> ManifestRef<'a> {
     /// Decodes and validates a canonical manifest encoding.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::open(bytes, ObjectKind::Manifest, *MANIFEST_MAGIC)?;
+        let (mut r, version) = Reader::open_versions(bytes, ObjectKind::Manifest, *MANIFEST_MAGIC, 2)?;
         let n = r.u32("entry count")?;
         let n = r.count(u64::from(n), MIN_ENTRY_LEN, "entry count")?;
         let mut entries: Vec<ManifestEntryRef<'a>> = Vec::with_capacity(n);
@@ -130,8 +143,31 @@ impl<'a> ManifestRef<'a> {
                 return Err(r.invalid(etag_at, "etag", "not printable ASCII"));
             }
             let size = r.u64("size")?;
-            let content = if r.flag("content flag")? { Some(r.id("content id")?) } else { None };
-            entries.push(ManifestEntryRef { path, key, etag, size, content });
+            let flags_at = r.pos();
+            let (has_content, kind) = if version == 1 {
+                (r.flag("content flag")?, EntryKind::File)
+            } else {
+                let flags = r.u8("flags")?;
+                let kind = match flags >> 1 {
+                    0 => EntryKind::File,
+                    1 => EntryKind::Executable,
+                    2 => EntryKind::Symlink,
+                    _ => {
+                        return Err(r.invalid(
+                            flags_at,
+                            "flags",
+                            format!("unknown flag bits in {flags:#04x}"),
+                        ));
+                    }
+                };
+                (flags & 1 == 1, kind)
+            };
+            let content = if has_content { Some(r.id("content id")?) } else { None };
+            entries.push(ManifestEntryRef { path, key, etag, size, content, kind });
+        }
+        if version == 2 && entries.iter().all(|e| e.kind == EntryKind::File) {
+            // Version 2 only where some entry needs it: one encoding per manifest.
+            return Err(r.invalid(4, "version", "version 2 with only plain files (must be version 1)"));
         }
         r.finish()?;
         Ok(Self { entries })
@@ -171,6 +207,9 @@ impl Manifest {
             if !etag_ok(&e.etag) {
                 return Err(ManifestError::InvalidEtag { path: e.path.clone(), etag: e.etag.clone() });
             }
+            if e.kind.is_tree() {
+                return Err(ManifestError::TreeKind { path: e.path.clone() });
+            }
         }
         entries.sort_by(|a, b| path_order(&a.path, &b.path));
         if let Some(w) = entries.windows(2).find(|w| w[0].path == w[1].path) {
@@ -189,6 +228,11 @@ impl Manifest {
         &self.entries
     }
 
+    /// Looks a path up in O(log n).
+    pub fn get(&self, path: &str) -> Option<&ManifestEntry> {
+        self.entries.binary_search_by(|e| path_order(&e.path, path)).ok().map(|i| &self.entries[i])
+    }
+
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
@@ -199,7 +243,10 @@ impl Manifest {
                 .sum::<usize>(),
         );
         out.extend_from_slice(MANIFEST_MAGIC);
-        out.push(1);
+        // Version 1 has no kinds; version 2 (a flags byte) only where one is needed, so a
+        // manifest of plain files keeps the encoding (and id) it always had.
+        let v2 = self.entries.iter().any(|e| e.kind != EntryKind::File);
+        out.push(if v2 { 2 } else { 1 });
         out.put_u32(u32::try_from(self.entries.len()).expect("a manifest holds fewer than 2^32 entries"));
         for e in &self.entries {
             out.put_u16(u16::try_from(e.path.len()).expect("paths are checked to be at most 4096 bytes"));
@@ -209,12 +256,14 @@ impl Manifest {
             out.push(u8::try_from(e.etag.len()).expect("ETags are checked to be at most 255 bytes"));
             out.extend_from_slice(e.etag.as_bytes());
             out.put_u64(e.size);
-            match e.content {
-                None => out.push(0),
-                Some(id) => {
-                    out.push(1);
-                    out.extend_from_slice(id.as_bytes());
-                }
+            let kind_bits: u8 = match e.kind {
+                EntryKind::File | EntryKind::Tree => 0,
+                EntryKind::Executable => 1,
+                EntryKind::Symlink => 2,
+            };
+            out.push(u8::from(e.content.is_some()) | kind_bits << 1);
+            if let Some(id) = e.content {
+                out.extend_from_slice(id.as_bytes());
             }
         }
         out

@@ -64,11 +64,19 @@ fn commit_strategy() -> impl Strategy<Value = Commit> {
 
 fn manifest_strategy() -> impl Strategy<Value = Manifest> {
     let path = prop::collection::vec(name_strategy(), 1..4).prop_map(|v| v.join("/"));
-    let rest = ("[ -~]{1,40}", "[ -~]{0,40}", any::<u64>(), prop::option::of(id_strategy()));
+    let kind = prop::sample::select(vec![EntryKind::File, EntryKind::Executable, EntryKind::Symlink]);
+    let rest = ("[ -~]{1,40}", "[ -~]{0,40}", any::<u64>(), prop::option::of(id_strategy()), kind);
     prop::collection::btree_map(path, rest, 0..16).prop_map(|m| {
         let entries = m
             .into_iter()
-            .map(|(path, (key, etag, size, content))| ManifestEntry { path, key, etag, size, content })
+            .map(|(path, (key, etag, size, content, kind))| ManifestEntry {
+                path,
+                key,
+                etag,
+                size,
+                content,
+                kind,
+            })
             .collect();
         Manifest::new(entries).expect("unique valid paths")
     })
@@ -276,6 +284,7 @@ fn manifest_rejects_non_canonical_input() {
         etag: "\"e\"".into(),
         size: 1,
         content: None,
+        kind: EntryKind::File,
     };
     let m = Manifest::new(vec![e("b"), e("a")]).expect("valid");
     assert_eq!(m.entries()[0].path, "a");

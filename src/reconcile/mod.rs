@@ -1,12 +1,14 @@
 //! Reconciliation: comparing trees and planning syncs. Pure functions over trees; no
 //! I/O of their own.
 
+mod case;
 mod diff;
 mod merge;
 mod plan;
 #[cfg(test)]
 mod tests_plan;
 
+pub use case::{CaseCollision, case_collisions};
 pub use diff::{Change, DiffStats, Leaf, Overlay, TreeSource, detect_renames, diff_trees};
 pub use merge::Merge;
 pub use plan::{

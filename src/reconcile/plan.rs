@@ -779,6 +779,13 @@ impl Planner<'_> {
     /// Decides one path whose sides are leaves (or absent) and not all equal.
     fn leaf(&mut self, path: String, m: Merge<Option<Leaf>>) {
         let union = self.mode == Mode::Union;
+        if let Some(local_exec) = exec_bit_only(&m) {
+            // The same bytes on both sides, one executable: the execute bit is kept (as
+            // if both had set it), never a conflict over identical text.
+            let reason = if m.base.is_none() { Reason::BothAdded } else { Reason::BothChanged };
+            let action = if local_exec { Action::Upload } else { Action::Download };
+            return self.push(Op::new(path, action, reason, m));
+        }
         let (action, reason) = match m.resolve_trivial() {
             // The local side must become the merged value.
             Some(target) if m.local != *target => match (target, &m.base) {
@@ -847,6 +854,17 @@ impl Planner<'_> {
         op.precondition = Precondition::default();
         self.ops.push(op);
     }
+}
+
+/// Whether both sides hold the same bytes and differ only in the execute bit, in a way a
+/// plain merge would call a conflict (both differ from the base). `Some(true)`: the local
+/// side is the executable one.
+fn exec_bit_only(m: &Merge<Option<Leaf>>) -> Option<bool> {
+    let (Some(l), Some(r)) = (&m.local, &m.remote) else { return None };
+    let plain = |k: EntryKind| matches!(k, EntryKind::File | EntryKind::Executable);
+    let one_side_is_base = m.base.as_ref().is_some_and(|b| b == l || b == r);
+    (l.id == r.id && l.kind != r.kind && plain(l.kind) && plain(r.kind) && !one_side_is_base)
+        .then_some(l.kind == EntryKind::Executable)
 }
 
 /// Pairs a deletion with an addition of the same content on the same side into one move,

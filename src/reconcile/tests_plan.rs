@@ -83,6 +83,7 @@ impl Fixture {
                     etag: f.etag.clone(),
                     size: f.leaf.size,
                     content: Some(f.leaf.id),
+                    kind: f.leaf.kind,
                 })
                 .collect();
             (tree(&leaves(b)), Manifest::new(entries).expect("valid manifest"))
@@ -860,11 +861,14 @@ proptest! {
             for p in targets.into_iter().flatten() {
                 let base_leaf = base.get(p);
                 match op.action {
+                    // (Or only its mode changes: the same bytes made executable.)
                     Action::Upload | Action::DeleteRemote | Action::MoveRemote => {
-                        prop_assert!(r.get(p).is_none_or(|f| Some(&f.leaf) == base_leaf), "{op:?} clobbers remote");
+                        let same_bytes = |f: &RemoteFile| op.sides.local.as_ref().is_some_and(|n| n.id == f.leaf.id);
+                        prop_assert!(r.get(p).is_none_or(|f| Some(&f.leaf) == base_leaf || same_bytes(f)), "{op:?} clobbers remote");
                     }
                     Action::Download | Action::DeleteLocal | Action::MoveLocal => {
-                        prop_assert!(l.get(p).is_none_or(|f| Some(f) == base_leaf), "{op:?} clobbers local");
+                        let same_bytes = |f: &Leaf| op.sides.remote.as_ref().is_some_and(|n| n.id == f.id);
+                        prop_assert!(l.get(p).is_none_or(|f| Some(f) == base_leaf || same_bytes(f)), "{op:?} clobbers local");
                     }
                     _ => {}
                 }
@@ -941,11 +945,13 @@ proptest! {
         )));
         let (mut l2, mut r2) = (l.clone(), rb.clone());
         apply(&plan, &mut l2, &mut r2)?;
+        // Every file keeps its bytes (the execute bit may be added where the other side
+        // has the same bytes executable).
         for (p, f) in &l {
-            prop_assert_eq!(l2.get(p), Some(f));
+            prop_assert_eq!(l2.get(p).map(|x| x.id), Some(f.id));
         }
         for (p, f) in &rb {
-            prop_assert_eq!(r2.get(p), Some(f));
+            prop_assert_eq!(r2.get(p).map(|x| x.leaf.id), Some(f.leaf.id));
         }
         let kept: BTreeSet<String> = plan.conflicts().map(|o| o.path.clone()).collect();
         let r2_leaves = leaves(&r2);
@@ -1021,4 +1027,40 @@ fn crossed_deletions_never_delete_the_last_copy() {
             row("b.md", Action::DeleteRemote, Reason::LocalDeleted)
         ]
     );
+}
+
+#[test]
+fn the_execute_bit_merges_and_a_kind_change_is_a_change() {
+    let exec = |c: &str| Leaf { kind: EntryKind::Executable, ..leaf(c) };
+    let remote_exec = |p: &str, c: &str| {
+        let l = exec(c);
+        (p.to_owned(), RemoteFile { etag: etag_of(&l), leaf: l })
+    };
+    // Base plain, the local side made executable: uploaded (the remote is unchanged).
+    let mut l = local(&[("run.sh", "x"), ("k", "k")]);
+    l.insert("run.sh".into(), exec("x"));
+    let b = remote(&[("run.sh", "x"), ("k", "k")]);
+    let fx = Fixture::new(Some(&b), &l, &b);
+    assert_eq!(summary(&fx.ok()), [row("run.sh", Action::Upload, Reason::LocalChanged)]);
+    // Added on both sides with the same bytes, executable on one: no conflict, the bit is
+    // kept, from either side.
+    let r: RemoteState = [remote_exec("run.sh", "x"), remote_exec("k", "k")].into_iter().collect();
+    let fx = Fixture::new(Some(&remote(&[("k", "k")])), &local(&[("run.sh", "x"), ("k", "k")]), &r);
+    assert_eq!(
+        summary(&fx.ok()),
+        [
+            row("k", Action::Download, Reason::RemoteChanged),
+            row("run.sh", Action::Download, Reason::BothAdded)
+        ]
+    );
+    let fx = Fixture::new(None, &l, &remote(&[("run.sh", "x"), ("k", "k")]));
+    assert_eq!(
+        summary(&fx.ok()),
+        [row("k", Action::Record, Reason::BothAdded), row("run.sh", Action::Upload, Reason::BothAdded)]
+    );
+    // A symlink and a file with the same bytes still conflict.
+    let mut l = local(&[("a", "t.md")]);
+    l.insert("a".into(), Leaf { kind: EntryKind::Symlink, ..leaf("t.md") });
+    let fx = Fixture::new(None, &l, &remote(&[("a", "t.md")]));
+    assert_eq!(summary(&fx.ok()), [row("a", Action::Conflict, Reason::AddAdd)]);
 }

@@ -17,6 +17,7 @@ use super::{
     check_key,
 };
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+use crate::object::EntryKind;
 
 const INDEX_FILE: &str = "bmsync-remote.redb";
 const BLOBS_DIR: &str = "blobs";
@@ -29,12 +30,15 @@ const SNAPSHOTS: TableDefinition<u64, &str> = TableDefinition::new("snapshots");
 /// The last version handed out (u64), so versions strictly increase.
 const CLOCK: TableDefinition<&str, u64> = TableDefinition::new("clock");
 
-/// Format version of the index (`format-version` in `meta`, u32 LE).
-const FORMAT_VERSION: u32 = 1;
+/// Format version of the index (`format-version` in `meta`, u32 LE). Version 2 added
+/// the executable and symlink kinds to record byte 0; a version-1 index is a valid
+/// version-2 index and is upgraded in place when opened.
+const FORMAT_VERSION: u32 = 2;
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Record byte 0: the key holds an object (1) or was deleted (0).
-const PRESENT: u8 = 1;
+/// Record byte 0 of a deleted key; a present object's byte 0 is its kind's
+/// [`EntryKind::code`] (1 file, 2 executable, 3 symlink).
+const DELETED: u8 = 0;
 
 /// The embedded remote over a local folder.
 #[derive(Debug)]
@@ -47,10 +51,10 @@ fn other(op: &'static str, e: impl std::fmt::Display) -> RemoteError {
     RemoteError::Other { op, detail: e.to_string() }
 }
 
-/// Encodes a present object's record: flag, size, content id, ETag.
-fn record(size: u64, content: ObjectId, etag: &str) -> Vec<u8> {
+/// Encodes a present object's record: kind, size, content id, ETag.
+fn record(kind: EntryKind, size: u64, content: ObjectId, etag: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(41 + etag.len());
-    v.push(PRESENT);
+    v.push(kind.code());
     v.extend_from_slice(&size.to_le_bytes());
     v.extend_from_slice(content.as_bytes());
     v.extend_from_slice(etag.as_bytes());
@@ -58,17 +62,24 @@ fn record(size: u64, content: ObjectId, etag: &str) -> Vec<u8> {
 }
 
 fn parse(key: &str, rec: &[u8]) -> Option<ObjectInfo> {
-    if rec.first() != Some(&PRESENT) || rec.len() < 41 {
+    let kind = EntryKind::from_code(*rec.first()?).filter(|k| !k.is_tree())?;
+    if rec.len() < 41 {
         return None;
     }
     let size = u64::from_le_bytes(rec[1..9].try_into().ok()?);
     let content = ObjectId::from_bytes(rec[9..41].try_into().ok()?);
     let etag = String::from_utf8(rec[41..].to_vec()).ok()?;
-    Some(ObjectInfo { key: key.to_owned(), etag, size, content: Some(content) })
+    Some(ObjectInfo { key: key.to_owned(), etag, size, content: Some(content), kind: Some(kind) })
 }
 
-fn etag_of(content: &ObjectId) -> String {
-    format!("\"{}\"", content.short(32))
+/// The ETag of an object: its content id, abbreviated, and for an executable or a
+/// symlink a suffix, so that a change of kind alone is a new ETag too.
+fn etag_of(content: &ObjectId, kind: EntryKind) -> String {
+    match kind {
+        EntryKind::Executable => format!("\"{}-x\"", content.short(32)),
+        EntryKind::Symlink => format!("\"{}-l\"", content.short(32)),
+        EntryKind::File | EntryKind::Tree => format!("\"{}\"", content.short(32)),
+    }
 }
 
 impl FileRemote {
@@ -95,6 +106,10 @@ impl FileRemote {
                         .map_err(|e| other("open file remote", e))?;
                 }
                 Some(Ok(v)) if u32::from_le_bytes(v) == FORMAT_VERSION => {}
+                Some(Ok(v)) if u32::from_le_bytes(v) == 1 => {
+                    meta.insert("format-version", FORMAT_VERSION.to_le_bytes().as_slice())
+                        .map_err(|e| other("open file remote", e))?;
+                }
                 Some(_) => {
                     return Err(other(
                         "open file remote",
@@ -258,6 +273,7 @@ impl Remote for FileRemote {
         key: &str,
         body: Body<'_>,
         content: ObjectId,
+        kind: EntryKind,
         cond: &Condition,
     ) -> Result<Written, RemoteError> {
         check_key(key)?;
@@ -266,7 +282,8 @@ impl Remote for FileRemote {
             return Err(other("put", format!("{key}: the content changed while it was read")));
         }
         let op = "put";
-        let etag = etag_of(&id);
+        let kind = if kind.is_tree() { EntryKind::File } else { kind };
+        let etag = etag_of(&id, kind);
         let txn = self.db.begin_write().map_err(|e| other(op, e))?;
         let version = {
             let mut current = txn.open_table(CURRENT).map_err(|e| other(op, e))?;
@@ -280,7 +297,7 @@ impl Remote for FileRemote {
                 return Err(RemoteError::PreconditionFailed { key: key.to_owned() });
             }
             let version = Self::next_version(&txn)?;
-            let rec = record(size, id, &etag);
+            let rec = record(kind, size, id, &etag);
             current.insert(key, (version, rec.as_slice())).map_err(|e| other(op, e))?;
             txn.open_table(HISTORY)
                 .map_err(|e| other(op, e))?
@@ -310,7 +327,7 @@ impl Remote for FileRemote {
             current.remove(key).map_err(|e| other(op, e))?;
             txn.open_table(HISTORY)
                 .map_err(|e| other(op, e))?
-                .insert((key, version), [0u8].as_slice())
+                .insert((key, version), [DELETED].as_slice())
                 .map_err(|e| other(op, e))?;
         }
         txn.commit().map_err(|e| other(op, e))

@@ -18,6 +18,7 @@ pub use url::{RemoteUrl, RemoteUrlError};
 pub use view::{RemoteEntry, RemoteView, SkippedKey, ViewStats};
 
 use crate::id::ObjectId;
+use crate::object::EntryKind;
 
 /// A point in a remote's history: UNIX nanoseconds. Reading "at" a version reads the
 /// state as of that instant (Tigris's snapshot versions work this way).
@@ -26,6 +27,28 @@ pub type Version = u64;
 /// User-metadata key under which bmsync stores an object's BLAKE3 content id. A hint
 /// only: content read back is always hashed before it is trusted.
 pub const META_CONTENT_ID: &str = "bmsync-blake3";
+/// User-metadata key under which bmsync stores what an object is locally, when it is not
+/// a plain file: `executable` or `symlink` (whose bytes are the link's target path).
+/// Absent (or any other value) means a plain file.
+pub const META_KIND: &str = "bmsync-kind";
+
+/// The [`META_KIND`] value for a kind, or `None` for a plain file (written without it).
+pub fn kind_meta(kind: EntryKind) -> Option<&'static str> {
+    match kind {
+        EntryKind::Executable => Some("executable"),
+        EntryKind::Symlink => Some("symlink"),
+        EntryKind::File | EntryKind::Tree => None,
+    }
+}
+
+/// The kind a [`META_KIND`] value names (a plain file for anything unknown).
+pub fn kind_from_meta(value: Option<&str>) -> EntryKind {
+    match value {
+        Some("executable") => EntryKind::Executable,
+        Some("symlink") => EntryKind::Symlink,
+        _ => EntryKind::File,
+    }
+}
 
 /// What a remote can do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -50,6 +73,9 @@ pub struct ObjectInfo {
     /// The content id from bmsync's metadata, when the call returns metadata (head, get;
     /// not listings) and the object has it. A hint: verify before trusting.
     pub content: Option<ObjectId>,
+    /// File, executable or symlink, from bmsync's metadata, when the call returns
+    /// metadata (head, get; not S3 listings). Never `Tree`.
+    pub kind: Option<EntryKind>,
 }
 
 /// One entry of a listing.
@@ -186,12 +212,14 @@ pub trait Remote: Send + Sync {
     fn head(&self, key: &str, at: Option<Version>) -> Result<ObjectInfo, RemoteError>;
     /// Streams one object's bytes into `out`.
     fn get(&self, key: &str, at: Option<Version>, out: &mut dyn Write) -> Result<ObjectInfo, RemoteError>;
-    /// Writes an object if `cond` holds, recording `content` as its content id.
+    /// Writes an object if `cond` holds, recording `content` as its content id and
+    /// `kind` (file, executable or symlink) in its metadata.
     fn put(
         &self,
         key: &str,
         body: Body<'_>,
         content: ObjectId,
+        kind: EntryKind,
         cond: &Condition,
     ) -> Result<Written, RemoteError>;
     /// Deletes an object if its ETag is `if_match`.
@@ -209,7 +237,10 @@ pub trait Remote: Send + Sync {
 }
 
 /// Checks that a key maps to a path inside the folder: relative, `/`-separated segments
-/// that are neither empty, `.` nor `..`, without NUL or backslash.
+/// that are neither empty, `.` nor `..`, without NUL. These keys are unsafe everywhere.
+/// A backslash is an ordinary character on Linux and macOS; only where the local file
+/// system takes it for a separator (Windows) is a key holding one unsafe, and then it is
+/// that key alone that is skipped.
 pub fn check_key(key: &str) -> Result<(), RemoteError> {
     let reason = if key.is_empty() {
         Some("empty key")
@@ -217,8 +248,8 @@ pub fn check_key(key: &str) -> Result<(), RemoteError> {
         Some("absolute path")
     } else if key.contains('\0') {
         Some("contains NUL")
-    } else if key.contains('\\') {
-        Some("contains a backslash")
+    } else if cfg!(windows) && key.contains('\\') {
+        Some("contains a backslash, which this file system takes for a separator")
     } else if key.split('/').any(str::is_empty) {
         Some("empty path segment")
     } else if key.split('/').any(|s| s == "." || s == "..") {
@@ -269,7 +300,6 @@ mod tests {
             ("a/../../x", "`.` or `..` segment"),
             ("a/./b", "`.` or `..` segment"),
             ("a\0b", "contains NUL"),
-            ("a\\..\\b", "contains a backslash"),
             ("a//b", "empty path segment"),
             ("a/", "empty path segment"),
         ] {
@@ -278,7 +308,7 @@ mod tests {
                 other => panic!("{k:?}: {other:?}"),
             }
         }
-        for k in ["a", "notes/idea.md", "caf\u{e9}.md", "...", "a/.b"] {
+        for k in ["a", "notes/idea.md", "caf\u{e9}.md", "...", "a/.b", "back\\slash.md", "a\\..\\b"] {
             assert!(check_key(k).is_ok(), "{k:?}");
         }
     }

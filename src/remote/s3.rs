@@ -19,10 +19,11 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use super::{
-    Body, Capabilities, Condition, Listed, META_CONTENT_ID, ObjectInfo, Remote, RemoteError, SnapshotInfo,
-    Version, Written, check_key,
+    Body, Capabilities, Condition, Listed, META_CONTENT_ID, META_KIND, ObjectInfo, Remote, RemoteError,
+    SnapshotInfo, Version, Written, check_key, kind_from_meta, kind_meta,
 };
 use crate::id::ObjectId;
+use crate::object::EntryKind;
 
 /// Objects at least this large go up in parts.
 const MULTIPART_THRESHOLD: u64 = 16 << 20;
@@ -184,6 +185,20 @@ fn content_from_meta(meta: Option<&std::collections::HashMap<String, String>>) -
     meta.and_then(|m| m.get(META_CONTENT_ID)).and_then(|v| v.parse().ok())
 }
 
+/// bmsync's user metadata on an object it writes: the content id, and the kind where it
+/// is not a plain file.
+fn object_meta(content: ObjectId, kind: EntryKind) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::from([(META_CONTENT_ID.to_owned(), content.to_hex())]);
+    if let Some(k) = kind_meta(kind) {
+        m.insert(META_KIND.to_owned(), k.to_owned());
+    }
+    m
+}
+
+fn kind_from(meta: Option<&std::collections::HashMap<String, String>>) -> EntryKind {
+    kind_from_meta(meta.and_then(|m| m.get(META_KIND)).map(String::as_str))
+}
+
 impl S3Remote {
     /// Connects to `bucket` (keys under `prefix`), reading credentials and region from
     /// the standard AWS chain, and learns what the bucket can do.
@@ -264,6 +279,7 @@ impl S3Remote {
         full: &str,
         path: &std::path::Path,
         content: ObjectId,
+        kind: EntryKind,
         cond: &Condition,
     ) -> Result<Written, RemoteError> {
         use tokio::io::AsyncReadExt;
@@ -274,7 +290,7 @@ impl S3Remote {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(full)
-            .metadata(META_CONTENT_ID, content.to_hex())
+            .set_metadata(Some(object_meta(content, kind)))
             .send()
             .await
             .map_err(|e| map_err("put", full, &self.endpoint, &e))?;
@@ -391,6 +407,7 @@ impl Remote for S3Remote {
                         etag: o.e_tag().unwrap_or_default().to_owned(),
                         size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
                         content: None,
+                        kind: None,
                     })),
                     Err(RemoteError::UnsafeKey { key, reason }) => each(Listed::Unsafe { key, reason }),
                     Err(e) => return Err(e),
@@ -424,6 +441,7 @@ impl Remote for S3Remote {
             etag: out.e_tag().unwrap_or_default().to_owned(),
             size: out.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
             content: content_from_meta(out.metadata()),
+            kind: Some(kind_from(out.metadata())),
         })
     }
 
@@ -447,6 +465,7 @@ impl Remote for S3Remote {
                 etag: resp.e_tag().unwrap_or_default().to_owned(),
                 size: resp.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
                 content: content_from_meta(resp.metadata()),
+                kind: Some(kind_from(resp.metadata())),
             };
             while let Some(chunk) = resp
                 .body
@@ -466,6 +485,7 @@ impl Remote for S3Remote {
         key: &str,
         body: Body<'_>,
         content: ObjectId,
+        kind: EntryKind,
         cond: &Condition,
     ) -> Result<Written, RemoteError> {
         check_key(key)?;
@@ -476,7 +496,7 @@ impl Remote for S3Remote {
                     .map_err(|e| RemoteError::Other { op: "put", detail: format!("{}: {e}", p.display()) })?
                     .len();
                 if len >= MULTIPART_THRESHOLD {
-                    return self.put_multipart(&full, p, content, cond).await;
+                    return self.put_multipart(&full, p, content, kind, cond).await;
                 }
             }
             let stream = match body {
@@ -490,7 +510,7 @@ impl Remote for S3Remote {
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&full)
-                .metadata(META_CONTENT_ID, content.to_hex())
+                .set_metadata(Some(object_meta(content, kind)))
                 .body(stream);
             req = match cond {
                 Condition::IfAbsent => req.if_none_match("*"),

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use super::{Listed, ObjectInfo, Remote, RemoteError, Version};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
-use crate::object::{Manifest, check_path};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::object::{EntryKind, Manifest, NameError, check_path};
 
 /// One object of the view, keyed by its path.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -20,6 +22,8 @@ pub struct RemoteEntry {
     pub size: u64,
     /// BLAKE3 of the content.
     pub content: ObjectId,
+    /// File, executable or symlink, as bmsync's metadata says (a plain file without it).
+    pub kind: EntryKind,
     /// Whether `content` is only bmsync's metadata on the object (a hint), not known from
     /// the base or from hashing the bytes.
     pub hinted: bool,
@@ -76,13 +80,25 @@ impl RemoteView {
             Listed::Object(o) => listed.push(o),
             Listed::Unsafe { key, reason } => skipped.push(SkippedKey { key, reason: reason.to_owned() }),
         })?;
-        let base_by_path: BTreeMap<&str, &crate::object::ManifestEntry> =
-            base.map(|m| m.entries().iter().map(|e| (e.path.as_str(), e)).collect()).unwrap_or_default();
         let mut stats = ViewStats { listed: listed.len() as u64, ..ViewStats::default() };
+        // Only a non-ASCII key can have a twin in another Unicode form.
+        let keys: std::collections::BTreeSet<String> =
+            listed.iter().filter(|o| !o.key.is_ascii()).map(|o| o.key.clone()).collect();
         let mut objects = BTreeMap::new();
         for o in listed {
             if let Err(e) = check_path(&o.key) {
-                skipped.push(SkippedKey { key: o.key, reason: format!("not a path bmsync can sync: {e}") });
+                let reason = match e {
+                    NameError::NotNfc => {
+                        let nfc: String = o.key.nfc().collect();
+                        let twin = if keys.contains(nfc.as_str()) { "collides with the key" } else { "is" };
+                        format!(
+                            "its name is in decomposed Unicode (NFD, as macOS tools write it) and {twin} \
+                             {nfc:?} in NFC, the form bmsync syncs; it is left as it is in the bucket"
+                        )
+                    }
+                    e => format!("not a path bmsync can sync: {e}"),
+                };
+                skipped.push(SkippedKey { key: o.key, reason });
                 continue;
             }
             if ignored(&o.key) {
@@ -90,24 +106,28 @@ impl RemoteView {
                     .push(SkippedKey { key: o.key, reason: "ignored by the local ignore rules".to_owned() });
                 continue;
             }
-            let known = base_by_path
-                .get(o.key.as_str())
+            let known = base
+                .and_then(|m| m.get(&o.key))
                 .filter(|e| e.etag == o.etag && e.size == o.size)
-                .and_then(|e| e.content);
-            let (content, hinted) = if let Some(c) = known {
+                .and_then(|e| e.content.map(|c| (c, e.kind)));
+            let (content, kind, hinted) = if let Some((c, kind)) = known {
                 stats.from_base += 1;
-                (c, false)
-            } else if let Some(c) = remote.head(&o.key, version)?.content {
-                // A hint from metadata; the bytes are hashed again when downloaded.
-                stats.from_metadata += 1;
-                (c, true)
+                (c, kind, false)
             } else {
-                stats.downloaded += 1;
-                (hash_remote(remote, &o.key, version)?, false)
+                let head = remote.head(&o.key, version)?;
+                let kind = head.kind.unwrap_or(EntryKind::File);
+                if let Some(c) = head.content {
+                    // A hint from metadata; the bytes are hashed again when downloaded.
+                    stats.from_metadata += 1;
+                    (c, kind, true)
+                } else {
+                    stats.downloaded += 1;
+                    (hash_remote(remote, &o.key, version)?, kind, false)
+                }
             };
             objects.insert(
                 o.key.clone(),
-                RemoteEntry { key: o.key, etag: o.etag, size: o.size, content, hinted },
+                RemoteEntry { key: o.key, etag: o.etag, size: o.size, content, kind, hinted },
             );
         }
         Ok(Self { version, objects, skipped, stats })
@@ -159,7 +179,9 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let r = FileRemote::open(d.path()).expect("open");
         let put = |k: &str, b: &[u8]| {
-            r.put(k, Body::Bytes(b), ObjectId::for_blob(b), &Condition::IfAbsent).expect("put").etag
+            r.put(k, Body::Bytes(b), ObjectId::for_blob(b), EntryKind::File, &Condition::IfAbsent)
+                .expect("put")
+                .etag
         };
         let ea = put("a.md", b"alpha");
         put("b.md", b"bravo");
@@ -170,6 +192,7 @@ mod tests {
             etag: ea,
             size: 5,
             content: Some(ObjectId::for_blob(b"alpha")),
+            kind: EntryKind::File,
         }])
         .expect("manifest");
         let v = RemoteView::fetch(&r, Some(&base), |p: &str| p == "x.tmp").expect("view");

@@ -10,3 +10,55 @@ pub use scan::{
     Collision, CollisionKind, META_WORKTREE_STAMP, ScanError, ScanOptions, ScanReport, ScanStats, Skipped,
     Snapshot, scan,
 };
+/// Whether a symlink at `path` (relative to the root) with this target stays inside the
+/// folder: a relative target that, resolved by name from the link's folder, never climbs
+/// above the root and never enters `.bmsync`. Nothing else is ever written as a link,
+/// and nothing else is ever sent.
+pub fn link_stays_inside(path: &str, target: &[u8]) -> bool {
+    let Ok(target) = std::str::from_utf8(target) else { return false };
+    if target.is_empty() || target.starts_with('/') || target.contains('\0') {
+        return false;
+    }
+    let mut at: Vec<&str> = path.split('/').collect();
+    at.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if at.pop().is_none() {
+                    return false;
+                }
+            }
+            p => at.push(p),
+        }
+    }
+    // Any case: on a folder that ignores case, `.BMSYNC` is the state folder too.
+    !at.first().is_some_and(|f| f.eq_ignore_ascii_case(crate::repo::STATE_DIR))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_stays_inside;
+
+    #[test]
+    fn links_that_leave_the_folder_are_told_apart() {
+        for (path, target, inside) in [
+            ("link.md", "t.md", true),
+            ("a/b/up.md", "../t.md", true),
+            ("a/b/up.md", "../../t.md", true),
+            ("a/b/up.md", "../../../t.md", false),
+            ("x.md", "../outside.md", false),
+            ("x.md", "/etc/hostname", false),
+            ("x.md", "", false),
+            ("x.md", "./a/./b", true),
+            ("x.md", ".bmsync/store.redb", false),
+            ("a/x.md", "../.bmsync", false),
+            ("x.md", ".BMSYNC/store.redb", false),
+            ("a/x.md", "b/../../c", true),
+            ("a/x.md", "b/../../../c", false),
+        ] {
+            assert_eq!(link_stays_inside(path, target.as_bytes()), inside, "{path} -> {target}");
+        }
+        assert!(!link_stays_inside("x.md", b"\xff"), "not UTF-8");
+    }
+}

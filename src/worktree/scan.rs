@@ -1,7 +1,7 @@
 //! The scanner: walks the folder in parallel and builds its Merkle tree bottom-up,
 //! trusting the stat cache where it safely can.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::Read;
@@ -58,22 +58,26 @@ pub struct Skipped {
 }
 
 /// Kinds of name collision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CollisionKind {
     /// Names equal after NFC normalisation: only one can be in the tree.
     Unicode,
-    /// Names equal ignoring case: distinct here, one file on macOS or Windows.
+    /// Names equal ignoring case, on a folder whose file system ignores case: only one
+    /// can be a file there.
     Case,
 }
 
-/// Names in one folder that collide. Every path here is protected from deletion.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+/// Names that collide: only `synced` is synced; the others are left exactly as they
+/// are, on disk and in the bucket.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Collision {
     /// What kind of collision.
     pub kind: CollisionKind,
-    /// The colliding relative paths, as on disk.
+    /// The colliding relative paths, as on disk (or as keys in the bucket).
     pub paths: Vec<String>,
+    /// The one that syncs.
+    pub synced: String,
 }
 
 /// Warnings from a scan.
@@ -86,9 +90,11 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
-    /// Every path that must never be deleted because of how it was scanned.
+    /// Every path that must never be deleted or overwritten because the scan left it
+    /// out (a special file, a symlink out of the folder...): to the planner, it is not
+    /// there, but something is.
     pub fn protected_paths(&self) -> impl Iterator<Item = &str> {
-        self.collisions.iter().flat_map(|c| c.paths.iter().map(String::as_str))
+        self.skipped.iter().map(|s| s.path.as_str())
     }
 }
 
@@ -122,6 +128,57 @@ pub struct Snapshot {
     pub stats: ScanStats,
     /// With [`ScanOptions::dry_run`], the trees that were not written to the store.
     pub unstored_trees: HashMap<ObjectId, Tree>,
+    /// Paths (files and folders) whose name on disk is not their NFC form: NFC path →
+    /// the path on disk, relative to the root. Usually empty.
+    pub disk_names: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// Where the relative (NFC) path `rel` is on disk under `root`: through the names the
+    /// scan found on disk where they differ (an NFD name from macOS, say), so a write
+    /// lands in the file or folder that is there rather than beside it.
+    ///
+    /// A non-ASCII name that is not where the scan saw it (a file or folder made since,
+    /// maybe in another Unicode form) is looked up afresh, so a write never makes a twin
+    /// of a name that appeared after the scan.
+    pub fn disk_path(&self, root: &Path, rel: &str) -> PathBuf {
+        let mapped = self.mapped_path(root, rel);
+        if rel.is_ascii() || fs::symlink_metadata(&mapped).is_ok() {
+            return mapped;
+        }
+        let mut p = root.to_owned();
+        for part in rel.split('/') {
+            let here = p.join(part);
+            if part.is_ascii() || fs::symlink_metadata(&here).is_ok() {
+                p = here;
+                continue;
+            }
+            let twin = fs::read_dir(&p).ok().and_then(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name())
+                    .find(|n| n.to_str().is_some_and(|n| n.nfc().eq(part.chars())))
+            });
+            p = twin.map_or(here, |n| p.join(n));
+        }
+        p
+    }
+
+    fn mapped_path(&self, root: &Path, rel: &str) -> PathBuf {
+        if self.disk_names.is_empty() {
+            return root.join(rel);
+        }
+        let mut end = rel.len();
+        loop {
+            if let Some(d) = self.disk_names.get(&rel[..end]) {
+                let rest = rel[end..].trim_start_matches('/');
+                return if rest.is_empty() { root.join(d) } else { root.join(d).join(rest) };
+            }
+            match rel[..end].rfind('/') {
+                Some(i) => end = i,
+                None => return root.join(rel),
+            }
+        }
+    }
 }
 
 /// Why a scan failed. A failed scan records nothing.
@@ -167,6 +224,7 @@ enum Msg {
 }
 
 struct Ctx<'a> {
+    root: &'a Path,
     rules: IgnoreRules,
     records: &'a HashMap<String, Vec<u8>>,
     /// Entries with an mtime before this are trusted on a stat match.
@@ -177,6 +235,7 @@ struct Ctx<'a> {
     tx: SyncSender<Msg>,
     report: Mutex<ScanReport>,
     visited: Mutex<HashSet<String>>,
+    disk_names: Mutex<BTreeMap<String, String>>,
     racy: AtomicBool,
     files: AtomicU64,
     dirs: AtomicU64,
@@ -236,6 +295,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
     let stamp = take_stamp(root)?;
     let (tx, rx) = sync_channel::<Msg>(256);
     let ctx = Ctx {
+        root,
         rules,
         records: &records,
         trusted_before,
@@ -245,6 +305,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         tx,
         report: Mutex::default(),
         visited: Mutex::default(),
+        disk_names: Mutex::default(),
         racy: AtomicBool::new(false),
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
@@ -257,7 +318,17 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             let res = ctx.scan_root(root);
             // Dropping the context closes the channel, which ends the writer loop.
             let Ctx {
-                report, visited, racy, files, dirs, hashed, hashed_bytes, reused_trees, unstored, ..
+                report,
+                visited,
+                racy,
+                files,
+                dirs,
+                hashed,
+                hashed_bytes,
+                reused_trees,
+                unstored,
+                disk_names,
+                ..
             } = ctx;
             let stats = ScanStats {
                 files: files.into_inner(),
@@ -270,14 +341,15 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             let report = report.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
             let visited = visited.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
             let unstored = unstored.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (res, report, visited, racy.into_inner(), stats, unstored)
+            let disk_names = disk_names.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (res, report, visited, racy.into_inner(), stats, unstored, disk_names)
         });
         let mut batch = None;
         let mut stored_blobs = 0;
         let written = write_loop(store, &rx, &mut batch, &mut stored_blobs);
         // On a writer error, hang up so the walker stops at its next send.
         drop(rx);
-        let (res, mut report, visited, racy, mut stats, unstored) =
+        let (res, mut report, visited, racy, mut stats, unstored, disk_names) =
             walker.join().expect("the scan walker does not panic");
         written?;
         let (root_id, size) = res?;
@@ -296,7 +368,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             })
             .collect::<Result<HashMap<_, _>>>()?;
         if opts.dry_run {
-            return Ok(Snapshot { root: root_id, size, report, stats, unstored_trees });
+            return Ok(Snapshot { root: root_id, size, report, stats, unstored_trees, disk_names });
         }
         if batch.is_some() || racy || !stale.is_empty() {
             let b = match batch.take() {
@@ -309,7 +381,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             b.set_meta(META_WORKTREE_STAMP, &stamp.to_le_bytes())?;
             b.commit()?;
         }
-        Ok(Snapshot { root: root_id, size, report, stats, unstored_trees })
+        Ok(Snapshot { root: root_id, size, report, stats, unstored_trees, disk_names })
     })
 }
 
@@ -483,20 +555,33 @@ impl Ctx<'_> {
         }
         kids.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.os_name.cmp(&b.os_name)));
         self.find_collisions(rel, &mut kids);
+        for k in kids.iter().filter(|k| k.os_name.to_str() != Some(k.name.as_str())) {
+            let on_disk = abs.join(&k.os_name);
+            if let Some(d) = on_disk.strip_prefix(self.root).ok().and_then(Path::to_str) {
+                self.disk_names
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(join(rel, &k.name), d.to_owned());
+            }
+        }
         Ok(kids)
     }
 
+    /// Several on-disk names that normalise to one NFC name: keep the one already in
+    /// NFC (or the first), report them all. The others cannot be in the tree, so they are
+    /// never uploaded, and nothing the sync writes ever lands on them. (Names that differ
+    /// only by case are distinct names here; on a folder that ignores case they cannot
+    /// both exist, and the sync refuses to write the second.)
     fn find_collisions(&self, rel: &str, kids: &mut Vec<Kid>) {
         let mut found = Vec::new();
-        // Unicode: several on-disk names normalise to one. Keep the one already in NFC
-        // (or the first), report all; the others cannot be represented in the tree.
         let mut i = 0;
         while i < kids.len() {
             let j = (i..kids.len()).find(|&j| kids[j].name != kids[i].name).unwrap_or(kids.len());
             if j - i > 1 {
-                let paths = kids[i..j].iter().map(|k| join(rel, &k.os_name.to_string_lossy())).collect();
-                found.push(Collision { kind: CollisionKind::Unicode, paths });
                 let keep = (i..j).find(|&k| kids[k].os_name.to_str() == Some(&kids[k].name)).unwrap_or(i);
+                let paths = kids[i..j].iter().map(|k| join(rel, &k.os_name.to_string_lossy())).collect();
+                let synced = join(rel, &kids[keep].os_name.to_string_lossy());
+                found.push(Collision { kind: CollisionKind::Unicode, paths, synced });
                 let mut n = 0;
                 kids.retain(|_| {
                     let r = n < i || n >= j || n == keep;
@@ -507,24 +592,6 @@ impl Ctx<'_> {
             } else {
                 i = j;
             }
-        }
-        // Only names with an upper-case or non-ASCII letter can fold onto another name.
-        let foldable: Vec<&str> = kids
-            .iter()
-            .map(|k| k.name.as_str())
-            .filter(|n| n.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()))
-            .collect();
-        let mut by_case: HashMap<String, Vec<&str>> = HashMap::new();
-        if !foldable.is_empty() {
-            for k in kids.iter() {
-                by_case.entry(k.name.to_lowercase()).or_default().push(&k.name);
-            }
-        }
-        for names in by_case.into_values().filter(|v| v.len() > 1) {
-            found.push(Collision {
-                kind: CollisionKind::Case,
-                paths: names.iter().map(|n| join(rel, n)).collect(),
-            });
         }
         if !found.is_empty() {
             self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).collisions.extend(found);
@@ -549,8 +616,17 @@ impl Ctx<'_> {
                 stored: true,
             }));
         }
-        self.files.fetch_add(1, Ordering::Relaxed);
         let stat = stat_of(&meta);
+        // Checked on every scan, cached or not: a cache written by an older bmsync may
+        // hold a link this rule now keeps in.
+        if kind == EntryKind::Symlink {
+            let target = fs::read_link(&path).map_err(io_err(&path))?;
+            if !super::link_stays_inside(&child_rel, target.as_os_str().as_encoded_bytes()) {
+                self.skip(child_rel, "symlink points outside the folder; it never leaves this machine");
+                return Ok(None);
+            }
+        }
+        self.files.fetch_add(1, Ordering::Relaxed);
         let cached = old.filter(|o| o.entry.kind == kind && o.stat == stat);
         if let Some(o) = cached {
             if self.trusted_before.is_some_and(|t| stat.mtime_ns < t) {

@@ -46,6 +46,7 @@ fn vectors() -> Vec<(&'static str, ObjectKind, Vec<u8>)> {
             etag: "\"9b2cf535f27731c974343645a3985328\"".into(),
             size: blob.len() as u64,
             content: Some(blob_id),
+            kind: bmsync::EntryKind::File,
         },
         ManifestEntry {
             path: "notes/caf\u{e9}.md".into(),
@@ -53,6 +54,27 @@ fn vectors() -> Vec<(&'static str, ObjectKind, Vec<u8>)> {
             etag: "\"1\"".into(),
             size: blob.len() as u64,
             content: None,
+            kind: bmsync::EntryKind::File,
+        },
+    ])
+    .expect("valid");
+    // Version 2: an executable and a symlink (the flags byte carries the kind).
+    let manifest_v2 = Manifest::new(vec![
+        ManifestEntry {
+            path: "link".into(),
+            key: "link".into(),
+            etag: "\"7\"".into(),
+            size: 8,
+            content: Some(ObjectId::for_blob(b"notes.md")),
+            kind: EntryKind::Symlink,
+        },
+        ManifestEntry {
+            path: "run.sh".into(),
+            key: "run.sh".into(),
+            etag: "\"8\"".into(),
+            size: 10,
+            content: None,
+            kind: EntryKind::Executable,
         },
     ])
     .expect("valid");
@@ -82,6 +104,7 @@ fn vectors() -> Vec<(&'static str, ObjectKind, Vec<u8>)> {
         ("subtree", ObjectKind::Tree, sub.encode()),
         ("tree", ObjectKind::Tree, tree.encode()),
         ("manifest", ObjectKind::Manifest, manifest.encode()),
+        ("manifest-v2", ObjectKind::Manifest, manifest_v2.encode()),
         ("commit-sync", ObjectKind::Commit, root_commit.encode()),
         ("commit-local", ObjectKind::Commit, local_commit.encode()),
     ]

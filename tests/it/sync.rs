@@ -343,6 +343,7 @@ impl<R: Remote> Remote for Hooked<R> {
         key: &str,
         body: bmsync::remote::Body<'_>,
         content: bmsync::ObjectId,
+        kind: bmsync::EntryKind,
         cond: &bmsync::remote::Condition,
     ) -> Result<bmsync::remote::Written, bmsync::remote::RemoteError> {
         if let Some((k, hook)) = &self.put
@@ -350,7 +351,7 @@ impl<R: Remote> Remote for Hooked<R> {
         {
             self.fire(hook);
         }
-        self.inner.put(key, body, content, cond)
+        self.inner.put(key, body, content, kind, cond)
     }
     fn delete(&self, key: &str, if_match: &str) -> Result<(), bmsync::remote::RemoteError> {
         self.inner.delete(key, if_match)

@@ -306,7 +306,13 @@ fn a_teammate_write_between_our_apply_and_our_snapshot_is_not_recorded_as_seen()
         let theirs = b"teammate's v3\n";
         let cond = bmsync::remote::Condition::IfMatch(etag);
         inner
-            .put("shared.md", bmsync::remote::Body::Bytes(theirs), bmsync::ObjectId::for_blob(theirs), &cond)
+            .put(
+                "shared.md",
+                bmsync::remote::Body::Bytes(theirs),
+                bmsync::ObjectId::for_blob(theirs),
+                bmsync::EntryKind::File,
+                &cond,
+            )
             .expect("put");
     });
     let repo = Repo::open(alice.dir.path()).expect("open");
@@ -347,8 +353,14 @@ fn a_stale_content_hint_never_hides_a_teammates_edit() {
     let put = |key: &str, bytes: &[u8], claimed: &[u8]| {
         let etag = raw.head(key, None).expect("head").etag;
         let cond = bmsync::remote::Condition::IfMatch(etag);
-        raw.put(key, bmsync::remote::Body::Bytes(bytes), bmsync::ObjectId::for_blob(claimed), &cond)
-            .expect("put");
+        raw.put(
+            key,
+            bmsync::remote::Body::Bytes(bytes),
+            bmsync::ObjectId::for_blob(claimed),
+            bmsync::EntryKind::File,
+            &cond,
+        )
+        .expect("put");
     };
     put("a.md", b"v2\n", b"v1\n");
     put("b.md", b"bob's bb!\n", b"alice's b\n");

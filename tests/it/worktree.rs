@@ -138,23 +138,21 @@ fn symlinks_are_recorded_never_followed() {
     symlink("/nonexistent/target", d.path().join("dangling")).expect("symlink");
     let s = scan_of(&r, true);
     let got = leaves(&r, s.root);
-    assert_eq!(
-        got,
-        [
-            ("dangling".to_owned(), EntryKind::Symlink),
-            ("in".to_owned(), EntryKind::Symlink),
-            ("out".to_owned(), EntryKind::Symlink),
-            ("real/n.md".to_owned(), EntryKind::File),
-        ]
-    );
+    assert_eq!(got, [("in".to_owned(), EntryKind::Symlink), ("real/n.md".to_owned(), EntryKind::File)]);
+    // Links out of the folder are left out, reported, and protected from the sync.
+    let skipped: Vec<&str> = s.report.skipped.iter().map(|x| x.path.as_str()).collect();
+    assert_eq!(skipped, ["dangling", "out"]);
+    assert!(s.report.skipped.iter().all(|x| x.reason.contains("outside the folder")));
+    assert_eq!(s.report.protected_paths().collect::<Vec<_>>(), ["dangling", "out"]);
     let tree = r.store().get_tree(&s.root).expect("tree");
-    let out = tree.entries().iter().find(|e| e.name == "out").expect("out");
-    let target = r.store().get_kind(&out.id, ObjectKind::Blob).expect("target blob");
-    assert_eq!(target, outside.path().as_os_str().as_encoded_bytes());
+    let inside = tree.entries().iter().find(|e| e.name == "in").expect("in");
+    assert_eq!(r.store().get_kind(&inside.id, ObjectKind::Blob).expect("target blob"), b"real");
+    let outside_target = ObjectId::for_blob(outside.path().as_os_str().as_encoded_bytes());
+    assert!(!r.store().contains(&outside_target).expect("contains"), "the outside target is not even stored");
 }
 
 #[test]
-fn name_collisions_are_reported_and_protected() {
+fn unicode_collisions_are_reported_and_case_pairs_are_distinct_names() {
     let (d, r) = repo();
     let nfc = "caf\u{e9}.md";
     let nfd = "cafe\u{301}.md";
@@ -164,16 +162,17 @@ fn name_collisions_are_reported_and_protected() {
     write(d.path(), "note.md", b"lower");
     write(d.path(), "sub/\u{212b}ngstr\u{f6}m.md", b"only nfd-ish");
     let s = scan_of(&r, false);
-    let kinds: Vec<_> = s.report.collisions.iter().map(|c| (c.kind, c.paths.clone())).collect();
-    assert!(kinds.contains(&(CollisionKind::Unicode, vec![nfd.to_owned(), nfc.to_owned()])), "{kinds:?}");
-    assert!(
-        kinds.contains(&(CollisionKind::Case, vec!["Note.md".to_owned(), "note.md".to_owned()])),
-        "{kinds:?}"
+    let kinds: Vec<_> =
+        s.report.collisions.iter().map(|c| (c.kind, c.paths.clone(), c.synced.clone())).collect();
+    assert_eq!(kinds, [(CollisionKind::Unicode, vec![nfd.to_owned(), nfc.to_owned()], nfc.to_owned())]);
+    // On this case-sensitive file system, names that differ by case are two files.
+    let all = paths(&r, s.root);
+    assert!(all.contains(&"Note.md".to_owned()) && all.contains(&"note.md".to_owned()), "{all:?}");
+    // The lone NFD name is found under its name on disk.
+    assert_eq!(
+        s.disk_names.get("sub/\u{c5}ngstr\u{f6}m.md").map(String::as_str),
+        Some("sub/\u{212b}ngstr\u{f6}m.md")
     );
-    let protected: Vec<&str> = s.report.protected_paths().collect();
-    for p in [nfc, nfd, "Note.md", "note.md"] {
-        assert!(protected.contains(&p), "{p} must be protected");
-    }
     let tree = r.store().get_tree(&s.root).expect("tree");
     let cafe: Vec<_> = tree.entries().iter().filter(|e| e.name.starts_with("caf")).collect();
     assert_eq!(cafe.len(), 1, "one name in the tree");

@@ -44,13 +44,26 @@ pub struct Config {
     /// the engine's check of the file and its replacement). On by default; it found a
     /// real engine race, since fixed (SIMULATION.md, "Engine bugs found").
     pub edit_during_download: bool,
+    /// Lets users pick the names and kinds real folders have: an NFC/NFD name (written
+    /// in NFD by every other client, as macOS tools do), two names that differ only by
+    /// case, a backslash, an emoji, executables and symlinks. On by default; the
+    /// regression replays of seeds found before it existed turn it off.
+    pub odd_names: bool,
 }
 
 impl Config {
     /// The CI configuration of a seed: 2 to 5 clients (from the seed unless given).
     pub fn new(seed: u64, clients: Option<usize>) -> Self {
         let clients = clients.unwrap_or(2 + usize::try_from(seed % 4).expect("small"));
-        Self { seed, clients, steps: 32, planted: None, backend: Backend::Mem, edit_during_download: true }
+        Self {
+            seed,
+            clients,
+            steps: 32,
+            planted: None,
+            backend: Backend::Mem,
+            edit_during_download: true,
+            odd_names: true,
+        }
     }
 
     /// The command that replays this run (`keep`: the shrunk history's step indices).
@@ -67,6 +80,9 @@ impl Config {
         }
         if !self.edit_during_download {
             cmd.push_str(" BMSYNC_SIM_DOWNLOAD_RACE=0");
+        }
+        if !self.odd_names {
+            cmd.push_str(" BMSYNC_SIM_ODD_NAMES=0");
         }
         if let Some(k) = keep {
             let k: Vec<String> = k.iter().map(ToString::to_string).collect();
@@ -436,6 +452,9 @@ pub fn from_env() -> Option<(Config, Option<Vec<usize>>)> {
     }
     if var("BMSYNC_SIM_DOWNLOAD_RACE").as_deref() == Some("0") {
         cfg.edit_during_download = false;
+    }
+    if var("BMSYNC_SIM_ODD_NAMES").as_deref() == Some("0") {
+        cfg.odd_names = false;
     }
     if var("BMSYNC_SIM_BACKEND").as_deref() == Some("file") {
         cfg.backend = Backend::File;

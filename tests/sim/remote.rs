@@ -6,10 +6,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bmsync::ObjectId;
 use bmsync::remote::{
     Body, Capabilities, Condition, Listed, ObjectInfo, Remote, RemoteError, SnapshotInfo, Version, Written,
 };
+use bmsync::{EntryKind, ObjectId};
 use rand::rngs::StdRng;
 
 use super::world::Shared;
@@ -35,6 +35,7 @@ type History = Vec<(u64, Option<Arc<Obj>>)>;
 struct Obj {
     etag: String,
     id: ObjectId,
+    kind: EntryKind,
     data: Vec<u8>,
 }
 
@@ -60,6 +61,7 @@ fn info(key: &str, o: &Obj, with_content: bool) -> ObjectInfo {
         etag: o.etag.clone(),
         size: o.data.len() as u64,
         content: with_content.then_some(o.id),
+        kind: with_content.then_some(o.kind),
     }
 }
 
@@ -116,6 +118,7 @@ impl Remote for MemRemote {
         key: &str,
         body: Body<'_>,
         content: ObjectId,
+        kind: EntryKind,
         cond: &Condition,
     ) -> Result<Written, RemoteError> {
         let data = body_bytes(body)?;
@@ -136,7 +139,7 @@ impl Remote for MemRemote {
         }
         let v = s.tick();
         let etag = format!("\"m{v}\"");
-        let obj = Arc::new(Obj { etag: etag.clone(), id: content, data });
+        let obj = Arc::new(Obj { etag: etag.clone(), id: content, kind, data });
         s.keys.entry(key.to_owned()).or_default().push((v, Some(obj)));
         Ok(Written { etag, version: Some(v.to_string()) })
     }
@@ -452,10 +455,11 @@ impl Remote for FaultRemote {
         key: &str,
         body: Body<'_>,
         content: ObjectId,
+        kind: EntryKind,
         cond: &Condition,
     ) -> Result<Written, RemoteError> {
         let pre = self.before("put", Some(key), None)?;
-        let r = self.inner.put(key, body, content, cond);
+        let r = self.inner.put(key, body, content, kind, cond);
         if let Ok(w) = &r {
             self.shared().logged_put(Some(self.client), key, &w.etag, content);
         }

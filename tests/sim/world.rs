@@ -23,6 +23,14 @@ use super::{Backend, Config, Step, UserOp};
 const DIRS: [&str; 5] = ["", "a", "b", "a/c", "b/d"];
 /// File names.
 const NAMES: [&str; 6] = ["n0.md", "n1.md", "n2.md", "n3.md", "n4.md", "n5.md"];
+/// The names real folders have (`Config::odd_names`): an NFC name that every other
+/// client writes in NFD, a pair that differs only by case, a backslash, an emoji, and
+/// `c`, which in folder `a` is a file where others may have the folder `a/c` (a type
+/// change).
+const ODD_NAMES: [&str; 6] =
+    ["caf\u{e9}.md", "Note.md", "note.md", "back\\slash.md", "\u{1f4dd} idea.md", "c"];
+/// A folder with an NFC name, written in NFD by every other client.
+const ODD_DIR: &str = "r\u{e9}sum\u{e9}";
 /// Files the ignore rules keep out of the bucket.
 const IGNORED: [&str; 5] = [".DS_Store", "a/x.tmp", ".obsidian/ws.json", "b/n1.md~", "notes.db"];
 /// A note no one touches: it keeps the bucket from ever being truly empty, which the
@@ -81,6 +89,8 @@ pub struct Shared {
     /// At each base the current sync recorded (by the snapshot version it is paired
     /// with): the folder then, and the paths the user had touched by then.
     recorded: HashMap<u64, (Files, BTreeSet<String>)>,
+    /// Users pick odd names and kinds too (`Config::odd_names`).
+    odd: bool,
 }
 
 /// Conflict copies are named with the wall clock (`-YYYYMMDDTHHMMSS`): the trace drops
@@ -123,8 +133,56 @@ fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") }
 }
 
-fn random_path(rng: &mut StdRng) -> String {
-    join(DIRS[rng.random_range(0..DIRS.len())], NAMES[rng.random_range(0..NAMES.len())])
+fn random_path(rng: &mut StdRng, odd: bool) -> String {
+    // The odd draws come after the usual ones, so a history without them is the same.
+    let path = join(DIRS[rng.random_range(0..DIRS.len())], NAMES[rng.random_range(0..NAMES.len())]);
+    if !odd || !rng.random_bool(0.3) {
+        return path;
+    }
+    let dir = match rng.random_range(0..4) {
+        0 => ODD_DIR,
+        1 => "a",
+        _ => "",
+    };
+    join(dir, ODD_NAMES[rng.random_range(0..ODD_NAMES.len())])
+}
+
+/// Where the (NFC) path `rel` is on disk: each name as the folder already holds it, in
+/// whatever Unicode form; names not there yet in NFD when `nfd`.
+fn on_disk(root: &Path, rel: &str, nfd: bool) -> PathBuf {
+    use unicode_normalization::UnicodeNormalization;
+    let mut p = root.to_owned();
+    for part in rel.split('/') {
+        let existing = std::fs::read_dir(&p).ok().and_then(|rd| {
+            rd.flatten().map(|e| e.file_name()).find(|n| n.to_str().is_some_and(|n| n.nfc().eq(part.chars())))
+        });
+        match existing {
+            Some(n) => p.push(n),
+            None if nfd => p.push(part.nfd().collect::<String>()),
+            None => p.push(part),
+        }
+    }
+    p
+}
+
+/// Whether a file at `path` would clash with what `paths` hold: a file where they have
+/// a folder, or a folder where they have a file.
+fn in_the_way<'a>(path: &str, mut paths: impl Iterator<Item = &'a String>) -> bool {
+    paths.any(|p| p.starts_with(&format!("{path}/")) || path.starts_with(&format!("{p}/")))
+}
+
+/// Whether the folder cannot take a file at `rel`: a folder is there (maybe empty), or
+/// a file (or link) where a folder above it would go.
+fn blocked(root: &Path, rel: &str) -> bool {
+    let is = |p: &str, dir: bool| {
+        std::fs::symlink_metadata(on_disk(root, p, false)).is_ok_and(|m| m.is_dir() == dir)
+    };
+    is(rel, true) || rel.match_indices('/').any(|(i, _)| is(&rel[..i], false))
+}
+
+/// Whether a client writes new names in NFD (as macOS tools do): every other one.
+fn writes_nfd(who: &str) -> bool {
+    who.bytes().last().is_some_and(|b| b % 2 == 1)
 }
 
 /// Every file of a folder but `.bmsync/`: relative path → bytes.
@@ -133,12 +191,22 @@ pub fn folder(root: &Path) -> BTreeMap<String, Vec<u8>> {
         let Ok(rd) = std::fs::read_dir(dir) else { return };
         for e in rd.flatten() {
             let p = e.path();
-            let rel = p.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+            // Paths in NFC, whatever form the names have on disk: what they sync as.
+            let rel: String = unicode_normalization::UnicodeNormalization::nfc(
+                p.strip_prefix(root).expect("under root").to_string_lossy().as_ref(),
+            )
+            .collect();
             if rel == ".bmsync" {
                 continue;
             }
             match e.file_type() {
                 Ok(t) if t.is_dir() => go(root, &p, out),
+                // A symlink is its target (what the bucket holds), never followed.
+                Ok(t) if t.is_symlink() => {
+                    if let Ok(t) = std::fs::read_link(&p) {
+                        out.insert(rel, t.into_os_string().into_encoded_bytes());
+                    }
+                }
                 Ok(_) => {
                     if let Ok(b) = std::fs::read(&p) {
                         out.insert(rel, b);
@@ -158,15 +226,40 @@ fn subdirs(root: &Path) -> Vec<String> {
     DIRS.iter().filter(|d| !d.is_empty() && root.join(d).is_dir()).map(|d| (*d).to_owned()).collect()
 }
 
-fn write_file(root: &Path, rel: &str, bytes: &[u8]) {
-    let p = root.join(rel);
+/// Writes a file at the (NFC) path `rel`, through the names on disk; a symlink there is
+/// replaced by the file (never written through).
+fn write_file(root: &Path, rel: &str, bytes: &[u8], nfd: bool) {
+    let p = on_disk(root, rel, nfd);
     std::fs::create_dir_all(p.parent().expect("files have a parent")).expect("mkdir in the sim's folder");
+    if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(&p).expect("replace a symlink in the sim's folder");
+    }
     std::fs::write(&p, bytes).expect("write in the sim's folder");
 }
 
+/// What each file of a folder is: path → (executable, symlink).
+pub fn kinds(root: &Path) -> BTreeMap<String, bmsync::EntryKind> {
+    use std::os::unix::fs::PermissionsExt;
+    folder(root)
+        .into_keys()
+        .filter_map(|rel| {
+            let m = std::fs::symlink_metadata(on_disk(root, &rel, false)).ok()?;
+            let kind = if m.file_type().is_symlink() {
+                bmsync::EntryKind::Symlink
+            } else if m.permissions().mode() & 0o111 != 0 {
+                bmsync::EntryKind::Executable
+            } else {
+                bmsync::EntryKind::File
+            };
+            Some((rel, kind))
+        })
+        .collect()
+}
+
 impl Shared {
-    fn new(ignore: IgnoreRules) -> Self {
+    fn new(ignore: IgnoreRules, odd: bool) -> Self {
         Self {
+            odd,
             counter: 0,
             step: 0,
             versions: HashMap::new(),
@@ -252,8 +345,11 @@ impl Shared {
         let key = match target {
             Some(k) => k,
             None if !live.is_empty() && rng.random_bool(0.6) => live[rng.random_range(0..live.len())].clone(),
-            None => random_path(rng),
+            None => random_path(rng, self.odd),
         };
+        if in_the_way(&key, live.iter()) {
+            return format!("teammate does not write {key}: a file or folder of that name is in the way");
+        }
         let mut old = Vec::new();
         let current = bucket.get(&key, None, &mut old).ok();
         let delete = current.is_some() && rng.random_bool(0.25);
@@ -270,7 +366,7 @@ impl Shared {
                 let cond =
                     current.as_ref().map_or(Condition::IfAbsent, |i| Condition::IfMatch(i.etag.clone()));
                 let id = ObjectId::for_blob(&new);
-                match bucket.put(&key, Body::Bytes(&new), id, &cond) {
+                match bucket.put(&key, Body::Bytes(&new), id, bmsync::EntryKind::File, &cond) {
                     Ok(w) => {
                         if current.is_some() {
                             self.kill(&old);
@@ -300,6 +396,54 @@ impl Shared {
         files.keys().filter(|p| *p != KEEP && !self.ignored(p)).cloned().collect()
     }
 
+    /// A symlink inside the folder, to a name of its own (a new version): it syncs as a
+    /// link.
+    fn link(&mut self, who: &str, root: &Path, path: &str) -> String {
+        self.counter += 1;
+        let target = format!("x-{who}-s{}-{}", self.step, self.counter);
+        self.versions.entry(target.clone().into_bytes()).or_default().writers += 1;
+        let p = on_disk(root, path, writes_nfd(who));
+        std::fs::create_dir_all(p.parent().expect("files have a parent")).expect("mkdir");
+        if std::fs::symlink_metadata(&p).is_ok() {
+            std::fs::remove_file(&p).expect("replace a file in the sim's folder");
+        }
+        std::os::unix::fs::symlink(&target, &p).expect("symlink in the sim's folder");
+        self.touched.insert(path.to_owned());
+        format!("{who} links {path} -> {target}")
+    }
+
+    /// A new file (sometimes executable, sometimes a symlink) at a random path.
+    fn create(
+        &mut self,
+        who: &str,
+        root: &Path,
+        files: &BTreeMap<String, Vec<u8>>,
+        rng: &mut StdRng,
+    ) -> String {
+        let path = random_path(rng, self.odd);
+        if in_the_way(&path, files.keys()) || blocked(root, &path) {
+            return format!("{who} does not create {path}: a file or folder of that name is in the way");
+        }
+        if let Some(old) = files.get(&path) {
+            let old = old.clone();
+            self.kill(&old);
+        }
+        let kind = if self.odd { rng.random_range(0..10) } else { 9 };
+        if kind == 0 {
+            return self.link(who, root, &path);
+        }
+        let v = self.fresh(who, None);
+        write_file(root, &path, &v, writes_nfd(who));
+        if kind == 1 {
+            use std::os::unix::fs::PermissionsExt;
+            let p = on_disk(root, &path, false);
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        self.touched.insert(path.clone());
+        let x = if kind == 1 { " (executable)" } else { "" };
+        format!("{who} creates {path}{x} {}", short(&v))
+    }
+
     /// One user operation on a folder. Returns its trace line.
     pub fn user_op(&mut self, who: &str, root: &Path, op: UserOp, rng: &mut StdRng) -> String {
         let files = folder(root);
@@ -314,24 +458,14 @@ impl Shared {
             op => op,
         };
         match op {
-            UserOp::Create => {
-                let path = random_path(rng);
-                if let Some(old) = files.get(&path) {
-                    let old = old.clone();
-                    self.kill(&old);
-                }
-                let v = self.fresh(who, None);
-                write_file(root, &path, &v);
-                self.touched.insert(path.clone());
-                format!("{who} creates {path} {}", short(&v))
-            }
+            UserOp::Create => self.create(who, root, &files, rng),
             UserOp::Edit | UserOp::Append => {
                 let path = pick(rng).expect("candidates checked above");
                 let old = files[&path].clone();
                 self.kill(&old);
                 let v =
                     if op == UserOp::Append { self.fresh(who, Some(&old)) } else { self.fresh(who, None) };
-                write_file(root, &path, &v);
+                write_file(root, &path, &v, writes_nfd(who));
                 self.touched.insert(path.clone());
                 let verb = if op == UserOp::Append { "appends to" } else { "edits" };
                 format!("{who} {verb} {path} {}", short(&v))
@@ -339,21 +473,24 @@ impl Shared {
             UserOp::Delete => {
                 let path = pick(rng).expect("candidates checked above");
                 let old = files[&path].clone();
-                std::fs::remove_file(root.join(&path)).expect("delete in the sim's folder");
+                std::fs::remove_file(on_disk(root, &path, false)).expect("delete in the sim's folder");
                 self.deleted(&path, old.clone());
                 self.touched.insert(path.clone());
                 format!("{who} deletes {path} {}", short(&old))
             }
             UserOp::Rename => {
                 let from = pick(rng).expect("candidates checked above");
-                let to = random_path(rng);
+                let to = random_path(rng, self.odd);
                 if files.contains_key(&to) {
                     return format!("{who} does not rename {from} onto the existing {to}");
                 }
+                if in_the_way(&to, files.keys()) || blocked(root, &to) {
+                    return format!("{who} does not rename {from} to {to}: a file or folder is in the way");
+                }
                 let v = files[&from].clone();
-                let dest = root.join(&to);
+                let dest = on_disk(root, &to, writes_nfd(who));
                 std::fs::create_dir_all(dest.parent().expect("files have a parent")).expect("mkdir");
-                std::fs::rename(root.join(&from), &dest).expect("rename in the sim's folder");
+                std::fs::rename(on_disk(root, &from, false), &dest).expect("rename in the sim's folder");
                 self.placed(&to, &v);
                 self.touched.insert(from.clone());
                 self.touched.insert(to.clone());
@@ -361,6 +498,11 @@ impl Shared {
             }
             UserOp::MkDir => {
                 let d = DIRS[rng.random_range(1..DIRS.len())];
+                let prefixes: Vec<String> =
+                    d.match_indices('/').map(|(i, _)| d[..i].to_owned()).chain([d.to_owned()]).collect();
+                if prefixes.iter().any(|p| files.contains_key(p)) || blocked(root, &format!("{d}/x")) {
+                    return format!("{who} does not create folder {d}: a file is in the way");
+                }
                 std::fs::create_dir_all(root.join(d)).expect("mkdir in the sim's folder");
                 format!("{who} creates folder {d}")
             }
@@ -385,7 +527,7 @@ impl Shared {
             UserOp::Ignored => {
                 let p = IGNORED[rng.random_range(0..IGNORED.len())];
                 self.counter += 1;
-                write_file(root, p, format!("junk #{}\n", self.counter).as_bytes());
+                write_file(root, p, format!("junk #{}\n", self.counter).as_bytes(), false);
                 format!("{who} writes ignored {p}")
             }
         }
@@ -416,6 +558,21 @@ fn base_lineage(repo: &Repo) -> Option<(ObjectId, Option<ObjectId>, Option<u64>)
     let id = repo.base().expect("read the base ref")?;
     let commit = repo.store().get_commit(&id).expect("the base commit is stored");
     Some((id, commit.parents.first().copied(), commit.baseline.and_then(|b| b.snapshot)))
+}
+
+/// The kinds (file, executable, symlink) of the base's entries.
+fn base_kinds(repo: &Repo) -> BTreeMap<String, bmsync::EntryKind> {
+    let Some(id) = repo.base().expect("read the base ref") else { return BTreeMap::new() };
+    let store = repo.store();
+    let commit = store.get_commit(&id).expect("the base commit is stored");
+    commit
+        .baseline
+        .map(|b| store.get_manifest(&b.manifest).expect("the base manifest is stored"))
+        .unwrap_or_default()
+        .entries()
+        .iter()
+        .map(|e| (e.path.clone(), e.kind))
+        .collect()
 }
 
 fn read_commit(repo: &Repo, id: ObjectId) -> BaseView {
@@ -495,7 +652,7 @@ impl World {
     pub fn new(cfg: &Config) -> Self {
         let tmp = temp_root();
         let ignore = IgnoreRules::load(tmp.path(), &[]).expect("the built-in ignore rules load");
-        let shared = Arc::new(Mutex::new(Shared::new(ignore)));
+        let shared = Arc::new(Mutex::new(Shared::new(ignore, cfg.odd_names)));
         let bucket: Arc<dyn Remote> = match cfg.backend {
             Backend::Mem => Arc::new(MemRemote::default()),
             Backend::File => {
@@ -530,7 +687,7 @@ impl World {
         let folders = vec![BTreeMap::new(); cfg.clients];
         let mut w = Self { cfg: cfg.clone(), shared, bucket, clients, folders, opts, _tmp: tmp };
         let keep = w.lock().fresh("setup", None);
-        write_file(&w.clients[0].root, KEEP, &keep);
+        write_file(&w.clients[0].root, KEEP, &keep, false);
         w.lock().trace_line(&format!("setup: {} clients, {:?} bucket", cfg.clients, cfg.backend));
         w.folders[0] = folder(&w.clients[0].root);
         // The others join on their first sync, in union mode.
@@ -618,8 +775,12 @@ impl World {
         let path = if !cands.is_empty() && rng.random_bool(0.7) {
             cands[rng.random_range(0..cands.len())].clone()
         } else {
-            random_path(&mut rng)
+            random_path(&mut rng, s.odd)
         };
+        if in_the_way(&path, fa.keys().chain(fb.keys())) || blocked(&ra, &path) || blocked(&rb, &path) {
+            s.trace_line(&format!("s{index} c{a} and c{b} do not write {path}: something is in the way"));
+            return;
+        }
         for f in [fa, fb] {
             if let Some(old) = f.get(&path) {
                 s.kill(old);
@@ -627,8 +788,8 @@ impl World {
         }
         let v = s.fresh("both", None);
         s.versions.entry(v.clone()).or_default().writers += 1;
-        write_file(&ra, &path, &v);
-        write_file(&rb, &path, &v);
+        write_file(&ra, &path, &v, writes_nfd(&self.clients[a].name));
+        write_file(&rb, &path, &v, writes_nfd(&self.clients[b].name));
         s.trace_line(&format!("s{index} c{a} and c{b} both write {path} {}", short(&v)));
         drop(s);
         self.folders[a] = folder(&ra);
@@ -659,7 +820,7 @@ impl World {
     fn sync(&mut self, c: usize, faults: &Faults, sel: u64) -> Ended {
         let before = std::mem::take(&mut self.folders[c]);
         let repo = self.clients[c].repo.as_ref().expect("the client is open");
-        let base_before = (read_base(repo).0, base_lineage(repo).map(|l| l.0));
+        let base_before = (read_base(repo).0, base_lineage(repo).map(|l| l.0), base_kinds(repo));
         {
             let mut s = self.lock();
             s.touched.clear();
@@ -713,7 +874,11 @@ impl World {
         &mut self,
         c: usize,
         before: &BTreeMap<String, Vec<u8>>,
-        (base_before, base_id_before): &(Entries, Option<ObjectId>),
+        (base_before, base_id_before, kinds_before): &(
+            Entries,
+            Option<ObjectId>,
+            BTreeMap<String, bmsync::EntryKind>,
+        ),
         ended: &Ended,
     ) {
         let cl = &self.clients[c];
@@ -789,15 +954,22 @@ impl World {
             // differ, and neither is the base's.
             for r in &summary.conflicts {
                 let Some(copy) = &r.local_copy else { continue };
-                let (l, rm) = (after.get(copy), after.get(&r.path));
+                // A version is its bytes and its kind (a change of mode alone is a change).
+                let kinds_now = kinds(&cl.root);
+                let kind = |p: &String| kinds_now.get(p).copied();
+                let (l, rm) = (
+                    after.get(copy).map(|b| (b, kind(copy))),
+                    after.get(&r.path).map(|b| (b, kind(&r.path))),
+                );
                 if let (Some(l), Some(rm)) = (l, rm)
                     && l == rm
                 {
                     s.violate(4, format!("{name}: identical versions of {} conflicted", r.path));
                 }
                 let base = base_before.get(&r.path).and_then(|(_, c)| *c);
-                for side in [l, rm].into_iter().flatten() {
-                    if base.is_some() && Some(ObjectId::for_blob(side)) == base {
+                let base_kind = kinds_before.get(&r.path).copied();
+                for (side, side_kind) in [l, rm].into_iter().flatten() {
+                    if base.is_some() && Some(ObjectId::for_blob(side)) == base && side_kind == base_kind {
                         s.violate(
                             4,
                             format!("{name}: {} conflicted though one side was unchanged since base", r.path),
@@ -904,6 +1076,14 @@ impl World {
         }
         self.check_step();
         let bucket = self.bucket_state();
+        let bucket_kinds: BTreeMap<String, bmsync::EntryKind> = bucket
+            .keys()
+            .map(|k| {
+                let kind =
+                    self.bucket.head(k, None).ok().and_then(|i| i.kind).unwrap_or(bmsync::EntryKind::File);
+                (k.clone(), kind)
+            })
+            .collect();
         let mut s = self.lock();
         if !quiet {
             s.violate(2, format!("plans not empty after {QUIESCENT_PASSES} quiescent syncs per client"));
@@ -919,6 +1099,19 @@ impl World {
                 let only_there: Vec<&String> =
                     want.keys().filter(|k| want.get(*k) != files.get(*k)).collect();
                 s.violate(2, format!("{} differs from the bucket: {only_here:?} vs {only_there:?}", c.name));
+            }
+            let here: BTreeMap<String, bmsync::EntryKind> =
+                kinds(&c.root).into_iter().filter(|(p, _)| !s.ignored(p)).collect();
+            if files == want && here != bucket_kinds {
+                let differ: Vec<&String> =
+                    here.keys().filter(|k| here.get(*k) != bucket_kinds.get(*k)).collect();
+                s.violate(
+                    2,
+                    format!(
+                        "{}'s files differ from the bucket in kind (executable, symlink): {differ:?}",
+                        c.name
+                    ),
+                );
             }
             let (manifest, leaves) = read_base(c.repo.as_ref().expect("the client is open"));
             let base: BTreeMap<String, (String, Option<ObjectId>)> = bucket
