@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Listed, ObjectInfo, Remote, RemoteError, Version};
+use super::{Listed, ObjectInfo, PRIVATE_PREFIX, Remote, RemoteError, TOMBSTONE, Version};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
 use crate::object::{Manifest, check_path};
 
@@ -73,6 +73,8 @@ impl RemoteView {
         let mut listed: Vec<ObjectInfo> = Vec::new();
         let mut skipped = Vec::new();
         remote.list(version, &mut |l| match l {
+            // bmsync's own objects (probes) are never notes, nor worth a warning.
+            Listed::Object(o) if o.key.starts_with(PRIVATE_PREFIX) => {}
             Listed::Object(o) => listed.push(o),
             Listed::Unsafe { key, reason } => skipped.push(SkippedKey { key, reason: reason.to_owned() }),
         })?;
@@ -94,7 +96,7 @@ impl RemoteView {
                 .get(o.key.as_str())
                 .filter(|e| e.etag == o.etag && e.size == o.size)
                 .and_then(|e| e.content);
-            let (content, hinted) = if let Some(c) = known {
+            let (mut content, mut hinted) = if let Some(c) = known {
                 stats.from_base += 1;
                 (c, false)
             } else if let Some(c) = remote.head(&o.key, version)?.content {
@@ -105,6 +107,18 @@ impl RemoteView {
                 stats.downloaded += 1;
                 (hash_remote(remote, &o.key, version)?, false)
             };
+            let tombstone = ObjectId::for_blob(TOMBSTONE);
+            if o.size == TOMBSTONE.len() as u64 && content == tombstone {
+                // A deletion under way (see `TOMBSTONE`): absent, once the bytes confirm it.
+                if hinted {
+                    content = hash_remote(remote, &o.key, version)?;
+                    stats.downloaded += 1;
+                    hinted = false;
+                }
+                if content == tombstone {
+                    continue;
+                }
+            }
             objects.insert(
                 o.key.clone(),
                 RemoteEntry { key: o.key, etag: o.etag, size: o.size, content, hinted },

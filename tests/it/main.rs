@@ -5,6 +5,7 @@
 
 mod cli;
 mod golden;
+mod guarantees;
 mod remote_contract;
 mod sim;
 mod store_file;

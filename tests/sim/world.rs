@@ -456,6 +456,7 @@ fn error_kind(e: &SyncError) -> String {
         SyncError::Repo(_) | SyncError::Store(_) => "store".to_owned(),
         SyncError::Recover(_) => "recover".to_owned(),
         SyncError::Conflicts { .. } => "conflicts".to_owned(),
+        SyncError::LostUpdates { .. } => "lost updates".to_owned(),
     }
 }
 
