@@ -72,10 +72,14 @@ pub struct SetRemoteReport {
 
 /// Whether a remote failure means the remote is plainly wrong (not merely unreachable).
 fn plainly_wrong(e: &RemoteError) -> bool {
-    matches!(
-        e,
-        RemoteError::NoSuchBucket { .. } | RemoteError::MissingFolder { .. } | RemoteError::NotARemote { .. }
-    )
+    match e {
+        RemoteError::NoSuchBucket { .. }
+        | RemoteError::MissingFolder { .. }
+        | RemoteError::NotARemote { .. } => true,
+        // A local folder that cannot be made or opened is no network hiccup.
+        RemoteError::Unreachable { endpoint, .. } => endpoint.starts_with("file://"),
+        _ => false,
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq)]

@@ -457,6 +457,11 @@ fn init_refuses_plainly_wrong_remotes_and_leaves_nothing() {
         assert!(stderr(&o).contains(needle), "{url}: {}", stderr(&o));
         assert!(!dir.path().join(".bmsync").exists(), "{url} left state behind");
     }
+    // Asked to create a folder where none can be: plainly wrong too, not "unreachable".
+    let under_file = format!("file://{}/sub", file.display());
+    let o = run(dir.path(), &["init", "--remote", &under_file, "--create"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!dir.path().join(".bmsync").exists());
     assert_eq!(std::fs::read_to_string(&file).expect("read"), "not a folder");
 }
 

@@ -500,7 +500,7 @@ impl World {
         let bucket: Arc<dyn Remote> = match cfg.backend {
             Backend::Mem => Arc::new(MemRemote::default()),
             Backend::File => {
-                Arc::new(FileRemote::open(&tmp.path().join("bucket")).expect("open file remote"))
+                Arc::new(FileRemote::create(&tmp.path().join("bucket")).expect("create the file remote"))
             }
         };
         let clients = (0..cfg.clients)
