@@ -328,7 +328,7 @@ fn report_probe(
 ) {
     if let Some(e) = err {
         eprintln!(
-            "warning: could not reach the remote yet: {e}\nhint: the remote is kept; the first sync probes it. \
+            "warning: the remote could not be probed yet: {e}\nhint: the remote is kept; the first sync probes it. \
              To change it: `bmsync remote set-url URL [--endpoint URL]`"
         );
     }

@@ -266,8 +266,8 @@ impl Repo {
         Ok((repo, report))
     }
 
-    /// Connects to `url` with this folder's endpoint; a `file://` folder must exist and
-    /// (unless `create`) already be a remote or an empty folder.
+    /// Connects to `url` with this folder's endpoint; a `file://` folder must exist, unless
+    /// `create` (then it is made, with missing parents).
     fn connect_with(&self, url: &RemoteUrl, create: bool) -> Result<Box<dyn Remote>> {
         let opts = crate::remote::S3Options { endpoint: self.endpoint.clone(), ..Default::default() };
         match url {

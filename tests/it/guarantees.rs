@@ -355,6 +355,48 @@ fn wrong_credentials_fail_with_a_clear_message() {
     // moto does not check signatures, so this cannot be shown against it.
 }
 
+#[test]
+fn access_denied_stops_the_sync_with_its_own_message() {
+    let server = TigrisServer::start_with(Quirks { deny_writes: true, ..Quirks::default() });
+    let ep = server.endpoint();
+    create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "team", true);
+    // Read-only credentials cannot even write the probe: kept, as not plainly wrong.
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = run(dir.path(), &["init", "--remote", "s3://team/vault", "--endpoint", &ep]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("permission denied"), "{}", stderr(&o));
+    std::fs::write(dir.path().join("a.md"), "a\n").expect("write");
+    let o = run(dir.path(), &["sync"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("permission denied") && err.contains("AccessDenied"), "{err}");
+    assert!(err.contains("hint: check the credentials"), "{err}");
+    assert!(!err.contains("kept changing"), "{err}");
+}
+
+#[test]
+fn a_new_remote_url_syncs_like_a_first_sync_and_deletes_nothing() {
+    let server = TigrisServer::start();
+    let ep = server.endpoint();
+    create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "old", true);
+    create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "new", true);
+    let alice = Client::new("alice", "s3://old/vault", Some(&ep));
+    alice.write("a.md", "a\n");
+    alice.write("b.md", "b\n");
+    alice.sync(0);
+    let o = alice.run(&["--json", "remote", "set-url", "s3://new/vault"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["base_reset"], true);
+    assert_eq!(v["endpoint"], ep.as_str(), "the endpoint is kept");
+    // Against the old base, an empty bucket would read as "everything was deleted there".
+    let s = alice.sync(0);
+    assert_eq!((s["uploaded"].as_u64(), s["deleted_local"].as_u64()), (Some(2), Some(0)), "{s}");
+    assert_eq!(alice.files(), ["a.md", "b.md"]);
+    assert_eq!(raw_listing(&ep, "new").len(), 2);
+    assert_eq!(raw_listing(&ep, "old").len(), 2, "the old bucket is untouched");
+}
+
 /// A remote whose disk is full: every put fails as the file remote reports ENOSPC.
 struct FullDisk {
     inner: FileRemote,
@@ -472,11 +514,7 @@ fn an_unreachable_remote_is_kept_and_can_be_changed_later() {
     let dir = tempfile::tempdir().expect("tmp");
     let o = run(dir.path(), &["init", "--remote", "s3://team/vault", "--endpoint", &dead]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("could not reach") && stderr(&o).contains("remote set-url"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("cannot reach") && stderr(&o).contains("remote set-url"), "{}", stderr(&o));
     assert!(Repo::open(dir.path()).expect("kept").probe_record().expect("meta").is_none());
     let server = TigrisServer::start();
     let ep = server.endpoint();

@@ -47,6 +47,8 @@ pub struct Quirks {
     pub ignore_conditions: bool,
     /// Ignore If-Match on DELETE only (as s3s-fs does).
     pub ignore_conditional_delete: bool,
+    /// Refuse every object write with `AccessDenied` (read-only credentials).
+    pub deny_writes: bool,
 }
 
 /// A running server; dropping it stops the server.
@@ -617,6 +619,9 @@ impl S3 for Tigris {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        if self.quirks.deny_writes {
+            return Err(s3_error!(AccessDenied, "these credentials may not write"));
+        }
         let input = req.input;
         let data = read_body(input.body).await?;
         let etag = hex(&Md5::checksum(&data));
