@@ -552,3 +552,31 @@ fn a_vanished_file_remote_fails_clearly_and_is_never_recreated() {
     assert_eq!(std::fs::read_dir(&remote_dir).expect("read").count(), 0, "nothing written into it");
     assert_eq!(alice.read("a.md").as_deref(), Some("a\n"));
 }
+
+#[test]
+fn a_changed_endpoint_is_probed_again_by_the_next_sync() {
+    let good = TigrisServer::start();
+    let bad = TigrisServer::start_with(Quirks { ignore_conditions: true, ..Quirks::default() });
+    for s in [&good, &bad] {
+        create_bucket(&s.endpoint(), ACCESS_KEY, SECRET_KEY, "team", true);
+    }
+    // No --endpoint: it comes from the environment, which changes between runs.
+    let dir = tempfile::tempdir().expect("tmp");
+    let env_good = [("AWS_ENDPOINT_URL", good.endpoint())];
+    let env_good: Vec<(&str, &str)> = env_good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let o = run_env(dir.path(), &["init", "--remote", "s3://team/vault"], &env_good);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(probe_record(dir.path()).endpoint, Some(good.endpoint()));
+    std::fs::write(dir.path().join("a.md"), "a\n").expect("write");
+    let bad_ep = bad.endpoint();
+    let o = run_env(dir.path(), &["sync"], &[("AWS_ENDPOINT_URL", bad_ep.as_str())]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ignores If-None-Match and If-Match on PUT"), "{}", stderr(&o));
+    let rec = probe_record(dir.path());
+    assert_eq!(rec.endpoint, Some(bad.endpoint()), "probed again, through the new endpoint");
+    assert_eq!(raw_listing(&bad.endpoint(), "team"), [], "nothing but the cleaned-up probe");
+    // Back on the good endpoint: probed again, and the sync goes ahead.
+    let o = run_env(dir.path(), &["sync"], &env_good);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(raw_listing(&good.endpoint(), "team").len(), 1);
+}
