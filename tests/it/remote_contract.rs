@@ -167,6 +167,13 @@ fn contract(r: &Arc<dyn Remote>) {
         r.put("att/big.bin", Body::File(&big_path), id, &Condition::IfAbsent),
         Err(RemoteError::PreconditionFailed { .. })
     ));
+
+    // The probe finds every guarantee, and leaves nothing behind.
+    let before = listing(r, None);
+    let rec = bmsync::remote::probe(r, "contract", None).expect("probe");
+    assert!((rec.if_none_match, rec.if_match, rec.conditional_delete) == (true, true, true), "{rec:?}");
+    assert_eq!((rec.snapshots, rec.remote.as_str()), (r.capabilities().snapshots, r.url().as_str()));
+    assert_eq!(listing(r, None), before, "the probe object is gone");
 }
 
 /// Runs `f` on 16 threads at once; returns how many succeeded. Failures must be lost races.
