@@ -16,5 +16,5 @@ pub mod worktree;
 
 pub use id::{IdError, IdPrefix, ObjectHasher, ObjectId, ObjectKind};
 pub use object::{Commit, EntryKind, Manifest, ManifestEntry, RemoteBaseline, Tree, TreeEntry, TreeRef};
-pub use repo::{InitOptions, Repo, RepoError, Status};
+pub use repo::{InitOptions, InitReport, Repo, RepoError, SetRemoteReport, Status};
 pub use store::{Store, StoreError};

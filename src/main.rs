@@ -36,6 +36,11 @@ struct SyncArgs {
     /// likely wrong prefix or failed listing).
     #[arg(long)]
     allow_empty_remote: bool,
+    /// Go on with a bucket that ignores conditional PUTs, accepting that a teammate's
+    /// concurrent write can be silently overwritten (only for a folder you alone sync).
+    /// Recorded for this remote; every sync warns.
+    #[arg(long)]
+    accept_lost_updates: bool,
 }
 
 /// Options of push and pull.
@@ -73,6 +78,7 @@ impl SyncArgs {
         bmsync::apply::SyncOptions {
             max_delete: self.max_delete,
             allow_empty_remote: self.allow_empty_remote,
+            accept_lost_updates: self.accept_lost_updates,
             ..Default::default()
         }
     }
@@ -80,8 +86,24 @@ impl SyncArgs {
 
 #[derive(Subcommand, Debug)]
 enum RemoteCommand {
-    /// Show the remote, what it can do, and its latest snapshot.
-    Show,
+    /// Show the remote, what it guarantees (as last probed), and its latest snapshot.
+    Show {
+        /// Probe the remote's guarantees again now (writes and removes one private object).
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Point the folder at another remote or endpoint, and probe it. A new URL resets the
+    /// sync base: the next sync deletes and overwrites nothing, like a first sync.
+    SetUrl {
+        #[arg(help = "s3://BUCKET[/PREFIX] or file:///ABSOLUTE/PATH")]
+        url: String,
+        /// S3 endpoint (default: keep the current one; '' clears it).
+        #[arg(long, value_name = "HTTP_URL")]
+        endpoint: Option<String>,
+        /// Create a missing file:// folder.
+        #[arg(long)]
+        create: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,6 +125,13 @@ enum Command {
             help = "S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS)"
         )]
         endpoint: Option<String>,
+        /// Create the file:// remote folder if it does not exist (otherwise it must).
+        #[arg(long)]
+        create: bool,
+        /// Accept a bucket that ignores conditional PUTs (a teammate's concurrent write
+        /// can then be silently overwritten): only for a folder you alone sync.
+        #[arg(long)]
+        accept_lost_updates: bool,
     },
     /// Sync the folder with its remote: scan, read the remote at one snapshot, plan,
     /// apply under preconditions, and record the new base.
@@ -245,6 +274,8 @@ impl From<RepoError> for Failure {
                 "the store is damaged; your files are untouched. Move .bmsync aside and run `bmsync init` again",
             ),
             RepoError::Store(StoreError::NewerFormat { .. }) => Some("install a newer bmsync"),
+            RepoError::LostUpdates { .. } => Some(LOST_UPDATES_HINT),
+            RepoError::RemoteFailed(e) => remote_hint(e),
             _ => None,
         };
         Self { code: 1, message: e.to_string(), hint }
@@ -254,6 +285,26 @@ impl From<RepoError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         RepoError::from(e).into()
+    }
+}
+
+const LOST_UPDATES_HINT: &str = "use a bucket that honours conditional writes (Tigris, AWS S3, MinIO), \
+or, for a folder only you sync, pass --accept-lost-updates";
+
+const SET_URL_HINT: &str = "fix the remote with `bmsync remote set-url URL [--endpoint URL]`";
+
+fn remote_hint(e: &bmsync::remote::RemoteError) -> Option<&'static str> {
+    use bmsync::remote::RemoteError as E;
+    match e {
+        E::NoSuchBucket { .. } | E::NotARemote { .. } | E::Unreachable { .. } => Some(SET_URL_HINT),
+        E::MissingFolder { .. } => {
+            Some("mount the drive, or point the folder elsewhere with `bmsync remote set-url URL`")
+        }
+        E::Credentials { .. } | E::Permission { .. } => {
+            Some("check the credentials in the AWS environment (keys, profile) and the bucket policy")
+        }
+        E::DiskFull { .. } => Some("free some space on the remote's disk, then sync again"),
+        _ => None,
     }
 }
 
@@ -269,6 +320,83 @@ What you give up: a consistent point-in-time view of the bucket for each sync (a
 teammate's half-finished batch, which the next sync then completes) and point-in-time recovery. \
 On Tigris, create the bucket with snapshots enabled (X-Tigris-Enable-Snapshot: true) to have both.";
 
+/// Says on stderr what a probe found that the user should know.
+fn report_probe(
+    probe: Option<&bmsync::remote::ProbeRecord>,
+    err: Option<&bmsync::remote::RemoteError>,
+    accepted: bool,
+) {
+    if let Some(e) = err {
+        eprintln!(
+            "warning: the remote could not be probed yet: {e}\nhint: the remote is kept; the first sync probes it. \
+             To change it: `bmsync remote set-url URL [--endpoint URL]`"
+        );
+    }
+    if let Some(p) = probe {
+        match p.missing_put() {
+            Some(m) if accepted => {
+                eprintln!(
+                    "warning: {m}; accepted (--accept-lost-updates): sync this folder from one place only"
+                );
+            }
+            Some(m) => eprintln!("warning: {m}; syncs will refuse to run\nhint: {LOST_UPDATES_HINT}"),
+            None => {}
+        }
+        if !p.snapshots {
+            eprintln!("{NO_SNAPSHOTS_WARNING}");
+        }
+    }
+}
+
+/// The text summary of a sync: what moved, then every conflict, race and warning.
+fn summary_text(remote_url: &str, s: &bmsync::apply::SyncSummary, secs: f64) -> String {
+    let snap = s.snapshot.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
+    let mut text = format!(
+        "Synced with {}{snap}: {} uploaded, {} downloaded, {} deleted here, {} deleted there, {} conflicts ({} bytes up, {} down, {secs:.2} s)\n",
+        remote_url,
+        s.uploaded,
+        s.downloaded,
+        s.deleted_local,
+        s.deleted_remote,
+        s.conflicts.len(),
+        s.bytes_up,
+        s.bytes_down
+    );
+    for c in &s.conflicts {
+        let copy = c.local_copy.as_deref().map(|p| format!("; your version is in {p}")).unwrap_or_default();
+        let _ = writeln!(text, "conflict: {} ({:?}){copy}", c.path, c.reason);
+    }
+    if let Some(r) = &s.recovered {
+        let _ = writeln!(
+            text,
+            "recovered from an interrupted sync: {} operations unfinished, {} temporary files removed, {} uploads aborted",
+            r.unfinished, r.temp_files, r.uploads_aborted
+        );
+    }
+    for p in &s.resolved {
+        let _ = writeln!(text, "conflict resolved as asked: {p}");
+    }
+    if s.held_back > 0 {
+        let _ = writeln!(text, "{} changes left for the other direction", s.held_back);
+    }
+    for p in &s.changed_after_apply {
+        let _ = writeln!(text, "changed by a teammate right after this sync, left for next time: {p}");
+    }
+    for p in &s.raced {
+        let _ = writeln!(text, "changed during the sync, left for next time: {p}");
+    }
+    for k in &s.local_skipped {
+        let _ = writeln!(text, "warning: skipped {}: {}", k.path, k.reason);
+    }
+    for c in &s.collisions {
+        let _ = writeln!(text, "{}", worktree_cmds::collision_line(c));
+    }
+    for k in &s.remote_skipped {
+        let _ = writeln!(text, "warning: remote key {:?} skipped: {}", k.key, k.reason);
+    }
+    text
+}
+
 fn sync_cmd(
     out: &mut dyn Write,
     json: bool,
@@ -279,6 +407,12 @@ fn sync_cmd(
     let remote = repo.open_remote()?;
     let bar = Bar::new(!json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let s = bmsync::apply::sync_with_progress(repo, remote.as_ref(), opts, &bar).map_err(|e| match e {
+        bmsync::apply::SyncError::LostUpdates { .. } => {
+            Failure { code: 1, message: e.to_string(), hint: Some(LOST_UPDATES_HINT) }
+        }
+        bmsync::apply::SyncError::Remote(ref r) if remote_hint(r).is_some() => {
+            Failure { code: 1, message: e.to_string(), hint: remote_hint(r) }
+        }
         bmsync::apply::SyncError::Conflicts { .. } => Failure {
             code: 3,
             message: e.to_string(),
@@ -292,6 +426,9 @@ fn sync_cmd(
             hint: Some("nothing unsafe was done; what succeeded is recorded"),
         },
     })?;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
     let secs = started.elapsed().as_secs_f64();
     let written = if json {
         let mut v = serde_json::to_value(&s).expect("summaries serialise");
@@ -299,52 +436,7 @@ fn sync_cmd(
         v["remote"] = json!(remote.url());
         writeln!(out, "{v}")
     } else {
-        let snap = s.snapshot.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
-        let mut text = format!(
-            "Synced with {}{snap}: {} uploaded, {} downloaded, {} deleted here, {} deleted there, {} conflicts ({} bytes up, {} down, {secs:.2} s)\n",
-            remote.url(),
-            s.uploaded,
-            s.downloaded,
-            s.deleted_local,
-            s.deleted_remote,
-            s.conflicts.len(),
-            s.bytes_up,
-            s.bytes_down
-        );
-        for c in &s.conflicts {
-            let copy =
-                c.local_copy.as_deref().map(|p| format!("; your version is in {p}")).unwrap_or_default();
-            let _ = writeln!(text, "conflict: {} ({:?}){copy}", c.path, c.reason);
-        }
-        if let Some(r) = &s.recovered {
-            let _ = writeln!(
-                text,
-                "recovered from an interrupted sync: {} operations unfinished, {} temporary files removed, {} uploads aborted",
-                r.unfinished, r.temp_files, r.uploads_aborted
-            );
-        }
-        for p in &s.resolved {
-            let _ = writeln!(text, "conflict resolved as asked: {p}");
-        }
-        if s.held_back > 0 {
-            let _ = writeln!(text, "{} changes left for the other direction", s.held_back);
-        }
-        for p in &s.changed_after_apply {
-            let _ = writeln!(text, "changed by a teammate right after this sync, left for next time: {p}");
-        }
-        for p in &s.raced {
-            let _ = writeln!(text, "changed during the sync, left for next time: {p}");
-        }
-        for k in &s.local_skipped {
-            let _ = writeln!(text, "warning: skipped {}: {}", k.path, k.reason);
-        }
-        for c in &s.collisions {
-            let _ = writeln!(text, "{}", worktree_cmds::collision_line(c));
-        }
-        for k in &s.remote_skipped {
-            let _ = writeln!(text, "warning: remote key {:?} skipped: {}", k.key, k.reason);
-        }
-        out.write_all(text.as_bytes())
+        out.write_all(summary_text(&remote.url(), &s, secs).as_bytes())
     };
     written.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })?;
     if !s.raced.is_empty() {
@@ -429,7 +521,7 @@ fn plan_cmd(
     repo: &Repo,
     opts: &bmsync::apply::SyncOptions,
 ) -> Result<(), Failure> {
-    let remote = repo.open_remote()?;
+    let remote = repo.connect_remote()?;
     let p = bmsync::apply::make_plan(repo, remote.as_ref(), opts, true).map_err(|e| Failure {
         code: 1,
         message: e.to_string(),
@@ -469,8 +561,13 @@ fn plan_cmd(
     written.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })
 }
 
-fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo) -> std::io::Result<()> {
-    let remote = repo.open_remote().map_err(|e| std::io::Error::other(Failure::from(e)))?;
+fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo, probe: bool) -> std::io::Result<()> {
+    let fail = |e: RepoError| std::io::Error::other(Failure::from(e));
+    if probe {
+        repo.reprobe().map_err(fail)?;
+    }
+    let remote = repo.connect_remote().map_err(fail)?;
+    let record = repo.fresh_probe_record().map_err(fail)?;
     let caps = remote.capabilities();
     let latest = if caps.snapshots {
         let snaps =
@@ -479,19 +576,39 @@ fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo) -> std::io::Result<
     } else {
         None
     };
+    let probed_at = record.as_ref().map(|r| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(r.probed_ns),
+        )
+        .to_string()
+    });
     if json {
         let v = json!({ "remote": remote.url(), "endpoint": repo.endpoint(), "capabilities": caps,
-                        "latest_snapshot": latest });
+                        "probe": record, "probed_at": probed_at, "latest_snapshot": latest });
         return writeln!(out, "{v}");
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
+    // Each guarantee as the probe found it; unprobed ones are said to be assumed.
+    let probed = |b: Option<bool>| match b {
+        Some(true) => "yes (probed)",
+        Some(false) => "NO (probed): bmsync refuses to sync without --accept-lost-updates",
+        None => "assumed (not probed yet: run `bmsync remote show --probe`)",
+    };
+    let probed_delete = |b: Option<bool>| match b {
+        Some(true) => "yes (probed)",
+        Some(false) => "no (probed): deletes go through a conditional tombstone first",
+        None => "assumed (not probed yet)",
+    };
     writeln!(out, "remote:             {}", remote.url())?;
     if let Some(e) = repo.endpoint() {
         writeln!(out, "endpoint:           {e}")?;
     }
     writeln!(out, "snapshots:          {}", yes(caps.snapshots))?;
     writeln!(out, "versioning:         {}", yes(caps.versioning))?;
-    writeln!(out, "conditional delete: {}", yes(caps.conditional_delete))?;
+    writeln!(out, "PUT If-None-Match:  {}", probed(record.as_ref().map(|r| r.if_none_match)))?;
+    writeln!(out, "PUT If-Match:       {}", probed(record.as_ref().map(|r| r.if_match)))?;
+    writeln!(out, "conditional delete: {}", probed_delete(record.as_ref().map(|r| r.conditional_delete)))?;
+    writeln!(out, "probed:             {}", probed_at.as_deref().unwrap_or("never"))?;
     match latest {
         Some(s) => writeln!(
             out,
@@ -542,24 +659,20 @@ fn run_and_report(cli: &Cli, dir: &Path) -> ExitCode {
 fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     let res = match &cli.command {
-        Command::Init { remote, client_id, endpoint } => {
+        Command::Init { remote, client_id, endpoint, create, accept_lost_updates } => {
             let opts = InitOptions {
                 remote: remote.clone(),
                 client_id: client_id.clone(),
                 endpoint: endpoint.clone(),
+                create: *create,
+                accept_lost_updates: *accept_lost_updates,
             };
-            let repo = Repo::init(dir, &opts)?;
+            let (repo, report) = Repo::init_with_report(dir, &opts)?;
             let remote = repo.remote().map(ToString::to_string);
-            // Look at the remote now, so a missing feature is said up front.
-            let probe = remote.as_ref().map(|_| repo.open_remote().map(|r| r.capabilities()));
             if cli.json {
-                let (caps, err) = match &probe {
-                    Some(Ok(c)) => (Some(*c), None),
-                    Some(Err(e)) => (None, Some(e.to_string())),
-                    None => (None, None),
-                };
                 let v = json!({ "root": dir, "client_id": repo.client_id(), "remote": remote,
-                                "capabilities": caps, "remote_error": err });
+                                "probe": report.probe,
+                                "remote_error": report.remote_error.as_ref().map(ToString::to_string) });
                 writeln!(out, "{v}")
             } else {
                 writeln!(
@@ -574,11 +687,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                     message: format!("writing output: {e}"),
                     hint: None,
                 })?;
-                match &probe {
-                    Some(Ok(c)) if !c.snapshots => eprintln!("{NO_SNAPSHOTS_WARNING}"),
-                    Some(Err(e)) => eprintln!("warning: could not reach the remote yet: {e}"),
-                    _ => {}
-                }
+                report_probe(report.probe.as_ref(), report.remote_error.as_ref(), true);
                 Ok(())
             }
         }
@@ -602,8 +711,33 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, &opts);
         }
         Command::Plan { args } => return plan_cmd(&mut out, cli.json, &Repo::open(dir)?, &args.options()),
-        Command::Remote { command: RemoteCommand::Show } => {
-            remote_show(&mut out, cli.json, &Repo::open(dir)?)
+        Command::Remote { command: RemoteCommand::Show { probe } } => {
+            remote_show(&mut out, cli.json, &Repo::open(dir)?, *probe)
+        }
+        Command::Remote { command: RemoteCommand::SetUrl { url, endpoint, create } } => {
+            let mut repo = Repo::open(dir)?;
+            let r = repo.set_remote(url, endpoint.as_deref(), *create)?;
+            if cli.json {
+                let v = json!({ "remote": repo.remote().map(ToString::to_string), "endpoint": repo.endpoint(),
+                                "base_reset": r.base_reset, "probe": r.probe,
+                                "remote_error": r.remote_error.as_ref().map(ToString::to_string) });
+                writeln!(out, "{v}")
+            } else {
+                let reset =
+                    if r.base_reset { "; the next sync is a first sync (deletes nothing)" } else { "" };
+                writeln!(
+                    out,
+                    "Remote set to {}{reset}",
+                    repo.remote().map(ToString::to_string).unwrap_or_default()
+                )
+                .map_err(|e| Failure {
+                    code: 1,
+                    message: format!("writing output: {e}"),
+                    hint: None,
+                })?;
+                report_probe(r.probe.as_ref(), r.remote_error.as_ref(), repo.lost_updates_accepted()?);
+                Ok(())
+            }
         }
         Command::HashObject { files, write } => {
             let repo = if *write { Some(Repo::open(dir)?) } else { None };

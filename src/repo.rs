@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::id::{ID_LEN, IdPrefix, ObjectId, ObjectKind};
 use crate::object::{ClientIdError, Commit, EntryKind, TreeEntry, check_client_id};
 use crate::reconcile::{Change, DiffStats, detect_renames, diff_trees};
-use crate::remote::{RemoteUrl, RemoteUrlError};
+use crate::remote::{ProbeRecord, Remote, RemoteError, RemoteUrl, RemoteUrlError};
 use crate::store::{Store, StoreError};
 use crate::worktree::{ScanError, ScanOptions, Snapshot};
 
@@ -32,6 +32,11 @@ pub const META_ENDPOINT: &str = "endpoint";
 pub const META_CASE_INSENSITIVE: &str = "case-insensitive";
 /// Meta key: the name collisions the last sync reported (JSON), for `status`.
 pub const META_COLLISIONS: &str = "collisions";
+/// Meta key for what the last probe of the remote found (JSON, see [`ProbeRecord`]).
+pub const META_PROBE: &str = "remote-probe";
+/// Meta key for the opt-in to lost updates on a remote that ignores conditional PUTs
+/// (JSON: the remote and endpoint it was given for).
+pub const META_ACCEPT_LOST_UPDATES: &str = "accept-lost-updates";
 
 /// Options for [`Repo::init`].
 #[derive(Clone, Debug, Default)]
@@ -42,6 +47,50 @@ pub struct InitOptions {
     pub client_id: Option<String>,
     /// S3 endpoint to record (Tigris, moto, `MinIO`...); default from the environment.
     pub endpoint: Option<String>,
+    /// Create a missing `file://` remote folder (otherwise it must exist).
+    pub create: bool,
+    /// Go on with a remote that ignores conditional PUTs (a folder only one person syncs).
+    pub accept_lost_updates: bool,
+}
+
+/// What `init` learnt of the remote.
+#[derive(Debug, Default)]
+pub struct InitReport {
+    /// What the probe found, when the remote could be reached.
+    pub probe: Option<ProbeRecord>,
+    /// Why the remote could not be reached (or probed) yet; the remote is kept, and the
+    /// first sync probes it.
+    pub remote_error: Option<RemoteError>,
+}
+
+/// What `remote set-url` did.
+#[derive(Debug, Default)]
+pub struct SetRemoteReport {
+    /// Whether the remote URL changed (the sync base was then reset: the next sync
+    /// deletes and overwrites nothing, as a first sync).
+    pub base_reset: bool,
+    /// What the probe found, when the remote could be reached.
+    pub probe: Option<ProbeRecord>,
+    /// Why the remote could not be reached (or probed).
+    pub remote_error: Option<RemoteError>,
+}
+
+/// Whether a remote failure means the remote is plainly wrong (not merely unreachable).
+fn plainly_wrong(e: &RemoteError) -> bool {
+    match e {
+        RemoteError::NoSuchBucket { .. }
+        | RemoteError::MissingFolder { .. }
+        | RemoteError::NotARemote { .. } => true,
+        // A local folder that cannot be made or opened is no network hiccup.
+        RemoteError::Unreachable { endpoint, .. } => endpoint.starts_with("file://"),
+        _ => false,
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+struct Accepted {
+    remote: String,
+    endpoint: Option<String>,
 }
 
 /// Errors tying a folder to its store.
@@ -77,6 +126,12 @@ pub enum RepoError {
     /// The remote failed.
     #[error(transparent)]
     RemoteFailed(#[from] crate::remote::RemoteError),
+    /// The remote ignores conditional PUTs, and lost updates were not accepted.
+    #[error("{detail}; nothing was written")]
+    LostUpdates {
+        /// Which guarantee is missing and what it would cost.
+        detail: String,
+    },
     /// A meta record that should be there is not.
     #[error("store record {key:?} is missing: the store was not made by `bmsync init`")]
     MissingMeta {
@@ -145,11 +200,26 @@ fn ignores_case(dir: &Path) -> bool {
 
 impl Repo {
     /// Makes `root` a bmsync folder: creates `.bmsync/`, the store, and a stable client id.
+    /// With a remote, see [`Repo::init_with_report`].
     pub fn init(root: &Path, opts: &InitOptions) -> Result<Self> {
+        Self::init_with_report(root, opts).map(|(r, _)| r)
+    }
+
+    /// [`Repo::init`], reporting what it learnt of the remote. A remote that is plainly
+    /// wrong (a missing `file://` folder without `create`, a file, a bucket that does not
+    /// exist) or that ignores conditional PUTs (without `accept_lost_updates`) fails, and
+    /// leaves no `.bmsync/` behind. One that cannot be reached yet is kept, unprobed.
+    pub fn init_with_report(root: &Path, opts: &InitOptions) -> Result<(Self, InitReport)> {
         if !root.is_dir() {
             return Err(RepoError::NotADirectory(root.to_owned()));
         }
         let remote = opts.remote.as_deref().map(RemoteUrl::parse).transpose()?;
+        if let Some(RemoteUrl::File { path }) = &remote
+            && !opts.create
+        {
+            // Checked before anything is made: no `.bmsync/` for a wrong remote.
+            crate::remote::FileRemote::check_folder(path)?;
+        }
         let client_id = match &opts.client_id {
             Some(c) => {
                 check_client_id(c)?;
@@ -182,14 +252,149 @@ impl Repo {
                 e => e.into(),
             }
         })?;
-        Ok(Self {
+        let repo = Self {
             root: root.to_owned(),
             store,
             client_id,
             remote,
             endpoint: opts.endpoint.clone(),
             case_insensitive,
-        })
+        };
+        let undo = |repo: Self, e: RepoError| {
+            drop(repo);
+            if made_dir {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Err(e)
+        };
+        let mut report = InitReport::default();
+        if let Some(url) = repo.remote.clone() {
+            let probed = repo.connect_with(&url, opts.create).and_then(|r| {
+                let endpoint = crate::remote::effective_endpoint(&url, repo.endpoint());
+                crate::remote::probe(r.as_ref(), &repo.client_id, endpoint.as_deref()).map_err(Into::into)
+            });
+            match probed {
+                Ok(record) => {
+                    if let Err(e) = repo.set_probe_record(&record) {
+                        return undo(repo, e);
+                    }
+                    if let Some(detail) = record.missing_put() {
+                        if !opts.accept_lost_updates {
+                            return undo(repo, RepoError::LostUpdates { detail });
+                        }
+                        if let Err(e) = repo.accept_lost_updates() {
+                            return undo(repo, e);
+                        }
+                    }
+                    report.probe = Some(record);
+                }
+                Err(RepoError::RemoteFailed(e)) if plainly_wrong(&e) => {
+                    return undo(repo, RepoError::RemoteFailed(e));
+                }
+                Err(RepoError::RemoteFailed(e)) => report.remote_error = Some(e),
+                Err(e) => return undo(repo, e),
+            }
+        }
+        Ok((repo, report))
+    }
+
+    /// Connects to `url` with this folder's endpoint; a `file://` folder must exist, unless
+    /// `create` (then it is made, with missing parents).
+    fn connect_with(&self, url: &RemoteUrl, create: bool) -> Result<Box<dyn Remote>> {
+        let opts = crate::remote::S3Options { endpoint: self.endpoint.clone(), ..Default::default() };
+        match url {
+            RemoteUrl::File { path } if create => Ok(Box::new(crate::remote::FileRemote::create(path)?)),
+            url => Ok(crate::remote::open(url, &opts)?),
+        }
+    }
+
+    /// What the last probe of the remote found, whichever remote it was for.
+    pub fn probe_record(&self) -> Result<Option<ProbeRecord>> {
+        // A record this build cannot read is as good as none: the remote is probed again.
+        Ok(self.store.meta(META_PROBE)?.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    fn set_probe_record(&self, record: &ProbeRecord) -> Result<()> {
+        let json = serde_json::to_vec(record).expect("probe records serialise");
+        Ok(self.store.set_meta(META_PROBE, &json)?)
+    }
+
+    /// The configured remote URL and its effective endpoint, as probe records name them.
+    fn remote_identity(&self) -> Result<(String, Option<String>)> {
+        let url = self.remote.as_ref().ok_or(RepoError::NoRemote)?;
+        Ok((url.to_string(), crate::remote::effective_endpoint(url, self.endpoint())))
+    }
+
+    /// The last probe's record, if it is about the remote configured now.
+    pub fn fresh_probe_record(&self) -> Result<Option<ProbeRecord>> {
+        let (url, endpoint) = self.remote_identity()?;
+        Ok(self.probe_record()?.filter(|r| r.is_for(&url, endpoint.as_deref())))
+    }
+
+    /// Probes the configured remote now and records what it found.
+    pub fn reprobe(&self) -> Result<ProbeRecord> {
+        let url = self.remote.as_ref().ok_or(RepoError::NoRemote)?;
+        let remote = self.connect_with(url, false)?;
+        self.probe_remote(remote.as_ref())
+    }
+
+    fn probe_remote(&self, remote: &dyn Remote) -> Result<ProbeRecord> {
+        let (_, endpoint) = self.remote_identity()?;
+        let record = crate::remote::probe(remote, &self.client_id, endpoint.as_deref())?;
+        self.set_probe_record(&record)?;
+        Ok(record)
+    }
+
+    /// Whether lost updates were accepted for the remote configured now.
+    pub fn lost_updates_accepted(&self) -> Result<bool> {
+        let (remote, endpoint) = self.remote_identity()?;
+        let stored: Option<Accepted> =
+            self.store.meta(META_ACCEPT_LOST_UPDATES)?.and_then(|v| serde_json::from_slice(&v).ok());
+        Ok(stored == Some(Accepted { remote, endpoint }))
+    }
+
+    /// Records the opt-in to lost updates, for the remote configured now only.
+    pub fn accept_lost_updates(&self) -> Result<()> {
+        let (remote, endpoint) = self.remote_identity()?;
+        let json = serde_json::to_vec(&Accepted { remote, endpoint }).expect("serialises");
+        Ok(self.store.set_meta(META_ACCEPT_LOST_UPDATES, &json)?)
+    }
+
+    /// Points the folder at another remote (or endpoint) and probes it. A new URL resets
+    /// the sync base, so the next sync is a first sync: it deletes and overwrites nothing.
+    /// `endpoint`: `None` keeps the current one, `Some("")` clears it.
+    pub fn set_remote(&mut self, url: &str, endpoint: Option<&str>, create: bool) -> Result<SetRemoteReport> {
+        let parsed = RemoteUrl::parse(url)?;
+        if let RemoteUrl::File { path } = &parsed
+            && !create
+        {
+            crate::remote::FileRemote::check_folder(path)?;
+        }
+        let new_endpoint = match endpoint {
+            None => self.endpoint.clone(),
+            Some("") => None,
+            Some(e) => Some(e.to_owned()),
+        };
+        let mut report =
+            SetRemoteReport { base_reset: self.remote.as_ref() != Some(&parsed), ..Default::default() };
+        let text = parsed.to_string();
+        let batch = self.store.batch()?;
+        batch.set_meta(META_REMOTE, text.as_bytes())?;
+        batch.set_meta(META_ENDPOINT, new_endpoint.as_deref().unwrap_or("").as_bytes())?;
+        batch.commit()?;
+        if report.base_reset
+            && let Some(base) = self.base()?
+        {
+            self.store.update_ref(REF_BASE, Some(base), None)?;
+        }
+        self.remote = Some(parsed.clone());
+        self.endpoint = new_endpoint;
+        match self.connect_with(&parsed, create).and_then(|r| self.probe_remote(r.as_ref())) {
+            Ok(record) => report.probe = Some(record),
+            Err(RepoError::RemoteFailed(e)) => report.remote_error = Some(e),
+            Err(e) => return Err(e),
+        }
+        Ok(report)
     }
 
     /// Opens the bmsync folder at `root`.
@@ -205,7 +410,8 @@ impl Repo {
         let client_id = text(META_CLIENT_ID)?.ok_or(RepoError::MissingMeta { key: META_CLIENT_ID })?;
         check_client_id(&client_id)?;
         let remote = text(META_REMOTE)?.as_deref().map(RemoteUrl::parse).transpose()?;
-        let endpoint = text(META_ENDPOINT)?;
+        // An empty endpoint is one `remote set-url --endpoint ''` cleared.
+        let endpoint = text(META_ENDPOINT)?.filter(|e| !e.is_empty());
         let case_insensitive = match text(META_CASE_INSENSITIVE)?.as_deref() {
             Some(v) => v == "1",
             None => ignores_case(&root.join(STATE_DIR)),
@@ -253,11 +459,32 @@ impl Repo {
     }
 
     /// Connects to the configured remote (credentials and region from the standard AWS
-    /// environment).
-    pub fn open_remote(&self) -> Result<Box<dyn crate::remote::Remote>> {
+    /// environment), with the guarantees its probe found. When no probe is recorded for
+    /// this remote and endpoint (they changed, or `init` could not reach it), it is
+    /// probed now. A `file://` folder must exist and be a bmsync remote: one that vanished
+    /// is never made again.
+    pub fn open_remote(&self) -> Result<Box<dyn Remote>> {
+        self.open_remote_probing(true)
+    }
+
+    /// [`Repo::open_remote`] without probing (for reads: `plan`, `remote show`): a remote
+    /// without a fresh probe reports its conditional writes as assumed.
+    pub fn connect_remote(&self) -> Result<Box<dyn Remote>> {
+        self.open_remote_probing(false)
+    }
+
+    fn open_remote_probing(&self, probe: bool) -> Result<Box<dyn Remote>> {
         let url = self.remote.as_ref().ok_or(RepoError::NoRemote)?;
-        let opts = crate::remote::S3Options { endpoint: self.endpoint.clone(), ..Default::default() };
-        Ok(crate::remote::open(url, &opts)?)
+        let remote: Box<dyn Remote> = match url {
+            RemoteUrl::File { path } => Box::new(crate::remote::FileRemote::open_existing(path)?),
+            url @ RemoteUrl::S3 { .. } => self.connect_with(url, false)?,
+        };
+        let record = match self.fresh_probe_record()? {
+            Some(r) => r,
+            None if probe => self.probe_remote(remote.as_ref())?,
+            None => return Ok(remote),
+        };
+        Ok(Box::new(crate::remote::Probed::new(remote, record)))
     }
 
     /// Resolves a revision: a ref name (`base`, `head`), a full id, or an abbreviated id.

@@ -96,6 +96,10 @@ pub struct SyncOptions {
     /// How to resolve conflicts. `None`: `sync` keeps both; `push` and `pull` refuse to
     /// start while there are conflicts.
     pub on_conflict: Option<OnConflict>,
+    /// Go on with a remote that ignores conditional PUTs, accepting that a teammate's
+    /// concurrent write can be silently overwritten (a folder only one person syncs).
+    /// Recorded in the store, for this remote only; every sync still warns.
+    pub accept_lost_updates: bool,
     /// Operations run at once (default 8). `Some(1)` runs them in plan order on the
     /// calling thread, which the simulator relies on for reproducible traces.
     pub jobs: Option<usize>,
@@ -196,6 +200,8 @@ pub struct SyncSummary {
     pub snapshot: Option<Version>,
     /// Plan-and-apply rounds run.
     pub rounds: usize,
+    /// Warnings to repeat to the user (a remote synced with lost updates accepted).
+    pub warnings: Vec<String>,
 }
 
 impl SyncSummary {
@@ -250,6 +256,13 @@ pub enum SyncError {
     Conflicts {
         /// The conflicting paths.
         paths: Vec<String>,
+    },
+    /// The remote ignores conditional PUTs and lost updates were not accepted: nothing
+    /// was written.
+    #[error("{detail}; nothing was written")]
+    LostUpdates {
+        /// Which guarantee is missing and what it would cost.
+        detail: String,
     },
     /// A local file operation.
     #[error("{path}: {source}")]
@@ -447,13 +460,50 @@ fn now_ns() -> Version {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// Refuses a remote that ignores conditional PUTs (as its capabilities report what its
+/// probe found), before anything is written, unless lost updates are accepted: by
+/// `accept_lost_updates` (which records the opt-in) or by an opt-in recorded for this
+/// remote. Returns the warning to repeat on every sync then. Every sync entry (sync,
+/// push, pull, watch) calls this first; [`sync`] does.
+pub fn check_guarantees(
+    repo: &Repo,
+    remote: &dyn Remote,
+    accept_lost_updates: bool,
+) -> Result<Vec<String>, SyncError> {
+    if remote.capabilities().conditional_put {
+        return Ok(Vec::new());
+    }
+    let detail = repo
+        .probe_record()?
+        .filter(|r| r.remote == remote.url())
+        .and_then(|r| r.missing_put())
+        .unwrap_or_else(|| {
+            format!(
+                "{} ignores conditional PUTs: a teammate's concurrent write would be silently overwritten (lost updates)",
+                remote.url()
+            )
+        });
+    let stored = repo.remote().is_some() && repo.lost_updates_accepted()?;
+    if !(accept_lost_updates || stored) {
+        return Err(SyncError::LostUpdates { detail });
+    }
+    if accept_lost_updates && !stored && repo.remote().is_some() {
+        repo.accept_lost_updates()?;
+    }
+    Ok(vec![format!(
+        "{detail}; going on because lost updates were accepted (--accept-lost-updates): sync this folder from one place only"
+    )])
+}
+
 fn sync_rounds(
     repo: &Repo,
     remote: &dyn Remote,
     opts: &SyncOptions,
     progress: &dyn Progress,
 ) -> Result<SyncSummary, SyncError> {
-    let mut summary = SyncSummary { recovered: journal::recover(repo, remote)?, ..SyncSummary::default() };
+    let warnings = check_guarantees(repo, remote, opts.accept_lost_updates)?;
+    let mut summary =
+        SyncSummary { recovered: journal::recover(repo, remote)?, warnings, ..SyncSummary::default() };
     ops::prune_trash(repo.root(), TRASH_KEEP);
     for round in 1..=MAX_ROUNDS {
         summary.rounds = round;

@@ -291,7 +291,12 @@ impl Round<'_> {
     }
 
     fn delete_remote(&self, path: &str, etag: &str, fx: &mut Effects) -> Result<(), SyncError> {
-        match self.remote.delete(path, etag) {
+        let deleted = if self.remote.capabilities().conditional_delete {
+            self.remote.delete(path, etag)
+        } else {
+            self.delete_via_tombstone(path, etag)
+        };
+        match deleted {
             Ok(()) => {
                 fx.summary.deleted_remote += 1;
                 fx.remote.push((path.to_owned(), None));
@@ -300,6 +305,27 @@ impl Round<'_> {
             Err(e) => return Err(e.into()),
         }
         Ok(())
+    }
+
+    /// A delete on a bucket that ignores `If-Match` on DELETE (but honours it on PUT):
+    /// first replace the version we saw by a tombstone, under `If-Match` on its ETag, so a
+    /// version we did not see is never touched; check the tombstone is still there; then
+    /// delete it. The only object the unconditional DELETE can then remove is our own
+    /// tombstone, or a write made over it by someone who saw it, which bmsync never does
+    /// (views read tombstones as absent). See `format-spec/remote-guarantees.md`.
+    fn delete_via_tombstone(&self, path: &str, etag: &str) -> Result<(), RemoteError> {
+        let body = crate::remote::TOMBSTONE;
+        let tomb = self.remote.put(
+            path,
+            Body::Bytes(body),
+            ObjectId::for_blob(body),
+            EntryKind::File,
+            &Condition::IfMatch(etag.to_owned()),
+        )?;
+        if self.remote.head(path, None)?.etag != tomb.etag {
+            return Err(RemoteError::PreconditionFailed { key: path.to_owned() });
+        }
+        self.remote.delete(path, &tomb.etag)
     }
 
     /// The file a relative path names on disk: the path itself, or the name the scan
@@ -343,8 +369,9 @@ impl Round<'_> {
                 fx.remote.push((path.to_owned(), Some(side)));
                 Ok(true)
             }
-            // A race, or the file changed while it was read: re-plan it next round.
-            Err(RemoteError::PreconditionFailed { .. } | RemoteError::Other { .. }) => Ok(false),
+            // A race, or the file changed while it was read: re-plan it next round. Any
+            // other failure (a full disk, refused credentials...) stops the sync.
+            Err(e) if e.is_race() => Ok(false),
             Err(e) => Err(e.into()),
         }
     }

@@ -47,8 +47,52 @@ pub struct FileRemote {
     db: Database,
 }
 
-fn other(op: &'static str, e: impl std::fmt::Display) -> RemoteError {
-    RemoteError::Other { op, detail: e.to_string() }
+/// The I/O error inside an error of the index (redb) or of the file system, if any.
+fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return Some(io);
+    }
+    let storage = if let Some(s) = e.downcast_ref::<redb::StorageError>() {
+        Some(s)
+    } else if let Some(redb::TransactionError::Storage(s)) = e.downcast_ref() {
+        Some(s)
+    } else if let Some(redb::TableError::Storage(s)) = e.downcast_ref() {
+        Some(s)
+    } else if let Some(redb::CommitError::Storage(s)) = e.downcast_ref() {
+        Some(s)
+    } else if let Some(redb::DatabaseError::Storage(s)) = e.downcast_ref() {
+        Some(s)
+    } else if let Some(redb::Error::Io(io)) = e.downcast_ref() {
+        return Some(io);
+    } else {
+        None
+    };
+    match storage {
+        Some(redb::StorageError::Io(io)) => Some(io),
+        _ => e.source().and_then(io_cause),
+    }
+}
+
+/// A failure of the remote's own storage: a full disk is said as such.
+fn other(op: &'static str, e: impl std::error::Error + 'static) -> RemoteError {
+    let full = io_cause(&e).is_some_and(|io| {
+        matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+    });
+    let detail = e.to_string();
+    if full { RemoteError::DiskFull { op, detail } } else { RemoteError::Storage { op, detail } }
+}
+
+/// A storage failure about one key.
+fn other_at(op: &'static str, key: &str, e: std::io::Error) -> RemoteError {
+    match other(op, e) {
+        RemoteError::DiskFull { op, detail } => {
+            RemoteError::DiskFull { op, detail: format!("{key}: {detail}") }
+        }
+        RemoteError::Storage { op, detail } => {
+            RemoteError::Storage { op, detail: format!("{key}: {detail}") }
+        }
+        e => e,
+    }
 }
 
 /// Encodes a present object's record: kind, size, content id, ETag.
@@ -83,12 +127,57 @@ fn etag_of(content: &ObjectId, kind: EntryKind) -> String {
 }
 
 impl FileRemote {
-    /// Opens (creating if needed) the remote folder at `root`, which must be absolute.
+    /// Opens the remote folder at `root` (absolute), which must exist; an empty folder
+    /// becomes a new remote. Never creates `root` itself: a missing folder may be a
+    /// shared drive that is not mounted.
     pub fn open(root: &Path) -> Result<Self, RemoteError> {
-        fs::create_dir_all(root.join(BLOBS_DIR)).map_err(|e| RemoteError::Unreachable {
+        Self::check_folder(root)?;
+        Self::open_in(root)
+    }
+
+    /// Opens the remote folder at `root`, creating it (and missing parents) first.
+    pub fn create(root: &Path) -> Result<Self, RemoteError> {
+        fs::create_dir_all(root).map_err(|e| RemoteError::Unreachable {
             endpoint: format!("file://{}", root.display()),
             detail: e.to_string(),
         })?;
+        Self::open(root)
+    }
+
+    /// Opens a remote folder that must already be a bmsync remote (it has its index): a
+    /// folder synced with before, which must not silently start over empty (a drive that
+    /// is not mounted leaves an empty mount point).
+    pub fn open_existing(root: &Path) -> Result<Self, RemoteError> {
+        Self::check_folder(root)?;
+        if !root.join(INDEX_FILE).is_file() {
+            return Err(RemoteError::NotARemote {
+                path: root.to_owned(),
+                detail: format!("it has no {INDEX_FILE} (is the drive mounted?)"),
+            });
+        }
+        Self::open_in(root)
+    }
+
+    /// Checks that `root` is a folder (without creating anything).
+    pub fn check_folder(root: &Path) -> Result<(), RemoteError> {
+        match fs::metadata(root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(RemoteError::NotARemote {
+                path: root.to_owned(),
+                detail: "it is not a folder".to_owned(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(RemoteError::MissingFolder { path: root.to_owned() })
+            }
+            Err(e) => Err(RemoteError::Unreachable {
+                endpoint: format!("file://{}", root.display()),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    fn open_in(root: &Path) -> Result<Self, RemoteError> {
+        fs::create_dir_all(root.join(BLOBS_DIR)).map_err(|e| other_at("open file remote", BLOBS_DIR, e))?;
         let db = Database::builder()
             .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
             .create(root.join(INDEX_FILE))
@@ -111,13 +200,12 @@ impl FileRemote {
                         .map_err(|e| other("open file remote", e))?;
                 }
                 Some(_) => {
-                    return Err(other(
-                        "open file remote",
-                        format!(
-                            "{} was written by a newer or unknown bmsync (format {found:02x?}); upgrade bmsync",
-                            root.display()
+                    return Err(RemoteError::NotARemote {
+                        path: root.to_owned(),
+                        detail: format!(
+                            "it was written by a newer or unknown bmsync (format {found:02x?}); upgrade bmsync"
                         ),
-                    ));
+                    });
                 }
             }
             drop(meta);
@@ -150,10 +238,11 @@ impl FileRemote {
         match body {
             Body::Bytes(b) => feed(b)?,
             Body::File(p) => {
-                let mut f = File::open(p).map_err(|e| other(op, format!("{}: {e}", p.display())))?;
+                let local = |source| RemoteError::LocalRead { path: p.to_owned(), source };
+                let mut f = File::open(p).map_err(local)?;
                 let mut buf = vec![0u8; 1 << 16];
                 loop {
-                    let n = f.read(&mut buf).map_err(|e| other(op, e))?;
+                    let n = f.read(&mut buf).map_err(local)?;
                     if n == 0 {
                         break;
                     }
@@ -206,7 +295,7 @@ impl Remote for FileRemote {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { snapshots: true, versioning: true, conditional_delete: true }
+        Capabilities { snapshots: true, versioning: true, conditional_put: true, conditional_delete: true }
     }
 
     fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError> {
@@ -263,8 +352,8 @@ impl Remote for FileRemote {
     fn get(&self, key: &str, at: Option<Version>, out: &mut dyn Write) -> Result<ObjectInfo, RemoteError> {
         let info = self.head(key, at)?;
         let id = info.content.expect("file remote records always carry a content id");
-        let mut f = File::open(self.blob_path(&id)).map_err(|e| other("get", format!("{key}: {e}")))?;
-        std::io::copy(&mut f, out).map_err(|e| other("get", format!("{key}: {e}")))?;
+        let mut f = File::open(self.blob_path(&id)).map_err(|e| other_at("get", key, e))?;
+        std::io::copy(&mut f, out).map_err(|e| other_at("get", key, e))?;
         Ok(info)
     }
 
@@ -279,7 +368,7 @@ impl Remote for FileRemote {
         check_key(key)?;
         let (id, size) = self.store_blob(body)?;
         if id != content {
-            return Err(other("put", format!("{key}: the content changed while it was read")));
+            return Err(RemoteError::ContentChanged { key: key.to_owned() });
         }
         let op = "put";
         let kind = if kind.is_tree() { EntryKind::File } else { kind };
@@ -357,5 +446,53 @@ impl Remote for FileRemote {
                 Ok(SnapshotInfo { version: k.value(), name: (!name.is_empty()).then(|| name.to_owned()) })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real "no space left on device", from writing to `/dev/full`.
+    fn enospc() -> std::io::Error {
+        let mut f = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
+        f.write_all(&[0u8; 4096]).and_then(|()| f.flush()).expect_err("/dev/full is always full")
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_as_such_through_io_and_the_index() {
+        assert_eq!(enospc().kind(), std::io::ErrorKind::StorageFull);
+        assert!(matches!(other("put", enospc()), RemoteError::DiskFull { op: "put", .. }));
+        assert!(matches!(other_at("get", "a.md", enospc()), RemoteError::DiskFull { op: "get", .. }));
+        // As redb reports it from a write or a commit.
+        let storage = redb::StorageError::Io(enospc());
+        assert!(matches!(other("put", storage), RemoteError::DiskFull { .. }));
+        let commit = redb::CommitError::Storage(redb::StorageError::Io(enospc()));
+        assert!(matches!(other("put", commit), RemoteError::DiskFull { .. }));
+        let txn = redb::TransactionError::Storage(redb::StorageError::Io(enospc()));
+        assert!(matches!(other("put", txn), RemoteError::DiskFull { .. }));
+        // Any other failure is a storage failure: never a lost race.
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = other("put", denied);
+        assert!(matches!(e, RemoteError::Storage { .. }) && !e.is_race(), "{e}");
+        assert!(!other("put", enospc()).is_race());
+    }
+
+    #[test]
+    fn opening_never_creates_the_folder() {
+        let d = tempfile::tempdir().expect("tmp");
+        let missing = d.path().join("missing/deeper");
+        assert!(matches!(FileRemote::open(&missing), Err(RemoteError::MissingFolder { .. })));
+        assert!(!d.path().join("missing").exists());
+        let file = d.path().join("file");
+        std::fs::write(&file, "x").expect("write");
+        assert!(matches!(FileRemote::open(&file), Err(RemoteError::NotARemote { .. })));
+        // An empty folder that was never a remote is not taken for one that was.
+        let empty = d.path().join("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        assert!(matches!(FileRemote::open_existing(&empty), Err(RemoteError::NotARemote { .. })));
+        assert_eq!(std::fs::read_dir(&empty).expect("read").count(), 0, "nothing was made in it");
+        FileRemote::create(&missing).expect("create makes it");
+        FileRemote::open_existing(&missing).expect("and then it is a remote");
     }
 }

@@ -5,6 +5,7 @@
 //! byte. Every key from a remote passes [`check_key`] before anything local uses it.
 
 mod file;
+mod probe;
 mod s3;
 mod url;
 mod view;
@@ -13,6 +14,7 @@ use std::io::Write;
 use std::path::Path;
 
 pub use file::FileRemote;
+pub use probe::{PROBE_PREFIX, ProbeRecord, Probed, TOMBSTONE, probe};
 pub use s3::{S3Options, S3Remote};
 pub use url::{RemoteUrl, RemoteUrlError};
 pub use view::{RemoteEntry, RemoteView, SkippedKey, ViewStats};
@@ -50,14 +52,23 @@ pub fn kind_from_meta(value: Option<&str>) -> EntryKind {
     }
 }
 
-/// What a remote can do.
+/// Keys under this prefix (relative to the remote's prefix) are bmsync's own: never a
+/// note, never listed into a sync's view.
+pub const PRIVATE_PREFIX: &str = ".bmsync/";
+
+/// What a remote can do. The conditional-write guarantees are what a probe found (see
+/// [`probe`]); a remote that was never probed reports them as assumed.
+#[allow(clippy::struct_excessive_bools)] // independent facts, each one yes or no
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Capabilities {
     /// Point-in-time reads and snapshots (Tigris snapshot-enabled buckets, `file://`).
     pub snapshots: bool,
     /// Object versioning.
     pub versioning: bool,
-    /// `DeleteObject` with `If-Match`.
+    /// `PutObject` honours `If-None-Match: *` and `If-Match` (refuses a write whose
+    /// condition no longer holds). Without it a racing write is silently overwritten.
+    pub conditional_put: bool,
+    /// `DeleteObject` honours `If-Match`.
     pub conditional_delete: bool,
 }
 
@@ -138,11 +149,76 @@ pub enum RemoteError {
         /// The key.
         key: String,
     },
+    /// The bytes sent were not the bytes announced: the source changed while it was read
+    /// (a file edited during its upload). A race with an editor, like a failed condition.
+    #[error("{key}: the content changed while it was read")]
+    ContentChanged {
+        /// The key.
+        key: String,
+    },
     /// No such object.
     #[error("{key}: not found on the remote")]
     NotFound {
         /// The key.
         key: String,
+    },
+    /// The bucket does not exist (or the endpoint serves other buckets).
+    #[error("bucket {bucket:?} does not exist at {endpoint} (check the remote URL and the endpoint)")]
+    NoSuchBucket {
+        /// The bucket.
+        bucket: String,
+        /// Where it was looked for.
+        endpoint: String,
+    },
+    /// The access key is unknown or the secret does not match it.
+    #[error(
+        "{op}: the credentials were refused: {detail} (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+    )]
+    Credentials {
+        /// The operation.
+        op: &'static str,
+        /// What the remote said.
+        detail: String,
+    },
+    /// A `file://` remote folder that does not exist.
+    #[error(
+        "{path}: the remote folder does not exist (is the drive mounted? `init --create` makes a new one)"
+    )]
+    MissingFolder {
+        /// The folder.
+        path: std::path::PathBuf,
+    },
+    /// A `file://` remote that is not a folder, or a folder that is not a bmsync remote.
+    #[error("{path}: not a bmsync remote folder: {detail}")]
+    NotARemote {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// A local file to be sent could not be read.
+    #[error("reading {path}: {source}")]
+    LocalRead {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The disk holding a `file://` remote is full.
+    #[error("{op}: the remote's disk is full: {detail}")]
+    DiskFull {
+        /// The operation.
+        op: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// The storage of a `file://` remote failed (I/O or database error).
+    #[error("{op}: the remote's storage failed: {detail}")]
+    Storage {
+        /// The operation.
+        op: &'static str,
+        /// What happened.
+        detail: String,
     },
     /// Worth retrying: timeouts, throttling, 5xx.
     #[error("{op}: temporary failure: {detail}")]
@@ -196,6 +272,17 @@ impl RemoteError {
     /// Whether retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Transient { .. } | Self::Unreachable { .. })
+    }
+
+    /// Whether this is a lost race with a teammate or an editor (a failed condition, or
+    /// content that changed while read, or a local file that vanished meanwhile): the path
+    /// is left for the next round. Everything else stops the sync with its cause.
+    pub fn is_race(&self) -> bool {
+        match self {
+            Self::PreconditionFailed { .. } | Self::ContentChanged { .. } => true,
+            Self::LocalRead { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
     }
 }
 
@@ -263,11 +350,21 @@ pub fn check_key(key: &str) -> Result<(), RemoteError> {
     }
 }
 
-/// Opens the remote a URL names.
+/// Opens the remote a URL names. A `file://` folder must exist already.
 pub fn open(url: &RemoteUrl, s3: &S3Options) -> Result<Box<dyn Remote>, RemoteError> {
     match url {
         RemoteUrl::File { path } => Ok(Box::new(FileRemote::open(path)?)),
         RemoteUrl::S3 { bucket, prefix } => Ok(Box::new(S3Remote::connect(bucket, prefix, s3)?)),
+    }
+}
+
+/// The endpoint an S3 remote is reached through: the configured one, else the
+/// environment's (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`); `None` for AWS itself and
+/// for `file://` remotes.
+pub fn effective_endpoint(url: &RemoteUrl, configured: Option<&str>) -> Option<String> {
+    match url {
+        RemoteUrl::File { .. } => None,
+        RemoteUrl::S3 { .. } => configured.map(str::to_owned).or_else(s3::endpoint_from_env),
     }
 }
 

@@ -141,14 +141,19 @@ fn at_version(
     }
 }
 
-fn endpoint_from_env() -> Option<String> {
+pub(crate) fn endpoint_from_env() -> Option<String> {
     ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
 }
 
 /// Maps an SDK failure to what the sync engine needs to know.
-fn map_err<E>(op: &'static str, key: &str, endpoint: &str, e: &SdkError<E, HttpResponse>) -> RemoteError
+fn map_err<E>(
+    op: &'static str,
+    key: &str,
+    (bucket, endpoint): (&str, &str),
+    e: &SdkError<E, HttpResponse>,
+) -> RemoteError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -167,10 +172,19 @@ where
                 (412, _) | (_, "PreconditionFailed" | "ConditionalRequestConflict") => {
                     RemoteError::PreconditionFailed { key: key.to_owned() }
                 }
-                (404, _) | (_, "NoSuchKey" | "NotFound") => RemoteError::NotFound { key: key.to_owned() },
-                (401 | 403, _) | (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
-                    RemoteError::Permission { op, detail }
+                (_, "NoSuchBucket") => {
+                    RemoteError::NoSuchBucket { bucket: bucket.to_owned(), endpoint: endpoint.to_owned() }
                 }
+                (404, _) | (_, "NoSuchKey" | "NotFound") => RemoteError::NotFound { key: key.to_owned() },
+                (
+                    _,
+                    "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "InvalidToken"
+                    | "ExpiredToken"
+                    | "NotSignedUp",
+                ) => RemoteError::Credentials { op, detail: code.to_owned() },
+                (401 | 403, _) | (_, "AccessDenied") => RemoteError::Permission { op, detail },
                 (500..=599, _) | (_, "SlowDown" | "RequestTimeout" | "InternalError") => {
                     RemoteError::Transient { op, detail }
                 }
@@ -237,7 +251,13 @@ impl S3Remote {
             client,
             bucket: bucket.to_owned(),
             prefix: prefix.trim_end_matches('/').to_owned(),
-            caps: Capabilities { snapshots: false, versioning: false, conditional_delete: true },
+            // Assumed until a probe says otherwise (see `remote::probe`).
+            caps: Capabilities {
+                snapshots: false,
+                versioning: false,
+                conditional_put: true,
+                conditional_delete: true,
+            },
             endpoint: endpoint.unwrap_or_else(|| "AWS S3".to_owned()),
         };
         me.caps = me.probe()?;
@@ -247,11 +267,25 @@ impl S3Remote {
     /// `HeadBucket` (snapshots) and `GetBucketVersioning`.
     fn probe(&self) -> Result<Capabilities, RemoteError> {
         let cap = Capture::new("x-tigris-enable-snapshot");
-        self.rt
-            .block_on(
-                self.client.head_bucket().bucket(&self.bucket).customize().interceptor(cap.clone()).send(),
-            )
-            .map_err(|e| map_err("head bucket", &self.bucket, &self.endpoint, &e))?;
+        let head = self.rt.block_on(
+            self.client.head_bucket().bucket(&self.bucket).customize().interceptor(cap.clone()).send(),
+        );
+        if let Err(e) = head {
+            // A HEAD answer has no body, so no error code: a 404 is the bucket; a 403 is
+            // asked again with a GET, whose answer says whether the credentials are wrong.
+            return Err(match map_err("head bucket", &self.bucket, self.at(), &e) {
+                RemoteError::NotFound { .. } => {
+                    RemoteError::NoSuchBucket { bucket: self.bucket.clone(), endpoint: self.endpoint.clone() }
+                }
+                RemoteError::Permission { .. } => self
+                    .rt
+                    .block_on(self.client.list_objects_v2().bucket(&self.bucket).max_keys(1).send())
+                    .map_err(|e| map_err("list", &self.bucket, self.at(), &e))
+                    .err()
+                    .unwrap_or_else(|| map_err("head bucket", &self.bucket, self.at(), &e)),
+                other => other,
+            });
+        }
         let snapshots = cap.take().is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let versioning = self
             .rt
@@ -259,7 +293,12 @@ impl S3Remote {
             .ok()
             .and_then(|v| v.status().map(|s| s.as_str() == "Enabled"))
             .unwrap_or(false);
-        Ok(Capabilities { snapshots, versioning, conditional_delete: true })
+        Ok(Capabilities { snapshots, versioning, conditional_put: true, conditional_delete: true })
+    }
+
+    /// The bucket and endpoint, for error messages.
+    fn at(&self) -> (&str, &str) {
+        (&self.bucket, &self.endpoint)
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -283,8 +322,7 @@ impl S3Remote {
         cond: &Condition,
     ) -> Result<Written, RemoteError> {
         use tokio::io::AsyncReadExt;
-        let err =
-            |e: std::io::Error| RemoteError::Other { op: "put", detail: format!("{}: {e}", path.display()) };
+        let err = |source: std::io::Error| RemoteError::LocalRead { path: path.to_owned(), source };
         let created = self
             .client
             .create_multipart_upload()
@@ -293,7 +331,7 @@ impl S3Remote {
             .set_metadata(Some(object_meta(content, kind)))
             .send()
             .await
-            .map_err(|e| map_err("put", full, &self.endpoint, &e))?;
+            .map_err(|e| map_err("put", full, self.at(), &e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
         let result: Result<Written, RemoteError> = async {
             let mut f = tokio::fs::File::open(path).await.map_err(err)?;
@@ -320,7 +358,7 @@ impl S3Remote {
                     .body(ByteStream::from(buf))
                     .send()
                     .await
-                    .map_err(|e| map_err("put", full, &self.endpoint, &e))?;
+                    .map_err(|e| map_err("put", full, self.at(), &e))?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(n)
@@ -333,10 +371,8 @@ impl S3Remote {
                 }
             }
             if hasher.finalize() != content {
-                return Err(RemoteError::Other {
-                    op: "put",
-                    detail: format!("{}: the file changed while it was uploaded", path.display()),
-                });
+                // The file changed while it was uploaded.
+                return Err(RemoteError::ContentChanged { key: full.to_owned() });
             }
             let mut req = self
                 .client
@@ -349,7 +385,7 @@ impl S3Remote {
                 Condition::IfAbsent => req.if_none_match("*"),
                 Condition::IfMatch(etag) => req.if_match(etag),
             };
-            let done = req.send().await.map_err(|e| map_err("put", full, &self.endpoint, &e))?;
+            let done = req.send().await.map_err(|e| map_err("put", full, self.at(), &e))?;
             Ok(Written {
                 etag: done.e_tag().unwrap_or_default().to_owned(),
                 version: done.version_id().map(str::to_owned),
@@ -397,7 +433,7 @@ impl Remote for S3Remote {
             let page = self
                 .rt
                 .block_on(req.customize().mutate_request(at_version(at)).send())
-                .map_err(|e| map_err("list", &list_prefix, &self.endpoint, &e))?;
+                .map_err(|e| map_err("list", &list_prefix, self.at(), &e))?;
             for o in page.contents() {
                 let full = o.key().unwrap_or_default();
                 let key = full.strip_prefix(&list_prefix).unwrap_or(full).to_owned();
@@ -435,7 +471,7 @@ impl Remote for S3Remote {
                     .mutate_request(at_version(at))
                     .send(),
             )
-            .map_err(|e| map_err("head", key, &self.endpoint, &e))?;
+            .map_err(|e| map_err("head", key, self.at(), &e))?;
         Ok(ObjectInfo {
             key: key.to_owned(),
             etag: out.e_tag().unwrap_or_default().to_owned(),
@@ -459,7 +495,7 @@ impl Remote for S3Remote {
                 .mutate_request(at_version(at))
                 .send()
                 .await
-                .map_err(|e| map_err("get", key, &self.endpoint, &e))?;
+                .map_err(|e| map_err("get", key, self.at(), &e))?;
             let info = ObjectInfo {
                 key: key.to_owned(),
                 etag: resp.e_tag().unwrap_or_default().to_owned(),
@@ -493,7 +529,7 @@ impl Remote for S3Remote {
         self.rt.block_on(async {
             if let Body::File(p) = body {
                 let len = std::fs::metadata(p)
-                    .map_err(|e| RemoteError::Other { op: "put", detail: format!("{}: {e}", p.display()) })?
+                    .map_err(|source| RemoteError::LocalRead { path: p.to_owned(), source })?
                     .len();
                 if len >= MULTIPART_THRESHOLD {
                     return self.put_multipart(&full, p, content, kind, cond).await;
@@ -501,9 +537,10 @@ impl Remote for S3Remote {
             }
             let stream = match body {
                 Body::Bytes(b) => ByteStream::from(b.to_vec()),
-                Body::File(p) => ByteStream::from_path(p)
-                    .await
-                    .map_err(|e| RemoteError::Other { op: "put", detail: format!("{}: {e}", p.display()) })?,
+                Body::File(p) => ByteStream::from_path(p).await.map_err(|e| RemoteError::LocalRead {
+                    path: p.to_owned(),
+                    source: std::io::Error::other(e),
+                })?,
             };
             let mut req = self
                 .client
@@ -516,7 +553,7 @@ impl Remote for S3Remote {
                 Condition::IfAbsent => req.if_none_match("*"),
                 Condition::IfMatch(etag) => req.if_match(etag),
             };
-            let out = req.send().await.map_err(|e| map_err("put", key, &self.endpoint, &e))?;
+            let out = req.send().await.map_err(|e| map_err("put", key, self.at(), &e))?;
             Ok(Written {
                 etag: out.e_tag().unwrap_or_default().to_owned(),
                 version: out.version_id().map(str::to_owned),
@@ -529,7 +566,7 @@ impl Remote for S3Remote {
         let full = self.full_key(key);
         self.rt
             .block_on(self.client.delete_object().bucket(&self.bucket).key(&full).if_match(if_match).send())
-            .map_err(|e| map_err("delete", key, &self.endpoint, &e))?;
+            .map_err(|e| map_err("delete", key, self.at(), &e))?;
         Ok(())
     }
 
@@ -551,7 +588,7 @@ impl Remote for S3Remote {
                     })
                     .send(),
             )
-            .map_err(|e| map_err("snapshot", &self.bucket, &self.endpoint, &e))?;
+            .map_err(|e| map_err("snapshot", &self.bucket, self.at(), &e))?;
         cap.take().and_then(|v| v.trim().parse().ok()).ok_or_else(|| RemoteError::Other {
             op: "snapshot",
             detail: "the response carried no X-Tigris-Snapshot-Version".to_owned(),
@@ -574,7 +611,7 @@ impl Remote for S3Remote {
                     })
                     .send(),
             )
-            .map_err(|e| map_err("list snapshots", &self.bucket, &self.endpoint, &e))?;
+            .map_err(|e| map_err("list snapshots", &self.bucket, self.at(), &e))?;
         Ok(out.buckets().iter().filter_map(|b| parse_snapshot_entry(b.name().unwrap_or_default())).collect())
     }
 
@@ -596,7 +633,7 @@ impl Remote for S3Remote {
                         .set_upload_id_marker(id_marker.clone())
                         .send(),
                 )
-                .map_err(|e| map_err("list uploads", key, &self.endpoint, &e))?;
+                .map_err(|e| map_err("list uploads", key, self.at(), &e))?;
             for u in out.uploads() {
                 let (Some(k), Some(id)) = (u.key(), u.upload_id()) else { continue };
                 let started = u.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok());
@@ -607,7 +644,7 @@ impl Remote for S3Remote {
                     .block_on(
                         self.client.abort_multipart_upload().bucket(&self.bucket).key(k).upload_id(id).send(),
                     )
-                    .map_err(|e| map_err("abort upload", key, &self.endpoint, &e))?;
+                    .map_err(|e| map_err("abort upload", key, self.at(), &e))?;
                 n += 1;
             }
             if out.is_truncated() != Some(true) {

@@ -50,6 +50,9 @@ impl RemoteUrl {
                     "bucket names are 3 to 63 characters of a-z 0-9 . - starting and ending alphanumeric",
                 ));
             }
+            if let Some(why) = bucket_rule_broken(bucket) {
+                return Err(err(why));
+            }
             let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
             if !prefix.is_empty()
                 && prefix
@@ -70,6 +73,21 @@ impl RemoteUrl {
             return Ok(Self::File { path: PathBuf::from(rest) });
         }
         Err(err("unknown scheme"))
+    }
+}
+
+/// The S3 bucket naming rules beyond the character set and length, if one is broken.
+fn bucket_rule_broken(bucket: &str) -> Option<&'static str> {
+    if bucket.contains("..") || bucket.contains(".-") || bucket.contains("-.") {
+        Some("a bucket name has no `..`, `.-` or `-.`")
+    } else if bucket.split('.').count() == 4 && bucket.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        Some("a bucket name is not an IP address")
+    } else if ["xn--", "sthree-", "amzn-s3-demo-"].iter().any(|p| bucket.starts_with(p)) {
+        Some("a bucket name does not start with `xn--`, `sthree-` or `amzn-s3-demo-`")
+    } else if ["-s3alias", "--ol-s3", "--x-s3", "--table-s3", ".mrap"].iter().any(|p| bucket.ends_with(p)) {
+        Some("a bucket name does not end with `-s3alias`, `--ol-s3`, `--x-s3`, `--table-s3` or `.mrap`")
+    } else {
+        None
     }
 }
 
@@ -94,13 +112,27 @@ mod tests {
             "s3://team-notes/vault"
         );
         assert_eq!(RemoteUrl::parse("s3://team-notes").expect("valid").to_string(), "s3://team-notes");
+        assert!(RemoteUrl::parse("s3://notes.example.com").is_ok(), "dots between labels are fine");
+        assert!(RemoteUrl::parse("s3://192.168.1.team").is_ok(), "only an IP address is refused");
         assert_eq!(
             RemoteUrl::parse("file:///srv/notes").expect("valid"),
             RemoteUrl::File { path: "/srv/notes".into() }
         );
-        for bad in
-            ["s3://A", "s3://ab", "s3://bucket/a//b", "s3://bucket/../x", "file://rel/path", "http://x", ""]
-        {
+        for bad in [
+            "s3://A",
+            "s3://ab",
+            "s3://bucket/a//b",
+            "s3://bucket/../x",
+            "file://rel/path",
+            "http://x",
+            "",
+            "s3://my..bucket",
+            "s3://my.-bucket",
+            "s3://192.168.1.10",
+            "s3://xn--bucket",
+            "s3://bucket-s3alias",
+            "s3://my_bucket",
+        ] {
             assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
         }
     }

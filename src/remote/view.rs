@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Listed, ObjectInfo, Remote, RemoteError, Version};
+use super::{Listed, ObjectInfo, PRIVATE_PREFIX, Remote, RemoteError, TOMBSTONE, Version};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
 use unicode_normalization::UnicodeNormalization;
 
@@ -77,6 +77,8 @@ impl RemoteView {
         let mut listed: Vec<ObjectInfo> = Vec::new();
         let mut skipped = Vec::new();
         remote.list(version, &mut |l| match l {
+            // bmsync's own objects (probes) are never notes, nor worth a warning.
+            Listed::Object(o) if o.key.starts_with(PRIVATE_PREFIX) => {}
             Listed::Object(o) => listed.push(o),
             Listed::Unsafe { key, reason } => skipped.push(SkippedKey { key, reason: reason.to_owned() }),
         })?;
@@ -110,7 +112,7 @@ impl RemoteView {
                 .and_then(|m| m.get(&o.key))
                 .filter(|e| e.etag == o.etag && e.size == o.size)
                 .and_then(|e| e.content.map(|c| (c, e.kind)));
-            let (content, kind, hinted) = if let Some((c, kind)) = known {
+            let (mut content, kind, mut hinted) = if let Some((c, kind)) = known {
                 stats.from_base += 1;
                 (c, kind, false)
             } else {
@@ -125,6 +127,18 @@ impl RemoteView {
                     (hash_remote(remote, &o.key, version)?, kind, false)
                 }
             };
+            let tombstone = ObjectId::for_blob(TOMBSTONE);
+            if o.size == TOMBSTONE.len() as u64 && content == tombstone {
+                // A deletion under way (see `TOMBSTONE`): absent, once the bytes confirm it.
+                if hinted {
+                    content = hash_remote(remote, &o.key, version)?;
+                    stats.downloaded += 1;
+                    hinted = false;
+                }
+                if content == tombstone {
+                    continue;
+                }
+            }
             objects.insert(
                 o.key.clone(),
                 RemoteEntry { key: o.key, etag: o.etag, size: o.size, content, kind, hinted },

@@ -44,13 +44,15 @@ fn version_and_usage_errors() {
 #[test]
 fn init_creates_a_store_and_a_stable_client_id() {
     let tmp = tempfile::tempdir().expect("tmp");
+    let shared = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}/team/", shared.path().display());
     let out = ok(&bmsync(
         tmp.path(),
-        &["--json", "init", "--remote", "file:///srv/team/", "--client-id", "alice-laptop"],
+        &["--json", "init", "--remote", &url, "--create", "--client-id", "alice-laptop"],
     ));
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["client_id"], "alice-laptop");
-    assert_eq!(v["remote"], "file:///srv/team/");
+    assert_eq!(v["remote"], url);
     assert!(tmp.path().join(".bmsync/store.redb").is_file());
     let repo = Repo::open(tmp.path()).expect("open");
     assert_eq!(repo.client_id(), "alice-laptop");

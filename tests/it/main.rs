@@ -5,6 +5,7 @@
 
 mod cli;
 mod golden;
+mod guarantees;
 mod real_folders;
 mod remote_contract;
 mod sim;

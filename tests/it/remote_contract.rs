@@ -173,6 +173,13 @@ fn contract(r: &Arc<dyn Remote>) {
         r.put("att/big.bin", Body::File(&big_path), id, bmsync::EntryKind::File, &Condition::IfAbsent),
         Err(RemoteError::PreconditionFailed { .. })
     ));
+
+    // The probe finds every guarantee, and leaves nothing behind.
+    let before = listing(r, None);
+    let rec = bmsync::remote::probe(r, "contract", None).expect("probe");
+    assert!((rec.if_none_match, rec.if_match, rec.conditional_delete) == (true, true, true), "{rec:?}");
+    assert_eq!((rec.snapshots, rec.remote.as_str()), (r.capabilities().snapshots, r.url().as_str()));
+    assert_eq!(listing(r, None), before, "the probe object is gone");
 }
 
 /// Runs `f` on 16 threads at once; returns how many succeeded. Failures must be lost races.
@@ -208,8 +215,12 @@ fn contract_file_remote() {
     // A second handle on the same folder (another process, in effect) sees the same state.
     let other = FileRemote::open(dir.path()).expect("open again");
     assert_eq!(fetch(&other, "notes/a.md", None), b"alpha v3");
-    // A folder that cannot be created is a clear error.
-    let err = FileRemote::open(std::path::Path::new("/proc/bmsync-cannot-exist")).expect_err("unreachable");
+    // A missing folder is never created by opening it; one that cannot be created is a
+    // clear error.
+    let err = FileRemote::open(std::path::Path::new("/proc/bmsync-cannot-exist")).expect_err("missing");
+    assert!(matches!(err, RemoteError::MissingFolder { .. }), "{err}");
+    assert!(!std::path::Path::new("/proc/bmsync-cannot-exist").exists());
+    let err = FileRemote::create(std::path::Path::new("/proc/bmsync-cannot-exist")).expect_err("unreachable");
     assert!(matches!(err, RemoteError::Unreachable { .. }), "{err}");
 }
 
@@ -224,10 +235,17 @@ fn contract_tigris_compatible_server() {
     assert_eq!(r.url(), "s3://team/vault");
     contract(&r);
     unsafe_listing_keys_are_reported(&ep, ACCESS_KEY, SECRET_KEY, "team", r.as_ref());
-    // Wrong credentials: a clear permission error.
+    // Wrong credentials: a clear credentials error, not a mere "forbidden".
     let err =
         S3Remote::connect("team", "vault", &s3_opts(&ep, ACCESS_KEY, "wrong-secret")).expect_err("denied");
-    assert!(matches!(err, RemoteError::Permission { .. }), "{err}");
+    assert!(matches!(err, RemoteError::Credentials { .. }), "{err}");
+    let err =
+        S3Remote::connect("team", "vault", &s3_opts(&ep, "unknown-key", SECRET_KEY)).expect_err("denied");
+    assert!(matches!(err, RemoteError::Credentials { .. }), "{err}");
+    // A bucket that does not exist says so.
+    let err =
+        S3Remote::connect("no-such-bucket", "", &s3_opts(&ep, ACCESS_KEY, SECRET_KEY)).expect_err("missing");
+    assert!(matches!(&err, RemoteError::NoSuchBucket { bucket, .. } if bucket == "no-such-bucket"), "{err}");
     // A bucket without snapshots says so.
     create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "plain", false);
     let plain = S3Remote::connect("plain", "", &s3_opts(&ep, ACCESS_KEY, SECRET_KEY)).expect("connect");
@@ -244,18 +262,25 @@ fn unsafe_listing_keys_are_reported(ep: &str, key: &str, secret: &str, bucket: &
     assert!(!objs.iter().any(|o| o.key.contains("..")));
 }
 
-#[test]
-fn contract_moto() {
-    let Some(ep) = std::env::var("BMSYNC_TEST_MOTO_ENDPOINT").ok().filter(|v| !v.is_empty()) else {
+/// moto's endpoint; without one, fails under `CI=true` and says loudly that `test` did not
+/// run elsewhere.
+pub(crate) fn moto_endpoint(test: &str) -> Option<String> {
+    let ep = std::env::var("BMSYNC_TEST_MOTO_ENDPOINT").ok().filter(|v| !v.is_empty());
+    if ep.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "CI=true but BMSYNC_TEST_MOTO_ENDPOINT is not set: run the tests through scripts/test-all"
         );
         eprintln!(
-            "\n*** contract_moto DID NOT RUN: no moto server (run scripts/test-all to install and start one) ***\n"
+            "\n*** {test} DID NOT RUN: no moto server (run scripts/test-all to install and start one) ***\n"
         );
-        return;
-    };
+    }
+    ep
+}
+
+#[test]
+fn contract_moto() {
+    let Some(ep) = moto_endpoint("contract_moto") else { return };
     let bucket = format!("contract-{}", std::process::id());
     create_bucket(&ep, "test", "test", &bucket, false);
     let r: Arc<dyn Remote> =

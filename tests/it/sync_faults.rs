@@ -161,6 +161,64 @@ impl Proxy {
     }
 }
 
+/// A TCP proxy in front of a server that counts the HTTP requests passing through it
+/// (request lines sent upstream), for servers that cannot count them themselves (moto).
+pub(crate) struct CountingProxy {
+    addr: std::net::SocketAddr,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingProxy {
+    pub(crate) fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let n = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let Ok(server) = TcpStream::connect(upstream) else { continue };
+                let (n, from, to) =
+                    (n.clone(), client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                std::thread::spawn(move || count_requests(from, to, &n));
+                pipe(server, client);
+            }
+        });
+        Self { addr, requests }
+    }
+
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to`, counting HTTP/1.1 request lines (the tests' bodies never hold one).
+fn count_requests(mut from: TcpStream, mut to: TcpStream, n: &std::sync::atomic::AtomicU64) {
+    const MARK: &[u8] = b" HTTP/1.1\r\n";
+    let mut buf = [0u8; 16 << 10];
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                tail.extend_from_slice(&buf[..k]);
+                let found = tail.windows(MARK.len()).filter(|w| *w == MARK).count();
+                n.fetch_add(found as u64, Ordering::SeqCst);
+                let keep = tail.len().min(MARK.len() - 1);
+                tail.drain(..tail.len() - keep);
+                if to.write_all(&buf[..k]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
 fn pipe(mut from: TcpStream, mut to: TcpStream) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];

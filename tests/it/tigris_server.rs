@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,26 +38,66 @@ const MAX_KEYS: usize = 1000;
 const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
+/// How the server bends S3's rules, to stand in for servers that accept conditional
+/// headers and ignore them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quirks {
+    /// Ignore If-Match / If-None-Match on every write, DELETE included (as Garage and
+    /// s3rver do).
+    pub ignore_conditions: bool,
+    /// Ignore If-Match on DELETE only (as s3s-fs does).
+    pub ignore_conditional_delete: bool,
+    /// Refuse every object write with `AccessDenied` (read-only credentials).
+    pub deny_writes: bool,
+}
+
 /// A running server; dropping it stops the server.
 pub struct TigrisServer {
     addr: SocketAddr,
+    requests: Arc<AtomicU64>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Checks signatures with one key pair, counting the signed requests it sees.
+struct CountingAuth {
+    inner: SimpleAuth,
+    requests: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for CountingAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_secret_key(access_key).await
+    }
 }
 
 impl TigrisServer {
     /// Starts on 127.0.0.1:<random port> on its own thread with its own tokio runtime.
     pub fn start() -> Self {
+        Self::start_with(Quirks::default())
+    }
+
+    /// Signed requests served so far (every request the SDK sends is signed).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// [`TigrisServer::start`], bending the rules as `quirks` say.
+    pub fn start_with(quirks: Quirks) -> Self {
         // Bind before returning so the endpoint is connectable at once.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free local port");
         listener.set_nonblocking(true).expect("make the listener non-blocking for tokio");
         let addr = listener.local_addr().expect("listener has a local address");
         let (shutdown, stop) = tokio::sync::oneshot::channel();
+        let requests = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&requests);
         let thread = std::thread::Builder::new()
             .name(format!("tigris-server-{}", addr.port()))
-            .spawn(move || serve(listener, stop))
+            .spawn(move || serve(listener, stop, quirks, counter))
             .expect("spawn the server thread");
-        Self { addr, shutdown: Some(shutdown), thread: Some(thread) }
+        Self { addr, requests, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
     /// e.g. "http://127.0.0.1:PORT"
@@ -78,7 +119,12 @@ impl Drop for TigrisServer {
     }
 }
 
-fn serve(listener: std::net::TcpListener, mut stop: tokio::sync::oneshot::Receiver<()>) {
+fn serve(
+    listener: std::net::TcpListener,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+    quirks: Quirks,
+    requests: Arc<AtomicU64>,
+) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -87,8 +133,9 @@ fn serve(listener: std::net::TcpListener, mut stop: tokio::sync::oneshot::Receiv
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener).expect("register the listener with tokio");
         let service = {
-            let mut builder = S3ServiceBuilder::new(Tigris::default());
-            builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            let mut builder = S3ServiceBuilder::new(Tigris { quirks, ..Tigris::default() });
+            builder
+                .set_auth(CountingAuth { inner: SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY), requests });
             builder.build()
         };
         let http = ConnBuilder::new(TokioExecutor::new());
@@ -292,6 +339,7 @@ fn bucket_mut<'a>(buckets: &'a mut BTreeMap<String, Bucket>, name: &str) -> S3Re
 #[derive(Default)]
 struct Tigris {
     state: Mutex<State>,
+    quirks: Quirks,
 }
 
 impl Tigris {
@@ -571,17 +619,22 @@ impl S3 for Tigris {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        if self.quirks.deny_writes {
+            return Err(s3_error!(AccessDenied, "these credentials may not write"));
+        }
         let input = req.input;
         let data = read_body(input.body).await?;
         let etag = hex(&Md5::checksum(&data));
         let mut state = self.state();
         let State { clock, buckets, .. } = &mut *state;
         let bucket = bucket_mut(buckets, &input.bucket)?;
-        check_write(
-            bucket.get(&input.key, None).map(AsRef::as_ref),
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-        )?;
+        if !self.quirks.ignore_conditions {
+            check_write(
+                bucket.get(&input.key, None).map(AsRef::as_ref),
+                input.if_match.as_ref(),
+                input.if_none_match.as_ref(),
+            )?;
+        }
         let now = clock.tick();
         let object = Object {
             data,
@@ -665,7 +718,9 @@ impl S3 for Tigris {
         let State { clock, buckets, .. } = &mut *state;
         let bucket = bucket_mut(buckets, &input.bucket)?;
         let current = bucket.get(&input.key, None);
-        check_write(current.map(AsRef::as_ref), input.if_match.as_ref(), None)?;
+        if !(self.quirks.ignore_conditions || self.quirks.ignore_conditional_delete) {
+            check_write(current.map(AsRef::as_ref), input.if_match.as_ref(), None)?;
+        }
         // Deleting a missing key succeeds, as in S3, and leaves no trace in the history.
         if current.is_some() {
             bucket.write(input.key, None, clock.tick());
@@ -847,11 +902,13 @@ impl S3 for Tigris {
             parts.push(part);
         }
         // The upload stays open on a failed precondition so the client can still abort it.
-        check_write(
-            bucket.get(&input.key, None).map(AsRef::as_ref),
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-        )?;
+        if !self.quirks.ignore_conditions {
+            check_write(
+                bucket.get(&input.key, None).map(AsRef::as_ref),
+                input.if_match.as_ref(),
+                input.if_none_match.as_ref(),
+            )?;
+        }
 
         let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
         let mut digests = Vec::with_capacity(parts.len() * 16);

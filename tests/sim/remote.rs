@@ -87,7 +87,7 @@ impl Remote for MemRemote {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { snapshots: true, versioning: true, conditional_delete: true }
+        Capabilities { snapshots: true, versioning: true, conditional_put: true, conditional_delete: true }
     }
 
     fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError> {
@@ -123,10 +123,7 @@ impl Remote for MemRemote {
     ) -> Result<Written, RemoteError> {
         let data = body_bytes(body)?;
         if ObjectId::for_blob(&data) != content {
-            return Err(RemoteError::Other {
-                op: "put",
-                detail: format!("{key}: content changed while read"),
-            });
+            return Err(RemoteError::ContentChanged { key: key.to_owned() });
         }
         let mut s = self.lock();
         let ok = match (cond, s.at(key, None)) {

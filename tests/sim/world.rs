@@ -613,6 +613,7 @@ fn error_kind(e: &SyncError) -> String {
         SyncError::Repo(_) | SyncError::Store(_) => "store".to_owned(),
         SyncError::Recover(_) => "recover".to_owned(),
         SyncError::Conflicts { .. } => "conflicts".to_owned(),
+        SyncError::LostUpdates { .. } => "lost updates".to_owned(),
     }
 }
 
@@ -656,7 +657,7 @@ impl World {
         let bucket: Arc<dyn Remote> = match cfg.backend {
             Backend::Mem => Arc::new(MemRemote::default()),
             Backend::File => {
-                Arc::new(FileRemote::open(&tmp.path().join("bucket")).expect("open file remote"))
+                Arc::new(FileRemote::create(&tmp.path().join("bucket")).expect("create the file remote"))
             }
         };
         let clients = (0..cfg.clients)
