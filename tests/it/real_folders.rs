@@ -43,6 +43,13 @@ pub(crate) fn disk_state(root: &Path) -> BTreeMap<String, DiskEntry> {
     out
 }
 
+/// A teammate's (or another tool's) new object, written straight to the bucket.
+fn put_new(remote: &dyn bmsync::remote::Remote, key: &str, bytes: &[u8], kind: bmsync::EntryKind) {
+    let id = bmsync::ObjectId::for_blob(bytes);
+    let body = bmsync::remote::Body::Bytes(bytes);
+    remote.put(key, body, id, kind, &bmsync::remote::Condition::IfAbsent).expect("put");
+}
+
 fn names_on_disk(c: &Client) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(c.dir.path())
         .expect("read_dir")
@@ -270,12 +277,8 @@ fn executables_and_symlinks_survive_a_sync_and_reach_teammates() {
 fn a_remote_symlink_out_of_the_folder_is_never_written() {
     for b in backends("evil_link") {
         let bob = b.client("bob");
-        let put = |key: &str, target: &[u8]| {
-            let id = bmsync::ObjectId::for_blob(target);
-            let body = bmsync::remote::Body::Bytes(target);
-            let cond = bmsync::remote::Condition::IfAbsent;
-            b.inspect.put(key, body, id, bmsync::EntryKind::Symlink, &cond).expect("put");
-        };
+        let put =
+            |key: &str, target: &[u8]| put_new(b.inspect.as_ref(), key, target, bmsync::EntryKind::Symlink);
         put("escape.md", b"../../../../etc/passwd");
         put("abs.md", b"/etc/passwd");
         put("state.md", b".bmsync/store.redb");
@@ -302,10 +305,7 @@ fn an_nfd_key_from_another_tool_is_reported_and_deletes_nothing() {
         alice.sync(0);
         // Another tool (rclone on macOS, say) renames the key to its NFD form.
         let etag = b.inspect.head(NFC, None).expect("head").etag;
-        let body = bmsync::remote::Body::Bytes(b"mine\n");
-        let cond = bmsync::remote::Condition::IfAbsent;
-        let id = bmsync::ObjectId::for_blob(b"mine\n");
-        b.inspect.put(NFD, body, id, bmsync::EntryKind::File, &cond).expect("put");
+        put_new(b.inspect.as_ref(), NFD, b"mine\n", bmsync::EntryKind::File);
         b.inspect.delete(NFC, &etag).expect("delete");
         let before = disk_state(alice.dir.path());
         let s = alice.sync(0);
@@ -368,10 +368,7 @@ fn a_bucket_holding_both_forms_keeps_syncing_the_nfc_one() {
         let alice = b.client("alice");
         alice.write(NFC, "mine\n");
         alice.sync(0);
-        let body = bmsync::remote::Body::Bytes(b"theirs\n");
-        let id = bmsync::ObjectId::for_blob(b"theirs\n");
-        let cond = bmsync::remote::Condition::IfAbsent;
-        b.inspect.put(NFD, body, id, bmsync::EntryKind::File, &cond).expect("put");
+        put_new(b.inspect.as_ref(), NFD, b"theirs\n", bmsync::EntryKind::File);
         alice.write(NFC, "mine, edited\n");
         let s = alice.sync(0);
         assert_eq!(s["uploaded"], 1, "{}: the NFC note still syncs: {s}", b.name);
@@ -385,12 +382,7 @@ fn a_bucket_holding_both_forms_keeps_syncing_the_nfc_one() {
 fn a_bucket_holding_a_file_and_a_folder_of_one_name_converges() {
     for b in backends("file_and_folder_keys") {
         // Two teammates wrote `plans` and `plans/q1.md` at once: S3 takes both.
-        let put = |key: &str, bytes: &[u8]| {
-            let id = bmsync::ObjectId::for_blob(bytes);
-            let body = bmsync::remote::Body::Bytes(bytes);
-            let cond = bmsync::remote::Condition::IfAbsent;
-            b.inspect.put(key, body, id, bmsync::EntryKind::File, &cond).expect("put");
-        };
+        let put = |key: &str, bytes: &[u8]| put_new(b.inspect.as_ref(), key, bytes, bmsync::EntryKind::File);
         put("plans", b"a file\n");
         put("plans/q1.md", b"a note\n");
         let alice = b.client("alice");
