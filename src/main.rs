@@ -38,6 +38,33 @@ struct SyncArgs {
     allow_empty_remote: bool,
 }
 
+/// How an applying command (sync, push, pull) waits for another one on the folder.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct WaitArgs {
+    /// Wait up to SECS for another sync, push or pull on this folder to finish (default
+    /// 60), then give up with exit 1.
+    #[arg(long, value_name = "SECS")]
+    lock_wait: Option<u64>,
+}
+
+impl WaitArgs {
+    fn duration(self) -> std::time::Duration {
+        self.lock_wait.map_or(bmsync::apply::DEFAULT_LOCK_WAIT, std::time::Duration::from_secs)
+    }
+
+    /// Opens the folder holding its sync lock, saying so when it has to wait.
+    fn open(self, dir: &Path) -> Result<Repo, Failure> {
+        let wait = self.duration();
+        Ok(Repo::open_locked(dir, wait, &mut |pid| {
+            let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            say(&format!(
+                "waiting for another bmsync sync on this folder{who} to finish (up to {} s)...",
+                wait.as_secs()
+            ));
+        })?)
+    }
+}
+
 /// Options of push and pull.
 #[derive(clap::Args, Debug, Clone, Copy)]
 struct OneWayArgs {
@@ -109,6 +136,8 @@ enum Command {
     Sync {
         #[command(flatten)]
         args: SyncArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
         /// Resolve conflicts one way instead of keeping both versions.
         #[arg(long, value_enum, value_name = "HOW")]
         on_conflict: Option<OnConflictArg>,
@@ -120,6 +149,8 @@ enum Command {
         #[command(flatten)]
         args: SyncArgs,
         #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
         one_way: OneWayArgs,
     },
     /// Bring remote changes into the folder only. Local files are deleted (to the trash)
@@ -129,10 +160,12 @@ enum Command {
         #[command(flatten)]
         args: SyncArgs,
         #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
         one_way: OneWayArgs,
     },
-    /// Show what a sync would do, writing nothing (it may take a bucket snapshot to
-    /// read the remote consistently).
+    /// Show what a sync would do, writing nothing anywhere: not a byte of the folder, its
+    /// state, or the bucket (which is read live, without taking a snapshot).
     Plan {
         #[command(flatten)]
         args: SyncArgs,
@@ -245,6 +278,9 @@ impl From<RepoError> for Failure {
                 "the store is damaged; your files are untouched. Move .bmsync aside and run `bmsync init` again",
             ),
             RepoError::Store(StoreError::NewerFormat { .. }) => Some("install a newer bmsync"),
+            RepoError::Busy { .. } => {
+                Some("nothing was changed; wait longer with --lock-wait SECS, or run again later")
+            }
             _ => None,
         };
         Self { code: 1, message: e.to_string(), hint }
@@ -255,6 +291,24 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         RepoError::from(e).into()
     }
+}
+
+/// A failed write to stdout. A closed pipe (`bmsync log | head`) is the reader saying it
+/// has enough: the command ends quietly with exit 0, as ripgrep does. Anything else is an
+/// error.
+fn output_failure(e: &std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure { code: 0, message: String::new(), hint: None }
+    } else {
+        Failure { code: 1, message: format!("writing output: {e}"), hint: None }
+    }
+}
+
+/// Writes one line to stderr. A closed stderr is ignored: there is no one left to tell
+/// (`eprintln!` would panic instead).
+fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
 }
 
 fn io_failure(path: &Path, e: &std::io::Error) -> Failure {
@@ -340,7 +394,7 @@ fn sync_cmd(
         }
         out.write_all(text.as_bytes())
     };
-    written.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })?;
+    written.map_err(|e| output_failure(&e))?;
     if !s.raced.is_empty() {
         return Err(Failure {
             code: 1,
@@ -423,7 +477,7 @@ fn plan_cmd(
     repo: &Repo,
     opts: &bmsync::apply::SyncOptions,
 ) -> Result<(), Failure> {
-    let remote = repo.open_remote()?;
+    let remote = repo.open_remote_read_only()?;
     let p = bmsync::apply::make_plan(repo, remote.as_ref(), opts, true).map_err(|e| Failure {
         code: 1,
         message: e.to_string(),
@@ -460,7 +514,7 @@ fn plan_cmd(
         }
         out.write_all(text.as_bytes())
     };
-    written.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })
+    written.map_err(|e| output_failure(&e))
 }
 
 fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo) -> std::io::Result<()> {
@@ -504,7 +558,7 @@ fn main() -> ExitCode {
     if let Some(dir) = &cli.dir
         && let Err(e) = std::env::set_current_dir(dir)
     {
-        eprintln!("error: cannot change to {}: {e}", dir.display());
+        say(&format!("error: cannot change to {}: {e}", dir.display()));
         return ExitCode::from(1);
     }
     let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
@@ -513,7 +567,7 @@ fn main() -> ExitCode {
     if std::env::var_os("BMSYNC_REPORT_PEAK_RSS").is_some() {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
-            eprintln!("peak_rss_kib: {}", kib.trim().trim_end_matches("kB").trim());
+            say(&format!("peak_rss_kib: {}", kib.trim().trim_end_matches("kB").trim()));
         }
     }
     code
@@ -523,9 +577,12 @@ fn run_and_report(cli: &Cli, dir: &Path) -> ExitCode {
     match run(cli, dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
-            if let Some(h) = f.hint {
-                eprintln!("hint: {h}");
+            // An empty message is a quiet end (a closed stdout).
+            if !f.message.is_empty() {
+                say(&format!("error: {}", f.message));
+                if let Some(h) = f.hint {
+                    say(&format!("hint: {h}"));
+                }
             }
             ExitCode::from(f.code)
         }
@@ -563,25 +620,21 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                     repo.client_id(),
                     remote.as_deref().unwrap_or("none yet")
                 )
-                .map_err(|e| Failure {
-                    code: 1,
-                    message: format!("writing output: {e}"),
-                    hint: None,
-                })?;
+                .map_err(|e| output_failure(&e))?;
                 match &probe {
-                    Some(Ok(c)) if !c.snapshots => eprintln!("{NO_SNAPSHOTS_WARNING}"),
-                    Some(Err(e)) => eprintln!("warning: could not reach the remote yet: {e}"),
+                    Some(Ok(c)) if !c.snapshots => say(NO_SNAPSHOTS_WARNING),
+                    Some(Err(e)) => say(&format!("warning: could not reach the remote yet: {e}")),
                     _ => {}
                 }
                 Ok(())
             }
         }
-        Command::Sync { args, on_conflict } => {
+        Command::Sync { args, wait, on_conflict } => {
             let opts =
                 bmsync::apply::SyncOptions { on_conflict: on_conflict.map(Into::into), ..args.options() };
-            return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, &opts);
+            return sync_cmd(&mut out, cli.json, &wait.open(dir)?, &opts);
         }
-        Command::Push { args, one_way } | Command::Pull { args, one_way } => {
+        Command::Push { args, wait, one_way } | Command::Pull { args, wait, one_way } => {
             let direction = if matches!(cli.command, Command::Push { .. }) {
                 bmsync::apply::Direction::Push
             } else {
@@ -593,9 +646,11 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                 on_conflict: one_way.on_conflict.map(Into::into),
                 ..args.options()
             };
-            return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, &opts);
+            return sync_cmd(&mut out, cli.json, &wait.open(dir)?, &opts);
         }
-        Command::Plan { args } => return plan_cmd(&mut out, cli.json, &Repo::open(dir)?, &args.options()),
+        Command::Plan { args } => {
+            return plan_cmd(&mut out, cli.json, &Repo::open_read_only(dir)?, &args.options());
+        }
         Command::Remote { command: RemoteCommand::Show } => {
             remote_show(&mut out, cli.json, &Repo::open(dir)?)
         }
@@ -676,7 +731,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
     };
     res.map_err(|e| match e.downcast::<Failure>() {
         Ok(f) => f,
-        Err(e) => Failure { code: 1, message: format!("writing output: {e}"), hint: None },
+        Err(e) => output_failure(&e),
     })
 }
 

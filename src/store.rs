@@ -178,6 +178,21 @@ pub enum StoreError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// A read-only open found a store that was not closed cleanly: repairing it is a
+    /// write, which a read-only open does not do.
+    #[error(
+        "store {path} was not closed cleanly (an interrupted run) and needs a repair, which a read-only command does not do; run `bmsync status` once, then try again"
+    )]
+    NeedsRepair {
+        /// Store path.
+        path: PathBuf,
+    },
+    /// A write to a store opened read-only (a caller's mistake: `plan` writes nothing).
+    #[error("store {path} is open read-only")]
+    ReadOnly {
+        /// Store path.
+        path: PathBuf,
+    },
     /// The database failed (disk full, I/O error, internal corruption).
     #[error("store database error: {0}")]
     Db(#[from] redb::Error),
@@ -220,9 +235,31 @@ fn check_ref_name(name: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(StoreError::BadRefName(name.to_owned())) }
 }
 
+/// The database, open for writing or only for reading.
+enum Db {
+    Write(Database),
+    Read(redb::ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Self::Write(d) => d.begin_read(),
+            Self::Read(d) => d.begin_read(),
+        }
+    }
+
+    fn writer(&self, path: &Path) -> Result<&Database> {
+        match self {
+            Self::Write(d) => Ok(d),
+            Self::Read(_) => Err(StoreError::ReadOnly { path: path.to_owned() }),
+        }
+    }
+}
+
 /// An open object store.
 pub struct Store {
-    db: Database,
+    db: Db,
     path: PathBuf,
 }
 
@@ -232,11 +269,49 @@ impl std::fmt::Debug for Store {
     }
 }
 
+fn check_exists(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(StoreError::Missing { path: path.to_owned() })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn open_error(path: &Path, source: redb::DatabaseError) -> StoreError {
     match source {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.to_owned() },
         source => StoreError::Open { path: path.to_owned(), source },
     }
+}
+
+/// Checks that an open database is a bmsync store of a format this build reads.
+fn check_format(path: &Path, db: &impl ReadableDatabase) -> Result<()> {
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            return Err(StoreError::NotAStore { path: path.to_owned() });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let raw =
+        meta.get(META_FORMAT_VERSION)?.ok_or_else(|| StoreError::NotAStore { path: path.to_owned() })?;
+    let raw = raw.value();
+    let version = <[u8; 4]>::try_from(raw)
+        .map(u32::from_le_bytes)
+        .map_err(|_| StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() })?;
+    if version > STORE_FORMAT_VERSION {
+        return Err(StoreError::NewerFormat {
+            path: path.to_owned(),
+            found: version,
+            supported: STORE_FORMAT_VERSION,
+        });
+    }
+    if version == 0 {
+        return Err(StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() });
+    }
+    Ok(())
 }
 
 impl Store {
@@ -273,46 +348,29 @@ impl Store {
             txn.open_table(JOURNAL)?;
         }
         txn.commit()?;
-        Ok(Self { db, path: path.to_owned() })
+        Ok(Self { db: Db::Write(db), path: path.to_owned() })
     }
 
     /// Opens an existing store, refusing a missing file, a foreign database, or a newer
     /// format.
     pub fn open(path: &Path) -> Result<Self> {
-        match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing { path: path.to_owned() });
-            }
-            _ => {}
-        }
+        check_exists(path)?;
         let db = Database::open(path).map_err(|e| open_error(path, e))?;
-        let txn = db.begin_read()?;
-        let meta = match txn.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => {
-                return Err(StoreError::NotAStore { path: path.to_owned() });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let raw =
-            meta.get(META_FORMAT_VERSION)?.ok_or_else(|| StoreError::NotAStore { path: path.to_owned() })?;
-        let raw = raw.value();
-        let version = <[u8; 4]>::try_from(raw)
-            .map(u32::from_le_bytes)
-            .map_err(|_| StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() })?;
-        if version > STORE_FORMAT_VERSION {
-            return Err(StoreError::NewerFormat {
-                path: path.to_owned(),
-                found: version,
-                supported: STORE_FORMAT_VERSION,
-            });
-        }
-        if version == 0 {
-            return Err(StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() });
-        }
-        drop(meta);
-        drop(txn);
-        Ok(Self { db, path: path.to_owned() })
+        check_format(path, &db)?;
+        Ok(Self { db: Db::Write(db), path: path.to_owned() })
+    }
+
+    /// Opens an existing store for reading only: no byte of the file changes, not even
+    /// its header (an open for writing marks the file in use). A store that was not
+    /// closed cleanly needs a repair, which is a write, so it is refused here.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        check_exists(path)?;
+        let db = redb::ReadOnlyDatabase::open(path).map_err(|e| match e {
+            redb::DatabaseError::RepairAborted => StoreError::NeedsRepair { path: path.to_owned() },
+            e => open_error(path, e),
+        })?;
+        check_format(path, &db)?;
+        Ok(Self { db: Db::Read(db), path: path.to_owned() })
     }
 
     /// Where the store lives.
@@ -322,7 +380,7 @@ impl Store {
 
     /// Starts a batch of writes, committed together (and durably) by [`Batch::commit`].
     pub fn batch(&self) -> Result<Batch<'_>> {
-        Ok(Batch { txn: self.db.begin_write()?, _store: self })
+        Ok(Batch { txn: self.db.writer(&self.path)?.begin_write()?, _store: self })
     }
 
     /// Stores one object; returns its id and whether it was new. Non-blob bytes must be a
@@ -533,7 +591,7 @@ impl Store {
     /// may only point at an object the store holds.
     pub fn update_ref(&self, name: &str, expected: Option<ObjectId>, new: Option<ObjectId>) -> Result<()> {
         check_ref_name(name)?;
-        let txn = self.db.begin_write()?;
+        let txn = self.db.writer(&self.path)?.begin_write()?;
         {
             if let Some(id) = new
                 && txn.open_table(OBJECTS)?.get(id.as_bytes())?.is_none()
@@ -595,7 +653,7 @@ impl Store {
     /// Writes journal entries (new or replacing) and removes others, in one durable
     /// transaction, so the journal is on disk before the work it describes starts.
     pub fn journal_write(&self, put: &[(u64, Vec<u8>)], remove: &[u64]) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db.writer(&self.path)?.begin_write()?;
         {
             let mut table = txn.open_table(JOURNAL)?;
             for (k, v) in put {
@@ -611,7 +669,7 @@ impl Store {
 
     /// Empties the journal durably.
     pub fn journal_clear(&self) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db.writer(&self.path)?.begin_write()?;
         match txn.delete_table(JOURNAL) {
             Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(e.into()),
@@ -631,7 +689,7 @@ impl Store {
     /// Writes a meta record durably. The format-version record is not writable.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         assert_ne!(key, META_FORMAT_VERSION, "the format version is written only by create");
-        let txn = self.db.begin_write()?;
+        let txn = self.db.writer(&self.path)?.begin_write()?;
         txn.open_table(META)?.insert(key, value)?;
         txn.commit()?;
         Ok(())

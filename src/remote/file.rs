@@ -36,11 +36,42 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Record byte 0: the key holds an object (1) or was deleted (0).
 const PRESENT: u8 = 1;
 
+/// The index, open for writing or only for reading.
+enum Index {
+    Write(Database),
+    Read(redb::ReadOnlyDatabase),
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Write(_) => "Index::Write",
+            Self::Read(_) => "Index::Read",
+        })
+    }
+}
+
+impl Index {
+    fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Self::Write(d) => d.begin_read(),
+            Self::Read(d) => d.begin_read(),
+        }
+    }
+
+    fn writer(&self, op: &'static str) -> Result<&Database, RemoteError> {
+        match self {
+            Self::Write(d) => Ok(d),
+            Self::Read(_) => Err(other(op, "the file remote is open read-only")),
+        }
+    }
+}
+
 /// The embedded remote over a local folder.
 #[derive(Debug)]
 pub struct FileRemote {
     root: PathBuf,
-    db: Database,
+    db: Index,
 }
 
 fn other(op: &'static str, e: impl std::fmt::Display) -> RemoteError {
@@ -67,52 +98,108 @@ fn parse(key: &str, rec: &[u8]) -> Option<ObjectInfo> {
     Some(ObjectInfo { key: key.to_owned(), etag, size, content: Some(content) })
 }
 
+/// Whether the index is set up: the format version this build writes, and every table.
+/// `false` when something is missing (a new index); an error for a format not ours.
+fn check_index(root: &Path, db: &impl ReadableDatabase) -> Result<bool, RemoteError> {
+    let op = "open file remote";
+    let txn = db.begin_read().map_err(|e| other(op, e))?;
+    let found = match txn.open_table(META) {
+        Ok(meta) => meta.get("format-version").map_err(|e| other(op, e))?.map(|v| v.value().to_vec()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(other(op, e)),
+    };
+    match found.as_deref().map(<[u8; 4]>::try_from) {
+        None => return Ok(false),
+        Some(Ok(v)) if u32::from_le_bytes(v) == FORMAT_VERSION => {}
+        Some(_) => {
+            return Err(other(
+                op,
+                format!(
+                    "{} was written by a newer or unknown bmsync (format {found:02x?}); upgrade bmsync",
+                    root.display()
+                ),
+            ));
+        }
+    }
+    let present = |r: Result<_, redb::TableError>| match r {
+        Ok(()) => Ok(true),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+        Err(e) => Err(other(op, e)),
+    };
+    Ok(present(txn.open_table(HISTORY).map(drop))?
+        && present(txn.open_table(CURRENT).map(drop))?
+        && present(txn.open_table(SNAPSHOTS).map(drop))?
+        && present(txn.open_table(CLOCK).map(drop))?)
+}
+
 fn etag_of(content: &ObjectId) -> String {
     format!("\"{}\"", content.short(32))
 }
 
 impl FileRemote {
     /// Opens (creating if needed) the remote folder at `root`, which must be absolute.
+    /// An index already set up is only read here: opening writes nothing to it.
     pub fn open(root: &Path) -> Result<Self, RemoteError> {
-        fs::create_dir_all(root.join(BLOBS_DIR)).map_err(|e| RemoteError::Unreachable {
-            endpoint: format!("file://{}", root.display()),
-            detail: e.to_string(),
-        })?;
+        let op = "open file remote";
+        let index = root.join(INDEX_FILE);
+        if !index.exists() {
+            fs::create_dir_all(root).map_err(|e| RemoteError::Unreachable {
+                endpoint: format!("file://{}", root.display()),
+                detail: e.to_string(),
+            })?;
+        }
         let db = Database::builder()
             .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
-            .create(root.join(INDEX_FILE))
-            .map_err(|e| other("open file remote", e))?;
-        let txn = db.begin_write().map_err(|e| other("open file remote", e))?;
+            .create(&index)
+            .map_err(|e| other(op, e))?;
+        if !check_index(root, &db)? {
+            Self::set_up(&db)?;
+        }
+        let blobs = root.join(BLOBS_DIR);
+        if !blobs.is_dir() {
+            fs::create_dir_all(&blobs).map_err(|e| other(op, e))?;
+        }
+        Ok(Self { root: root.to_owned(), db: Index::Write(db) })
+    }
+
+    /// Opens an existing remote folder for reading only: nothing in it changes (for
+    /// `plan`). Writes fail.
+    pub fn open_read_only(root: &Path) -> Result<Self, RemoteError> {
+        let op = "open file remote";
+        let index = root.join(INDEX_FILE);
+        if !index.exists() {
+            return Err(RemoteError::Unreachable {
+                endpoint: format!("file://{}", root.display()),
+                detail: "no bmsync remote here yet (a sync or push creates it)".to_owned(),
+            });
+        }
+        let db = redb::Builder::new()
+            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+            .open_read_only(&index)
+            .map_err(|e| other(op, e))?;
+        if !check_index(root, &db)? {
+            return Err(other(op, format!("{} is not set up as a bmsync remote", root.display())));
+        }
+        Ok(Self { root: root.to_owned(), db: Index::Read(db) })
+    }
+
+    /// Writes the format version and creates the tables, where missing.
+    fn set_up(db: &Database) -> Result<(), RemoteError> {
+        let op = "open file remote";
+        let txn = db.begin_write().map_err(|e| other(op, e))?;
         {
-            let mut meta = txn.open_table(META).map_err(|e| other("open file remote", e))?;
-            let found = meta
-                .get("format-version")
-                .map_err(|e| other("open file remote", e))?
-                .map(|v| v.value().to_vec());
-            match found.as_deref().map(<[u8; 4]>::try_from) {
-                None => {
-                    meta.insert("format-version", FORMAT_VERSION.to_le_bytes().as_slice())
-                        .map_err(|e| other("open file remote", e))?;
-                }
-                Some(Ok(v)) if u32::from_le_bytes(v) == FORMAT_VERSION => {}
-                Some(_) => {
-                    return Err(other(
-                        "open file remote",
-                        format!(
-                            "{} was written by a newer or unknown bmsync (format {found:02x?}); upgrade bmsync",
-                            root.display()
-                        ),
-                    ));
-                }
+            let mut meta = txn.open_table(META).map_err(|e| other(op, e))?;
+            if meta.get("format-version").map_err(|e| other(op, e))?.is_none() {
+                meta.insert("format-version", FORMAT_VERSION.to_le_bytes().as_slice())
+                    .map_err(|e| other(op, e))?;
             }
             drop(meta);
-            txn.open_table(HISTORY).map_err(|e| other("open file remote", e))?;
-            txn.open_table(CURRENT).map_err(|e| other("open file remote", e))?;
-            txn.open_table(SNAPSHOTS).map_err(|e| other("open file remote", e))?;
-            txn.open_table(CLOCK).map_err(|e| other("open file remote", e))?;
+            txn.open_table(HISTORY).map_err(|e| other(op, e))?;
+            txn.open_table(CURRENT).map_err(|e| other(op, e))?;
+            txn.open_table(SNAPSHOTS).map_err(|e| other(op, e))?;
+            txn.open_table(CLOCK).map_err(|e| other(op, e))?;
         }
-        txn.commit().map_err(|e| other("open file remote", e))?;
-        Ok(Self { root: root.to_owned(), db })
+        txn.commit().map_err(|e| other(op, e))
     }
 
     fn blob_path(&self, id: &ObjectId) -> PathBuf {
@@ -261,13 +348,15 @@ impl Remote for FileRemote {
         cond: &Condition,
     ) -> Result<Written, RemoteError> {
         check_key(key)?;
+        // Refuse before the blob is written, on a read-only remote.
+        self.db.writer("put")?;
         let (id, size) = self.store_blob(body)?;
         if id != content {
             return Err(other("put", format!("{key}: the content changed while it was read")));
         }
         let op = "put";
         let etag = etag_of(&id);
-        let txn = self.db.begin_write().map_err(|e| other(op, e))?;
+        let txn = self.db.writer(op)?.begin_write().map_err(|e| other(op, e))?;
         let version = {
             let mut current = txn.open_table(CURRENT).map_err(|e| other(op, e))?;
             let existing = current.get(key).map_err(|e| other(op, e))?.and_then(|r| parse(key, r.value().1));
@@ -295,7 +384,7 @@ impl Remote for FileRemote {
     fn delete(&self, key: &str, if_match: &str) -> Result<(), RemoteError> {
         check_key(key)?;
         let op = "delete";
-        let txn = self.db.begin_write().map_err(|e| other(op, e))?;
+        let txn = self.db.writer(op)?.begin_write().map_err(|e| other(op, e))?;
         {
             let mut current = txn.open_table(CURRENT).map_err(|e| other(op, e))?;
             let existing = current.get(key).map_err(|e| other(op, e))?.and_then(|r| parse(key, r.value().1));
@@ -318,7 +407,7 @@ impl Remote for FileRemote {
 
     fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {
         let op = "snapshot";
-        let txn = self.db.begin_write().map_err(|e| other(op, e))?;
+        let txn = self.db.writer(op)?.begin_write().map_err(|e| other(op, e))?;
         let v = Self::next_version(&txn)?;
         txn.open_table(SNAPSHOTS)
             .map_err(|e| other(op, e))?
@@ -340,5 +429,53 @@ impl Remote for FileRemote {
                 Ok(SnapshotInfo { version: k.value(), name: (!name.is_empty()).then(|| name.to_owned()) })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes and mtime of every file under `root`.
+    fn state(root: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).expect("read_dir") {
+                let p = e.expect("entry").path();
+                let m = fs::symlink_metadata(&p).expect("stat");
+                if m.is_dir() {
+                    stack.push(p.clone());
+                }
+                let bytes = if m.is_file() { fs::read(&p).expect("read") } else { Vec::new() };
+                out.push((p, bytes, m.modified().expect("mtime")));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_read_only_open_writes_nothing_not_even_a_refused_put() {
+        let d = tempfile::tempdir().expect("tmp");
+        let r = FileRemote::open(d.path()).expect("create");
+        r.put("a.md", Body::Bytes(b"a"), ObjectId::for_blob(b"a"), &Condition::IfAbsent).expect("put");
+        drop(r);
+        // Backdate everything, so that a write in the same clock tick still shows.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for (p, _, _) in state(d.path()) {
+            fs::File::open(&p).expect("open").set_modified(old).expect("backdate");
+        }
+        let before = state(d.path());
+        let ro = FileRemote::open_read_only(d.path()).expect("open read-only");
+        assert_eq!(ro.head("a.md", None).expect("head").size, 1);
+        assert!(ro.put("b.md", Body::Bytes(b"b"), ObjectId::for_blob(b"b"), &Condition::IfAbsent).is_err());
+        drop(ro);
+        assert!(state(d.path()) == before, "a read-only open changed the remote folder");
+        // Measured: opening the index for writing changes its bytes and mtime even with no
+        // write transaction, so
+        // only the read-only open keeps a remote untouched; `plan` uses it.
+        let rw = FileRemote::open(d.path()).expect("open");
+        assert_eq!(rw.head("a.md", None).expect("head").size, 1);
     }
 }
