@@ -274,9 +274,6 @@ impl From<RepoError> for Failure {
             RepoError::Scan(bmsync::worktree::ScanError::Io { .. }) => {
                 Some("nothing was recorded; fix the file's permissions (or ignore it in .bmignore) and retry")
             }
-            RepoError::Store(StoreError::Corrupt { .. }) => Some(
-                "the store is damaged; your files are untouched. Move .bmsync aside and run `bmsync init` again",
-            ),
             RepoError::Store(StoreError::NewerFormat { .. }) => Some("install a newer bmsync"),
             RepoError::Busy { .. } => {
                 Some("nothing was changed; wait longer with --lock-wait SECS, or run again later")
@@ -552,7 +549,23 @@ fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo) -> std::io::Result<
     }
 }
 
+/// What a damaged store's error says (`StoreError::Damaged`, `StoreError::Corrupt`),
+/// however deep in other errors it is wrapped.
+const DAMAGED: &str = "the local state is damaged";
+
+/// What to do about a damaged store.
+const DAMAGED_HINT: &str = "your notes are untouched. Move the state aside (`mv .bmsync .bmsync.damaged`) and run \
+`bmsync init --remote URL` again with the same remote: the next sync is then a union that deletes nothing";
+
 fn main() -> ExitCode {
+    // redb can panic on a damaged page; the store turns that into an error (exit 1 with
+    // a hint), so the panic's own message must not reach the terminal.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !bmsync::store::panic_is_contained() {
+            default_hook(info);
+        }
+    }));
     let cli = Cli::parse();
     // Like `git -C`: later relative paths are relative to DIR.
     if let Some(dir) = &cli.dir
@@ -580,7 +593,8 @@ fn run_and_report(cli: &Cli, dir: &Path) -> ExitCode {
             // An empty message is a quiet end (a closed stdout).
             if !f.message.is_empty() {
                 say(&format!("error: {}", f.message));
-                if let Some(h) = f.hint {
+                let hint = if f.message.contains(DAMAGED) { Some(DAMAGED_HINT) } else { f.hint };
+                if let Some(h) = hint {
                     say(&format!("hint: {h}"));
                 }
             }
