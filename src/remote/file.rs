@@ -36,34 +36,49 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Record byte 0: the key holds an object (1) or was deleted (0).
 const PRESENT: u8 = 1;
 
-/// The index, open for writing or only for reading.
-enum Index {
-    Write(Database),
-    Read(redb::ReadOnlyDatabase),
+/// The index: read through a read-only handle, and opened for writing only by the first
+/// write, since a writable open changes the file even when nothing is written (measured),
+/// and a remote that is only read must not change.
+struct Index {
+    reader: redb::ReadOnlyDatabase,
+    writer: std::sync::OnceLock<Database>,
+    path: PathBuf,
+    /// Writes refused (`plan`).
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Write(_) => "Index::Write",
-            Self::Read(_) => "Index::Read",
-        })
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
     }
+}
+
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
+    b
 }
 
 impl Index {
     fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
-        match self {
-            Self::Write(d) => d.begin_read(),
-            Self::Read(d) => d.begin_read(),
-        }
+        // A MultiWriter reader follows every commit, ours included.
+        self.reader.begin_read()
     }
 
     fn writer(&self, op: &'static str) -> Result<&Database, RemoteError> {
-        match self {
-            Self::Write(d) => Ok(d),
-            Self::Read(_) => Err(other(op, "the file remote is open read-only")),
+        if self.read_only {
+            return Err(other(op, "the file remote is open read-only"));
         }
+        if let Some(d) = self.writer.get() {
+            return Ok(d);
+        }
+        let d = builder().open(&self.path).map_err(|e| other(op, e))?;
+        // A racing thread may have set it first; either handle will do.
+        let _ = self.writer.set(d);
+        Ok(self.writer.get().expect("set just above"))
     }
 }
 
@@ -138,49 +153,73 @@ fn etag_of(content: &ObjectId) -> String {
 
 impl FileRemote {
     /// Opens (creating if needed) the remote folder at `root`, which must be absolute.
-    /// An index already set up is only read here: opening writes nothing to it.
+    /// A remote already set up is not written by opening it, nor by reading it: only the
+    /// first write opens the index for writing.
     pub fn open(root: &Path) -> Result<Self, RemoteError> {
+        Self::open_with(root, false)
+    }
+
+    /// Opens an existing remote folder for reading only (for `plan`): nothing in it
+    /// changes, and writes fail.
+    pub fn open_read_only(root: &Path) -> Result<Self, RemoteError> {
+        Self::open_with(root, true)
+    }
+
+    fn open_with(root: &Path, read_only: bool) -> Result<Self, RemoteError> {
         let op = "open file remote";
-        let index = root.join(INDEX_FILE);
-        if !index.exists() {
+        let path = root.join(INDEX_FILE);
+        let writer = std::sync::OnceLock::new();
+        if !path.exists() {
+            if read_only {
+                return Err(RemoteError::Unreachable {
+                    endpoint: format!("file://{}", root.display()),
+                    detail: "no bmsync remote here yet (a sync or push creates it)".to_owned(),
+                });
+            }
             fs::create_dir_all(root).map_err(|e| RemoteError::Unreachable {
                 endpoint: format!("file://{}", root.display()),
                 detail: e.to_string(),
             })?;
-        }
-        let db = Database::builder()
-            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
-            .create(&index)
-            .map_err(|e| other(op, e))?;
-        if !check_index(root, &db)? {
+            let db = builder().create(&path).map_err(|e| other(op, e))?;
             Self::set_up(&db)?;
+            let _ = writer.set(db);
+        }
+        let reader = match builder().open_read_only(&path) {
+            Ok(r) => r,
+            // The last writer was killed: a writable open repairs the index (a write,
+            // which a read-only remote does not do).
+            Err(redb::DatabaseError::RepairAborted) if !read_only => {
+                if writer.get().is_none() {
+                    let _ = writer.set(builder().open(&path).map_err(|e| other(op, e))?);
+                }
+                builder().open_read_only(&path).map_err(|e| other(op, e))?
+            }
+            Err(redb::DatabaseError::RepairAborted) => {
+                return Err(other(
+                    op,
+                    format!(
+                        "{}: the remote's index needs a repair (a run that wrote to it was killed), which a read-only command does not do; run `bmsync sync` or `bmsync remote show` once",
+                        root.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(other(op, e)),
+        };
+        if !check_index(root, &reader)? {
+            if read_only {
+                return Err(other(op, format!("{} is not set up as a bmsync remote", root.display())));
+            }
+            // A half-made index (an earlier first open stopped): finish it.
+            if writer.get().is_none() {
+                let _ = writer.set(builder().open(&path).map_err(|e| other(op, e))?);
+            }
+            Self::set_up(writer.get().expect("set just above"))?;
         }
         let blobs = root.join(BLOBS_DIR);
-        if !blobs.is_dir() {
+        if !read_only && !blobs.is_dir() {
             fs::create_dir_all(&blobs).map_err(|e| other(op, e))?;
         }
-        Ok(Self { root: root.to_owned(), db: Index::Write(db) })
-    }
-
-    /// Opens an existing remote folder for reading only: nothing in it changes (for
-    /// `plan`). Writes fail.
-    pub fn open_read_only(root: &Path) -> Result<Self, RemoteError> {
-        let op = "open file remote";
-        let index = root.join(INDEX_FILE);
-        if !index.exists() {
-            return Err(RemoteError::Unreachable {
-                endpoint: format!("file://{}", root.display()),
-                detail: "no bmsync remote here yet (a sync or push creates it)".to_owned(),
-            });
-        }
-        let db = redb::Builder::new()
-            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
-            .open_read_only(&index)
-            .map_err(|e| other(op, e))?;
-        if !check_index(root, &db)? {
-            return Err(other(op, format!("{} is not set up as a bmsync remote", root.display())));
-        }
-        Ok(Self { root: root.to_owned(), db: Index::Read(db) })
+        Ok(Self { root: root.to_owned(), db: Index { reader, writer, path, read_only } })
     }
 
     /// Writes the format version and creates the tables, where missing.
@@ -456,7 +495,7 @@ mod tests {
     }
 
     #[test]
-    fn a_read_only_open_writes_nothing_not_even_a_refused_put() {
+    fn opening_and_reading_a_remote_writes_nothing_not_even_a_refused_put() {
         let d = tempfile::tempdir().expect("tmp");
         let r = FileRemote::open(d.path()).expect("create");
         r.put("a.md", Body::Bytes(b"a"), ObjectId::for_blob(b"a"), &Condition::IfAbsent).expect("put");
@@ -472,10 +511,18 @@ mod tests {
         assert!(ro.put("b.md", Body::Bytes(b"b"), ObjectId::for_blob(b"b"), &Condition::IfAbsent).is_err());
         drop(ro);
         assert!(state(d.path()) == before, "a read-only open changed the remote folder");
-        // Measured: opening the index for writing changes its bytes and mtime even with no
-        // write transaction, so
-        // only the read-only open keeps a remote untouched; `plan` uses it.
+        // An open for writing, and reads, change nothing either (redb's writable open
+        // would: the index is opened for writing by the first write only).
         let rw = FileRemote::open(d.path()).expect("open");
         assert_eq!(rw.head("a.md", None).expect("head").size, 1);
+        let (listed, _) = crate::remote::list_all(&rw, None).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert!(rw.snapshots().expect("snapshots").is_empty());
+        drop(rw);
+        assert!(state(d.path()) == before, "opening and reading a remote changed it");
+        // The first write opens the index for writing; reads then see it.
+        let rw = FileRemote::open(d.path()).expect("open");
+        rw.put("b.md", Body::Bytes(b"b"), ObjectId::for_blob(b"b"), &Condition::IfAbsent).expect("put");
+        assert_eq!(rw.head("b.md", None).expect("head").size, 1);
     }
 }

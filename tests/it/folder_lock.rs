@@ -155,6 +155,11 @@ fn a_sync_killed_while_holding_the_lock_never_blocks_the_next() {
     drop(writer);
     std::fs::remove_file(&blob).expect("rm fifo");
     std::fs::write(&blob, &bytes).expect("restore blob");
+    // A plan, which writes nothing, cannot repair what the kill left: it says so.
+    let p = bob.run(&["plan"]);
+    let perr = String::from_utf8_lossy(&p.stderr);
+    assert_eq!(p.status.code(), Some(1), "{perr}");
+    assert!(perr.contains("needs a repair") && !perr.contains("panicked"), "{perr}");
     let o = bob.run(&["--json", "sync", "--lock-wait", "0"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
