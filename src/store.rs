@@ -291,8 +291,8 @@ thread_local! {
     static CONTAINED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// Whether the current thread is inside a store call that turns a panic into
-/// [`StoreError::Damaged`]. redb may panic on a damaged file; the store catches that, and
+/// Whether the current thread is inside a store (or `file://` remote) call that turns a
+/// panic into an error ([`StoreError::Damaged`]). redb may panic on a damaged file; the store catches that, and
 /// a program's panic hook can use this to stay silent about a panic that is handled.
 pub fn panic_is_contained() -> bool {
     CONTAINED.with(|c| c.get() > 0)
@@ -301,26 +301,34 @@ pub fn panic_is_contained() -> bool {
 /// Runs one store operation with redb's panics (on damaged pages) and its corruption
 /// errors turned into [`StoreError::Damaged`], naming the file.
 fn contain<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let damaged = |detail: String| StoreError::Damaged { path: path.to_owned(), detail };
+    match catch_damage(f) {
+        Ok(Err(
+            StoreError::Db(redb::Error::Corrupted(detail))
+            | StoreError::Open {
+                source: redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)),
+                ..
+            },
+        ))
+        | Err(detail) => Err(damaged(detail)),
+        Ok(r) => r,
+    }
+}
+
+/// Runs `f`, turning a panic in it (redb on a damaged page) into `Err` with what it said.
+/// While it runs, [`panic_is_contained`] is true on this thread.
+pub(crate) fn catch_damage<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     CONTAINED.with(|c| c.set(c.get() + 1));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     CONTAINED.with(|c| c.set(c.get() - 1));
-    let damaged = |detail: String| StoreError::Damaged { path: path.to_owned(), detail };
-    match r {
-        Ok(Err(StoreError::Db(redb::Error::Corrupted(detail)))) => Err(damaged(detail)),
-        Ok(Err(StoreError::Open {
-            source: redb::DatabaseError::Storage(redb::StorageError::Corrupted(d)),
-            ..
-        })) => Err(damaged(d)),
-        Ok(r) => r,
-        Err(payload) => {
-            let detail = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "internal error".to_owned());
-            Err(damaged(format!("redb stopped on a damaged page ({detail})")))
-        }
-    }
+    r.map_err(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "internal error".to_owned());
+        format!("redb stopped on a damaged page ({detail})")
+    })
 }
 
 impl std::fmt::Debug for Store {
