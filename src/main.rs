@@ -43,6 +43,33 @@ struct SyncArgs {
     accept_lost_updates: bool,
 }
 
+/// How an applying command (sync, push, pull) waits for another one on the folder.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct WaitArgs {
+    /// Wait up to SECS for another sync, push or pull on this folder to finish (default
+    /// 60), then give up with exit 1.
+    #[arg(long, value_name = "SECS")]
+    lock_wait: Option<u64>,
+}
+
+impl WaitArgs {
+    fn duration(self) -> std::time::Duration {
+        self.lock_wait.map_or(bmsync::apply::DEFAULT_LOCK_WAIT, std::time::Duration::from_secs)
+    }
+
+    /// Opens the folder holding its sync lock, saying so when it has to wait.
+    fn open(self, dir: &Path) -> Result<Repo, Failure> {
+        let wait = self.duration();
+        Ok(Repo::open_locked(dir, wait, &mut |pid| {
+            let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            say(&format!(
+                "waiting for another bmsync sync on this folder{who} to finish (up to {} s)...",
+                wait.as_secs()
+            ));
+        })?)
+    }
+}
+
 /// Options of push and pull.
 #[derive(clap::Args, Debug, Clone, Copy)]
 struct OneWayArgs {
@@ -138,6 +165,8 @@ enum Command {
     Sync {
         #[command(flatten)]
         args: SyncArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
         /// Resolve conflicts one way instead of keeping both versions.
         #[arg(long, value_enum, value_name = "HOW")]
         on_conflict: Option<OnConflictArg>,
@@ -149,6 +178,8 @@ enum Command {
         #[command(flatten)]
         args: SyncArgs,
         #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
         one_way: OneWayArgs,
     },
     /// Bring remote changes into the folder only. Local files are deleted (to the trash)
@@ -158,10 +189,12 @@ enum Command {
         #[command(flatten)]
         args: SyncArgs,
         #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
         one_way: OneWayArgs,
     },
-    /// Show what a sync would do, writing nothing (it may take a bucket snapshot to
-    /// read the remote consistently).
+    /// Show what a sync would do, writing nothing anywhere: not a byte of the folder, its
+    /// state, or the bucket (which is read live, without taking a snapshot).
     Plan {
         #[command(flatten)]
         args: SyncArgs,
@@ -270,12 +303,12 @@ impl From<RepoError> for Failure {
             RepoError::Scan(bmsync::worktree::ScanError::Io { .. }) => {
                 Some("nothing was recorded; fix the file's permissions (or ignore it in .bmignore) and retry")
             }
-            RepoError::Store(StoreError::Corrupt { .. }) => Some(
-                "the store is damaged; your files are untouched. Move .bmsync aside and run `bmsync init` again",
-            ),
             RepoError::Store(StoreError::NewerFormat { .. }) => Some("install a newer bmsync"),
             RepoError::LostUpdates { .. } => Some(LOST_UPDATES_HINT),
             RepoError::RemoteFailed(e) => remote_hint(e),
+            RepoError::Busy { .. } => {
+                Some("nothing was changed; wait longer with --lock-wait SECS, or run again later")
+            }
             _ => None,
         };
         Self { code: 1, message: e.to_string(), hint }
@@ -306,6 +339,24 @@ fn remote_hint(e: &bmsync::remote::RemoteError) -> Option<&'static str> {
         E::DiskFull { .. } => Some("free some space on the remote's disk, then sync again"),
         _ => None,
     }
+}
+
+/// A failed write to stdout. A closed pipe (`bmsync log | head`) is the reader saying it
+/// has enough: the command ends quietly with exit 0, as ripgrep does. Anything else is an
+/// error.
+fn output_failure(e: &std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure { code: 0, message: String::new(), hint: None }
+    } else {
+        Failure { code: 1, message: format!("writing output: {e}"), hint: None }
+    }
+}
+
+/// Writes one line to stderr. A closed stderr is ignored: there is no one left to tell
+/// (`eprintln!` would panic instead).
+fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
 }
 
 fn io_failure(path: &Path, e: &std::io::Error) -> Failure {
@@ -438,7 +489,7 @@ fn sync_cmd(
     } else {
         out.write_all(summary_text(&remote.url(), &s, secs).as_bytes())
     };
-    written.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })?;
+    written.map_err(|e| output_failure(&e))?;
     if !s.raced.is_empty() {
         return Err(Failure {
             code: 1,
@@ -521,7 +572,7 @@ fn plan_cmd(
     repo: &Repo,
     opts: &bmsync::apply::SyncOptions,
 ) -> Result<(), Failure> {
-    let remote = repo.connect_remote()?;
+    let remote = repo.open_remote_read_only()?;
     let p = bmsync::apply::make_plan(repo, remote.as_ref(), opts, true).map_err(|e| Failure {
         code: 1,
         message: e.to_string(),
@@ -558,7 +609,7 @@ fn plan_cmd(
         }
         out.write_all(text.as_bytes())
     };
-    written.map_err(|e| Failure { code: 1, message: format!("writing output: {e}"), hint: None })
+    written.map_err(|e| output_failure(&e))
 }
 
 fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo, probe: bool) -> std::io::Result<()> {
@@ -621,13 +672,29 @@ fn remote_show(out: &mut dyn Write, json: bool, repo: &Repo, probe: bool) -> std
     }
 }
 
+/// What a damaged store's error says (`StoreError::Damaged`, `StoreError::Corrupt`),
+/// however deep in other errors it is wrapped.
+const DAMAGED: &str = "the local state is damaged";
+
+/// What to do about a damaged store.
+const DAMAGED_HINT: &str = "your notes are untouched. Move the state aside (`mv .bmsync .bmsync.damaged`) and run \
+`bmsync init --remote URL` again with the same remote: the next sync is then a union that deletes nothing";
+
 fn main() -> ExitCode {
+    // redb can panic on a damaged page; the store turns that into an error (exit 1 with
+    // a hint), so the panic's own message must not reach the terminal.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !bmsync::store::panic_is_contained() {
+            default_hook(info);
+        }
+    }));
     let cli = Cli::parse();
     // Like `git -C`: later relative paths are relative to DIR.
     if let Some(dir) = &cli.dir
         && let Err(e) = std::env::set_current_dir(dir)
     {
-        eprintln!("error: cannot change to {}: {e}", dir.display());
+        say(&format!("error: cannot change to {}: {e}", dir.display()));
         return ExitCode::from(1);
     }
     let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
@@ -636,7 +703,7 @@ fn main() -> ExitCode {
     if std::env::var_os("BMSYNC_REPORT_PEAK_RSS").is_some() {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
-            eprintln!("peak_rss_kib: {}", kib.trim().trim_end_matches("kB").trim());
+            say(&format!("peak_rss_kib: {}", kib.trim().trim_end_matches("kB").trim()));
         }
     }
     code
@@ -646,9 +713,13 @@ fn run_and_report(cli: &Cli, dir: &Path) -> ExitCode {
     match run(cli, dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
-            if let Some(h) = f.hint {
-                eprintln!("hint: {h}");
+            // An empty message is a quiet end (a closed stdout).
+            if !f.message.is_empty() {
+                say(&format!("error: {}", f.message));
+                let hint = if f.message.contains(DAMAGED) { Some(DAMAGED_HINT) } else { f.hint };
+                if let Some(h) = hint {
+                    say(&format!("hint: {h}"));
+                }
             }
             ExitCode::from(f.code)
         }
@@ -682,21 +753,17 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                     repo.client_id(),
                     remote.as_deref().unwrap_or("none yet")
                 )
-                .map_err(|e| Failure {
-                    code: 1,
-                    message: format!("writing output: {e}"),
-                    hint: None,
-                })?;
+                .map_err(|e| output_failure(&e))?;
                 report_probe(report.probe.as_ref(), report.remote_error.as_ref(), true);
                 Ok(())
             }
         }
-        Command::Sync { args, on_conflict } => {
+        Command::Sync { args, wait, on_conflict } => {
             let opts =
                 bmsync::apply::SyncOptions { on_conflict: on_conflict.map(Into::into), ..args.options() };
-            return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, &opts);
+            return sync_cmd(&mut out, cli.json, &wait.open(dir)?, &opts);
         }
-        Command::Push { args, one_way } | Command::Pull { args, one_way } => {
+        Command::Push { args, wait, one_way } | Command::Pull { args, wait, one_way } => {
             let direction = if matches!(cli.command, Command::Push { .. }) {
                 bmsync::apply::Direction::Push
             } else {
@@ -708,9 +775,11 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                 on_conflict: one_way.on_conflict.map(Into::into),
                 ..args.options()
             };
-            return sync_cmd(&mut out, cli.json, &Repo::open(dir)?, &opts);
+            return sync_cmd(&mut out, cli.json, &wait.open(dir)?, &opts);
         }
-        Command::Plan { args } => return plan_cmd(&mut out, cli.json, &Repo::open(dir)?, &args.options()),
+        Command::Plan { args } => {
+            return plan_cmd(&mut out, cli.json, &Repo::open_read_only(dir)?, &args.options());
+        }
         Command::Remote { command: RemoteCommand::Show { probe } } => {
             remote_show(&mut out, cli.json, &Repo::open(dir)?, *probe)
         }
@@ -730,11 +799,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                     "Remote set to {}{reset}",
                     repo.remote().map(ToString::to_string).unwrap_or_default()
                 )
-                .map_err(|e| Failure {
-                    code: 1,
-                    message: format!("writing output: {e}"),
-                    hint: None,
-                })?;
+                .map_err(|e| output_failure(&e))?;
                 report_probe(r.probe.as_ref(), r.remote_error.as_ref(), repo.lost_updates_accepted()?);
                 Ok(())
             }
@@ -816,7 +881,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
     };
     res.map_err(|e| match e.downcast::<Failure>() {
         Ok(f) => f,
-        Err(e) => Failure { code: 1, message: format!("writing output: {e}"), hint: None },
+        Err(e) => output_failure(&e),
     })
 }
 

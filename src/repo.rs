@@ -15,6 +15,8 @@ use crate::worktree::{ScanError, ScanOptions, Snapshot};
 pub const STATE_DIR: &str = ".bmsync";
 /// The store file inside [`STATE_DIR`].
 pub const STORE_FILE: &str = "store.redb";
+/// The file inside [`STATE_DIR`] that a sync holds an OS lock on while it applies.
+pub const SYNC_LOCK_FILE: &str = "sync.lock";
 /// Meta key for the client id (UTF-8).
 pub const META_CLIENT_ID: &str = "client-id";
 /// The ref naming the last sync commit.
@@ -102,6 +104,25 @@ pub enum RepoError {
     /// `init` on a folder that already has a store.
     #[error("{0} is already a bmsync folder")]
     AlreadyInitialized(PathBuf),
+    /// `init` inside a folder that is already under bmsync: two stores would then sync
+    /// the same files.
+    #[error(
+        "{inner} is inside the bmsync folder {outer}, which already syncs it; run bmsync there, or init a folder outside it"
+    )]
+    Nested {
+        /// The folder `init` was asked for.
+        inner: PathBuf,
+        /// The bmsync folder it is in.
+        outer: PathBuf,
+    },
+    /// Another sync kept the folder's sync lock for longer than the wait allowed.
+    #[error("another bmsync sync is running on {root}{}; try again when it has finished", holder(*pid))]
+    Busy {
+        /// The folder.
+        root: PathBuf,
+        /// The process holding the lock, as it recorded itself.
+        pid: Option<u32>,
+    },
     /// No `.bmsync/` store.
     #[error("{0} is not a bmsync folder: run `bmsync init` there first")]
     NotInitialized(PathBuf),
@@ -172,6 +193,10 @@ pub enum RepoError {
 
 type Result<T, E = RepoError> = std::result::Result<T, E>;
 
+fn holder(pid: Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+}
+
 /// A bmsync folder and its open store.
 #[derive(Debug)]
 pub struct Repo {
@@ -181,6 +206,9 @@ pub struct Repo {
     remote: Option<RemoteUrl>,
     endpoint: Option<String>,
     case_insensitive: bool,
+    /// The folder's sync lock while this process holds it; the mutex also keeps two
+    /// threads of one process from syncing at once.
+    sync_lock: std::sync::Mutex<Option<SyncLock>>,
 }
 
 /// Whether the file system holding `dir` ignores case: `dir`'s name in upper case names
@@ -198,6 +226,87 @@ fn ignores_case(dir: &Path) -> bool {
     }
 }
 
+/// The folder's sync lock: an exclusive OS lock (`flock`) on `.bmsync/sync.lock`. Only
+/// one sync, push or pull applies to a folder at a time. The OS drops the lock when its
+/// process ends, however it ends, so a killed run never blocks the next one and there is
+/// no lock file to clean up (the file stays, holding the last holder's pid, for messages).
+#[derive(Debug)]
+pub struct SyncLock {
+    _file: std::fs::File,
+}
+
+/// How often a waiting sync tries the lock again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl SyncLock {
+    /// Takes the sync lock of the folder at `root`, waiting up to `wait` while another run
+    /// holds it. `waiting` is called once, with the holder's pid when known, before the
+    /// wait starts. After the wait: [`RepoError::Busy`].
+    pub fn acquire(
+        root: &Path,
+        wait: std::time::Duration,
+        waiting: &mut dyn FnMut(Option<u32>),
+    ) -> Result<Self> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let dir = root.join(STATE_DIR);
+        if !dir.join(STORE_FILE).exists() {
+            return Err(RepoError::NotInitialized(root.to_owned()));
+        }
+        let path = dir.join(SYNC_LOCK_FILE);
+        let io = |source| RepoError::Io { path: path.clone(), source };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let deadline = std::time::Instant::now() + wait;
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut text = String::new();
+                    let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+                    let _ = file.rewind();
+                    if !told {
+                        waiting(pid);
+                        told = true;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(RepoError::Busy { root: root.to_owned(), pid });
+                    }
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+        }
+        // The pid is only for the message a waiting run prints.
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Proof that this process holds the folder's sync lock (see [`Repo::lock_sync`]).
+#[derive(Debug)]
+pub struct SyncGuard<'a> {
+    slot: std::sync::MutexGuard<'a, Option<SyncLock>>,
+    /// Whether dropping the guard releases the OS lock (it was taken for this guard,
+    /// not by [`Repo::open_locked`]).
+    release: bool,
+}
+
+impl Drop for SyncGuard<'_> {
+    fn drop(&mut self) {
+        if self.release {
+            self.slot.take();
+        }
+    }
+}
+
 impl Repo {
     /// Makes `root` a bmsync folder: creates `.bmsync/`, the store, and a stable client id.
     /// With a remote, see [`Repo::init_with_report`].
@@ -212,6 +321,9 @@ impl Repo {
     pub fn init_with_report(root: &Path, opts: &InitOptions) -> Result<(Self, InitReport)> {
         if !root.is_dir() {
             return Err(RepoError::NotADirectory(root.to_owned()));
+        }
+        if let Some(outer) = enclosing_folder(root) {
+            return Err(RepoError::Nested { inner: root.to_owned(), outer });
         }
         let remote = opts.remote.as_deref().map(RemoteUrl::parse).transpose()?;
         if let Some(RemoteUrl::File { path }) = &remote
@@ -259,6 +371,7 @@ impl Repo {
             remote,
             endpoint: opts.endpoint.clone(),
             case_insensitive,
+            sync_lock: std::sync::Mutex::default(),
         };
         let undo = |repo: Self, e: RepoError| {
             drop(repo);
@@ -397,10 +510,69 @@ impl Repo {
         Ok(report)
     }
 
+    /// Takes the folder's sync lock (waiting up to `wait`, see [`SyncLock::acquire`]),
+    /// then opens it. The lock is held until the `Repo` is dropped, so a second process
+    /// waits for this one instead of finding the store in use.
+    pub fn open_locked(
+        root: &Path,
+        wait: std::time::Duration,
+        waiting: &mut dyn FnMut(Option<u32>),
+    ) -> Result<Self> {
+        let lock = SyncLock::acquire(root, wait, waiting)?;
+        let repo = Self::open(root)?;
+        *repo.sync_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(lock);
+        Ok(repo)
+    }
+
+    /// Makes sure this process, and in it only the caller, holds the folder's sync lock
+    /// until the guard drops: every applying run (sync, push, pull) takes it. Waits up to
+    /// `wait` for another thread or process; `waiting` is told once if it has to (with the
+    /// holder's pid when known).
+    pub fn lock_sync(
+        &self,
+        wait: std::time::Duration,
+        waiting: &mut dyn FnMut(Option<u32>),
+    ) -> Result<SyncGuard<'_>> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut told = false;
+        let mut slot = loop {
+            match self.sync_lock.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    let me = Some(std::process::id());
+                    if !told {
+                        waiting(me);
+                        told = true;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(RepoError::Busy { root: self.root.clone(), pid: me });
+                    }
+                    std::thread::sleep(LOCK_POLL);
+                }
+            }
+        };
+        let release = slot.is_none();
+        if release {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            *slot = Some(SyncLock::acquire(&self.root, left, waiting)?);
+        }
+        Ok(SyncGuard { slot, release })
+    }
+
     /// Opens the bmsync folder at `root`.
     pub fn open(root: &Path) -> Result<Self> {
-        let path = root.join(STATE_DIR).join(STORE_FILE);
-        let store = Store::open(&path).map_err(|e| match e {
+        Self::with_store(root, Store::open(&root.join(STATE_DIR).join(STORE_FILE)))
+    }
+
+    /// Opens the bmsync folder at `root` for reading only (for `plan`): its store is
+    /// opened read-only, so no byte of it changes, and every write fails.
+    pub fn open_read_only(root: &Path) -> Result<Self> {
+        Self::with_store(root, Store::open_read_only(&root.join(STATE_DIR).join(STORE_FILE)))
+    }
+
+    fn with_store(root: &Path, store: Result<Store, StoreError>) -> Result<Self> {
+        let store = store.map_err(|e| match e {
             StoreError::Missing { .. } => RepoError::NotInitialized(root.to_owned()),
             e => e.into(),
         })?;
@@ -416,7 +588,15 @@ impl Repo {
             Some(v) => v == "1",
             None => ignores_case(&root.join(STATE_DIR)),
         };
-        Ok(Self { root: root.to_owned(), store, client_id, remote, endpoint, case_insensitive })
+        Ok(Self {
+            root: root.to_owned(),
+            store,
+            client_id,
+            remote,
+            endpoint,
+            case_insensitive,
+            sync_lock: std::sync::Mutex::default(),
+        })
     }
 
     /// Whether the folder's file system ignores case (so `Notes.md` and `notes.md` are
@@ -485,6 +665,14 @@ impl Repo {
             None => return Ok(remote),
         };
         Ok(Box::new(crate::remote::Probed::new(remote, record)))
+    }
+
+    /// Connects to the configured remote for reading only (for `plan`): a `file://`
+    /// remote's index is opened read-only, so nothing in its folder changes.
+    pub fn open_remote_read_only(&self) -> Result<Box<dyn crate::remote::Remote>> {
+        let url = self.remote.as_ref().ok_or(RepoError::NoRemote)?;
+        let opts = crate::remote::S3Options { endpoint: self.endpoint.clone(), ..Default::default() };
+        Ok(crate::remote::open_read_only(url, &opts)?)
     }
 
     /// Resolves a revision: a ref name (`base`, `head`), a full id, or an abbreviated id.
@@ -632,6 +820,14 @@ pub struct Status {
     pub snapshot: Snapshot,
     /// Changes from the base tree to the folder, renames paired.
     pub changes: Vec<Change>,
+}
+
+/// The nearest strict ancestor of `root` that is a bmsync folder (holds
+/// `.bmsync/store.redb`), if any. Symlinks are resolved first, so a folder reached through
+/// a link is still found inside its real parent.
+fn enclosing_folder(root: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(root).ok()?;
+    real.ancestors().skip(1).find(|dir| dir.join(STATE_DIR).join(STORE_FILE).exists()).map(Path::to_owned)
 }
 
 /// Now, in UNIX nanoseconds (for commit timestamps, which are only ever displayed).

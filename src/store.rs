@@ -95,8 +95,16 @@ pub enum StoreError {
         /// The raw record.
         found: Vec<u8>,
     },
+    /// The store file is damaged: redb found a damaged page (or panicked on one).
+    #[error("the local state is damaged: {path}: {detail}")]
+    Damaged {
+        /// Store path.
+        path: PathBuf,
+        /// What redb said.
+        detail: String,
+    },
     /// Stored bytes do not match their id or do not decode.
-    #[error("object {id} is corrupt in the store: {reason}")]
+    #[error("the local state is damaged: object {id} is corrupt in the store: {reason}")]
     Corrupt {
         /// Object id.
         id: ObjectId,
@@ -178,6 +186,21 @@ pub enum StoreError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// A read-only open found a store that was not closed cleanly: repairing it is a
+    /// write, which a read-only open does not do.
+    #[error(
+        "store {path} was not closed cleanly (an interrupted run) and needs a repair, which a read-only command does not do; run `bmsync status` once, then try again"
+    )]
+    NeedsRepair {
+        /// Store path.
+        path: PathBuf,
+    },
+    /// A write to a store opened read-only (a caller's mistake: `plan` writes nothing).
+    #[error("store {path} is open read-only")]
+    ReadOnly {
+        /// Store path.
+        path: PathBuf,
+    },
     /// The database failed (disk full, I/O error, internal corruption).
     #[error("store database error: {0}")]
     Db(#[from] redb::Error),
@@ -220,10 +243,92 @@ fn check_ref_name(name: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(StoreError::BadRefName(name.to_owned())) }
 }
 
+/// The database, open for writing or only for reading.
+enum Db {
+    Write(Database),
+    Read(redb::ReadOnlyDatabase),
+    /// Only while the store is being dropped.
+    Closed,
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        Ok(match self {
+            Self::Write(d) => d.begin_read()?,
+            Self::Read(d) => d.begin_read()?,
+            Self::Closed => return Err(StoreError::Db(redb::Error::DatabaseClosed)),
+        })
+    }
+
+    fn writer(&self, path: &Path) -> Result<&Database> {
+        match self {
+            Self::Write(d) => Ok(d),
+            Self::Read(_) => Err(StoreError::ReadOnly { path: path.to_owned() }),
+            Self::Closed => Err(StoreError::Db(redb::Error::DatabaseClosed)),
+        }
+    }
+}
+
 /// An open object store.
 pub struct Store {
-    db: Database,
+    db: Db,
     path: PathBuf,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing flushes and may read damaged pages: contain that as well.
+        let db = std::mem::replace(&mut self.db, Db::Closed);
+        let _ = contain(&self.path, || {
+            drop(db);
+            Ok(())
+        });
+    }
+}
+
+thread_local! {
+    /// How deep this thread is in calls that turn panics into errors.
+    static CONTAINED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the current thread is inside a store (or `file://` remote) call that turns a
+/// panic into an error ([`StoreError::Damaged`]). redb may panic on a damaged file; the store catches that, and
+/// a program's panic hook can use this to stay silent about a panic that is handled.
+pub fn panic_is_contained() -> bool {
+    CONTAINED.with(|c| c.get() > 0)
+}
+
+/// Runs one store operation with redb's panics (on damaged pages) and its corruption
+/// errors turned into [`StoreError::Damaged`], naming the file.
+fn contain<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let damaged = |detail: String| StoreError::Damaged { path: path.to_owned(), detail };
+    match catch_damage(f) {
+        Ok(Err(
+            StoreError::Db(redb::Error::Corrupted(detail))
+            | StoreError::Open {
+                source: redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)),
+                ..
+            },
+        ))
+        | Err(detail) => Err(damaged(detail)),
+        Ok(r) => r,
+    }
+}
+
+/// Runs `f`, turning a panic in it (redb on a damaged page) into `Err` with what it said.
+/// While it runs, [`panic_is_contained`] is true on this thread.
+pub(crate) fn catch_damage<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    CONTAINED.with(|c| c.set(c.get() + 1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(c.get() - 1));
+    r.map_err(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "internal error".to_owned());
+        format!("redb stopped on a damaged page ({detail})")
+    })
 }
 
 impl std::fmt::Debug for Store {
@@ -232,11 +337,49 @@ impl std::fmt::Debug for Store {
     }
 }
 
+fn check_exists(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(StoreError::Missing { path: path.to_owned() })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn open_error(path: &Path, source: redb::DatabaseError) -> StoreError {
     match source {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.to_owned() },
         source => StoreError::Open { path: path.to_owned(), source },
     }
+}
+
+/// Checks that an open database is a bmsync store of a format this build reads.
+fn check_format(path: &Path, db: &impl ReadableDatabase) -> Result<()> {
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            return Err(StoreError::NotAStore { path: path.to_owned() });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let raw =
+        meta.get(META_FORMAT_VERSION)?.ok_or_else(|| StoreError::NotAStore { path: path.to_owned() })?;
+    let raw = raw.value();
+    let version = <[u8; 4]>::try_from(raw)
+        .map(u32::from_le_bytes)
+        .map_err(|_| StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() })?;
+    if version > STORE_FORMAT_VERSION {
+        return Err(StoreError::NewerFormat {
+            path: path.to_owned(),
+            found: version,
+            supported: STORE_FORMAT_VERSION,
+        });
+    }
+    if version == 0 {
+        return Err(StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() });
+    }
+    Ok(())
 }
 
 impl Store {
@@ -257,62 +400,51 @@ impl Store {
     }
 
     fn init_file(path: &Path, meta: &[(&str, &[u8])]) -> Result<Self> {
-        let db = Database::create(path).map_err(|e| open_error(path, e))?;
-        let txn = db.begin_write()?;
-        {
-            let mut m = txn.open_table(META)?;
-            m.insert(META_FORMAT_VERSION, STORE_FORMAT_VERSION.to_le_bytes().as_slice())?;
-            for (k, v) in meta {
-                assert_ne!(*k, META_FORMAT_VERSION, "the format version is not caller-supplied");
-                m.insert(*k, *v)?;
+        contain(path, || {
+            let db = Database::create(path).map_err(|e| open_error(path, e))?;
+            let txn = db.begin_write()?;
+            {
+                let mut m = txn.open_table(META)?;
+                m.insert(META_FORMAT_VERSION, STORE_FORMAT_VERSION.to_le_bytes().as_slice())?;
+                for (k, v) in meta {
+                    assert_ne!(*k, META_FORMAT_VERSION, "the format version is not caller-supplied");
+                    m.insert(*k, *v)?;
+                }
+                txn.open_table(OBJECTS)?;
+                txn.open_table(CHUNKS)?;
+                txn.open_table(REFS)?;
+                txn.open_table(WORKTREE)?;
+                txn.open_table(JOURNAL)?;
             }
-            txn.open_table(OBJECTS)?;
-            txn.open_table(CHUNKS)?;
-            txn.open_table(REFS)?;
-            txn.open_table(WORKTREE)?;
-            txn.open_table(JOURNAL)?;
-        }
-        txn.commit()?;
-        Ok(Self { db, path: path.to_owned() })
+            txn.commit()?;
+            Ok(Self { db: Db::Write(db), path: path.to_owned() })
+        })
     }
 
     /// Opens an existing store, refusing a missing file, a foreign database, or a newer
     /// format.
     pub fn open(path: &Path) -> Result<Self> {
-        match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing { path: path.to_owned() });
-            }
-            _ => {}
-        }
-        let db = Database::open(path).map_err(|e| open_error(path, e))?;
-        let txn = db.begin_read()?;
-        let meta = match txn.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => {
-                return Err(StoreError::NotAStore { path: path.to_owned() });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let raw =
-            meta.get(META_FORMAT_VERSION)?.ok_or_else(|| StoreError::NotAStore { path: path.to_owned() })?;
-        let raw = raw.value();
-        let version = <[u8; 4]>::try_from(raw)
-            .map(u32::from_le_bytes)
-            .map_err(|_| StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() })?;
-        if version > STORE_FORMAT_VERSION {
-            return Err(StoreError::NewerFormat {
-                path: path.to_owned(),
-                found: version,
-                supported: STORE_FORMAT_VERSION,
-            });
-        }
-        if version == 0 {
-            return Err(StoreError::UnknownFormat { path: path.to_owned(), found: raw.to_vec() });
-        }
-        drop(meta);
-        drop(txn);
-        Ok(Self { db, path: path.to_owned() })
+        contain(path, || {
+            check_exists(path)?;
+            let db = Database::open(path).map_err(|e| open_error(path, e))?;
+            check_format(path, &db)?;
+            Ok(Self { db: Db::Write(db), path: path.to_owned() })
+        })
+    }
+
+    /// Opens an existing store for reading only: no byte of the file changes, not even
+    /// its header (an open for writing marks the file in use). A store that was not
+    /// closed cleanly needs a repair, which is a write, so it is refused here.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        contain(path, || {
+            check_exists(path)?;
+            let db = redb::ReadOnlyDatabase::open(path).map_err(|e| match e {
+                redb::DatabaseError::RepairAborted => StoreError::NeedsRepair { path: path.to_owned() },
+                e => open_error(path, e),
+            })?;
+            check_format(path, &db)?;
+            Ok(Self { db: Db::Read(db), path: path.to_owned() })
+        })
     }
 
     /// Where the store lives.
@@ -322,7 +454,9 @@ impl Store {
 
     /// Starts a batch of writes, committed together (and durably) by [`Batch::commit`].
     pub fn batch(&self) -> Result<Batch<'_>> {
-        Ok(Batch { txn: self.db.begin_write()?, _store: self })
+        contain(&self.path, || {
+            Ok(Batch { txn: Some(self.db.writer(&self.path)?.begin_write()?), store: self })
+        })
     }
 
     /// Stores one object; returns its id and whether it was new. Non-blob bytes must be a
@@ -351,17 +485,21 @@ impl Store {
 
     /// The kind and raw size of an object, if present. Reads only the row header.
     pub fn stat(&self, id: &ObjectId) -> Result<Option<(ObjectKind, u64)>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(OBJECTS)?;
-        let Some(row) = table.get(id.as_bytes())? else { return Ok(None) };
-        let (kind, _, size) = parse_header(id, row.value())?;
-        Ok(Some((kind, size)))
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(OBJECTS)?;
+            let Some(row) = table.get(id.as_bytes())? else { return Ok(None) };
+            let (kind, _, size) = parse_header(id, row.value())?;
+            Ok(Some((kind, size)))
+        })
     }
 
     /// Whether an object is present.
     pub fn contains(&self, id: &ObjectId) -> Result<bool> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(OBJECTS)?.get(id.as_bytes())?.is_some())
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
+            Ok(txn.open_table(OBJECTS)?.get(id.as_bytes())?.is_some())
+        })
     }
 
     /// Reads a whole object and verifies it against its id.
@@ -406,27 +544,30 @@ impl Store {
     }
 
     fn read_into(&self, id: &ObjectId, want: Option<ObjectKind>, out: &mut dyn Write) -> Result<ObjectKind> {
-        read_object(&self.db.begin_read()?, id, want, out)
+        contain(&self.path, || read_object(&self.db.begin_read()?, id, want, out))
     }
 
     /// A consistent read view for many lookups (a tree walk): one read transaction
     /// instead of one a lookup.
     pub fn reader(&self) -> Result<StoreReader> {
-        Ok(StoreReader { txn: self.db.begin_read()? })
+        contain(&self.path, || Ok(StoreReader { txn: self.db.begin_read()?, path: self.path.clone() }))
     }
 }
 
 /// A read view of the store at one point in time (see [`Store::reader`]).
 pub struct StoreReader {
     txn: redb::ReadTransaction,
+    path: PathBuf,
 }
 
 impl StoreReader {
     /// Reads an object that must be of `kind`, verified against its id.
     pub fn get_kind(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        read_object(&self.txn, id, Some(kind), &mut out)?;
-        Ok(out)
+        contain(&self.path, || {
+            let mut out = Vec::new();
+            read_object(&self.txn, id, Some(kind), &mut out)?;
+            Ok(out)
+        })
     }
 }
 
@@ -478,80 +619,90 @@ fn read_object(
 impl Store {
     /// Resolves an abbreviated id against the store.
     pub fn resolve_prefix(&self, prefix: &IdPrefix) -> Result<ObjectId> {
-        let txn = self.db.begin_read()?;
-        let objects = txn.open_table(OBJECTS)?;
-        let mut found = Vec::new();
-        let start = prefix.lower_bound();
-        for item in objects.range::<&[u8; ID_LEN]>(start.as_bytes()..)? {
-            let (k, v) = item?;
-            let id = ObjectId::from_bytes(*k.value());
-            if !id.starts_with(prefix) {
-                break;
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
+            let objects = txn.open_table(OBJECTS)?;
+            let mut found = Vec::new();
+            let start = prefix.lower_bound();
+            for item in objects.range::<&[u8; ID_LEN]>(start.as_bytes()..)? {
+                let (k, v) = item?;
+                let id = ObjectId::from_bytes(*k.value());
+                if !id.starts_with(prefix) {
+                    break;
+                }
+                let (kind, _, _) = parse_header(&id, v.value())?;
+                found.push((id, kind));
+                if found.len() == MAX_CANDIDATES {
+                    break;
+                }
             }
-            let (kind, _, _) = parse_header(&id, v.value())?;
-            found.push((id, kind));
-            if found.len() == MAX_CANDIDATES {
-                break;
+            match found.len() {
+                0 => Err(StoreError::PrefixNotFound { prefix: *prefix }),
+                1 => Ok(found[0].0),
+                _ => Err(StoreError::Ambiguous { prefix: *prefix, candidates: found }),
             }
-        }
-        match found.len() {
-            0 => Err(StoreError::PrefixNotFound { prefix: *prefix }),
-            1 => Ok(found[0].0),
-            _ => Err(StoreError::Ambiguous { prefix: *prefix, candidates: found }),
-        }
+        })
     }
 
     /// Every object id in the store, in id order (for checks and garbage collection).
     pub fn object_ids(&self) -> Result<Vec<ObjectId>> {
-        let txn = self.db.begin_read()?;
-        let objects = txn.open_table(OBJECTS)?;
-        objects.iter()?.map(|item| Ok(ObjectId::from_bytes(*item?.0.value()))).collect()
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
+            let objects = txn.open_table(OBJECTS)?;
+            objects.iter()?.map(|item| Ok(ObjectId::from_bytes(*item?.0.value()))).collect()
+        })
     }
 
     /// Reads a ref.
     pub fn get_ref(&self, name: &str) -> Result<Option<ObjectId>> {
-        check_ref_name(name)?;
-        let txn = self.db.begin_read()?;
-        let refs = txn.open_table(REFS)?;
-        Ok(refs.get(name)?.map(|v| ObjectId::from_bytes(*v.value())))
+        contain(&self.path, || {
+            check_ref_name(name)?;
+            let txn = self.db.begin_read()?;
+            let refs = txn.open_table(REFS)?;
+            Ok(refs.get(name)?.map(|v| ObjectId::from_bytes(*v.value())))
+        })
     }
 
     /// Every ref, in name order.
     pub fn refs(&self) -> Result<Vec<(String, ObjectId)>> {
-        let txn = self.db.begin_read()?;
-        let refs = txn.open_table(REFS)?;
-        refs.iter()?
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.value().to_owned(), ObjectId::from_bytes(*v.value())))
-            })
-            .collect()
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
+            let refs = txn.open_table(REFS)?;
+            refs.iter()?
+                .map(|item| {
+                    let (k, v) = item?;
+                    Ok((k.value().to_owned(), ObjectId::from_bytes(*v.value())))
+                })
+                .collect()
+        })
     }
 
     /// Moves a ref from `expected` to `new` (`None` means absent) in one durable
     /// transaction, or fails with [`StoreError::RefConflict`] leaving it untouched. A ref
     /// may only point at an object the store holds.
     pub fn update_ref(&self, name: &str, expected: Option<ObjectId>, new: Option<ObjectId>) -> Result<()> {
-        check_ref_name(name)?;
-        let txn = self.db.begin_write()?;
-        {
-            if let Some(id) = new
-                && txn.open_table(OBJECTS)?.get(id.as_bytes())?.is_none()
+        contain(&self.path, || {
+            check_ref_name(name)?;
+            let txn = self.db.writer(&self.path)?.begin_write()?;
             {
-                return Err(StoreError::NotFound { id });
+                if let Some(id) = new
+                    && txn.open_table(OBJECTS)?.get(id.as_bytes())?.is_none()
+                {
+                    return Err(StoreError::NotFound { id });
+                }
+                let mut refs = txn.open_table(REFS)?;
+                let actual = refs.get(name)?.map(|v| ObjectId::from_bytes(*v.value()));
+                if actual != expected {
+                    return Err(StoreError::RefConflict { name: name.to_owned(), expected, actual });
+                }
+                match new {
+                    Some(id) => refs.insert(name, id.as_bytes()).map(drop)?,
+                    None => refs.remove(name).map(drop)?,
+                }
             }
-            let mut refs = txn.open_table(REFS)?;
-            let actual = refs.get(name)?.map(|v| ObjectId::from_bytes(*v.value()));
-            if actual != expected {
-                return Err(StoreError::RefConflict { name: name.to_owned(), expected, actual });
-            }
-            match new {
-                Some(id) => refs.insert(name, id.as_bytes()).map(drop)?,
-                None => refs.remove(name).map(drop)?,
-            }
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Every worktree record (the stat cache: one record per scanned directory), keyed
@@ -559,17 +710,19 @@ impl Store {
     /// that goes with them, read in one transaction so the two always match. The
     /// worktree module owns the value formats.
     pub fn worktree_state(&self, stamp: &str) -> Result<(WorktreeRecords, Option<Vec<u8>>)> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(WORKTREE)?;
-        let records = table
-            .iter()?
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.value().to_owned(), v.value().to_vec()))
-            })
-            .collect::<Result<_>>()?;
-        let stamp = txn.open_table(META)?.get(stamp)?.map(|v| v.value().to_vec());
-        Ok((records, stamp))
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(WORKTREE)?;
+            let records = table
+                .iter()?
+                .map(|item| {
+                    let (k, v) = item?;
+                    Ok((k.value().to_owned(), v.value().to_vec()))
+                })
+                .collect::<Result<_>>()?;
+            let stamp = txn.open_table(META)?.get(stamp)?.map(|v| v.value().to_vec());
+            Ok((records, stamp))
+        })
     }
 
     /// Every intent-journal entry, in sequence order. The journal records what a sync is
@@ -577,175 +730,216 @@ impl Store {
     /// the apply module owns the entries' format. A store made before the journal existed
     /// has an empty one.
     pub fn journal(&self) -> Result<Vec<(u64, Vec<u8>)>> {
-        let txn = self.db.begin_read()?;
-        let table = match txn.open_table(JOURNAL) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        table
-            .iter()?
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.value(), v.value().to_vec()))
-            })
-            .collect()
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
+            let table = match txn.open_table(JOURNAL) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            table
+                .iter()?
+                .map(|item| {
+                    let (k, v) = item?;
+                    Ok((k.value(), v.value().to_vec()))
+                })
+                .collect()
+        })
     }
 
     /// Writes journal entries (new or replacing) and removes others, in one durable
     /// transaction, so the journal is on disk before the work it describes starts.
     pub fn journal_write(&self, put: &[(u64, Vec<u8>)], remove: &[u64]) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(JOURNAL)?;
-            for (k, v) in put {
-                table.insert(*k, v.as_slice())?;
+        contain(&self.path, || {
+            let txn = self.db.writer(&self.path)?.begin_write()?;
+            {
+                let mut table = txn.open_table(JOURNAL)?;
+                for (k, v) in put {
+                    table.insert(*k, v.as_slice())?;
+                }
+                for k in remove {
+                    table.remove(*k)?;
+                }
             }
-            for k in remove {
-                table.remove(*k)?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Empties the journal durably.
     pub fn journal_clear(&self) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        match txn.delete_table(JOURNAL) {
-            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        txn.open_table(JOURNAL)?;
-        txn.commit()?;
-        Ok(())
+        contain(&self.path, || {
+            let txn = self.db.writer(&self.path)?.begin_write()?;
+            match txn.delete_table(JOURNAL) {
+                Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            txn.open_table(JOURNAL)?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Reads a meta record.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Writes a meta record durably. The format-version record is not writable.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        assert_ne!(key, META_FORMAT_VERSION, "the format version is written only by create");
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?.insert(key, value)?;
-        txn.commit()?;
-        Ok(())
+        contain(&self.path, || {
+            assert_ne!(key, META_FORMAT_VERSION, "the format version is written only by create");
+            let txn = self.db.writer(&self.path)?.begin_write()?;
+            txn.open_table(META)?.insert(key, value)?;
+            txn.commit()?;
+            Ok(())
+        })
     }
 }
 
 /// A write transaction over the store: puts become visible, durably, on [`commit`](Self::commit),
 /// and are discarded if the batch is dropped.
 pub struct Batch<'s> {
-    txn: redb::WriteTransaction,
-    _store: &'s Store,
+    /// `None` only once committed (or dropped).
+    txn: Option<redb::WriteTransaction>,
+    store: &'s Store,
 }
 
 impl Batch<'_> {
     /// Adds one object (put-if-absent). Returns its id and whether it was new.
     pub fn put(&self, kind: ObjectKind, bytes: &[u8]) -> Result<(ObjectId, bool)> {
-        object::validate(kind, bytes).map_err(|source| StoreError::Invalid { kind, source })?;
-        let id = ObjectId::hash(kind, bytes);
-        let mut objects = self.txn.open_table(OBJECTS)?;
-        if objects.get(id.as_bytes())?.is_some() {
-            return Ok((id, false));
-        }
-        if bytes.len() <= CHUNK_SIZE {
-            objects.insert(id.as_bytes(), inline_row(kind, bytes).as_slice())?;
-        } else {
-            let mut chunks = self.txn.open_table(CHUNKS)?;
-            for (i, c) in bytes.chunks(CHUNK_SIZE).enumerate() {
-                let idx = u32::try_from(i).map_err(|_| corrupt(&id, "object too large"))?;
-                chunks.insert((id.as_bytes(), idx), compress(c).as_slice())?;
+        contain(&self.store.path, || {
+            object::validate(kind, bytes).map_err(|source| StoreError::Invalid { kind, source })?;
+            let id = ObjectId::hash(kind, bytes);
+            let mut objects = self.txn().open_table(OBJECTS)?;
+            if objects.get(id.as_bytes())?.is_some() {
+                return Ok((id, false));
             }
-            objects.insert(id.as_bytes(), header(kind, LAYOUT_CHUNKED, bytes.len() as u64).as_slice())?;
-        }
-        Ok((id, true))
+            if bytes.len() <= CHUNK_SIZE {
+                objects.insert(id.as_bytes(), inline_row(kind, bytes).as_slice())?;
+            } else {
+                let mut chunks = self.txn().open_table(CHUNKS)?;
+                for (i, c) in bytes.chunks(CHUNK_SIZE).enumerate() {
+                    let idx = u32::try_from(i).map_err(|_| corrupt(&id, "object too large"))?;
+                    chunks.insert((id.as_bytes(), idx), compress(c).as_slice())?;
+                }
+                objects.insert(id.as_bytes(), header(kind, LAYOUT_CHUNKED, bytes.len() as u64).as_slice())?;
+            }
+            Ok((id, true))
+        })
     }
 
     /// Streams a blob whose id the caller computed (from a scan) into the store, one chunk
     /// in memory at a time. If the bytes read hash to another id (the file changed since
     /// it was hashed) nothing is stored and [`StoreError::BlobChanged`] says so.
     pub fn put_blob_from_reader(&self, expected: ObjectId, reader: &mut dyn Read) -> Result<(u64, bool)> {
-        let mut objects = self.txn.open_table(OBJECTS)?;
-        if let Some(row) = objects.get(expected.as_bytes())? {
-            return Ok((parse_header(&expected, row.value())?.2, false));
-        }
-        let io = |source| StoreError::Io { id: expected, source };
-        let mut hasher = ObjectHasher::new(ObjectKind::Blob);
-        let mut first = vec![0u8; CHUNK_SIZE];
-        let n0 = read_full(reader, &mut first).map_err(io)?;
-        hasher.update(&first[..n0]);
-        let mut buf = vec![0u8; CHUNK_SIZE];
-        let mut n = if n0 < CHUNK_SIZE { 0 } else { read_full(reader, &mut buf).map_err(io)? };
-        if n == 0 {
-            check_same(expected, hasher.finalize())?;
-            objects.insert(expected.as_bytes(), inline_row(ObjectKind::Blob, &first[..n0]).as_slice())?;
-            return Ok((n0 as u64, true));
-        }
-        // Over one chunk: chunk 0 is `first`, then one buffer is refilled per chunk.
-        let mut chunks = self.txn.open_table(CHUNKS)?;
-        chunks.insert((expected.as_bytes(), 0), compress(&first).as_slice())?;
-        drop(first);
-        let mut total = CHUNK_SIZE as u64;
-        let mut idx = 1u32;
-        while n > 0 {
-            hasher.update(&buf[..n]);
-            chunks.insert((expected.as_bytes(), idx), compress(&buf[..n]).as_slice())?;
-            total += n as u64;
-            if n < CHUNK_SIZE {
-                break;
+        contain(&self.store.path, || {
+            let mut objects = self.txn().open_table(OBJECTS)?;
+            if let Some(row) = objects.get(expected.as_bytes())? {
+                return Ok((parse_header(&expected, row.value())?.2, false));
             }
-            idx = idx.checked_add(1).ok_or_else(|| corrupt(&expected, "blob too large"))?;
-            n = read_full(reader, &mut buf).map_err(io)?;
-        }
-        if let Err(e) = check_same(expected, hasher.finalize()) {
-            // Keep the batch usable for its other puts: take back this blob's chunks.
-            for i in 0..=idx {
-                chunks.remove((expected.as_bytes(), i))?;
+            let io = |source| StoreError::Io { id: expected, source };
+            let mut hasher = ObjectHasher::new(ObjectKind::Blob);
+            let mut first = vec![0u8; CHUNK_SIZE];
+            let n0 = read_full(reader, &mut first).map_err(io)?;
+            hasher.update(&first[..n0]);
+            let mut buf = vec![0u8; CHUNK_SIZE];
+            let mut n = if n0 < CHUNK_SIZE { 0 } else { read_full(reader, &mut buf).map_err(io)? };
+            if n == 0 {
+                check_same(expected, hasher.finalize())?;
+                objects.insert(expected.as_bytes(), inline_row(ObjectKind::Blob, &first[..n0]).as_slice())?;
+                return Ok((n0 as u64, true));
             }
-            return Err(e);
-        }
-        objects.insert(expected.as_bytes(), header(ObjectKind::Blob, LAYOUT_CHUNKED, total).as_slice())?;
-        Ok((total, true))
+            // Over one chunk: chunk 0 is `first`, then one buffer is refilled per chunk.
+            let mut chunks = self.txn().open_table(CHUNKS)?;
+            chunks.insert((expected.as_bytes(), 0), compress(&first).as_slice())?;
+            drop(first);
+            let mut total = CHUNK_SIZE as u64;
+            let mut idx = 1u32;
+            while n > 0 {
+                hasher.update(&buf[..n]);
+                chunks.insert((expected.as_bytes(), idx), compress(&buf[..n]).as_slice())?;
+                total += n as u64;
+                if n < CHUNK_SIZE {
+                    break;
+                }
+                idx = idx.checked_add(1).ok_or_else(|| corrupt(&expected, "blob too large"))?;
+                n = read_full(reader, &mut buf).map_err(io)?;
+            }
+            if let Err(e) = check_same(expected, hasher.finalize()) {
+                // Keep the batch usable for its other puts: take back this blob's chunks.
+                for i in 0..=idx {
+                    chunks.remove((expected.as_bytes(), i))?;
+                }
+                return Err(e);
+            }
+            objects
+                .insert(expected.as_bytes(), header(ObjectKind::Blob, LAYOUT_CHUNKED, total).as_slice())?;
+            Ok((total, true))
+        })
     }
 
     /// Adds an object prepared (hashed and compressed) by [`prepare`], possibly on
     /// another thread. Put-if-absent, like [`Batch::put`].
     pub fn put_prepared(&self, obj: &Prepared) -> Result<bool> {
-        let mut objects = self.txn.open_table(OBJECTS)?;
-        if objects.get(obj.id.as_bytes())?.is_some() {
-            return Ok(false);
-        }
-        objects.insert(obj.id.as_bytes(), obj.row.as_slice())?;
-        Ok(true)
+        contain(&self.store.path, || {
+            let mut objects = self.txn().open_table(OBJECTS)?;
+            if objects.get(obj.id.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            objects.insert(obj.id.as_bytes(), obj.row.as_slice())?;
+            Ok(true)
+        })
     }
 
     /// Sets (`Some`) or removes (`None`) the worktree record of one directory.
     pub fn set_worktree_record(&self, dir: &str, value: Option<&[u8]>) -> Result<()> {
-        let mut t = self.txn.open_table(WORKTREE)?;
-        match value {
-            Some(v) => t.insert(dir, v).map(drop)?,
-            None => t.remove(dir).map(drop)?,
-        }
-        Ok(())
+        contain(&self.store.path, || {
+            let mut t = self.txn().open_table(WORKTREE)?;
+            match value {
+                Some(v) => t.insert(dir, v).map(drop)?,
+                None => t.remove(dir).map(drop)?,
+            }
+            Ok(())
+        })
     }
 
     /// Writes a meta record as part of the batch.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        assert_ne!(key, META_FORMAT_VERSION, "the format version is written only by create");
-        self.txn.open_table(META)?.insert(key, value)?;
-        Ok(())
+        contain(&self.store.path, || {
+            assert_ne!(key, META_FORMAT_VERSION, "the format version is written only by create");
+            self.txn().open_table(META)?.insert(key, value)?;
+            Ok(())
+        })
+    }
+
+    fn txn(&self) -> &redb::WriteTransaction {
+        self.txn.as_ref().expect("a batch holds its transaction until it is committed")
     }
 
     /// Makes every put durable and visible.
-    pub fn commit(self) -> Result<()> {
-        self.txn.commit()?;
-        Ok(())
+    pub fn commit(mut self) -> Result<()> {
+        let txn = self.txn.take().expect("a batch holds its transaction until it is committed");
+        contain(&self.store.path, || {
+            txn.commit()?;
+            Ok(())
+        })
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        // Aborting touches the damaged file too: contain that as well.
+        if let Some(txn) = self.txn.take() {
+            let _ = contain(&self.store.path, || {
+                drop(txn);
+                Ok(())
+            });
+        }
     }
 }
 

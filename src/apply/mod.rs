@@ -36,6 +36,8 @@ use ops::{Effects, RemoteSide};
 const MAX_ROUNDS: usize = 3;
 /// Transfers run at once by default.
 const DEFAULT_JOBS: usize = 8;
+/// How long a sync waits for another one on the same folder by default.
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long deleted files stay in the trash.
 const TRASH_KEEP: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
@@ -47,6 +49,9 @@ pub trait Progress: Sync {
     fn done(&self, _path: &str, _bytes: u64) {}
     /// The sync finished (or stopped).
     fn finish(&self) {}
+    /// Another run holds the folder's sync lock (process `pid`, when known): this one
+    /// waits for it (up to [`SyncOptions::lock_wait`]).
+    fn waiting_for_lock(&self, _pid: Option<u32>) {}
 }
 
 /// Reports nothing.
@@ -100,6 +105,9 @@ pub struct SyncOptions {
     /// concurrent write can be silently overwritten (a folder only one person syncs).
     /// Recorded in the store, for this remote only; every sync still warns.
     pub accept_lost_updates: bool,
+    /// How long to wait for another sync of the same folder to finish (default
+    /// [`DEFAULT_LOCK_WAIT`]); then the sync stops with [`RepoError::Busy`].
+    pub lock_wait: Option<std::time::Duration>,
     /// Operations run at once (default 8). `Some(1)` runs them in plan order on the
     /// calling thread, which the simulator relies on for reproducible traces.
     pub jobs: Option<usize>,
@@ -304,8 +312,10 @@ pub struct Planned {
 }
 
 /// Scans, reads the remote at one snapshot, and plans. With `dry_run` it writes nothing
-/// at all (for `bmsync plan`); otherwise the scan stores the folder's objects, ready for
-/// the apply step. No file is touched and no ref moves either way.
+/// at all (for `bmsync plan`: give it a read-only repo and remote): the remote is read
+/// live, without a snapshot, and the scan leaves the stat cache and its stamp alone.
+/// Otherwise the scan stores the folder's objects, ready for the apply step. No file is
+/// touched and no ref moves either way.
 pub fn make_plan(
     repo: &Repo,
     remote: &dyn Remote,
@@ -318,7 +328,8 @@ pub fn make_plan(
         IgnoreRules::load(repo.root(), &global_ignore_files()).map_err(|e| RepoError::Scan(e.into()))?;
     let base = base_state(repo)?;
     let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
-    let mut view = RemoteView::fetch(remote, base.as_ref().map(|b| &b.2), ignored_now)?;
+    // A plan takes no snapshot: it reads the live state (taking one is a write).
+    let mut view = RemoteView::fetch_with(remote, base.as_ref().map(|b| &b.2), ignored_now, !dry_run)?;
     let mut protected: BTreeSet<String> = local.report.protected_paths().map(str::to_owned).collect();
     // A key in another Unicode form (which the view skips) still holds that note: its NFC
     // path is never taken for deleted there.
@@ -449,6 +460,10 @@ pub fn sync_with_progress(
     opts: &SyncOptions,
     progress: &dyn Progress,
 ) -> Result<SyncSummary, SyncError> {
+    // One applying run per folder at a time (the guard is a no-op when the caller
+    // already holds the lock through `Repo::open_locked`).
+    let _lock = repo
+        .lock_sync(opts.lock_wait.unwrap_or(DEFAULT_LOCK_WAIT), &mut |pid| progress.waiting_for_lock(pid))?;
     let result = sync_rounds(repo, remote, opts, progress);
     progress.finish();
     result

@@ -368,6 +368,15 @@ pub fn effective_endpoint(url: &RemoteUrl, configured: Option<&str>) -> Option<S
     }
 }
 
+/// Opens the remote a URL names, for reading only: a `file://` remote's folder is left
+/// byte for byte as it is (S3 remotes are only ever read unless asked to write).
+pub fn open_read_only(url: &RemoteUrl, s3: &S3Options) -> Result<Box<dyn Remote>, RemoteError> {
+    match url {
+        RemoteUrl::File { path } => Ok(Box::new(FileRemote::open_read_only(path)?)),
+        RemoteUrl::S3 { bucket, prefix } => Ok(Box::new(S3Remote::connect(bucket, prefix, s3)?)),
+    }
+}
+
 /// Keys a listing reported as unsafe, with the reason for each.
 pub type UnsafeKeys = Vec<(String, &'static str)>;
 

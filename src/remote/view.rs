@@ -73,7 +73,19 @@ impl RemoteView {
         base: Option<&Manifest>,
         ignored: impl Fn(&str) -> bool,
     ) -> Result<Self, RemoteError> {
-        let version = if remote.capabilities().snapshots { Some(remote.snapshot(None)?) } else { None };
+        Self::fetch_with(remote, base, ignored, true)
+    }
+
+    /// [`fetch`](Self::fetch), or with `snapshot` false, a read of the live state that
+    /// takes no snapshot (for `plan`, which must write nothing, not even a snapshot).
+    pub fn fetch_with(
+        remote: &dyn Remote,
+        base: Option<&Manifest>,
+        ignored: impl Fn(&str) -> bool,
+        snapshot: bool,
+    ) -> Result<Self, RemoteError> {
+        let version =
+            if snapshot && remote.capabilities().snapshots { Some(remote.snapshot(None)?) } else { None };
         let mut listed: Vec<ObjectInfo> = Vec::new();
         let mut skipped = Vec::new();
         remote.list(version, &mut |l| match l {

@@ -292,7 +292,8 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
         .map(i64::from_le_bytes)
         .filter(|_| !records.is_empty());
-    let stamp = take_stamp(root)?;
+    // A dry run commits nothing, so it needs no stamp, and leaves the stamp file alone.
+    let stamp = if opts.dry_run { None } else { Some(take_stamp(root)?) };
     let (tx, rx) = sync_channel::<Msg>(256);
     let ctx = Ctx {
         root,
@@ -378,6 +379,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             for k in stale {
                 b.set_worktree_record(k, None)?;
             }
+            let stamp = stamp.expect("a scan that is not a dry run takes its stamp");
             b.set_meta(META_WORKTREE_STAMP, &stamp.to_le_bytes())?;
             b.commit()?;
         }

@@ -71,6 +71,21 @@ fn init_creates_a_store_and_a_stable_client_id() {
 }
 
 #[test]
+fn init_inside_a_bmsync_folder_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    ok(&bmsync(tmp.path(), &["init", "--client-id", "outer"]));
+    let inner = tmp.path().join("projects/team");
+    std::fs::create_dir_all(&inner).expect("mkdir");
+    let o = bmsync(&inner, &["init", "--client-id", "inner"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let outer = std::fs::canonicalize(tmp.path()).expect("canonical");
+    let err = stderr(&o);
+    assert!(err.contains(&format!("inside the bmsync folder {}", outer.display())), "{err}");
+    assert!(!inner.join(".bmsync").exists(), "nothing was created");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn init_rejects_bad_input_without_creating_anything() {
     let tmp = tempfile::tempdir().expect("tmp");
     for (args, needle) in [
@@ -332,4 +347,70 @@ fn an_unreadable_file_is_a_clear_error_and_nothing_is_recorded() {
     std::fs::set_permissions(d.join("locked.md"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
     assert_eq!(ok(&bmsync(d, &["log"])), "No commits yet\n");
     assert!(ok(&bmsync(d, &["status"])).contains("added:    locked.md"));
+}
+
+/// Runs bmsync with stdout (and, with `close_stderr`, stderr) read by no one: the pipes
+/// are closed right after the start, so every write past the pipe's buffer fails with
+/// EPIPE. Returns the exit code and what stderr said when it was kept open.
+fn run_with_closed_pipes(dir: &Path, args: &[&str], close_stderr: bool) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bmsync"))
+        .env("HOME", dir)
+        .env_remove("BASIC_MEMORY_CONFIG_DIR")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bmsync");
+    drop(child.stdout.take());
+    let mut err = String::new();
+    let stderr_pipe = child.stderr.take().expect("stderr piped");
+    if close_stderr {
+        drop(stderr_pipe);
+    } else {
+        let mut p = stderr_pipe;
+        p.read_to_string(&mut err).expect("read stderr");
+    }
+    (child.wait().expect("wait").code(), err)
+}
+
+#[test]
+fn a_closed_stdout_or_stderr_ends_quietly_never_a_panic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    ok(&bmsync(d, &["init", "--client-id", "alice"]));
+    // Far more output than a pipe buffers (64 KiB), so writes fail after the close.
+    let big: String =
+        (0..60_000).flat_map(|i| ["line ".to_owned(), i.to_string(), "\n".to_owned()]).collect();
+    std::fs::write(d.join("big.md"), &big).expect("write");
+    ok(&bmsync(d, &["commit", "-m", "big"]));
+    // Many commits for `log`.
+    let repo = Repo::open(d).expect("open");
+    let mut head = repo.head().expect("head");
+    let tree = repo.store().get_commit(&head.expect("committed")).expect("commit").tree;
+    for i in 0..3000 {
+        let c = Commit {
+            tree,
+            parents: head.into_iter().collect(),
+            client_id: "alice".into(),
+            timestamp_ns: i,
+            message: format!("commit number {i}"),
+            baseline: None,
+        };
+        let id = repo.store().put_commit(&c).expect("put");
+        repo.store().update_ref("head", head, Some(id)).expect("move head");
+        head = Some(id);
+    }
+    drop(repo);
+    for args in [&["show", "head:big.md"][..], &["log", "-n", "3000"], &["--json", "log", "-n", "3000"]] {
+        for close_stderr in [false, true] {
+            let (code, err) = run_with_closed_pipes(d, args, close_stderr);
+            assert_eq!(code, Some(0), "{args:?} (stderr closed: {close_stderr}): {err}");
+            assert!(err.is_empty(), "{args:?}: a closed stdout is a quiet end, got: {err}");
+        }
+    }
+    // Output to a reader that stays is still complete.
+    assert_eq!(ok(&bmsync(d, &["show", "head:big.md"])), big);
 }

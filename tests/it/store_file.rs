@@ -150,3 +150,124 @@ fn a_second_writer_is_told_the_store_is_in_use() {
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
     assert!(err.to_string().contains("in use by another bmsync process"));
 }
+
+/// Copies a folder tree (files and folders only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dest = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).expect("copy");
+        }
+    }
+}
+
+/// Bytes, mode and mtime of every note (everything outside `.bmsync/`).
+fn notes(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, u32, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p == root.join(".bmsync") {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&p).expect("stat");
+            if m.is_dir() {
+                stack.push(p.clone());
+                continue;
+            }
+            out.push((p.clone(), std::fs::read(&p).expect("read"), m.mode(), m.modified().expect("mtime")));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A way to damage a byte: its index in the damaged run and its old value give the new.
+type Pattern = fn(usize, u8) -> u8;
+
+/// Damages the store file of a synced folder at every 4 KiB page (its start, where redb
+/// keeps a page's header, and its middle) with several byte patterns, then runs status,
+/// plan and sync on each copy through the CLI: an error (exit 1, saying the local state
+/// is damaged and what to do) or a clean run, never a panic, never a changed note.
+#[test]
+fn a_damaged_store_is_a_clear_error_never_a_panic_and_no_note_changes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (folder, remote, pristine_remote) =
+        (tmp.path().join("notes"), tmp.path().join("remote"), tmp.path().join("r0"));
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::create_dir_all(&remote).expect("mkdir");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bmsync"))
+            .env("HOME", &folder)
+            .env_remove("BASIC_MEMORY_CONFIG_DIR")
+            .env_remove("RUST_BACKTRACE")
+            .arg("-C")
+            .arg(&folder)
+            .args(args)
+            .output()
+            .expect("run bmsync")
+    };
+    let url = format!("file://{}", remote.display());
+    assert!(run(&["init", "--client-id", "alice", "--remote", &url]).status.success());
+    for i in 0..12u32 {
+        let body: String =
+            (0..200).flat_map(|j| [i.to_string(), "-".into(), j.to_string(), " ".into()]).collect();
+        let dir = if i % 3 == 0 { "sub/" } else { "" };
+        std::fs::create_dir_all(folder.join("sub")).expect("mkdir");
+        std::fs::write(folder.join(format!("{dir}n{i}.md")), format!("# Note {i}\n\n{body}\n"))
+            .expect("write");
+    }
+    let first = run(&["sync"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    copy_tree(&remote, &pristine_remote);
+    let store = folder.join(".bmsync/store.redb");
+    let pristine = std::fs::read(&store).expect("read store");
+    let before = notes(&folder);
+    let patterns: [(&str, Pattern); 3] = [
+        ("flipped", |_, b| !b),
+        ("zeroed", |_, _| 0),
+        ("ramp", |i, _| (i as u8).wrapping_mul(37).wrapping_add(11)),
+    ];
+    let mut offsets: Vec<(usize, &str, Pattern)> = Vec::new();
+    for page in 0..pristine.len() / 4096 {
+        offsets.push((page * 4096, patterns[0].0, patterns[0].1));
+        let (name, f) = patterns[1 + page % 2];
+        offsets.push((page * 4096 + 2016, name, f));
+    }
+    offsets.push((pristine.len() / 2 - 32, patterns[0].0, patterns[0].1));
+    let (mut damaged, mut clean) = (0, 0);
+    for (at, name, f) in &offsets {
+        let mut bytes = pristine.clone();
+        for (i, b) in bytes[*at..*at + 64].iter_mut().enumerate() {
+            *b = f(i, *b);
+        }
+        std::fs::write(&store, &bytes).expect("write damaged store");
+        std::fs::remove_dir_all(&remote).expect("rm remote");
+        copy_tree(&pristine_remote, &remote);
+        for cmd in ["status", "plan", "sync"] {
+            let o = run(&[cmd]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            let what = format!("{cmd} with 64 bytes {name} at {at}");
+            assert!(matches!(o.status.code(), Some(0 | 1)), "{what}: exit {:?}: {err}", o.status.code());
+            assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{what}: {err}");
+            if o.status.success() {
+                clean += 1;
+            } else if err.contains("the local state is damaged") {
+                assert!(
+                    err.contains("mv .bmsync .bmsync.damaged") && err.contains("deletes nothing"),
+                    "{what}: {err}"
+                );
+                damaged += 1;
+            }
+            assert!(notes(&folder) == before, "{what} changed a note");
+        }
+    }
+    // Both outcomes happened: the damage did reach data redb reads.
+    assert!(damaged > 0 && clean > 0, "damaged {damaged}, clean {clean}");
+}

@@ -250,6 +250,110 @@ fn plan_shows_the_sync_and_writes_nothing() {
     assert_eq!(bucket_keys(&inspect), ["a.md", "b.md"], "plan must not write to the bucket");
 }
 
+/// Everything about every entry under `root` (itself included): kind, mode, mtime, and
+/// bytes or link target. Two equal fingerprints mean nothing there changed.
+type Fingerprint = std::collections::BTreeMap<PathBuf, (u32, i64, i64, Vec<u8>)>;
+
+fn fingerprint(root: &Path) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    fn go(p: &Path, out: &mut Fingerprint) {
+        let m = std::fs::symlink_metadata(p).expect("lstat");
+        let content = if m.is_file() {
+            std::fs::read(p).expect("read")
+        } else if m.file_type().is_symlink() {
+            std::fs::read_link(p).expect("readlink").into_os_string().into_encoded_bytes()
+        } else {
+            Vec::new()
+        };
+        out.insert(p.to_owned(), (m.mode(), m.mtime(), m.mtime_nsec(), content));
+        if m.is_dir() {
+            for e in std::fs::read_dir(p).expect("read_dir") {
+                go(&e.expect("entry").path(), out);
+            }
+        }
+    }
+    let mut out = Fingerprint::new();
+    go(root, &mut out);
+    out
+}
+
+/// Sets the mtime of every entry under `root` an hour back, so that any write, even in
+/// the same clock tick as the last one, shows as a changed mtime.
+fn age(root: &Path) {
+    fn go(p: &Path, t: std::time::SystemTime) {
+        let m = std::fs::symlink_metadata(p).expect("lstat");
+        if m.is_dir() {
+            for e in std::fs::read_dir(p).expect("read_dir") {
+                go(&e.expect("entry").path(), t);
+            }
+        }
+        if !m.file_type().is_symlink() {
+            std::fs::File::open(p).expect("open").set_modified(t).expect("set mtime");
+        }
+    }
+    go(root, std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
+}
+
+#[test]
+fn plan_changes_no_byte_or_mtime_of_the_folder_its_state_or_the_remote() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let alice = Client::new("alice", &url, None);
+    let bob = Client::new("bob", &url, None);
+    alice.write("a.md", "one\n");
+    alice.write("b.md", "two\n");
+    alice.write("notes/c.md", "three\n");
+    alice.sync(0);
+    bob.sync(0);
+    // Remote changes (alice) and local ones (bob), both not yet synced by bob.
+    alice.write("a.md", "one, edited by alice\n");
+    std::fs::remove_file(alice.path("b.md")).expect("rm");
+    alice.write("e.md", "new from alice\n");
+    alice.sync(0);
+    bob.write("notes/c.md", "three, edited by bob\n");
+    bob.write("d.md", "new from bob\n");
+    age(bob.dir.path());
+    age(bucket.path());
+    let (folder, remote) = (fingerprint(bob.dir.path()), fingerprint(bucket.path()));
+    assert!(folder.keys().any(|p| p.ends_with(".bmsync/store.redb")), "the state is compared too");
+    for args in [&["--json", "plan"][..], &["plan"]] {
+        let o = bob.run(args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        if args[0] == "--json" {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+            let mut actions: Vec<String> = v["ops"]
+                .as_array()
+                .expect("ops")
+                .iter()
+                .map(|op| {
+                    format!(
+                        "{} {}",
+                        op["action"].as_str().expect("action"),
+                        op["path"].as_str().expect("path")
+                    )
+                })
+                .collect();
+            actions.sort();
+            assert_eq!(
+                actions,
+                ["delete_local b.md", "download a.md", "download e.md", "upload d.md", "upload notes/c.md"]
+            );
+        }
+        let (f2, r2) = (fingerprint(bob.dir.path()), fingerprint(bucket.path()));
+        for (what, a, b) in [("folder", &folder, &f2), ("remote", &remote, &r2)] {
+            let changed: Vec<&PathBuf> =
+                a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).collect();
+            assert!(changed.is_empty(), "{args:?} changed the {what}: {changed:?}");
+        }
+    }
+    // The plan was right: a sync then does it.
+    let s = bob.sync(0);
+    assert_eq!(
+        (s["uploaded"].as_u64(), s["downloaded"].as_u64(), s["deleted_local"].as_u64()),
+        (Some(2), Some(2), Some(1))
+    );
+}
+
 /// A hook that runs inside a remote call, given the inner remote.
 type Hook<R> = Box<dyn Fn(&R) + Send + Sync>;
 

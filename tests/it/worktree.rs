@@ -128,6 +128,54 @@ fn ignored_paths_never_enter_the_tree() {
 }
 
 #[test]
+fn an_inner_state_folder_is_never_scanned_at_any_depth_even_if_a_bmignore_asks() {
+    let (d, r) = repo();
+    write(d.path(), "keep.md", b"k");
+    // Inner bmsync folders at several depths (made before nesting was refused, or copied
+    // in), with their state and a note each.
+    for inner in ["team", "team/deep/er"] {
+        let inner_dir = d.path().join(inner);
+        fs::create_dir_all(&inner_dir).expect("mkdir");
+        write(&inner_dir, ".bmsync/store.redb", b"not really a store");
+        write(&inner_dir, ".bmsync/scan-stamp", b"");
+        write(&inner_dir, ".bmsync/trash/x.md", b"t");
+        write(&inner_dir, "n.md", b"n");
+    }
+    // A user rule cannot re-include state folders.
+    write(
+        d.path(),
+        ".bmignore",
+        b"!.bmsync/
+!**/.bmsync/**
+!.bmsync
+",
+    );
+    let s = scan_of(&r, true);
+    let all = paths(&r, s.root);
+    assert_eq!(all, ["keep.md", "team/deep/er/n.md", "team/n.md"]);
+    assert!(all.iter().all(|p| !p.split('/').any(|seg| seg == ".bmsync")), "{all:?}");
+}
+
+#[test]
+fn init_inside_a_bmsync_folder_is_refused_naming_the_outer_one() {
+    let (d, _r) = repo();
+    let inner = d.path().join("notes/team");
+    fs::create_dir_all(&inner).expect("mkdir");
+    let err = Repo::init(&inner, &InitOptions::default()).expect_err("nested init");
+    let msg = err.to_string();
+    let outer = fs::canonicalize(d.path()).expect("canonical");
+    assert!(matches!(&err, bmsync::RepoError::Nested { outer: o, .. } if *o == outer), "{msg}");
+    assert!(msg.contains(&outer.display().to_string()), "{msg}");
+    assert!(!inner.join(".bmsync").exists(), "nothing was created");
+    // Reached through a symlink, the folder is still inside.
+    let link_parent = tempfile::tempdir().expect("tmp");
+    let link = link_parent.path().join("link");
+    symlink(&inner, &link).expect("symlink");
+    assert!(matches!(Repo::init(&link, &InitOptions::default()), Err(bmsync::RepoError::Nested { .. })));
+    assert!(!inner.join(".bmsync").exists());
+}
+
+#[test]
 fn symlinks_are_recorded_never_followed() {
     let (d, r) = repo();
     let outside = tempfile::tempdir().expect("outside");
