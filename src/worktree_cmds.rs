@@ -129,7 +129,7 @@ fn text_of(repo: &Repo, leaf: &Leaf, path: &str) -> Option<String> {
     let bytes = match repo.store().get_kind(&leaf.id, ObjectKind::Blob) {
         Ok(b) => b,
         Err(StoreError::NotFound { .. }) if leaf.kind != EntryKind::Symlink => {
-            let b = std::fs::read(repo.root().join(path)).ok()?;
+            let b = std::fs::read(bmsync::worktree::find_on_disk(repo.root(), path)).ok()?;
             (ObjectId::for_blob(&b) == leaf.id).then_some(b)?
         }
         Err(_) => return None,
@@ -359,7 +359,7 @@ pub(crate) fn show(out: Out, json: bool, repo: &Repo, spec: &str) -> io::Result<
     let bytes = match repo.store().get_kind(&entry.id, ObjectKind::Blob) {
         Ok(b) => b,
         Err(StoreError::NotFound { .. }) => {
-            let b = std::fs::read(repo.root().join(p))
+            let b = std::fs::read(bmsync::worktree::find_on_disk(repo.root(), p))
                 .map_err(|e| fail(RepoError::Io { path: p.into(), source: e }))?;
             if ObjectId::for_blob(&b) != entry.id {
                 return Err(fail(Failure {

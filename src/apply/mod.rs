@@ -330,7 +330,7 @@ pub fn make_plan(
     let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
     // A plan takes no snapshot: it reads the live state (taking one is a write).
     let mut view = RemoteView::fetch_with(remote, base.as_ref().map(|b| &b.2), ignored_now, !dry_run)?;
-    let mut protected: BTreeSet<String> = local.report.protected_paths().map(str::to_owned).collect();
+    let mut protected: BTreeSet<String> = local.report.protected_paths().into_iter().collect();
     // A key in another Unicode form (which the view skips) still holds that note: its NFC
     // path is never taken for deleted there.
     // (Where the bucket holds the NFC key as well, that one syncs as usual.)
@@ -344,10 +344,10 @@ pub fn make_plan(
     if repo.case_insensitive() {
         // A second spelling of a name the folder already holds would alias it: never
         // written here, never deleted there, and reported.
+        // Paths the scan left out (a symlink out of the folder...) are there too.
         let local_paths = leaves(repo, local.root, &local.unstored_trees)?;
-        for c in
-            case_collisions(local_paths.keys().map(String::as_str), view.objects.keys().map(String::as_str))
-        {
+        let here = local_paths.keys().chain(protected.iter()).map(String::as_str);
+        for c in case_collisions(here, view.objects.keys().map(String::as_str)) {
             protected.insert(c.refused.clone());
             collisions.push(Collision {
                 kind: CollisionKind::Case,

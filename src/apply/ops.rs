@@ -74,32 +74,54 @@ const MAX_LINK_TARGET: u64 = 4096;
 /// Turns the downloaded file `tmp` into what `kind` says: an executable gets the
 /// execute bits where it has read bits; a symlink's bytes become the link's target
 /// (refused, with the reason, when the link would leave the folder).
-fn make_kind(tmp: &Path, path: &str, kind: EntryKind) -> Result<(), String> {
+/// `Ok(Some(reason))`: the object is refused (a symlink out of the folder), and nothing
+/// is placed; a local failure is an error.
+fn make_kind(tmp: &Path, path: &str, kind: EntryKind) -> Result<Option<String>, SyncError> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
     match kind {
-        EntryKind::File | EntryKind::Tree => Ok(()),
+        EntryKind::File | EntryKind::Tree => Ok(None),
         EntryKind::Executable => {
-            let mode = std::fs::metadata(tmp).map_err(io)?.permissions().mode();
+            let mode = std::fs::metadata(tmp).map_err(io_err(tmp))?.permissions().mode();
             std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode | (mode & 0o444) >> 2))
-                .map_err(io)
+                .map_err(io_err(tmp))?;
+            Ok(None)
         }
         EntryKind::Symlink => {
-            if std::fs::metadata(tmp).map_err(io)?.len() > MAX_LINK_TARGET {
-                return Err("a symlink whose target is too long; it is never written locally".to_owned());
+            if std::fs::metadata(tmp).map_err(io_err(tmp))?.len() > MAX_LINK_TARGET {
+                return Ok(Some(
+                    "a symlink whose target is too long; it is never written locally".to_owned(),
+                ));
             }
-            let target = std::fs::read(tmp).map_err(io)?;
+            let target = std::fs::read(tmp).map_err(io_err(tmp))?;
             if !crate::worktree::link_stays_inside(path, &target) {
-                return Err(
+                return Ok(Some(
                     "a symlink that points outside the folder (or into .bmsync); it is never written locally"
                         .to_owned(),
-                );
+                ));
             }
-            std::fs::remove_file(tmp).map_err(io)?;
+            std::fs::remove_file(tmp).map_err(io_err(tmp))?;
             let target = std::str::from_utf8(&target).expect("checked by link_stays_inside");
-            std::os::unix::fs::symlink(target, tmp).map_err(io)
+            std::os::unix::fs::symlink(target, tmp).map_err(io_err(tmp))?;
+            Ok(None)
         }
     }
+}
+
+/// The first folder between `root` and `dest` (exclusive) that exists but is not a real
+/// folder (a symlink, or a file), if any. Downloads are never written through one.
+fn link_on_the_way(root: &Path, dest: &Path) -> Option<PathBuf> {
+    let rel = dest.strip_prefix(root).ok()?;
+    let mut p = root.to_owned();
+    let parts: Vec<_> = rel.components().collect();
+    for c in parts.iter().take(parts.len().saturating_sub(1)) {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Some(p),
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Removes a temporary file when dropped, if it is still there.
@@ -405,6 +427,13 @@ impl Round<'_> {
         let Some(obj) = self.planned.view.objects.get(path) else { return Ok(None) };
         let root = self.repo.root();
         let dest = self.abs(into);
+        if let Some(link) = link_on_the_way(root, &dest) {
+            // Creating folders or files through it would write where it points.
+            let reason =
+                format!("{} on the way is not a real folder; nothing is written through it", link.display());
+            fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+            return Ok(None);
+        }
         if local == Some(LocalCond::Absent) {
             // An empty folder in the way holds nothing (empty folders are not synced):
             // it gives way. (`remove_dir` removes only an empty one.)
@@ -426,7 +455,7 @@ impl Round<'_> {
             fx.raced(path);
             return Ok(None);
         };
-        if let Err(reason) = make_kind(&tmp_path, into, got.kind) {
+        if let Some(reason) = make_kind(&tmp_path, into, got.kind)? {
             fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
             return Ok(None);
         }
@@ -553,7 +582,8 @@ impl Round<'_> {
         let remote_tree = op.sides.remote.as_ref().is_some_and(|l| l.kind.is_tree());
         if remote_tree && self.planned.view.objects.contains_key(path) {
             // The bucket holds a file at the path besides the folder: that file moves
-            // aside first (`move_hidden_file`); the rest waits for the next round.
+            // aside first; the rest waits for the next round.
+            self.move_hidden_file(i, op, fx)?;
             fx.raced(path);
             return Ok(());
         }
@@ -770,6 +800,22 @@ mod tests {
         assert!(!old.exists(), "older than the limit: pruned");
         assert!(recent.join("notes/a.md").exists(), "recent: kept");
         assert!(foreign.exists(), "not ours to judge: kept");
+    }
+
+    #[test]
+    fn downloads_never_go_through_a_link_on_the_way() {
+        let d = tempfile::tempdir().expect("tmp");
+        let outside = tempfile::tempdir().expect("outside");
+        std::fs::create_dir_all(d.path().join("real/sub")).expect("mkdir");
+        std::os::unix::fs::symlink(outside.path(), d.path().join("out")).expect("symlink");
+        std::fs::write(d.path().join("file"), "x").expect("write");
+        let on_way = |rel: &str| link_on_the_way(d.path(), &d.path().join(rel));
+        assert_eq!(on_way("real/sub/x.md"), None);
+        assert_eq!(on_way("new/folder/x.md"), None, "folders not there yet are made real");
+        assert_eq!(on_way("x.md"), None);
+        assert_eq!(on_way("out/x.md"), Some(d.path().join("out")));
+        assert_eq!(on_way("out/a/b.md"), Some(d.path().join("out")));
+        assert_eq!(on_way("file/x.md"), Some(d.path().join("file")));
     }
 
     #[test]

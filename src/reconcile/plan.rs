@@ -696,12 +696,15 @@ impl Planner<'_> {
         for (path, leaf) in leaves {
             if clashing.contains(&path) {
                 self.protected.insert(path.clone());
-                let op = Op::new(
-                    path,
-                    Action::Download,
-                    Reason::RemoteKeyCollision,
-                    Merge::new(None, None, Some(leaf)),
-                );
+                // (A protected or ignored path says so: the sync never moves it aside.)
+                let reason = if covered(self.input.protected, &path) {
+                    Reason::Protected
+                } else if covered(self.input.ignored, &path) {
+                    Reason::Ignored
+                } else {
+                    Reason::RemoteKeyCollision
+                };
+                let op = Op::new(path, Action::Download, reason, Merge::new(None, None, Some(leaf)));
                 self.skip(op);
             } else {
                 kept.push((path, leaf));
@@ -822,6 +825,14 @@ impl Planner<'_> {
     /// Adds an operation with its preconditions, or skips it when its path is protected
     /// or ignored.
     fn push(&mut self, mut op: Op) {
+        // A conflict is resolved by writing (a copy, a download), so a protected path
+        // keeps out of it too.
+        // (Not the planner's own protections: a key beside a folder of its name is moved
+        // aside by the type change at that path.)
+        if op.action == Action::Conflict && covered(self.input.protected, &op.path) {
+            op.reason = Reason::Protected;
+            return self.skip(op);
+        }
         if matches!(op.action, Action::Record | Action::Conflict) {
             self.ops.push(op);
             return;

@@ -8,7 +8,7 @@ mod scan;
 pub use ignore::{BMIGNORE, BUILTIN_RULES, IgnoreError, IgnoreMatch, IgnoreRules, global_ignore_files};
 pub use scan::{
     Collision, CollisionKind, META_WORKTREE_STAMP, ScanError, ScanOptions, ScanReport, ScanStats, Skipped,
-    Snapshot, scan,
+    Snapshot, find_on_disk, scan,
 };
 /// Whether a symlink at `path` (relative to the root) with this target stays inside the
 /// folder: a relative target that, resolved by name from the link's folder, never climbs
@@ -21,15 +21,22 @@ pub fn link_stays_inside(path: &str, target: &[u8]) -> bool {
     }
     let mut at: Vec<&str> = path.split('/').collect();
     at.pop();
+    let mut descended = false;
     for part in target.split('/') {
         match part {
             "" | "." => {}
+            // `..` only before the first name: after one (`up/..`), the name may itself be
+            // a link, and climbing out of it is not climbing out of its name.
+            ".." if descended => return false,
             ".." => {
                 if at.pop().is_none() {
                     return false;
                 }
             }
-            p => at.push(p),
+            p => {
+                descended = true;
+                at.push(p);
+            }
         }
     }
     // Any case: on a folder that ignores case, `.BMSYNC` is the state folder too.
@@ -54,8 +61,13 @@ mod tests {
             ("x.md", ".bmsync/store.redb", false),
             ("a/x.md", "../.bmsync", false),
             ("x.md", ".BMSYNC/store.redb", false),
-            ("a/x.md", "b/../../c", true),
+            ("a/x.md", "b/../../c", false),
             ("a/x.md", "b/../../../c", false),
+            // Two links: `a/up -> ..` is fine, but `a/up2 -> up/..` would climb out of
+            // the root through it.
+            ("a/up", "..", true),
+            ("a/up2", "up/..", false),
+            ("a/b/c", "../../d/e", true),
         ] {
             assert_eq!(link_stays_inside(path, target.as_bytes()), inside, "{path} -> {target}");
         }

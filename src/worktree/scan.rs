@@ -90,11 +90,14 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
-    /// Every path that must never be deleted or overwritten because the scan left it
-    /// out (a special file, a symlink out of the folder...): to the planner, it is not
-    /// there, but something is.
-    pub fn protected_paths(&self) -> impl Iterator<Item = &str> {
-        self.skipped.iter().map(|s| s.path.as_str())
+    /// Every path (or folder) that must never be deleted or overwritten because of how
+    /// it was scanned: what the scan left out (a special file, a symlink out of the
+    /// folder...), which to the planner is not there though something is; and a name
+    /// with Unicode twins, since the twin the scan dropped may be the one the last sync
+    /// knew (nothing at that path syncs until the twins are one).
+    pub fn protected_paths(&self) -> Vec<String> {
+        let twins = self.collisions.iter().filter(|c| c.kind == CollisionKind::Unicode);
+        self.skipped.iter().map(|s| s.path.clone()).chain(twins.map(|c| c.synced.nfc().collect())).collect()
     }
 }
 
@@ -133,6 +136,25 @@ pub struct Snapshot {
     pub disk_names: BTreeMap<String, String>,
 }
 
+/// Where the (NFC) path `rel` is on disk under `root`, without a scan: each non-ASCII
+/// name that is not there as it is is looked up in its folder by its NFC form (a name
+/// macOS wrote in NFD, say). A name found nowhere is kept as it is.
+pub fn find_on_disk(root: &Path, rel: &str) -> PathBuf {
+    let mut p = root.to_owned();
+    for part in rel.split('/') {
+        let here = p.join(part);
+        if part.is_ascii() || fs::symlink_metadata(&here).is_ok() {
+            p = here;
+            continue;
+        }
+        let twin = fs::read_dir(&p).ok().and_then(|rd| {
+            rd.flatten().map(|e| e.file_name()).find(|n| n.to_str().is_some_and(|n| n.nfc().eq(part.chars())))
+        });
+        p = twin.map_or(here, |n| p.join(n));
+    }
+    p
+}
+
 impl Snapshot {
     /// Where the relative (NFC) path `rel` is on disk under `root`: through the names the
     /// scan found on disk where they differ (an NFD name from macOS, say), so a write
@@ -146,21 +168,7 @@ impl Snapshot {
         if rel.is_ascii() || fs::symlink_metadata(&mapped).is_ok() {
             return mapped;
         }
-        let mut p = root.to_owned();
-        for part in rel.split('/') {
-            let here = p.join(part);
-            if part.is_ascii() || fs::symlink_metadata(&here).is_ok() {
-                p = here;
-                continue;
-            }
-            let twin = fs::read_dir(&p).ok().and_then(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name())
-                    .find(|n| n.to_str().is_some_and(|n| n.nfc().eq(part.chars())))
-            });
-            p = twin.map_or(here, |n| p.join(n));
-        }
-        p
+        find_on_disk(root, rel)
     }
 
     fn mapped_path(&self, root: &Path, rel: &str) -> PathBuf {

@@ -87,6 +87,16 @@ fn an_nfd_name_syncs_as_one_nfc_key_and_stays_itself_on_disk() {
         assert_eq!(alice.read(NFD).as_deref(), Some("une note, corrigée\n"), "{}", b.name);
         // Alice's edit of her NFD file goes up to the one key.
         alice.write(NFD, "une note, encore\n");
+        let o = alice.run(&["show", &format!("local:{NFC}")]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "une note, encore\n",
+            "{}: show reads the NFD file",
+            b.name
+        );
+        let o = alice.run(&["diff", "--name-status"]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(out, format!("M\t{NFC}\n"), "{}: diff sees it too", b.name);
         let s = alice.sync(0);
         assert_eq!(s["uploaded"], 1, "{}: {s}", b.name);
         assert_eq!(bucket_keys(b.inspect.as_ref()), [NFC], "{}", b.name);
@@ -111,8 +121,9 @@ fn a_folder_holding_both_forms_reports_the_collision_and_loses_nothing() {
         let s = alice.sync(0);
         assert_eq!(s["collisions"][0]["paths"].as_array().map(Vec::len), Some(2), "{}: {s}", b.name);
         assert_eq!(s["collisions"][0]["synced"], NFC, "{}: {s}", b.name);
-        // One of them syncs; neither is touched on disk; the second sync is quiet too.
-        assert_eq!(bucket_keys(b.inspect.as_ref()), [NFC], "{}", b.name);
+        // Neither syncs until they are one (either may be the one the bucket knows);
+        // neither is touched on disk; the second sync is quiet too.
+        assert_eq!(s["uploaded"], 0, "{}: {s}", b.name);
         let before = disk_state(alice.dir.path());
         alice.sync(0);
         assert_eq!(disk_state(alice.dir.path()), before, "{}", b.name);
@@ -129,6 +140,27 @@ fn a_folder_holding_both_forms_reports_the_collision_and_loses_nothing() {
         );
         let o = alice.run(&["status"]);
         assert!(String::from_utf8_lossy(&o.stdout).contains("collid"), "{}: status text", b.name);
+    }
+}
+
+#[test]
+fn a_twin_folder_appearing_in_the_other_form_deletes_nothing_in_the_bucket() {
+    for b in backends("twin_folder") {
+        let alice = b.client("alice");
+        // A synced folder whose name is NFD on disk.
+        alice.write("re\u{301}sume\u{301}/x.md", "x\n");
+        alice.write("keep.md", "k\n");
+        alice.sync(0);
+        let keys = bucket_keys(b.inspect.as_ref());
+        assert_eq!(keys, ["keep.md", "r\u{e9}sum\u{e9}/x.md"], "{}", b.name);
+        // An app writes a note under the NFC name: Linux makes a second folder.
+        alice.write("r\u{e9}sum\u{e9}/new.md", "new\n");
+        let before = disk_state(alice.dir.path());
+        let s = alice.sync(0);
+        assert_eq!(s["deleted_remote"], 0, "{}: {s}", b.name);
+        assert_eq!(s["collisions"][0]["kind"], "unicode", "{}: {s}", b.name);
+        assert_eq!(bucket_keys(b.inspect.as_ref()), keys, "{}: the bucket is left as it was", b.name);
+        assert_eq!(disk_state(alice.dir.path()), before, "{}: the folder too", b.name);
     }
 }
 
@@ -394,5 +426,33 @@ fn a_bucket_holding_a_file_and_a_folder_of_one_name_converges() {
         assert_eq!(bucket_keys(b.inspect.as_ref()), alice.files(), "{}: converged", b.name);
         let s = alice.sync(0);
         assert_eq!((s["uploaded"].as_u64(), s["downloaded"].as_u64()), (Some(0), Some(0)), "{}: {s}", b.name);
+    }
+}
+
+#[test]
+fn a_hidden_file_key_beside_a_folder_settles_when_the_folder_has_the_file_too() {
+    for b in backends("hidden_file_local") {
+        let alice = b.client("alice");
+        alice.write("plans", "alice's file\n");
+        alice.write("keep.md", "k\n");
+        alice.sync(0);
+        // A teammate's tool writes a note under `plans/`, beside the file `plans`.
+        put_new(b.inspect.as_ref(), "plans/q1.md", b"a note\n", bmsync::EntryKind::File);
+        let plan = String::from_utf8_lossy(&alice.run(&["--json", "plan"]).stdout).into_owned();
+        let o = alice.run(&["--json", "sync"]);
+        assert!(matches!(o.status.code(), Some(0 | 3)), "{}: {}", b.name, String::from_utf8_lossy(&o.stderr));
+        let first = String::from_utf8_lossy(&o.stdout).into_owned();
+        let s = alice.sync(0);
+        assert_eq!(
+            alice.read("plans/q1.md").as_deref(),
+            Some("a note\n"),
+            "{}: {plan}\n{first}\n{s}",
+            b.name
+        );
+        let files = alice.files();
+        let copies: Vec<&String> = files.iter().filter(|f| f.starts_with("plans.conflict-")).collect();
+        assert_eq!(copies.len(), 1, "{}: one copy of the file: {files:?}", b.name);
+        assert_eq!(alice.read(copies[0]).as_deref(), Some("alice's file\n"), "{}", b.name);
+        assert_eq!(bucket_keys(b.inspect.as_ref()), files, "{}: converged", b.name);
     }
 }

@@ -191,7 +191,7 @@ fn symlinks_are_recorded_never_followed() {
     let skipped: Vec<&str> = s.report.skipped.iter().map(|x| x.path.as_str()).collect();
     assert_eq!(skipped, ["dangling", "out"]);
     assert!(s.report.skipped.iter().all(|x| x.reason.contains("outside the folder")));
-    assert_eq!(s.report.protected_paths().collect::<Vec<_>>(), ["dangling", "out"]);
+    assert_eq!(s.report.protected_paths(), ["dangling", "out"]);
     let tree = r.store().get_tree(&s.root).expect("tree");
     let inside = tree.entries().iter().find(|e| e.name == "in").expect("in");
     assert_eq!(r.store().get_kind(&inside.id, ObjectKind::Blob).expect("target blob"), b"real");
