@@ -347,7 +347,13 @@ pub fn make_plan(
         // Paths the scan left out (a symlink out of the folder...) are there too.
         let local_paths = leaves(repo, local.root, &local.unstored_trees)?;
         let here = local_paths.keys().chain(protected.iter()).map(String::as_str);
-        for c in case_collisions(here, view.objects.keys().map(String::as_str)) {
+        // A spelling the last sync left as it is in the bucket writes nothing here: if
+        // the folder now spells it otherwise (a rename of its case), the old key goes
+        // the way of any local rename, under If-Match.
+        let unchanged =
+            |p: &str, etag: &str| base.as_ref().and_then(|b| b.2.get(p)).is_some_and(|e| e.etag == etag);
+        let there = view.objects.iter().filter(|(p, e)| !unchanged(p, &e.etag)).map(|(p, _)| p.as_str());
+        for c in case_collisions(here, there) {
             protected.insert(c.refused.clone());
             collisions.push(Collision {
                 kind: CollisionKind::Case,

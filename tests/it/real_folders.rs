@@ -212,6 +212,15 @@ fn a_case_insensitive_folder_never_writes_an_alias_and_says_so() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("collide"), "{}: status text", b.name);
         // Nothing was lost in the bucket.
         assert_eq!(bucket_keys(b.inspect.as_ref()), ["Notes.md", "notes.md"], "{}", b.name);
+        // Alice drops her lower-case twin; Bob then renames his note to that spelling
+        // (a change of case only): the old key goes, and no alias is ever written.
+        std::fs::remove_file(alice.path("notes.md")).expect("rm");
+        alice.sync(0);
+        bob.sync(0);
+        std::fs::rename(bob.path("Notes.md"), bob.path("notes.md")).expect("rename");
+        bob.sync(0);
+        assert_eq!(bucket_keys(b.inspect.as_ref()), ["notes.md"], "{}: one key, the new spelling", b.name);
+        assert_eq!(bob.files(), ["notes.md"], "{}", b.name);
     }
 }
 
