@@ -7,6 +7,7 @@
 //! base names a path as synced only where both sides were seen to agree. An intent
 //! journal in the store lets the next run clean up after a crash.
 
+mod conflict;
 mod journal;
 mod ops;
 

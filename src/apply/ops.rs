@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Direction, OnConflict, PlantedBug, Round, SyncError, SyncSummary, conflict_name, io_err};
+use super::{Direction, PlantedBug, Round, SyncError, SyncSummary, io_err};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
 use crate::object::EntryKind;
 use crate::reconcile::{Action, Leaf, LocalCond, Op, RemoteCond};
@@ -37,7 +37,7 @@ pub(super) struct Effects {
 }
 
 impl Effects {
-    fn raced(&mut self, path: &str) {
+    pub(super) fn raced(&mut self, path: &str) {
         self.summary.raced.push(path.to_owned());
     }
 }
@@ -153,7 +153,7 @@ impl Write for Tee<'_> {
 
 /// A fresh place in the trash inside `.bmsync/` for the local file `rel`, keeping its
 /// path under a folder named by the time.
-fn trash_path(root: &Path, rel: &str) -> PathBuf {
+pub(super) fn trash_path(root: &Path, rel: &str) -> PathBuf {
     let stamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     root.join(STATE_DIR).join(TRASH_DIR).join(stamp.to_string()).join(rel)
@@ -188,7 +188,7 @@ fn place_new(from: &Path, to: &Path) -> Result<bool, SyncError> {
 /// cannot be lost: if the file holds anything else, it is put back (never over a newer
 /// file; if one appeared, it stays at `aside`, in the trash). `false`: it did not hold
 /// `expected`, or is gone.
-fn take_aside(abs: &Path, aside: &Path, expected: ObjectId) -> Result<bool, SyncError> {
+pub(super) fn take_aside(abs: &Path, aside: &Path, expected: ObjectId) -> Result<bool, SyncError> {
     if let Some(parent) = aside.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
@@ -312,7 +312,7 @@ impl Round<'_> {
         }
     }
 
-    fn delete_remote(&self, path: &str, etag: &str, fx: &mut Effects) -> Result<(), SyncError> {
+    pub(super) fn delete_remote(&self, path: &str, etag: &str, fx: &mut Effects) -> Result<(), SyncError> {
         let deleted = if self.remote.capabilities().conditional_delete {
             self.remote.delete(path, etag)
         } else {
@@ -359,7 +359,13 @@ impl Round<'_> {
     /// Sends a local file (a symlink as its target text) under `cond`, with its kind in
     /// the object's metadata. `false`: a lost race, or the file changed since it was
     /// scanned; either way, left for next round.
-    fn upload(&self, path: &str, leaf: &Leaf, cond: &Condition, fx: &mut Effects) -> Result<bool, SyncError> {
+    pub(super) fn upload(
+        &self,
+        path: &str,
+        leaf: &Leaf,
+        cond: &Condition,
+        fx: &mut Effects,
+    ) -> Result<bool, SyncError> {
         let content = leaf.id;
         let file = self.abs(path);
         let meta = match std::fs::symlink_metadata(&file) {
@@ -404,7 +410,7 @@ impl Round<'_> {
     /// `local` is what the file must hold until it is replaced: checked before the
     /// download, and again after it, on the old file moved aside (see [`take_aside`]), so
     /// an edit made during the download is never overwritten.
-    fn fetch(
+    pub(super) fn fetch(
         &self,
         i: usize,
         path: &str,
@@ -416,7 +422,7 @@ impl Round<'_> {
 
     /// [`Self::fetch`] of the object at `path` into the local file `into` (beside it).
     /// Returns what was placed.
-    fn fetch_into(
+    pub(super) fn fetch_into(
         &self,
         i: usize,
         path: &str,
@@ -540,242 +546,6 @@ impl Round<'_> {
         file.sync_all().map_err(io_err(tmp))?;
         let kind = info.kind.filter(|k| !k.is_tree()).unwrap_or(EntryKind::File);
         Ok(Some(RemoteSide { etag: info.etag, content: h.finalize(), size: n, kind }))
-    }
-
-    /// A conflict, resolved as the options say: by default both versions are kept (the
-    /// remote one at the path on both sides, the local one beside it under a `conflict`
-    /// name on both sides). Nothing is ever deleted without a copy.
-    fn conflict(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
-        let path = op.path.as_str();
-        let local = op.sides.local.as_ref().filter(|l| l.kind != EntryKind::Tree);
-        let remote = op.sides.remote.as_ref().filter(|l| l.kind != EntryKind::Tree);
-        let report = super::ConflictReport { path: path.to_owned(), reason: op.reason, local_copy: None };
-        if op.reason == crate::reconcile::Reason::TypeChange && self.opts.direction == Direction::Both {
-            return self.type_change(i, op, report, fx);
-        }
-        if op.reason == crate::reconcile::Reason::TypeChange || (local.is_none() && remote.is_none()) {
-            fx.summary.conflicts.push(report);
-            return Ok(());
-        }
-        match self.opts.on_conflict.unwrap_or(OnConflict::KeepBoth) {
-            OnConflict::KeepBoth => self.keep_both(i, op, local, remote, report, fx),
-            OnConflict::KeepLocal => self.keep_local(op, local, fx),
-            OnConflict::KeepRemote => self.keep_remote(i, op, local, remote, fx),
-        }
-    }
-
-    /// A file on one side where the other has a folder: the folder keeps the path. The
-    /// file moves aside to a `conflict` copy on both sides, or, when it is what the base
-    /// held (the other side replaced it on purpose), goes as a deletion would: locally to
-    /// the trash, remotely under If-Match. The path is then left for the next round,
-    /// which plans the folder's files like any others.
-    fn type_change(
-        &self,
-        i: usize,
-        op: &Op,
-        mut report: super::ConflictReport,
-        fx: &mut Effects,
-    ) -> Result<(), SyncError> {
-        let path = op.path.as_str();
-        let file = |l: &Option<Leaf>| l.clone().filter(|l| !l.kind.is_tree());
-        let tree = |l: &Option<Leaf>| l.as_ref().is_some_and(|l| l.kind.is_tree());
-        let remote_tree = op.sides.remote.as_ref().is_some_and(|l| l.kind.is_tree());
-        if remote_tree && self.planned.view.objects.contains_key(path) {
-            // The bucket holds a file at the path besides the folder: that file moves
-            // aside first; the rest waits for the next round.
-            self.move_hidden_file(i, op, fx)?;
-            fx.raced(path);
-            return Ok(());
-        }
-        let base = file(&op.sides.base);
-        // A replaced file that was the base's is no conflict: the other side's choice.
-        let mut replaced = false;
-        if let (Some(l), true) = (file(&op.sides.local), tree(&op.sides.remote)) {
-            let abs = self.abs(path);
-            if base.as_ref() == Some(&l) {
-                replaced = true;
-                if take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
-                    fx.summary.deleted_local += 1;
-                    fx.local.push((path.to_owned(), None));
-                }
-            } else {
-                let copy = self.free_conflict_name(path)?;
-                if take_aside(&abs, &self.abs(&copy), l.id)? {
-                    fx.local.push((path.to_owned(), None));
-                    fx.local.push((copy.clone(), Some(l.clone())));
-                    self.upload(&copy, &l, &Condition::IfAbsent, fx)?;
-                    report.local_copy = Some(copy);
-                }
-            }
-        } else if let (true, Some(r)) = (tree(&op.sides.local), file(&op.sides.remote)) {
-            let Some(etag) = self.planned.view.objects.get(path).map(|o| o.etag.clone()) else {
-                return Ok(());
-            };
-            if base.as_ref() == Some(&r) {
-                replaced = true;
-                self.delete_remote(path, &etag, fx)?;
-            } else {
-                let copy = self.free_conflict_name(path)?;
-                if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), fx)?
-                    && self.upload(&copy, &got, &Condition::IfAbsent, fx)?
-                {
-                    self.delete_remote(path, &etag, fx)?;
-                    report.local_copy = Some(copy);
-                }
-            }
-        }
-        if !replaced {
-            fx.summary.conflicts.push(report);
-        }
-        // What the path holds now is planned in the next round.
-        fx.raced(path);
-        Ok(())
-    }
-
-    /// A key that is a file in the bucket and also the folder of other keys (two clients
-    /// wrote both at once): no folder can hold both, so the file moves aside to a
-    /// `conflict` copy (downloaded, uploaded under `If-None-Match: *`, then the key
-    /// deleted under `If-Match`), and the folder keeps the path.
-    fn move_hidden_file(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
-        let path = op.path.as_str();
-        let Some(etag) = self.planned.view.objects.get(path).map(|o| o.etag.clone()) else { return Ok(()) };
-        let copy = self.free_conflict_name(path)?;
-        if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), fx)?
-            && self.upload(&copy, &got, &Condition::IfAbsent, fx)?
-        {
-            self.delete_remote(path, &etag, fx)?;
-            let reason = op.reason;
-            fx.summary.conflicts.push(super::ConflictReport {
-                path: path.to_owned(),
-                reason,
-                local_copy: Some(copy),
-            });
-        }
-        Ok(())
-    }
-
-    fn keep_both(
-        &self,
-        i: usize,
-        op: &Op,
-        local: Option<&Leaf>,
-        remote: Option<&Leaf>,
-        mut report: super::ConflictReport,
-        fx: &mut Effects,
-    ) -> Result<(), SyncError> {
-        let path = op.path.as_str();
-        let abs = self.abs(path);
-        if let Some(l) = local {
-            if remote.is_some() {
-                // The local version moves aside, under a name that says `conflict`.
-                let copy = self.free_conflict_name(path)?;
-                let copy_abs = self.abs(&copy);
-                if !take_aside(&abs, &copy_abs, l.id)? {
-                    fx.raced(path);
-                    return Ok(());
-                }
-                fx.local.push((path.to_owned(), None));
-                fx.local.push((copy.clone(), Some(l.clone())));
-                if !self.upload(&copy, l, &Condition::IfAbsent, fx)? {
-                    fx.raced(&copy);
-                }
-                report.local_copy = Some(copy);
-            } else if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &Condition::IfAbsent, fx)? {
-                // Edited here, deleted there: the local edit is kept, and sent back.
-                fx.raced(path);
-            }
-        }
-        // The remote version takes the path locally (the teammate's edit is kept).
-        if remote.is_some() {
-            self.fetch(i, path, Some(LocalCond::Absent), fx)?;
-        }
-        fx.summary.conflicts.push(report);
-        Ok(())
-    }
-
-    /// `--on-conflict keep-local`: the local version wins on the remote, still under
-    /// If-Match, so a newer teammate write is never overwritten unseen.
-    fn keep_local(&self, op: &Op, local: Option<&Leaf>, fx: &mut Effects) -> Result<(), SyncError> {
-        let path = op.path.as_str();
-        if self.opts.direction == Direction::Pull {
-            fx.summary.skipped.push(format!("{path}: conflict, kept local"));
-            return Ok(());
-        }
-        let etag = self.planned.view.objects.get(path).map(|o| o.etag.clone());
-        match (local, etag) {
-            (Some(l), etag) => {
-                let abs = self.abs(path);
-                let cond = etag.map_or(Condition::IfAbsent, Condition::IfMatch);
-                if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &cond, fx)? {
-                    fx.raced(path);
-                    return Ok(());
-                }
-            }
-            (None, Some(etag)) if self.opts.deletes_remote() => self.delete_remote(path, &etag, fx)?,
-            (None, _) => {
-                fx.summary
-                    .skipped
-                    .push(format!("{path}: conflict, kept local (no deletion without --delete)"));
-                return Ok(());
-            }
-        }
-        fx.summary.resolved.push(path.to_owned());
-        Ok(())
-    }
-
-    /// `--on-conflict keep-remote`: the remote version wins locally; the local one goes
-    /// to the trash first, recoverable.
-    fn keep_remote(
-        &self,
-        i: usize,
-        op: &Op,
-        local: Option<&Leaf>,
-        remote: Option<&Leaf>,
-        fx: &mut Effects,
-    ) -> Result<(), SyncError> {
-        let path = op.path.as_str();
-        if self.opts.direction == Direction::Push {
-            fx.summary.skipped.push(format!("{path}: conflict, kept remote"));
-            return Ok(());
-        }
-        if remote.is_none() && !self.opts.deletes_local() {
-            fx.summary.skipped.push(format!("{path}: conflict, kept remote (no deletion without --delete)"));
-            return Ok(());
-        }
-        let abs = self.abs(path);
-        if let Some(l) = local {
-            if !take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
-                fx.raced(path);
-                return Ok(());
-            }
-            fx.summary.deleted_local += 1;
-            fx.local.push((path.to_owned(), None));
-        }
-        if remote.is_some() {
-            self.fetch(i, path, Some(LocalCond::Absent), fx)?;
-        }
-        fx.summary.resolved.push(path.to_owned());
-        Ok(())
-    }
-
-    /// A conflict-copy name for `path` that no file has yet.
-    fn free_conflict_name(&self, path: &str) -> Result<String, SyncError> {
-        let when = self.opts.conflict_stamp.clone().unwrap_or_else(|| {
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                .to_string()
-                .replace([':', '-'], "")
-                .trim_end_matches('Z')
-                .to_owned()
-        });
-        let client = self.repo.client_id();
-        for n in 0u32.. {
-            let stamp = if n == 0 { when.clone() } else { format!("{when}-{n}") };
-            let copy = conflict_name(path, client, &stamp);
-            if local_content(&self.abs(&copy))?.is_none() && !self.planned.view.objects.contains_key(&copy) {
-                return Ok(copy);
-            }
-        }
-        unreachable!("some counter gives a free name")
     }
 }
 
