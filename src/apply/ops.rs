@@ -443,8 +443,16 @@ impl Round<'_> {
         if local == Some(LocalCond::Absent) {
             // An empty folder in the way holds nothing (empty folders are not synced):
             // it gives way. (`remove_dir` removes only an empty one.)
-            if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                let _ = std::fs::remove_dir(&dest);
+            if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir())
+                && std::fs::remove_dir(&dest).is_err()
+            {
+                // Not empty: it holds only what bmsync does not sync (ignored files...).
+                let reason = format!(
+                    "the folder {} is in the way, holding only files that are not synced; it is left as it is",
+                    dest.display()
+                );
+                fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+                return Ok(None);
             }
         }
         if !local_ok(&dest, local)? {

@@ -465,3 +465,23 @@ fn a_hidden_file_key_beside_a_folder_settles_when_the_folder_has_the_file_too() 
         assert_eq!(bucket_keys(b.inspect.as_ref()), files, "{}: converged", b.name);
     }
 }
+
+#[test]
+fn a_folder_of_ignored_files_in_the_way_of_a_download_is_reported_not_retried() {
+    for b in backends("folder_in_the_way") {
+        let alice = b.client("alice");
+        alice.write("keep.md", "k\n");
+        alice.sync(0);
+        put_new(b.inspect.as_ref(), "drafts", b"a file named drafts\n", bmsync::EntryKind::File);
+        // Locally, `drafts/` holds only an ignored file.
+        alice.write("drafts/x.tmp", "junk\n");
+        let before = disk_state(alice.dir.path());
+        let s = alice.sync(0);
+        assert_eq!(s["remote_skipped"][0]["key"], "drafts", "{}: {s}", b.name);
+        assert_eq!(disk_state(alice.dir.path()), before, "{}: nothing changes", b.name);
+        // An empty folder gives way.
+        std::fs::remove_file(alice.path("drafts/x.tmp")).expect("rm");
+        alice.sync(0);
+        assert_eq!(alice.read("drafts").as_deref(), Some("a file named drafts\n"), "{}", b.name);
+    }
+}
