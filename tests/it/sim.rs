@@ -148,3 +148,14 @@ fn a_download_never_makes_a_twin_of_a_name_made_after_the_scan() {
     let cfg = Config::new(801, Some(3));
     replays_clean(&cfg, &[2, 7, 23]);
 }
+
+/// Regression: found when users gained a file where others have a folder (SIMULATION.md,
+/// "Engine bugs found"). A listing that came back empty let a client upload the file
+/// `a/c` while the bucket held `a/c/n4.md`; S3 takes both, and no folder can hold both,
+/// so the clients never converged. The file now moves aside to a conflict copy. Seed
+/// 855's shrunk history.
+#[test]
+fn a_bucket_holding_a_file_and_a_folder_of_one_name_converges() {
+    let cfg = Config::new(855, Some(5));
+    replays_clean(&cfg, &[2, 20, 23, 25]);
+}
