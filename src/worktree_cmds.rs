@@ -59,12 +59,18 @@ pub(crate) fn collision_line(c: &bmsync::worktree::Collision) -> String {
     // Quoted as they are: a Debug form would escape the combining marks of an NFD name.
     let quote =
         |ps: &mut dyn Iterator<Item = &String>| ps.map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
-    format!(
-        "warning: names collide: they {what}: {}; only \"{}\" syncs, {} left as it is",
-        quote(&mut c.paths.iter()),
-        c.synced,
-        quote(&mut c.paths.iter().filter(|p| **p != c.synced))
-    )
+    let all = quote(&mut c.paths.iter());
+    match c.kind {
+        // Either twin may be the one the last sync knew: neither syncs until they are one.
+        bmsync::worktree::CollisionKind::Unicode => format!(
+            "warning: names collide: they {what}: {all}; neither syncs until one is renamed or removed, and both are left as they are"
+        ),
+        bmsync::worktree::CollisionKind::Case => format!(
+            "warning: names collide: they {what}: {all}; only \"{}\" syncs, {} left as it is",
+            c.synced,
+            quote(&mut c.paths.iter().filter(|p| **p != c.synced))
+        ),
+    }
 }
 
 pub(crate) fn status(out: Out, json: bool, repo: &Repo) -> io::Result<()> {
