@@ -378,23 +378,23 @@ fn report_probe(
     accepted: bool,
 ) {
     if let Some(e) = err {
-        eprintln!(
+        say(&format!(
             "warning: the remote could not be probed yet: {e}\nhint: the remote is kept; the first sync probes it. \
              To change it: `bmsync remote set-url URL [--endpoint URL]`"
-        );
+        ));
     }
     if let Some(p) = probe {
         match p.missing_put() {
             Some(m) if accepted => {
-                eprintln!(
+                say(&format!(
                     "warning: {m}; accepted (--accept-lost-updates): sync this folder from one place only"
-                );
+                ));
             }
-            Some(m) => eprintln!("warning: {m}; syncs will refuse to run\nhint: {LOST_UPDATES_HINT}"),
+            Some(m) => say(&format!("warning: {m}; syncs will refuse to run\nhint: {LOST_UPDATES_HINT}")),
             None => {}
         }
         if !p.snapshots {
-            eprintln!("{NO_SNAPSHOTS_WARNING}");
+            say(NO_SNAPSHOTS_WARNING);
         }
     }
 }
@@ -478,7 +478,7 @@ fn sync_cmd(
         },
     })?;
     for w in &s.warnings {
-        eprintln!("warning: {w}");
+        say(&format!("warning: {w}"));
     }
     let secs = started.elapsed().as_secs_f64();
     let written = if json {
