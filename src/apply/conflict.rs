@@ -5,7 +5,7 @@
 use super::ops::{Effects, local_content, take_aside, trash_path};
 use super::{ConflictReport, Direction, OnConflict, Round, SyncError, conflict_name};
 use crate::object::EntryKind;
-use crate::reconcile::{Leaf, LocalCond, Op};
+use crate::reconcile::{Leaf, LocalCond, Op, Reason};
 use crate::remote::Condition;
 
 impl Round<'_> {
@@ -102,19 +102,21 @@ impl Round<'_> {
     /// A key that is a file in the bucket and also the folder of other keys (two clients
     /// wrote both at once): no folder can hold both, so the file moves aside to a
     /// `conflict` copy (downloaded, uploaded under `If-None-Match: *`, then the key
-    /// deleted under `If-Match`), and the folder keeps the path.
+    /// deleted under `If-Match`), and the folder keeps the path. Reported with reason
+    /// `remote_key_collision`: two names met, not two edits.
     pub(super) fn move_hidden_file(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
+        // Always a copy, even of the base's version: no one deleted that key, so no one
+        // chose the folder over it.
         let Some(etag) = self.planned.view.objects.get(path).map(|o| o.etag.clone()) else { return Ok(()) };
         let copy = self.free_conflict_name(path)?;
         if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), fx)?
             && self.upload(&copy, &got, &Condition::IfAbsent, fx)?
         {
             self.delete_remote(path, &etag, fx)?;
-            let reason = op.reason;
             fx.summary.conflicts.push(ConflictReport {
                 path: path.to_owned(),
-                reason,
+                reason: Reason::RemoteKeyCollision,
                 local_copy: Some(copy),
             });
         }

@@ -159,3 +159,14 @@ fn a_bucket_holding_a_file_and_a_folder_of_one_name_converges() {
     let cfg = Config::new(855, Some(5));
     replays_clean(&cfg, &[2, 20, 23, 25]);
 }
+
+/// Regression: found by a 15,000-seed soak after users gained symlinks and type changes
+/// (SIMULATION.md, "Engine bugs found"). A symlink `a/c` uploaded under an empty listing
+/// sat in the bucket beside a teammate's folder `a/c/`; moving it aside was reported as
+/// an edit conflict against its own base version. It is reported as a key collision
+/// now. Seed 14530's shrunk history.
+#[test]
+fn a_file_moved_aside_from_beside_a_folder_is_no_edit_conflict() {
+    let cfg = Config::new(14530, Some(3));
+    replays_clean(&cfg, &[15, 17, 21, 22, 23, 25, 28]);
+}

@@ -953,7 +953,10 @@ impl World {
         if let Ended::Ok(summary) = ended {
             // 4: a conflict copy holds the local version, the path the remote one; they
             // differ, and neither is the base's.
-            for r in &summary.conflicts {
+            // (A file key moved aside from beside a folder of its name is no edit conflict.)
+            for r in
+                summary.conflicts.iter().filter(|r| r.reason != bmsync::reconcile::Reason::RemoteKeyCollision)
+            {
                 let Some(copy) = &r.local_copy else { continue };
                 // A version is its bytes and its kind (a change of mode alone is a change).
                 let kinds_now = kinds(&cl.root);
