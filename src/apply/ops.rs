@@ -124,6 +124,20 @@ fn link_on_the_way(root: &Path, dest: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Whether nothing but an empty folder (if anything) is at `dest`, which then gives way:
+/// it holds nothing (empty folders are not synced; `remove_dir` removes only an empty
+/// one). `false`: a folder holding only what bmsync does not sync (ignored files...).
+fn folder_gives_way(dest: &Path) -> bool {
+    !std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) || std::fs::remove_dir(dest).is_ok()
+}
+
+fn folder_in_the_way(dest: &Path) -> String {
+    format!(
+        "the folder {} is in the way, holding only files that are not synced; it is left as it is",
+        dest.display()
+    )
+}
+
 /// Removes a temporary file when dropped, if it is still there.
 struct TempGuard<'a>(&'a Path);
 
@@ -258,6 +272,13 @@ impl Round<'_> {
                 // By way of the trash: the source is checked after it moved, and the
                 // destination is never clobbered. (A crash in between leaves the file in
                 // the trash, never lost; the bucket holds its content at `path` anyway.)
+                if !folder_gives_way(&abs) {
+                    let reason = folder_in_the_way(&abs);
+                    fx.summary
+                        .remote_skipped
+                        .push(crate::remote::SkippedKey { key: path.to_owned(), reason });
+                    return Ok(());
+                }
                 let aside = trash_path(self.repo.root(), from);
                 if !take_aside(&src, &aside, expected)? {
                     fx.raced(path);
@@ -440,20 +461,10 @@ impl Round<'_> {
             fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
             return Ok(None);
         }
-        if local == Some(LocalCond::Absent) {
-            // An empty folder in the way holds nothing (empty folders are not synced):
-            // it gives way. (`remove_dir` removes only an empty one.)
-            if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir())
-                && std::fs::remove_dir(&dest).is_err()
-            {
-                // Not empty: it holds only what bmsync does not sync (ignored files...).
-                let reason = format!(
-                    "the folder {} is in the way, holding only files that are not synced; it is left as it is",
-                    dest.display()
-                );
-                fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
-                return Ok(None);
-            }
+        if local == Some(LocalCond::Absent) && !folder_gives_way(&dest) {
+            let reason = folder_in_the_way(&dest);
+            fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+            return Ok(None);
         }
         if !local_ok(&dest, local)? {
             fx.raced(path);

@@ -170,3 +170,13 @@ fn a_file_moved_aside_from_beside_a_folder_is_no_edit_conflict() {
     let cfg = Config::new(14530, Some(3));
     replays_clean(&cfg, &[15, 17, 21, 22, 23, 25, 28]);
 }
+
+/// Regression: found by a soak after users gained type changes (SIMULATION.md, "Engine
+/// bugs found"). A teammate's move of a note onto `a/c` reached a client holding an empty
+/// folder `a/c`; the local move found the folder in the way and raced on every sync.
+/// An empty folder now gives way to a move as to a download. Seed 15128's shrunk history.
+#[test]
+fn an_empty_folder_gives_way_to_a_moved_note() {
+    let cfg = Config::new(15128, Some(3));
+    replays_clean(&cfg, &[7, 24, 26, 27, 28, 29]);
+}
