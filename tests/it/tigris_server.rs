@@ -343,6 +343,16 @@ struct Tigris {
 }
 
 impl Tigris {
+    /// [`check_write`], unless this server ignores conditions (the quirk under test).
+    fn check_write(
+        &self,
+        current: Option<&Object>,
+        if_match: Option<&ETagCondition>,
+        if_none_match: Option<&ETagCondition>,
+    ) -> S3Result<()> {
+        if self.quirks.ignore_conditions { Ok(()) } else { check_write(current, if_match, if_none_match) }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panicking handler cannot leave the maps half-updated, so poison is harmless.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -628,13 +638,11 @@ impl S3 for Tigris {
         let mut state = self.state();
         let State { clock, buckets, .. } = &mut *state;
         let bucket = bucket_mut(buckets, &input.bucket)?;
-        if !self.quirks.ignore_conditions {
-            check_write(
-                bucket.get(&input.key, None).map(AsRef::as_ref),
-                input.if_match.as_ref(),
-                input.if_none_match.as_ref(),
-            )?;
-        }
+        self.check_write(
+            bucket.get(&input.key, None).map(AsRef::as_ref),
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+        )?;
         let now = clock.tick();
         let object = Object {
             data,
@@ -902,13 +910,11 @@ impl S3 for Tigris {
             parts.push(part);
         }
         // The upload stays open on a failed precondition so the client can still abort it.
-        if !self.quirks.ignore_conditions {
-            check_write(
-                bucket.get(&input.key, None).map(AsRef::as_ref),
-                input.if_match.as_ref(),
-                input.if_none_match.as_ref(),
-            )?;
-        }
+        self.check_write(
+            bucket.get(&input.key, None).map(AsRef::as_ref),
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+        )?;
 
         let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
         let mut digests = Vec::with_capacity(parts.len() * 16);
