@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod conflicts;
 pub mod id;
 pub mod object;
 pub mod reconcile;
