@@ -59,12 +59,26 @@ pub(crate) fn repo_hint(e: &RepoError) -> Option<&'static str> {
         RepoError::Scan(bmsync::worktree::ScanError::Io { .. }) => {
             Some("nothing was recorded; fix the file's permissions (or ignore it in .bmignore) and retry")
         }
-        RepoError::Store(StoreError::NewerFormat { .. }) => Some("install a newer bmsync"),
+        RepoError::NoRemote => Some("run `bmsync init --remote URL` (in a new folder) to set one"),
+        RepoError::Store(e) => store_hint(e),
         RepoError::LostUpdates { .. } => Some(LOST_UPDATES_HINT),
         RepoError::RemoteFailed(e) => remote_hint(e),
         RepoError::Busy { .. } => {
             Some("nothing was changed; wait longer with --lock-wait SECS, or run again later")
         }
+        _ => None,
+    }
+}
+
+/// What to do about a store error, where something helps.
+fn store_hint(e: &StoreError) -> Option<&'static str> {
+    match e {
+        StoreError::NewerFormat { .. } => Some("install a newer bmsync"),
+        StoreError::Missing { .. } => Some("run `bmsync init` first"),
+        StoreError::Open { .. } => Some(
+            "your notes are untouched; if the store file is corrupt or truncated, move it aside and run `bmsync init` again",
+        ),
+        StoreError::NeedsRepair { .. } => Some("run `bmsync status` once, then try again"),
         _ => None,
     }
 }
@@ -80,12 +94,13 @@ pub(crate) fn remote_hint(e: &bmsync::remote::RemoteError) -> Option<&'static st
     use bmsync::remote::RemoteError as E;
     match e {
         E::NoSuchBucket { .. } | E::NotARemote { .. } | E::Unreachable { .. } => Some(SET_URL_HINT),
-        E::MissingFolder { .. } => {
-            Some("mount the drive, or point the folder elsewhere with `bmsync remote set-url URL`")
-        }
+        E::MissingFolder { .. } => Some(
+            "mount the drive, point the folder elsewhere with `bmsync remote set-url URL`, or make a new remote folder with --create",
+        ),
         E::Credentials { .. } | E::Permission { .. } => {
             Some("check the credentials in the AWS environment (keys, profile) and the bucket policy")
         }
+        E::NeedsRepair { .. } => Some("run `bmsync sync` or `bmsync remote show` once"),
         E::DiskFull { .. } => Some("free some space on the remote's disk, then sync again"),
         _ => None,
     }

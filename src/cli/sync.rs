@@ -119,8 +119,15 @@ pub(crate) fn plan(
     opts: &bmsync::apply::SyncOptions,
 ) -> Result<(), Failure> {
     let remote = repo.open_remote_read_only()?;
-    let p = bmsync::apply::make_plan(repo, remote.as_ref(), opts, true)
-        .map_err(|e| Failure::new(e.to_string(), Some("nothing was changed")))?;
+    let p = bmsync::apply::make_plan(repo, remote.as_ref(), opts, true).map_err(|e| {
+        let hint = match &e {
+            bmsync::apply::SyncError::Remote(r @ bmsync::remote::RemoteError::NeedsRepair { .. }) => {
+                remote_hint(r)
+            }
+            _ => Some("nothing was changed"),
+        };
+        Failure::new(e.to_string(), hint)
+    })?;
     if out.json {
         writeln!(out, "{}", serde_json::to_string(&p.plan).expect("plans serialise"))
     } else {
