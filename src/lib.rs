@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod conflicts;
 pub mod id;
+pub mod inspect;
 pub mod object;
 pub mod reconcile;
 pub mod remote;

@@ -124,7 +124,7 @@ pub enum RepoError {
         pid: Option<u32>,
     },
     /// No `.bmsync/` store.
-    #[error("{0} is not a bmsync folder: run `bmsync init` there first")]
+    #[error("{0} is not a bmsync folder")]
     NotInitialized(PathBuf),
     /// A bad client id.
     #[error(transparent)]
@@ -142,7 +142,7 @@ pub enum RepoError {
         key: &'static str,
     },
     /// No remote is configured.
-    #[error("no remote is configured: run `bmsync init --remote URL` (in a new folder) to set one")]
+    #[error("no remote is configured")]
     NoRemote,
     /// The remote failed.
     #[error(transparent)]
@@ -154,7 +154,7 @@ pub enum RepoError {
         detail: String,
     },
     /// A meta record that should be there is not.
-    #[error("store record {key:?} is missing: the store was not made by `bmsync init`")]
+    #[error("store record {key:?} is missing: this store was not made by bmsync")]
     MissingMeta {
         /// The meta key.
         key: &'static str,

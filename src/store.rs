@@ -42,9 +42,7 @@ const HEADER_LEN: usize = 10;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened or created.
-    #[error(
-        "cannot open store {path}: {source} (if the file is corrupt or truncated, move it aside and run `bmsync init` again; your notes are untouched)"
-    )]
+    #[error("cannot open store {path}: {source}")]
     Open {
         /// Store path.
         path: PathBuf,
@@ -64,7 +62,7 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// `open` found no store.
-    #[error("no store at {path}: run `bmsync init` first")]
+    #[error("no store at {path}")]
     Missing {
         /// Store path.
         path: PathBuf,
@@ -189,7 +187,7 @@ pub enum StoreError {
     /// A read-only open found a store that was not closed cleanly: repairing it is a
     /// write, which a read-only open does not do.
     #[error(
-        "store {path} was not closed cleanly (an interrupted run) and needs a repair, which a read-only command does not do; run `bmsync status` once, then try again"
+        "store {path} was not closed cleanly (an interrupted run) and needs a repair, which a read-only open does not do"
     )]
     NeedsRepair {
         /// Store path.

@@ -184,7 +184,7 @@ impl Round<'_> {
             (None, _) => {
                 fx.summary
                     .skipped
-                    .push(format!("{path}: conflict, kept local (no deletion without --delete)"));
+                    .push(format!("{path}: conflict, kept local (deletions were not asked for)"));
                 return Ok(());
             }
         }
@@ -208,7 +208,7 @@ impl Round<'_> {
             return Ok(());
         }
         if remote.is_none() && !self.opts.deletes_local() {
-            fx.summary.skipped.push(format!("{path}: conflict, kept remote (no deletion without --delete)"));
+            fx.summary.skipped.push(format!("{path}: conflict, kept remote (deletions were not asked for)"));
             return Ok(());
         }
         let abs = self.abs(path);

@@ -513,7 +513,7 @@ pub fn check_guarantees(
         repo.accept_lost_updates()?;
     }
     Ok(vec![format!(
-        "{detail}; going on because lost updates were accepted (--accept-lost-updates): sync this folder from one place only"
+        "{detail}; going on because lost updates were accepted for this remote: sync this folder from one place only"
     )])
 }
 

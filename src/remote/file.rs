@@ -330,13 +330,7 @@ impl FileRemote {
                     builder().open_read_only(&path).map_err(|e| other(op, e))?
                 }
                 Err(redb::DatabaseError::RepairAborted) => {
-                    return Err(storage(
-                        op,
-                        format!(
-                            "{}: the remote's index needs a repair (a run that wrote to it was killed), which a read-only command does not do; run `bmsync sync` or `bmsync remote show` once",
-                            root.display()
-                        ),
-                    ));
+                    return Err(RemoteError::NeedsRepair { path: root.to_owned() });
                 }
                 Err(e) => return Err(other(op, e)),
             };

@@ -181,11 +181,19 @@ pub enum RemoteError {
         detail: String,
     },
     /// A `file://` remote folder that does not exist.
-    #[error(
-        "{path}: the remote folder does not exist (is the drive mounted? `init --create` makes a new one)"
-    )]
+    #[error("{path}: the remote folder does not exist (is the drive mounted?)")]
     MissingFolder {
         /// The folder.
+        path: std::path::PathBuf,
+    },
+    /// A `file://` remote whose index a killed writer left needing a repair, which a
+    /// read-only remote does not do (the repair is a write).
+    #[error(
+        "{}: the remote's index needs a repair (a run that wrote to it was killed), which a read-only open does not do",
+        path.display()
+    )]
+    NeedsRepair {
+        /// The remote folder.
         path: std::path::PathBuf,
     },
     /// A `file://` remote that is not a folder, or a folder that is not a bmsync remote.

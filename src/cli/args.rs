@@ -1,0 +1,276 @@
+//! Arguments: the commands, their flags and their help.
+
+use std::path::{Path, PathBuf};
+
+use bmsync::Repo;
+use clap::{Parser, Subcommand};
+
+use crate::output::{Failure, say};
+
+/// Team-safe, Git-style two-way sync between a folder of notes and a bucket.
+#[derive(Parser, Debug)]
+#[command(name = "bmsync", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every sync-like command takes.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct SyncArgs {
+    /// Allow up to N deletions (default: at most half of the last sync's files).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_delete: Option<usize>,
+    /// Accept an empty remote as "everything was deleted there" (otherwise refused as a
+    /// likely wrong prefix or failed listing).
+    #[arg(long)]
+    pub(crate) allow_empty_remote: bool,
+    /// Go on with a bucket that ignores conditional PUTs, accepting that a teammate's
+    /// concurrent write can be silently overwritten (only for a folder you alone sync).
+    /// Recorded for this remote; every sync warns.
+    #[arg(long)]
+    pub(crate) accept_lost_updates: bool,
+}
+
+/// How an applying command (sync, push, pull) waits for another one on the folder.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct WaitArgs {
+    /// Wait up to SECS for another sync, push or pull on this folder to finish (default
+    /// 60), then give up with exit 1.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) lock_wait: Option<u64>,
+}
+
+impl WaitArgs {
+    fn duration(self) -> std::time::Duration {
+        self.lock_wait.map_or(bmsync::apply::DEFAULT_LOCK_WAIT, std::time::Duration::from_secs)
+    }
+
+    /// Opens the folder holding its sync lock, saying so when it has to wait.
+    pub(crate) fn open(self, dir: &Path) -> Result<Repo, Failure> {
+        let wait = self.duration();
+        Ok(Repo::open_locked(dir, wait, &mut |pid| {
+            let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            say(&format!(
+                "waiting for another bmsync sync on this folder{who} to finish (up to {} s)...",
+                wait.as_secs()
+            ));
+        })?)
+    }
+}
+
+/// Options of push and pull.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct OneWayArgs {
+    /// Also carry deletions to the receiving side.
+    #[arg(long)]
+    pub(crate) delete: bool,
+    /// Resolve conflicts: keep-local, keep-remote, or keep-both (a `conflict` copy).
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub(crate) on_conflict: Option<OnConflictArg>,
+}
+
+/// The flag's values (`keep-local`, ...) come from these names.
+#[allow(clippy::enum_variant_names)]
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub(crate) enum OnConflictArg {
+    KeepLocal,
+    KeepRemote,
+    KeepBoth,
+}
+
+impl From<OnConflictArg> for bmsync::apply::OnConflict {
+    fn from(a: OnConflictArg) -> Self {
+        match a {
+            OnConflictArg::KeepLocal => Self::KeepLocal,
+            OnConflictArg::KeepRemote => Self::KeepRemote,
+            OnConflictArg::KeepBoth => Self::KeepBoth,
+        }
+    }
+}
+
+impl SyncArgs {
+    pub(crate) fn options(self) -> bmsync::apply::SyncOptions {
+        bmsync::apply::SyncOptions {
+            max_delete: self.max_delete,
+            allow_empty_remote: self.allow_empty_remote,
+            accept_lost_updates: self.accept_lost_updates,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum RemoteCommand {
+    /// Show the remote, what it guarantees (as last probed), and its latest snapshot.
+    Show {
+        /// Probe the remote's guarantees again now (writes and removes one private object).
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Point the folder at another remote or endpoint, and probe it. A new URL resets the
+    /// sync base: the next sync deletes and overwrites nothing, like a first sync.
+    SetUrl {
+        #[arg(help = "s3://BUCKET[/PREFIX] or file:///ABSOLUTE/PATH")]
+        url: String,
+        /// S3 endpoint (default: keep the current one; '' clears it).
+        #[arg(long, value_name = "HTTP_URL")]
+        endpoint: Option<String>,
+        /// Create a missing file:// folder.
+        #[arg(long)]
+        create: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Make this folder a bmsync folder (creates .bmsync/ and a client id).
+    Init {
+        #[arg(
+            long,
+            value_name = "URL",
+            help = "Remote to sync with: s3://BUCKET[/PREFIX] or file:///ABSOLUTE/PATH"
+        )]
+        remote: Option<String>,
+        /// Name this client (default: generated, stable once chosen).
+        #[arg(long, value_name = "NAME")]
+        client_id: Option<String>,
+        #[arg(
+            long,
+            value_name = "HTTP_URL",
+            help = "S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS)"
+        )]
+        endpoint: Option<String>,
+        /// Create the file:// remote folder if it does not exist (otherwise it must).
+        #[arg(long)]
+        create: bool,
+        /// Accept a bucket that ignores conditional PUTs (a teammate's concurrent write
+        /// can then be silently overwritten): only for a folder you alone sync.
+        #[arg(long)]
+        accept_lost_updates: bool,
+    },
+    /// Sync the folder with its remote: scan, read the remote at one snapshot, plan,
+    /// apply under preconditions, and record the new base.
+    Sync {
+        #[command(flatten)]
+        args: SyncArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
+        /// Resolve conflicts one way instead of keeping both versions.
+        #[arg(long, value_enum, value_name = "HOW")]
+        on_conflict: Option<OnConflictArg>,
+    },
+    /// Send local changes to the remote only. Remote objects are deleted only with
+    /// `--delete`; conflicts stop the push unless `--on-conflict` says how to resolve
+    /// them.
+    Push {
+        #[command(flatten)]
+        args: SyncArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
+        one_way: OneWayArgs,
+    },
+    /// Bring remote changes into the folder only. Local files are deleted (to the trash)
+    /// only with `--delete`; conflicts stop the pull unless `--on-conflict` says how to
+    /// resolve them.
+    Pull {
+        #[command(flatten)]
+        args: SyncArgs,
+        #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
+        one_way: OneWayArgs,
+    },
+    /// Show what a sync would do, writing nothing anywhere: not a byte of the folder, its
+    /// state, or the bucket (which is read live, without taking a snapshot).
+    Plan {
+        #[command(flatten)]
+        args: SyncArgs,
+    },
+    /// Inspect the remote.
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
+    /// Print an object from the store, verified against its id.
+    CatObject {
+        /// Object id, abbreviated id (4+ hex), or ref name.
+        rev: String,
+        /// Print only the object's kind.
+        #[arg(short = 't', conflicts_with = "size")]
+        kind: bool,
+        /// Print only the object's size in bytes.
+        #[arg(short = 's')]
+        size: bool,
+    },
+    /// Show local changes since the last sync base.
+    Status,
+    /// Record the folder as a local commit.
+    Commit {
+        /// Commit message.
+        #[arg(short = 'm', long, default_value = "")]
+        message: String,
+    },
+    /// Show changes between two revisions (default: base and the folder now).
+    ///
+    /// Revisions: base, head, local (the folder now), or a commit or tree id (4+ hex).
+    Diff {
+        /// Old side (default: base).
+        from: Option<String>,
+        /// New side (default: local).
+        to: Option<String>,
+        /// Only paths under these.
+        #[arg(last = true)]
+        paths: Vec<String>,
+        /// Per-file counts of added and removed lines instead of patches.
+        #[arg(long, conflicts_with = "name_status")]
+        stat: bool,
+        /// One line per path with its status letter.
+        #[arg(long)]
+        name_status: bool,
+    },
+    /// List commits, newest first.
+    Log {
+        /// Start here (default: head, else base).
+        rev: Option<String>,
+        /// Show at most N commits.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        max_count: usize,
+    },
+    /// Show a commit (with its changes), a tree, or a file: REV or REV:PATH.
+    Show {
+        /// REV or REV:PATH.
+        spec: String,
+    },
+    /// Explain whether, and by which rule, paths are ignored.
+    CheckIgnore {
+        /// Paths relative to the folder.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Move a ref (plumbing), optionally only if it still points at OLD.
+    UpdateRef {
+        /// Ref name, e.g. head or base.
+        name: String,
+        /// New target: a revision, or `none` to delete the ref.
+        new: String,
+        /// Expected current target (`none`: must not exist). Without it, any value.
+        old: Option<String>,
+    },
+    /// Print the object id of files (for blobs, the same hex as `b3sum`).
+    HashObject {
+        /// Files to hash.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also write the blobs into the store.
+        #[arg(short = 'w')]
+        write: bool,
+    },
+}

@@ -1,0 +1,125 @@
+//! The `bmsync` command: parses arguments, prints, and picks exit codes. All the work is
+//! in the library.
+#![forbid(unsafe_code)]
+
+mod args;
+mod inspect;
+mod output;
+mod plumbing;
+mod setup;
+mod sync;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bmsync::{InitOptions, Repo};
+use clap::Parser;
+
+use crate::args::{Cli, Command, RemoteCommand};
+use crate::output::{Failure, Output, say};
+
+fn main() -> ExitCode {
+    // redb can panic on a damaged page; the store turns that into an error (exit 1 with
+    // a hint), so the panic's own message must not reach the terminal.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !bmsync::store::panic_is_contained() {
+            default_hook(info);
+        }
+    }));
+    let cli = Cli::parse();
+    let code = match enter(cli.dir.as_deref()).and_then(|dir| run(&cli, &dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => output::report(&f),
+    };
+    // For the benchmark harness: the process's peak memory, from the kernel.
+    if std::env::var_os("BMSYNC_REPORT_PEAK_RSS").is_some() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+            say(&format!("peak_rss_kib: {}", kib.trim().trim_end_matches("kB").trim()));
+        }
+    }
+    code
+}
+
+/// Changes to `-C DIR` if given (like `git -C`: later relative paths are relative to
+/// DIR), and gives the folder the command runs in.
+fn enter(dir: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(dir) = dir {
+        std::env::set_current_dir(dir)
+            .map_err(|e| Failure::new(format!("cannot change to {}: {e}", dir.display()), None))?;
+    }
+    Ok(std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+}
+
+/// Runs one command: each arm opens what the command needs and hands it on.
+fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    let out = &mut Output::new(&mut stdout, cli.json);
+    match &cli.command {
+        Command::Init { remote, client_id, endpoint, create, accept_lost_updates } => {
+            let opts = InitOptions {
+                remote: remote.clone(),
+                client_id: client_id.clone(),
+                endpoint: endpoint.clone(),
+                create: *create,
+                accept_lost_updates: *accept_lost_updates,
+            };
+            setup::init(out, dir, &opts)
+        }
+        Command::Sync { args, wait, on_conflict } => {
+            let opts =
+                bmsync::apply::SyncOptions { on_conflict: on_conflict.map(Into::into), ..args.options() };
+            sync::sync(out, &wait.open(dir)?, &opts)
+        }
+        Command::Push { args, wait, one_way } | Command::Pull { args, wait, one_way } => {
+            let direction = if matches!(cli.command, Command::Push { .. }) {
+                bmsync::apply::Direction::Push
+            } else {
+                bmsync::apply::Direction::Pull
+            };
+            let opts = bmsync::apply::SyncOptions {
+                direction,
+                delete: one_way.delete,
+                on_conflict: one_way.on_conflict.map(Into::into),
+                ..args.options()
+            };
+            sync::sync(out, &wait.open(dir)?, &opts)
+        }
+        Command::Plan { args } => sync::plan(out, &Repo::open_read_only(dir)?, &args.options()),
+        Command::Remote { command: RemoteCommand::Show { probe } } => {
+            setup::remote_show(out, &Repo::open(dir)?, *probe)
+        }
+        Command::Remote { command: RemoteCommand::SetUrl { url, endpoint, create } } => {
+            setup::set_url(out, dir, url, endpoint.as_deref(), *create)
+        }
+        Command::HashObject { files, write } => {
+            let repo = if *write { Some(Repo::open(dir)?) } else { None };
+            plumbing::hash_object(out, repo.as_ref(), files)
+        }
+        Command::Status => inspect::status(out, &Repo::open(dir)?),
+        Command::Commit { message } => inspect::commit(out, &Repo::open(dir)?, message),
+        Command::Diff { from, to, paths, stat, name_status } => {
+            let repo = Repo::open(dir)?;
+            let mode = if *stat {
+                inspect::DiffMode::Stat
+            } else if *name_status {
+                inspect::DiffMode::NameStatus
+            } else {
+                inspect::DiffMode::Patch
+            };
+            let from = from.as_deref().unwrap_or(bmsync::repo::REF_BASE);
+            let to = to.as_deref().unwrap_or(bmsync::repo::REV_LOCAL);
+            inspect::diff(out, &repo, from, to, paths, mode)
+        }
+        Command::Log { rev, max_count } => inspect::log(out, &Repo::open(dir)?, rev.as_deref(), *max_count),
+        Command::Show { spec } => inspect::show(out, &Repo::open(dir)?, spec),
+        Command::CheckIgnore { paths } => inspect::check_ignore(out, dir, paths),
+        Command::UpdateRef { name, new, old } => {
+            plumbing::update_ref(out, &Repo::open(dir)?, name, new, old.as_deref())
+        }
+        Command::CatObject { rev, kind, size } => {
+            plumbing::cat_object(out, &Repo::open(dir)?, rev, *kind, *size)
+        }
+    }
+}
