@@ -325,6 +325,24 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ResolveError + '_ {
     move |source| ResolveError::Io { path: path.to_owned(), source }
 }
 
+impl crate::Repo {
+    /// The open conflicts of this folder, in path order.
+    pub fn open_conflicts(&self) -> Result<Vec<ConflictRecord>, StoreError> {
+        open(self.store(), self.root())
+    }
+
+    /// Settles the open conflict at `path` (relative to the folder; the copy's path
+    /// names it too) as `keep` says. What gives way goes to a trash folder of its own.
+    pub fn resolve_conflict(&self, path: &str, keep: Keep) -> Result<Resolved, ResolveError> {
+        let path = path.trim_start_matches("./").trim_end_matches('/');
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let trash =
+            self.root().join(crate::repo::STATE_DIR).join(crate::apply::TRASH_DIR).join(stamp.to_string());
+        resolve(self.store(), self.root(), &trash, path, keep)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

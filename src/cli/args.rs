@@ -95,6 +95,26 @@ impl From<OnConflictArg> for bmsync::apply::OnConflict {
     }
 }
 
+/// The values of `resolve --keep`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub(crate) enum KeepArg {
+    Local,
+    Remote,
+    Both,
+    Merged,
+}
+
+impl From<KeepArg> for bmsync::conflicts::Keep {
+    fn from(a: KeepArg) -> Self {
+        match a {
+            KeepArg::Local => Self::Local,
+            KeepArg::Remote => Self::Remote,
+            KeepArg::Both => Self::Both,
+            KeepArg::Merged => Self::Merged,
+        }
+    }
+}
+
 impl SyncArgs {
     pub(crate) fn options(self) -> bmsync::apply::SyncOptions {
         bmsync::apply::SyncOptions {
@@ -209,6 +229,20 @@ pub(crate) enum Command {
         /// Print only the object's size in bytes.
         #[arg(short = 's')]
         size: bool,
+    },
+    /// List the open conflicts: what collided, where each version is, who met it.
+    Conflicts,
+    /// Settle one open conflict; the next sync carries the result to teammates.
+    Resolve {
+        /// The conflict's path (or its copy's path), relative to the folder.
+        path: String,
+        /// Which version to keep: local (yours, from the copy, goes back to the path),
+        /// remote (the path's version stays), both (keep both files), merged (the path
+        /// as you edited it).
+        #[arg(long, value_enum, value_name = "WHICH")]
+        keep: KeepArg,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Show local changes since the last sync base.
     Status,

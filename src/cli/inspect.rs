@@ -72,6 +72,7 @@ pub(crate) fn collision_line(c: &bmsync::worktree::Collision) -> String {
 /// `status`: local changes since the last sync base.
 pub(crate) fn status(out: Out<'_, '_>, repo: &Repo) -> Result<(), Failure> {
     let st = repo.status()?;
+    let conflicts = repo.open_conflicts()?;
     if out.json {
         let v = json!({
             "base": st.base,
@@ -80,6 +81,7 @@ pub(crate) fn status(out: Out<'_, '_>, repo: &Repo) -> Result<(), Failure> {
             "changes": st.changes,
             "skipped": st.snapshot.report.skipped,
             "collisions": st.snapshot.report.collisions,
+            "conflicts": conflicts,
             "stats": st.snapshot.stats,
         });
         return out.json_line(&v);
@@ -94,6 +96,12 @@ pub(crate) fn status(out: Out<'_, '_>, repo: &Repo) -> Result<(), Failure> {
         writeln!(out, "Local changes:")?;
         for c in &st.changes {
             writeln!(out, "  {}", describe(c))?;
+        }
+    }
+    if !conflicts.is_empty() {
+        writeln!(out, "Open conflicts (settle with `bmsync resolve PATH --keep ...`):")?;
+        for line in conflicts.iter().flat_map(crate::conflicts::conflict_lines) {
+            writeln!(out, "  {line}")?;
         }
     }
     print_warnings(out, &st.snapshot.report)

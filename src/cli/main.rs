@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod conflicts;
 mod inspect;
 mod output;
 mod plumbing;
@@ -98,6 +99,10 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             plumbing::hash_object(out, repo.as_ref(), files)
         }
         Command::Status => inspect::status(out, &Repo::open(dir)?),
+        Command::Conflicts => conflicts::list(out, &Repo::open(dir)?),
+        Command::Resolve { path, keep, wait } => {
+            conflicts::resolve(out, &wait.open(dir)?, path, (*keep).into())
+        }
         Command::Commit { message } => inspect::commit(out, &Repo::open(dir)?, message),
         Command::Diff { from, to, paths, stat, name_status } => {
             let repo = Repo::open(dir)?;
