@@ -91,6 +91,10 @@ fn copy_permalink(original: Option<&[u8]>, copy_path: &str, original_path: &str)
     let (copy_stem, original_stem) = (stem(copy_path), stem(original_path));
     let suffix = copy_stem.strip_prefix(&original_stem).map(permalink_for_path).filter(|s| !s.is_empty());
     let link = match (custom, suffix) {
+        // Already the copy's (a copy rewritten again).
+        (Some(custom), Some(suffix)) if custom == from_path || custom.ends_with(&format!("-{suffix}")) => {
+            custom.to_owned()
+        }
         (Some(custom), Some(suffix)) => format!("{custom}-{suffix}"),
         _ => from_path,
     };

@@ -211,9 +211,13 @@ fn pick<'a>(base: Option<&'a [u8]>, current: Option<&'a [u8]>, other: Option<&'a
     }
 }
 
-/// Merges the frontmatter key by key. The output order is current's order; a key that
-/// only other has goes right after the key that precedes it in other (after the keys
-/// already placed there), or first if none does.
+/// Merges the frontmatter key by key.
+///
+/// Key order is a change like any other: if current kept the order of the keys it shares
+/// with base, other's order is taken, else current's (so a reorder on both sides keeps
+/// current's). Keys that only the side whose order is not taken has go right after the
+/// key that precedes them on that side (after the keys already placed there), or first
+/// if none does.
 fn merge_keys<'a>(
     base: &Frontmatter<'a>,
     current: &Frontmatter<'a>,
@@ -221,20 +225,23 @@ fn merge_keys<'a>(
 ) -> Vec<(&'a str, Entry<'a>)> {
     let map = |fm: &Frontmatter<'a>| fm.blocks.iter().map(|b| (b.key, b.raw)).collect::<BTreeMap<_, _>>();
     let (b, c, o) = (map(base), map(current), map(other));
-    let mut out: Vec<(&str, Entry<'_>)> = current
-        .blocks
-        .iter()
-        .filter_map(|blk| {
-            pick(b.get(blk.key).copied(), Some(blk.raw), o.get(blk.key).copied()).map(|e| (blk.key, e))
-        })
-        .collect();
-    // Where the next key of other's goes: after the last key of other's seen in `out`.
+    let decide = |key: &str| pick(b.get(key).copied(), c.get(key).copied(), o.get(key).copied());
+    // The order of the keys `fm` shares with `with` (additions and deletions are no reorder).
+    let order = |fm: &Frontmatter<'a>, with: &BTreeMap<&str, &[u8]>| {
+        fm.blocks.iter().map(|b| b.key).filter(|k| with.contains_key(k)).collect::<Vec<_>>()
+    };
+    let (first, second) =
+        if order(current, &b) == order(base, &c) { (other, current) } else { (current, other) };
+    let mut out: Vec<(&str, Entry<'_>)> =
+        first.blocks.iter().filter_map(|blk| decide(blk.key).map(|e| (blk.key, e))).collect();
+    let in_first = map(first);
+    // Where the next key of the second side goes: after its last key seen in `out`.
     let mut insert_at = 0;
-    for blk in &other.blocks {
+    for blk in &second.blocks {
         if let Some(i) = out.iter().position(|(k, _)| *k == blk.key) {
             insert_at = i + 1;
-        } else if !c.contains_key(blk.key)
-            && let Some(entry) = pick(b.get(blk.key).copied(), None, Some(blk.raw))
+        } else if !in_first.contains_key(blk.key)
+            && let Some(entry) = decide(blk.key)
         {
             out.insert(insert_at, (blk.key, entry));
             insert_at += 1;
