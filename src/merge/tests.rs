@@ -168,8 +168,6 @@ fn frontmatter_change_and_body_change_merge() {
     let other = BASE.replace("line 3", "line three");
     let want = BASE.replace("- b\n", "- b\n- c\n").replace("line 3", "line three");
     assert_eq!(clean(&note(BASE, &current, &other)), want);
-    // The line merge alone would see the list item and the body change as independent too,
-    // but not the adjacent keys above; both must hold.
 }
 
 #[test]
