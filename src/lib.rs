@@ -9,6 +9,7 @@ pub mod apply;
 pub mod conflicts;
 pub mod id;
 pub mod inspect;
+pub mod merge;
 pub mod object;
 pub mod reconcile;
 pub mod remote;

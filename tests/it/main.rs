@@ -7,6 +7,7 @@ mod cli;
 mod folder_lock;
 mod golden;
 mod guarantees;
+mod merge_file;
 mod real_folders;
 mod remote_contract;
 mod sim;
