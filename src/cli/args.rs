@@ -244,6 +244,26 @@ pub(crate) enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Three-way merge of one file, as `git merge-file`: the changes from BASE to OTHER
+    /// go into CURRENT. Exit 0 when clean, else the number of conflicts (255: not text).
+    MergeFile {
+        /// Print the result instead of writing it to CURRENT.
+        #[arg(short = 'p', long = "stdout")]
+        stdout: bool,
+        /// Labels for the conflict markers: current, then base, then other (default:
+        /// the file names).
+        #[arg(short = 'L', value_name = "LABEL", action = clap::ArgAction::Append)]
+        labels: Vec<String>,
+        /// Say nothing about conflicts.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Markers show the base too (always: bmsync writes diff3-style markers).
+        #[arg(long)]
+        diff3: bool,
+        current: PathBuf,
+        base: PathBuf,
+        other: PathBuf,
+    },
     /// Show local changes since the last sync base.
     Status,
     /// Record the folder as a local commit.

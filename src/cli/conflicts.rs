@@ -1,5 +1,7 @@
 //! The conflict commands: conflicts, resolve.
 
+use std::path::PathBuf;
+
 use bmsync::Repo;
 use bmsync::conflicts::{ConflictKind, ConflictRecord, Keep, ResolveError};
 use serde_json::json;
@@ -85,4 +87,40 @@ fn resolve_failure(e: ResolveError) -> Failure {
         ResolveError::Store(e) => e.into(),
         e => Failure::new(e.to_string(), hint),
     }
+}
+
+/// `merge-file [-p] [-L LABEL]... CURRENT BASE OTHER`, with git's exit codes.
+pub(crate) fn merge_file(
+    out: Out<'_, '_>,
+    files: [&PathBuf; 3],
+    labels: &[String],
+    stdout: bool,
+    quiet: bool,
+) -> Result<(), Failure> {
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Failure::new(format!("{}: {e}", p.display()), None));
+    let [current, base, other] = [read(files[0])?, read(files[1])?, read(files[2])?];
+    let label = |i: usize| labels.get(i).cloned().unwrap_or_else(|| files[i].display().to_string());
+    let opts = bmsync::merge::MergeOptions {
+        labels: bmsync::merge::MergeLabels { current: label(0), base: label(1), other: label(2) },
+        markers: true,
+    };
+    let merged = bmsync::merge::merge_text(&base, &current, &other, &opts).map_err(|e| Failure {
+        code: 255,
+        message: format!("cannot merge {}: {e}", files[0].display()),
+        hint: None,
+    })?;
+    if stdout {
+        out.write_all(merged.bytes())?;
+    } else {
+        std::fs::write(files[0], merged.bytes())
+            .map_err(|e| Failure::new(format!("{}: {e}", files[0].display()), None))?;
+    }
+    let code = bmsync::merge::merge_file_exit(&merged);
+    if code == 0 {
+        return Ok(());
+    }
+    if !quiet {
+        crate::output::say(&format!("warning: {} conflicts in {}", merged.conflicts(), files[0].display()));
+    }
+    Err(Failure { code, message: String::new(), hint: None })
 }

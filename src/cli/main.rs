@@ -99,6 +99,9 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             plumbing::hash_object(out, repo.as_ref(), files)
         }
         Command::Status => inspect::status(out, &Repo::open(dir)?),
+        Command::MergeFile { stdout, labels, quiet, diff3: _, current, base, other } => {
+            conflicts::merge_file(out, [current, base, other], labels, *stdout, *quiet)
+        }
         Command::Conflicts => conflicts::list(out, &Repo::open(dir)?),
         Command::Resolve { path, keep, wait } => {
             conflicts::resolve(out, &wait.open(dir)?, path, (*keep).into())
