@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::id::{ID_LEN, IdPrefix, ObjectId, ObjectKind};
 use crate::object::{ClientIdError, Commit, EntryKind, TreeEntry, check_client_id};
-use crate::reconcile::{Change, DiffStats, detect_renames, diff_trees};
+use crate::reconcile::Change;
 use crate::remote::{ProbeRecord, Remote, RemoteError, RemoteUrl, RemoteUrlError};
 use crate::store::{Store, StoreError};
 use crate::worktree::{ScanError, ScanOptions, Snapshot};
@@ -755,9 +755,7 @@ impl Repo {
         }
         let base = self.base()?;
         let base_tree = base.map(|b| self.store.get_commit(&b)).transpose()?.map(|c| c.tree);
-        let mut stats = DiffStats::default();
-        let changes =
-            detect_renames(&diff_trees(&self.store.reader()?, base_tree, Some(snapshot.root), &mut stats)?);
+        let changes = self.store.diff_with_renames(base_tree, Some(snapshot.root))?;
         Ok(Status { base, snapshot, changes })
     }
 

@@ -168,7 +168,9 @@ pub(crate) fn diff(
     let new_root = repo.resolve_tree(to).map_err(fail)?;
     let mut stats = DiffStats::default();
     let changes: Vec<Change> = detect_renames(
-        &diff_trees(&repo.store().reader().map_err(fail)?, old_root, new_root, &mut stats).map_err(fail)?,
+        &diff_trees(&repo.store().reader().map_err(fail)?, old_root, new_root, &mut stats)
+            .map_err(StoreError::from)
+            .map_err(fail)?,
     )
     .into_iter()
     .filter(|c| under(c.path(), filters) || matches!(c, Change::Renamed { from, .. } if under(from, filters)))
@@ -330,6 +332,7 @@ pub(crate) fn show(out: Out, json: bool, repo: &Repo, spec: &str) -> io::Result<
             let mut stats = DiffStats::default();
             let changes = detect_renames(
                 &diff_trees(&repo.store().reader().map_err(fail)?, parent_tree, Some(c.tree), &mut stats)
+                    .map_err(StoreError::from)
                     .map_err(fail)?,
             );
             if json {

@@ -708,7 +708,8 @@ fn leaves(
     let reader = repo.store().reader()?;
     let trees = Overlay { mem: unstored, inner: &reader };
     let mut st = DiffStats::default();
-    Ok(diff_trees(&trees, None, Some(root), &mut st)?
+    Ok(diff_trees(&trees, None, Some(root), &mut st)
+        .map_err(StoreError::from)?
         .into_iter()
         .filter_map(|c| match c {
             Change::Added { path, new } => Some((path, new)),

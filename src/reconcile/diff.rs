@@ -4,51 +4,9 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use super::source::{TreeReadError, TreeSource};
 use crate::id::ObjectId;
 use crate::object::{EntryKind, EntryRef, Tree, TreeRef, entry_order};
-use crate::store::{Store, StoreError, StoreReader};
-
-/// Where trees come from (the store, or an overlay for tests and simulations). Trees are
-/// handed over encoded, so the diff can decode them in place without copying names.
-pub trait TreeSource {
-    /// The canonical encoding of a tree, verified against its id.
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError>;
-}
-
-impl TreeSource for Store {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
-        self.get_kind(id, crate::id::ObjectKind::Tree)
-    }
-}
-
-impl TreeSource for StoreReader {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
-        self.get_kind(id, crate::id::ObjectKind::Tree)
-    }
-}
-
-impl<S: std::hash::BuildHasher> TreeSource for HashMap<ObjectId, Tree, S> {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
-        self.get(id).map(Tree::encode).ok_or(StoreError::NotFound { id: *id })
-    }
-}
-
-/// Trees held in memory (not stored yet) in front of another source.
-pub struct Overlay<'a> {
-    /// Trees in memory.
-    pub mem: &'a HashMap<ObjectId, Tree>,
-    /// Everything else.
-    pub inner: &'a dyn TreeSource,
-}
-
-impl TreeSource for Overlay<'_> {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
-        match self.mem.get(id) {
-            Some(t) => Ok(t.encode()),
-            None => self.inner.tree_bytes(id),
-        }
-    }
-}
 
 /// A leaf (file or symlink) as one side of a change.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -138,13 +96,13 @@ pub fn diff_trees(
     old: Option<ObjectId>,
     new: Option<ObjectId>,
     stats: &mut DiffStats,
-) -> Result<Vec<Change>, StoreError> {
+) -> Result<Vec<Change>, TreeReadError> {
     let mut out = Vec::new();
     diff_into(src, "", old, new, stats, &mut out)?;
     Ok(out)
 }
 
-fn load(src: &dyn TreeSource, id: Option<ObjectId>, stats: &mut DiffStats) -> Result<Vec<u8>, StoreError> {
+fn load(src: &dyn TreeSource, id: Option<ObjectId>, stats: &mut DiffStats) -> Result<Vec<u8>, TreeReadError> {
     match id {
         None => Ok(Tree::default().encode()),
         Some(id) => {
@@ -154,8 +112,8 @@ fn load(src: &dyn TreeSource, id: Option<ObjectId>, stats: &mut DiffStats) -> Re
     }
 }
 
-fn decode(bytes: &[u8], id: Option<ObjectId>) -> Result<TreeRef<'_>, StoreError> {
-    TreeRef::decode(bytes).map_err(|e| StoreError::Corrupt {
+fn decode(bytes: &[u8], id: Option<ObjectId>) -> Result<TreeRef<'_>, TreeReadError> {
+    TreeRef::decode(bytes).map_err(|e| TreeReadError::Corrupt {
         id: id.unwrap_or_else(|| Tree::default().id()),
         reason: e.to_string(),
     })
@@ -168,7 +126,7 @@ fn diff_into(
     new: Option<ObjectId>,
     stats: &mut DiffStats,
     out: &mut Vec<Change>,
-) -> Result<(), StoreError> {
+) -> Result<(), TreeReadError> {
     if old == new {
         return Ok(());
     }
@@ -216,7 +174,7 @@ fn side(
     deleted: bool,
     stats: &mut DiffStats,
     out: &mut Vec<Change>,
-) -> Result<(), StoreError> {
+) -> Result<(), TreeReadError> {
     let path = join(prefix, e.name);
     if e.kind.is_tree() {
         let (o, n) = if deleted { (Some(e.id), None) } else { (None, Some(e.id)) };

@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use unicode_normalization::UnicodeNormalization;
 
-use super::diff::{Leaf, TreeSource};
+use super::diff::Leaf;
 use super::merge::Merge;
+use super::source::{TreeReadError, TreeSource};
 use crate::id::ObjectId;
 use crate::object::{
     EntryKind, Manifest, ManifestEntry, NameError, Tree, TreeEntry, TreeRef, check_path, path_order,
 };
-use crate::store::StoreError;
 
 /// The version of the plan's JSON form (`format-spec/plan.md`).
 pub const PLAN_VERSION: u32 = 1;
@@ -346,7 +346,7 @@ pub enum PlanError {
     RemoteTree(#[from] BuildTreeError),
     /// A base or local tree could not be read.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Trees(#[from] TreeReadError),
 }
 
 /// The first few paths of a list, for messages.
@@ -484,7 +484,7 @@ fn covered(set: &BTreeSet<String>, path: &str) -> bool {
 fn decode(loaded: &[(ObjectId, Vec<u8>)], id: Option<ObjectId>) -> Result<Option<TreeRef<'_>>, PlanError> {
     let Some(id) = id else { return Ok(None) };
     let bytes = &loaded.iter().find(|(x, _)| *x == id).expect("every side's tree was loaded").1;
-    let tree = TreeRef::decode(bytes).map_err(|e| StoreError::Corrupt { id, reason: e.to_string() })?;
+    let tree = TreeRef::decode(bytes).map_err(|e| TreeReadError::Corrupt { id, reason: e.to_string() })?;
     Ok(Some(tree))
 }
 
@@ -495,7 +495,7 @@ struct Overlay<'a> {
 }
 
 impl TreeSource for Overlay<'_> {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
+    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, TreeReadError> {
         match self.built.get(id) {
             Some(t) => Ok(t.encode()),
             None => self.inner.tree_bytes(id),
