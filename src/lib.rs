@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod id;
+pub mod layout;
 pub mod object;
 pub mod reconcile;
 pub mod remote;

@@ -11,12 +11,7 @@ use crate::remote::{ProbeRecord, Remote, RemoteError, RemoteUrl, RemoteUrlError}
 use crate::store::{Store, StoreError};
 use crate::worktree::{ScanError, ScanOptions, Snapshot};
 
-/// The folder inside a synced folder that holds bmsync's state.
-pub const STATE_DIR: &str = ".bmsync";
-/// The store file inside [`STATE_DIR`].
-pub const STORE_FILE: &str = "store.redb";
-/// The file inside [`STATE_DIR`] that a sync holds an OS lock on while it applies.
-pub const SYNC_LOCK_FILE: &str = "sync.lock";
+pub use crate::layout::{STATE_DIR, STORE_FILE, SYNC_LOCK_FILE};
 /// Meta key for the client id (UTF-8).
 pub const META_CLIENT_ID: &str = "client-id";
 /// The ref naming the last sync commit.

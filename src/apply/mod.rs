@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+pub use crate::layout::TRASH_DIR;
 pub use journal::{RecoverError, Recovery, TEMP_PREFIX};
-pub use ops::TRASH_DIR;
 
 use crate::id::{ObjectId, ObjectKind};
 use unicode_normalization::UnicodeNormalization;

@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 
 use super::{Direction, PlantedBug, Round, SyncError, SyncSummary, io_err};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+use crate::layout::{STATE_DIR, TRASH_DIR};
 use crate::object::EntryKind;
 use crate::reconcile::{Action, Leaf, LocalCond, Op, RemoteCond};
 use crate::remote::{Body, Condition, RemoteError};
-use crate::repo::STATE_DIR;
 
 /// Files up to this size are read into memory, hashed and sent from that one read.
 pub(super) const IN_MEMORY_UPLOAD: u64 = 16 << 20;
-/// Folder (inside `.bmsync/`) that receives local deletions, recoverably.
-pub const TRASH_DIR: &str = "trash";
 
 /// A remote object as the round knows it.
 #[derive(Clone, Debug)]

@@ -40,7 +40,7 @@ pub fn link_stays_inside(path: &str, target: &[u8]) -> bool {
         }
     }
     // Any case: on a folder that ignores case, `.BMSYNC` is the state folder too.
-    !at.first().is_some_and(|f| f.eq_ignore_ascii_case(crate::repo::STATE_DIR))
+    !at.first().is_some_and(|f| f.eq_ignore_ascii_case(crate::layout::STATE_DIR))
 }
 
 #[cfg(test)]

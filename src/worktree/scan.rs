@@ -17,15 +17,13 @@ use unicode_normalization::UnicodeNormalization;
 use super::ignore::{IgnoreError, IgnoreRules, global_ignore_files};
 use super::record::{Child, DirRecord, Stat};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+use crate::layout::{STAMP_FILE, STATE_DIR};
 use crate::object::{EntryKind, Tree, TreeEntry, TreeError, check_name, entry_order};
-use crate::repo::STATE_DIR;
 use crate::store::{self, CHUNK_SIZE, Prepared, Store, StoreError};
 
 /// Meta key: the filesystem time at which the scan that wrote the stat cache started
 /// (i64 LE nanoseconds). Files modified at or after it are re-hashed ("racy" entries).
 pub const META_WORKTREE_STAMP: &str = "worktree-stamp";
-/// The file whose mtime gives a scan's start on the filesystem's own clock.
-const STAMP_FILE: &str = "scan-stamp";
 /// How often a file that changes while it is read is retried before giving up.
 const READ_ATTEMPTS: usize = 3;
 
