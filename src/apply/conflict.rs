@@ -3,7 +3,8 @@
 //! unless it is exactly what the last sync saw.
 
 use super::ops::{Effects, local_content, take_aside, trash_path};
-use super::{ConflictReport, Direction, OnConflict, Round, SyncError, conflict_name};
+use super::rounds::Round;
+use super::{ConflictReport, Direction, OnConflict, SyncError, conflict_name};
 use crate::object::EntryKind;
 use crate::reconcile::{Leaf, LocalCond, Op, Reason};
 use crate::remote::Condition;

@@ -6,7 +6,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Direction, PlantedBug, Round, SyncError, SyncSummary, io_err};
+use super::options::io_err;
+use super::rounds::Round;
+use super::{Direction, PlantedBug, SyncError, SyncSummary};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
 use crate::layout::{STATE_DIR, TRASH_DIR};
 use crate::object::EntryKind;

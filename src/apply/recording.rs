@@ -1,0 +1,167 @@
+//! Recording a converged state as the new sync base.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::rounds::{Sides, leaves, now_ns};
+use super::{Planned, SyncError};
+use crate::id::{ObjectId, ObjectKind};
+use crate::object::{Commit, Manifest, ManifestEntry, RemoteBaseline};
+use crate::reconcile::{Leaf, PlanError, build_tree};
+use crate::remote::{Listed, Remote, RemoteError, Version};
+use crate::repo::{REF_BASE, REF_HEAD, Repo};
+use crate::worktree::{Collision, CollisionKind};
+
+/// Keeps the case collisions of this sync for `status` (which reads no remote). Written
+/// only when they changed.
+pub(super) fn remember_collisions(repo: &Repo, collisions: &[Collision]) -> Result<(), SyncError> {
+    let case: Vec<&Collision> = collisions.iter().filter(|c| c.kind == CollisionKind::Case).collect();
+    let text = serde_json::to_vec(&case).expect("collisions serialise");
+    let old = repo.store().meta(crate::repo::META_COLLISIONS)?;
+    if old.as_deref().unwrap_or(b"[]") != text.as_slice() {
+        repo.store().set_meta(crate::repo::META_COLLISIONS, &text)?;
+    }
+    Ok(())
+}
+
+/// The name of a conflict copy: `notes/idea.md` → `notes/idea.conflict-CLIENT-TIME.md`.
+pub fn conflict_name(path: &str, client: &str, when: &str) -> String {
+    let (dir, file) = path.rsplit_once('/').map_or(("", path), |(d, f)| (d, f));
+    let (stem, ext) = match file.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (file, String::new()),
+    };
+    let name = format!("{stem}.conflict-{client}-{when}{ext}");
+    if dir.is_empty() { name } else { format!("{dir}/{name}") }
+}
+
+/// Takes the snapshot a new base is paired with and, after our own writes, lists the
+/// remote at it: key → ETag.
+pub(super) fn verified_snapshot(
+    repo: &Repo,
+    remote: &dyn Remote,
+    wrote: bool,
+) -> Result<(Version, Option<BTreeMap<String, String>>), RemoteError> {
+    // Unique names: a bucket may refuse a snapshot name it already has.
+    let v = remote.snapshot(Some(&format!("bmsync-{}-{}", repo.client_id(), now_ns())))?;
+    if !wrote {
+        return Ok((v, None));
+    }
+    let mut seen = BTreeMap::new();
+    remote.list(Some(v), &mut |l| {
+        if let Listed::Object(o) = l {
+            seen.insert(o.key, o.etag);
+        }
+    })?;
+    Ok((v, Some(seen)))
+}
+
+/// Records the new base: every path where both sides were seen to hold the same
+/// content; elsewhere the old base's entry stays, so the next sync sees the change.
+///
+/// On a snapshot-enabled remote the base is paired with a new snapshot taken after
+/// applying. After remote writes (`wrote`), the remote is listed at that snapshot, and a
+/// path enters the base only if the snapshot shows it as we left it: a teammate's write
+/// that landed between our apply and the snapshot stays unsynced, so the next sync
+/// treats it as a remote change. Returns those paths too.
+pub(super) fn record(
+    repo: &Repo,
+    remote: &dyn Remote,
+    planned: &Planned,
+    sides: &Sides,
+    wrote: bool,
+) -> Result<(ObjectId, Option<Version>, Vec<String>), SyncError> {
+    let (snapshot, seen) = if remote.capabilities().snapshots {
+        // If the remote fails now (the outage that stopped the apply, say), the base is
+        // still recorded, unpaired: its manifest holds only ETags we wrote or listed,
+        // which stays true whatever landed after them.
+        verified_snapshot(repo, remote, wrote).map_or((None, None), |(v, seen)| (Some(v), seen))
+    } else {
+        (None, None)
+    };
+    let old_leaves = match &planned.base {
+        Some((_, Some(tree), _)) => leaves(repo, *tree, &std::collections::HashMap::new())?,
+        _ => BTreeMap::new(),
+    };
+    let old_manifest: BTreeMap<&str, &ManifestEntry> = planned
+        .base
+        .as_ref()
+        .map(|b| b.2.entries().iter().map(|e| (e.path.as_str(), e)).collect())
+        .unwrap_or_default();
+    let mut converged: BTreeMap<String, (Leaf, ManifestEntry)> = BTreeMap::new();
+    let mut moved = Vec::new();
+    let paths: BTreeSet<&String> =
+        sides.local.keys().chain(sides.remote.keys()).chain(old_leaves.keys()).collect();
+    for p in paths {
+        let agreed = match (sides.local.get(p), sides.remote.get(p)) {
+            (Some(l), Some(r)) if l.id == r.content && l.kind == r.kind => {
+                if seen.as_ref().is_some_and(|s| s.get(p.as_str()) != Some(&r.etag)) {
+                    moved.push(p.clone());
+                    None
+                } else {
+                    Some((l, r))
+                }
+            }
+            _ => None,
+        };
+        if let Some((l, r)) = agreed {
+            let entry = ManifestEntry {
+                path: p.clone(),
+                key: p.clone(),
+                etag: r.etag.clone(),
+                size: r.size,
+                content: Some(r.content),
+                kind: r.kind,
+            };
+            converged.insert(p.clone(), (l.clone(), entry));
+        } else if (sides.local.contains_key(p) || sides.remote.contains_key(p))
+            && let (Some(l), Some(e)) = (old_leaves.get(p), old_manifest.get(p.as_str()))
+        {
+            converged.insert(p.clone(), (l.clone(), (*e).clone()));
+        }
+    }
+    let (root, trees) = build_tree(converged.iter().map(|(p, (l, _))| (p.clone(), l.clone())))
+        .map_err(|e| SyncError::Plan(PlanError::RemoteTree(e)))?;
+    let batch = repo.store().batch()?;
+    for t in trees.values() {
+        batch.put(ObjectKind::Tree, &t.encode())?;
+    }
+    let root = match root {
+        Some(r) => r,
+        None => batch.put(ObjectKind::Tree, &crate::object::Tree::default().encode())?.0,
+    };
+    let manifest = Manifest::new(converged.into_values().map(|(_, e)| e).collect())
+        .map_err(|e| SyncError::Io { path: PathBuf::from("manifest"), source: std::io::Error::other(e) })?;
+    let (manifest_id, _) = batch.put(ObjectKind::Manifest, &manifest.encode())?;
+    batch.commit()?;
+    let old_base = planned.base.as_ref().map(|b| b.0);
+    let head = repo.head()?;
+    let parents: Vec<ObjectId> = old_base.into_iter().chain(head.filter(|h| Some(*h) != old_base)).collect();
+    let commit = Commit {
+        tree: root,
+        parents,
+        client_id: repo.client_id().to_owned(),
+        timestamp_ns: i64::try_from(now_ns()).unwrap_or(i64::MAX),
+        message: "sync".to_owned(),
+        baseline: Some(RemoteBaseline { remote: remote.url(), snapshot, manifest: manifest_id }),
+    };
+    let id = repo.store().put_commit(&commit)?;
+    repo.store().update_ref(REF_BASE, old_base, Some(id))?;
+    repo.store().update_ref(REF_HEAD, head, Some(id))?;
+    Ok((id, snapshot, moved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names_say_conflict_and_keep_the_extension() {
+        assert_eq!(
+            conflict_name("notes/idea.md", "alice", "20261125T2330"),
+            "notes/idea.conflict-alice-20261125T2330.md"
+        );
+        assert_eq!(conflict_name("README", "b", "t"), "README.conflict-b-t");
+        assert_eq!(conflict_name("a/.hidden", "b", "t"), "a/.hidden.conflict-b-t");
+    }
+}
