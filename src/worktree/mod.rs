@@ -4,11 +4,12 @@
 mod ignore;
 mod record;
 mod scan;
+mod snapshot;
 
 pub use ignore::{BMIGNORE, BUILTIN_RULES, IgnoreError, IgnoreMatch, IgnoreRules, global_ignore_files};
-pub use scan::{
-    Collision, CollisionKind, META_WORKTREE_STAMP, ScanError, ScanOptions, ScanReport, ScanStats, Skipped,
-    Snapshot, find_on_disk, scan,
+pub use scan::{META_WORKTREE_STAMP, scan};
+pub use snapshot::{
+    Collision, CollisionKind, ScanError, ScanOptions, ScanReport, ScanStats, Skipped, Snapshot, find_on_disk,
 };
 /// Whether a symlink at `path` (relative to the root) with this target stays inside the
 /// folder: a relative target that, resolved by name from the link's folder, never climbs
