@@ -16,14 +16,24 @@ use crate::repo::{Repo, RepoError};
 use crate::worktree::{Collision, CollisionKind, IgnoreRules, Snapshot, global_ignore_files};
 
 /// The base commit's tree and manifest.
-pub(super) fn base_state(repo: &Repo) -> Result<Option<(ObjectId, Option<ObjectId>, Manifest)>, SyncError> {
+/// The last sync as read from the store: its commit, tree and manifest.
+pub(super) struct BaseState {
+    /// The base commit.
+    pub(super) commit: ObjectId,
+    /// Its root tree.
+    pub(super) tree: Option<ObjectId>,
+    /// Its remote manifest.
+    pub(super) manifest: Manifest,
+}
+
+pub(super) fn base_state(repo: &Repo) -> Result<Option<BaseState>, SyncError> {
     let Some(id) = repo.base()? else { return Ok(None) };
     let c = repo.store().get_commit(&id)?;
     let manifest = match &c.baseline {
         Some(b) => repo.store().get_manifest(&b.manifest)?,
         None => Manifest::default(),
     };
-    Ok(Some((id, Some(c.tree), manifest)))
+    Ok(Some(BaseState { commit: id, tree: Some(c.tree), manifest }))
 }
 
 /// Everything a plan is made from, read once.
@@ -37,7 +47,7 @@ pub struct Planned {
     /// Names that collide (Unicode forms in the folder; on a folder that ignores case,
     /// remote names that would alias a local one): only one of each syncs.
     pub collisions: Vec<Collision>,
-    pub(super) base: Option<(ObjectId, Option<ObjectId>, Manifest)>,
+    pub(super) base: Option<BaseState>,
 }
 
 /// Scans, reads the remote at one snapshot, and plans. With `dry_run` it writes nothing
@@ -58,7 +68,7 @@ pub fn make_plan(
     let base = base_state(repo)?;
     let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
     // A plan takes no snapshot: it reads the live state (taking one is a write).
-    let mut view = RemoteView::fetch_with(remote, base.as_ref().map(|b| &b.2), ignored_now, !dry_run)?;
+    let mut view = RemoteView::fetch_with(remote, base.as_ref().map(|b| &b.manifest), ignored_now, !dry_run)?;
     let mut protected: BTreeSet<String> = local.report.protected_paths().into_iter().collect();
     // A key in another Unicode form (which the view skips) still holds that note: its NFC
     // path is never taken for deleted there.
@@ -79,8 +89,9 @@ pub fn make_plan(
         // A spelling the last sync left as it is in the bucket writes nothing here: if
         // the folder now spells it otherwise (a rename of its case), the old key goes
         // the way of any local rename, under If-Match.
-        let unchanged =
-            |p: &str, etag: &str| base.as_ref().and_then(|b| b.2.get(p)).is_some_and(|e| e.etag == etag);
+        let unchanged = |p: &str, etag: &str| {
+            base.as_ref().and_then(|b| b.manifest.get(p)).is_some_and(|e| e.etag == etag)
+        };
         let there = view.objects.iter().filter(|(p, e)| !unchanged(p, &e.etag)).map(|(p, _)| p.as_str());
         for c in case_collisions(here, there) {
             protected.insert(c.refused.clone());
@@ -93,7 +104,7 @@ pub fn make_plan(
     }
     let ignored: BTreeSet<String> = base
         .as_ref()
-        .map(|b| b.2.entries().iter().map(|e| e.path.clone()).filter(|p| ignored_now(p)).collect())
+        .map(|b| b.manifest.entries().iter().map(|e| e.path.clone()).filter(|p| ignored_now(p)).collect())
         .unwrap_or_default();
     let reader = repo.store().reader()?;
     let trees = Overlay { mem: &local.unstored_trees, inner: &reader };
@@ -114,7 +125,7 @@ pub fn make_plan(
             .collect();
         let input = PlanInput {
             trees: &trees,
-            base: base.as_ref().map(|b| Base { tree: b.1, manifest: &b.2 }),
+            base: base.as_ref().map(|b| Base { tree: b.tree, manifest: &b.manifest }),
             local: Some(local.root),
             remote: &remote_objects,
             listing: ListingStatus::Complete,

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use super::planning::BaseState;
 use super::rounds::{Sides, leaves, now_ns};
 use super::{Planned, SyncError};
 use crate::id::{ObjectId, ObjectKind};
@@ -80,14 +81,10 @@ pub(super) fn record(
         (None, None)
     };
     let old_leaves = match &planned.base {
-        Some((_, Some(tree), _)) => leaves(repo, *tree, &std::collections::HashMap::new())?,
+        Some(BaseState { tree: Some(tree), .. }) => leaves(repo, *tree, &std::collections::HashMap::new())?,
         _ => BTreeMap::new(),
     };
-    let old_manifest: BTreeMap<&str, &ManifestEntry> = planned
-        .base
-        .as_ref()
-        .map(|b| b.2.entries().iter().map(|e| (e.path.as_str(), e)).collect())
-        .unwrap_or_default();
+    let old_manifest = planned.base.as_ref().map(|b| &b.manifest);
     let mut converged: BTreeMap<String, (Leaf, ManifestEntry)> = BTreeMap::new();
     let mut moved = Vec::new();
     let paths: BTreeSet<&String> =
@@ -115,7 +112,7 @@ pub(super) fn record(
             };
             converged.insert(p.clone(), (l.clone(), entry));
         } else if (sides.local.contains_key(p) || sides.remote.contains_key(p))
-            && let (Some(l), Some(e)) = (old_leaves.get(p), old_manifest.get(p.as_str()))
+            && let (Some(l), Some(e)) = (old_leaves.get(p), old_manifest.and_then(|m| m.get(p)))
         {
             converged.insert(p.clone(), (l.clone(), (*e).clone()));
         }
@@ -134,7 +131,7 @@ pub(super) fn record(
         .map_err(|e| SyncError::Io { path: PathBuf::from("manifest"), source: std::io::Error::other(e) })?;
     let (manifest_id, _) = batch.put(ObjectKind::Manifest, &manifest.encode())?;
     batch.commit()?;
-    let old_base = planned.base.as_ref().map(|b| b.0);
+    let old_base = planned.base.as_ref().map(|b| b.commit);
     let head = repo.head()?;
     let parents: Vec<ObjectId> = old_base.into_iter().chain(head.filter(|h| Some(*h) != old_base)).collect();
     let commit = Commit {

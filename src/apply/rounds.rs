@@ -144,7 +144,7 @@ pub(super) fn sync_rounds(
         if carried.iter().all(|o| o.action == Action::Skip) && planned.base.is_some() {
             // Nothing to do, and the base already says so: no write at all.
             summary.skipped = carried.iter().map(|o| format!("{}: {:?}", o.path, o.reason)).collect();
-            summary.base = planned.base.as_ref().map(|b| b.0);
+            summary.base = planned.base.as_ref().map(|b| b.commit);
             summary.snapshot = planned.view.version;
             break;
         }

@@ -93,9 +93,7 @@ impl Fixture {
             .iter()
             .map(|(p, f)| {
                 let same_etag = base.as_ref().is_some_and(|(_, m)| {
-                    let es = m.entries();
-                    es.binary_search_by(|e| e.path.as_str().cmp(p.as_str()))
-                        .is_ok_and(|i| es[i].etag == f.etag && es[i].content == Some(f.leaf.id))
+                    m.get(p).is_some_and(|e| e.etag == f.etag && e.content == Some(f.leaf.id))
                 });
                 let obj = RemoteObject {
                     key: format!("prefix/{p}"),

@@ -25,7 +25,7 @@ use super::diff::Leaf;
 use super::merge::Merge;
 use super::source::{TreeReadError, TreeSource};
 use crate::id::ObjectId;
-use crate::object::{EntryKind, Manifest, ManifestEntry, Tree, TreeRef, check_path, path_order};
+use crate::object::{EntryKind, Manifest, Tree, TreeRef, check_path, path_order};
 
 fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() { name.to_owned() } else { format!("{prefix}/{name}") }
@@ -143,10 +143,7 @@ impl Planner<'_> {
     /// whose content did not. Keys that make no valid path are skipped and protect the
     /// path they would normalise to.
     fn remote_leaves(&mut self, manifest: &Manifest) -> Result<(Leaves, Leaves), PlanError> {
-        let base_entry = |path: &str| -> Option<&ManifestEntry> {
-            let es = manifest.entries();
-            es.binary_search_by(|e| path_order(&e.path, path)).ok().map(|i| &es[i])
-        };
+        let base_entry = |path: &str| manifest.get(path);
         let (mut leaves, mut etag_only, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
         let remote = self.input.remote;
         for (path, obj) in remote {

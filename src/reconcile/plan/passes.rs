@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use super::{Action, Op, Reason, RemoteCond, RemoteObject};
 use crate::id::ObjectId;
-use crate::object::{EntryKind, Manifest, path_order};
+use crate::object::{EntryKind, Manifest};
 
 /// Crossed deletions: each side deleted a different path holding the same content (a
 /// duplicate, or what a crash left recorded at two paths), and each deletion, right on
@@ -35,11 +35,7 @@ pub(super) fn keep_last_copies(ops: &mut [Op], remote: &BTreeMap<String, RemoteO
         .collect();
     // A listed object's content: its own, or the base's when the ETag is the base's.
     let content = |p: &str, r: &RemoteObject| {
-        r.content.or_else(|| {
-            let es = base.entries();
-            let i = es.binary_search_by(|e| path_order(&e.path, p)).ok()?;
-            es[i].content.filter(|_| es[i].etag == r.etag)
-        })
+        r.content.or_else(|| base.get(p).and_then(|e| e.content.filter(|_| e.etag == r.etag)))
     };
     // Untouched paths hold the same content on both sides, so the listing tells. A path
     // under a touched one (a folder in a type-change conflict) is not untouched.
