@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod clock;
 pub mod id;
 pub mod layout;
 pub mod object;

@@ -168,8 +168,7 @@ impl Write for Tee<'_> {
 /// A fresh place in the trash inside `.bmsync/` for the local file `rel`, keeping its
 /// path under a folder named by the time.
 pub(super) fn trash_path(root: &Path, rel: &str) -> PathBuf {
-    let stamp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let stamp = crate::clock::unix_ns();
     root.join(STATE_DIR).join(TRASH_DIR).join(stamp.to_string()).join(rel)
 }
 
@@ -222,7 +221,7 @@ pub(super) fn take_aside(abs: &Path, aside: &Path, expected: ObjectId) -> Result
 /// tried again next time.
 pub(super) fn prune_trash(root: &Path, keep: std::time::Duration) {
     let Ok(dir) = std::fs::read_dir(root.join(STATE_DIR).join(TRASH_DIR)) else { return };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let now = u128::from(crate::clock::unix_ns());
     for e in dir.flatten() {
         let Some(ns) = e.file_name().to_str().and_then(|n| n.parse::<u128>().ok()) else { continue };
         if now.saturating_sub(ns) > keep.as_nanos() {

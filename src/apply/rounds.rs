@@ -74,9 +74,7 @@ pub fn sync_with_progress(
 }
 
 pub(super) fn now_ns() -> Version {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    crate::clock::unix_ns()
 }
 
 /// Refuses a remote that ignores conditional PUTs (as its capabilities report what its

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::source::{TreeReadError, TreeSource};
 use crate::id::ObjectId;
-use crate::object::{EntryKind, EntryRef, Tree, TreeRef, entry_order};
+use crate::object::{EntryKind, EntryRef, Tree, TreeRef, entry_order, join_path};
 
 /// A leaf (file or symlink) as one side of a change.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -85,10 +85,6 @@ pub struct DiffStats {
     pub trees_loaded: u64,
 }
 
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}/{name}") }
-}
-
 /// Lists every change from tree `old` to tree `new` (`None` is the empty tree), in path
 /// order. Subtrees with equal ids are skipped without being loaded.
 pub fn diff_trees(
@@ -152,7 +148,7 @@ fn diff_into(
             }
             Ordering::Equal => {
                 let (x, y) = (&ae[i], &be[j]);
-                let path = join(prefix, x.name);
+                let path = join_path(prefix, x.name);
                 if x.kind.is_tree() {
                     diff_into(src, &path, Some(x.id), Some(y.id), stats, out)?;
                 } else if x.id != y.id || x.kind != y.kind {
@@ -175,7 +171,7 @@ fn side(
     stats: &mut DiffStats,
     out: &mut Vec<Change>,
 ) -> Result<(), TreeReadError> {
-    let path = join(prefix, e.name);
+    let path = join_path(prefix, e.name);
     if e.kind.is_tree() {
         let (o, n) = if deleted { (Some(e.id), None) } else { (None, Some(e.id)) };
         diff_into(src, &path, o, n, stats, out)

@@ -156,7 +156,5 @@ pub struct Status {
 
 /// Now, in UNIX nanoseconds (for commit timestamps, which are only ever displayed).
 fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    i64::try_from(crate::clock::unix_ns()).unwrap_or(i64::MAX)
 }

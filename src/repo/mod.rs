@@ -308,12 +308,7 @@ fn generate_client_id(root: &Path) -> String {
     seed.write_u32(std::process::id());
     let mut h = blake3::Hasher::new();
     h.update(&seed.finish().to_le_bytes());
-    h.update(
-        &std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-            .to_le_bytes(),
-    );
+    h.update(&u128::from(crate::clock::unix_ns()).to_le_bytes());
     h.update(root.as_os_str().as_encoded_bytes());
     format!("c-{}", &h.finalize().to_hex()[..12])
 }

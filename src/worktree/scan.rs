@@ -19,7 +19,7 @@ use super::record::{Child, DirRecord, Stat};
 use super::{Collision, CollisionKind, ScanError, ScanOptions, ScanReport, ScanStats, Skipped, Snapshot};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
 use crate::layout::{STAMP_FILE, STATE_DIR};
-use crate::object::{EntryKind, Tree, TreeEntry, check_name, entry_order};
+use crate::object::{EntryKind, Tree, TreeEntry, check_name, entry_order, join_path};
 use crate::store::{self, CHUNK_SIZE, Prepared, Store, StoreError};
 
 /// Meta key: the filesystem time at which the scan that wrote the stat cache started
@@ -69,10 +69,6 @@ struct Kid {
     /// lstat data for files and symlinks, taken relative to the open folder (no path
     /// walk per file, which dominates a no-change scan otherwise).
     meta: Option<Metadata>,
-}
-
-fn join(rel: &str, name: &str) -> String {
-    if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") }
 }
 
 fn time_ns(secs: i64, nsec: i64) -> i64 {
@@ -354,11 +350,11 @@ impl Ctx<'_> {
             let ent = ent.map_err(io_err(abs))?;
             let os_name = ent.file_name();
             let Some(raw) = os_name.to_str() else {
-                self.skip(join(rel, &os_name.to_string_lossy()), "name is not valid UTF-8");
+                self.skip(join_path(rel, &os_name.to_string_lossy()), "name is not valid UTF-8");
                 continue;
             };
             let name: String = if raw.is_ascii() { raw.to_owned() } else { raw.nfc().collect() };
-            let child_rel = join(rel, &name);
+            let child_rel = join_path(rel, &name);
             if let Err(e) = check_name(&name) {
                 self.skip(child_rel, &format!("name cannot be synced: {e}"));
                 continue;
@@ -382,7 +378,7 @@ impl Ctx<'_> {
                 self.disk_names
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(join(rel, &k.name), d.to_owned());
+                    .insert(join_path(rel, &k.name), d.to_owned());
             }
         }
         Ok(kids)
@@ -400,8 +396,8 @@ impl Ctx<'_> {
             let j = (i..kids.len()).find(|&j| kids[j].name != kids[i].name).unwrap_or(kids.len());
             if j - i > 1 {
                 let keep = (i..j).find(|&k| kids[k].os_name.to_str() == Some(&kids[k].name)).unwrap_or(i);
-                let paths = kids[i..j].iter().map(|k| join(rel, &k.os_name.to_string_lossy())).collect();
-                let synced = join(rel, &kids[keep].os_name.to_string_lossy());
+                let paths = kids[i..j].iter().map(|k| join_path(rel, &k.os_name.to_string_lossy())).collect();
+                let synced = join_path(rel, &kids[keep].os_name.to_string_lossy());
                 found.push(Collision { kind: CollisionKind::Unicode, paths, synced });
                 let mut n = 0;
                 kids.retain(|_| {
@@ -421,7 +417,7 @@ impl Ctx<'_> {
 
     fn scan_child(&self, rel: &str, abs: &Path, kid: &Kid, old: Option<&Child>) -> Result<Option<Child>> {
         let path = abs.join(&kid.os_name);
-        let child_rel = join(rel, &kid.name);
+        let child_rel = join_path(rel, &kid.name);
         let meta = match &kid.meta {
             Some(m) => m.clone(),
             None => fs::symlink_metadata(&path).map_err(io_err(&path))?,
@@ -515,16 +511,7 @@ impl Ctx<'_> {
             (ObjectId::for_blob(&buf), self.store_blobs.then_some(buf), n)
         } else {
             let mut h = ObjectHasher::new(ObjectKind::Blob);
-            let mut buf = vec![0u8; 1 << 16];
-            let mut n = 0u64;
-            loop {
-                let k = f.read(&mut buf).map_err(io_err(path))?;
-                if k == 0 {
-                    break;
-                }
-                h.update(&buf[..k]);
-                n += k as u64;
-            }
+            let n = std::io::copy(&mut f, &mut h).map_err(io_err(path))?;
             (h.finalize(), None, n)
         };
         let after = stat_of(&f.metadata().map_err(io_err(path))?);

@@ -2,9 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::join;
 use crate::id::ObjectId;
-use crate::object::{EntryKind, NameError, Tree, TreeEntry, check_path, path_order};
+use crate::object::{EntryKind, NameError, Tree, TreeEntry, check_path, join_path, path_order};
 use crate::reconcile::diff::Leaf;
 
 /// Why leaves do not make a tree.
@@ -69,7 +68,7 @@ pub fn build_tree(
             close_folder(&mut stack, &mut trees)?;
         }
         for d in &dirs[open..] {
-            let full = join(&stack.last().expect("the root stays open").0, d);
+            let full = join_path(&stack.last().expect("the root stays open").0, d);
             stack.push((full, Vec::new()));
         }
         let entry = TreeEntry { name: name.to_owned(), kind: leaf.kind, id: leaf.id, size: leaf.size };
@@ -93,10 +92,10 @@ fn make_tree(path: &str, entries: Vec<TreeEntry>) -> Result<Tree, BuildTreeError
     // folder of one name.
     Tree::new(entries).map_err(|e| match e {
         crate::object::TreeError::Duplicate { name } => {
-            BuildTreeError::FileAndFolder { path: join(path, &name) }
+            BuildTreeError::FileAndFolder { path: join_path(path, &name) }
         }
         crate::object::TreeError::InvalidName { name, source } => {
-            BuildTreeError::InvalidPath { path: join(path, &name), source }
+            BuildTreeError::InvalidPath { path: join_path(path, &name), source }
         }
     })
 }

@@ -13,7 +13,7 @@ mod json;
 mod passes;
 mod types;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -23,13 +23,9 @@ pub use types::*;
 
 use super::diff::Leaf;
 use super::merge::Merge;
-use super::source::{TreeReadError, TreeSource};
+use super::source::{Overlay, TreeReadError, TreeSource};
 use crate::id::ObjectId;
-use crate::object::{EntryKind, Manifest, Tree, TreeRef, check_path, path_order};
-
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}/{name}") }
-}
+use crate::object::{EntryKind, Manifest, Tree, TreeRef, check_path, join_path, path_order};
 
 /// Whether `path` or a folder above it is in `set`.
 fn covered(set: &BTreeSet<String>, path: &str) -> bool {
@@ -42,21 +38,6 @@ fn decode(loaded: &[(ObjectId, Vec<u8>)], id: Option<ObjectId>) -> Result<Option
     let bytes = &loaded.iter().find(|(x, _)| *x == id).expect("every side's tree was loaded").1;
     let tree = TreeRef::decode(bytes).map_err(|e| TreeReadError::Corrupt { id, reason: e.to_string() })?;
     Ok(Some(tree))
-}
-
-/// The caller's trees, with the remote trees built from the listing laid over them.
-struct Overlay<'a> {
-    built: &'a HashMap<ObjectId, Tree>,
-    inner: &'a dyn TreeSource,
-}
-
-impl TreeSource for Overlay<'_> {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, TreeReadError> {
-        match self.built.get(id) {
-            Some(t) => Ok(t.encode()),
-            None => self.inner.tree_bytes(id),
-        }
-    }
 }
 
 /// Plans a sync. Refuses (never guesses) when the listing is incomplete or suspicious,
@@ -87,7 +68,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     let (leaves, etag_only) = p.remote_leaves(manifest)?;
     let (remote_tree, built) = build_tree(leaves)?;
     p.stats.remote_trees_built = built.len();
-    let src = Overlay { built: &built, inner: input.trees };
+    let src = Overlay { mem: &built, inner: input.trees };
     p.walk(&src, "", Merge::new(base_tree, input.local, remote_tree))?;
 
     // Same content under a new ETag: record it, so the manifest learns the new ETag.
@@ -244,7 +225,7 @@ impl Planner<'_> {
             if m.is_unchanged() {
                 continue;
             }
-            let path = join(prefix, name);
+            let path = join_path(prefix, name);
             // Ignored paths are unknown locally, not deleted: take base for them.
             if m.local.is_none() && m.base.is_some() && covered(self.input.ignored, &path) {
                 m.local.clone_from(&m.base);
