@@ -204,7 +204,7 @@ impl Round<'_> {
             || (op.action == Action::Skip && op.reason == Reason::RemoteKeyCollision);
         let size = op.sides.local.as_ref().map_or(0, |l| l.size);
         journal::Entry {
-            op: format!("{:?}", op.action).to_lowercase(),
+            op: op.action.name(),
             path: op.path.clone(),
             tmp: fetches.then(|| journal::temp_path(&self.disk_rel(&op.path), i, self.started_ns)),
             multipart: matches!(op.action, Action::Upload | Action::MoveRemote | Action::Conflict)

@@ -173,6 +173,17 @@ pub enum Reason {
     LastCopy,
 }
 
+impl Action {
+    /// The action's name as the plan's JSON spells it (`delete_remote`); the journal
+    /// uses it too.
+    pub fn name(self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => s,
+            other => unreachable!("an action serialises as a string, not {other:?}"),
+        }
+    }
+}
+
 impl Reason {
     /// Whether this reason is a conflict.
     pub const fn is_conflict(self) -> bool {
