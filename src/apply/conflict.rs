@@ -13,22 +13,22 @@ impl Round<'_> {
     /// A conflict, resolved as the options say: by default both versions are kept (the
     /// remote one at the path on both sides, the local one beside it under a `conflict`
     /// name on both sides). Nothing is ever deleted without a copy.
-    pub(super) fn conflict(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
+    pub(super) fn conflict(&self, i: usize, op: &Op, effects: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
         let local = op.sides.local.as_ref().filter(|l| l.kind != EntryKind::Tree);
         let remote = op.sides.remote.as_ref().filter(|l| l.kind != EntryKind::Tree);
         let report = ConflictReport { path: path.to_owned(), reason: op.reason, local_copy: None };
         if op.reason == crate::reconcile::Reason::TypeChange && self.opts.direction == Direction::Both {
-            return self.type_change(i, op, report, fx);
+            return self.type_change(i, op, report, effects);
         }
         if op.reason == crate::reconcile::Reason::TypeChange || (local.is_none() && remote.is_none()) {
-            fx.summary.conflicts.push(report);
+            effects.summary.conflicts.push(report);
             return Ok(());
         }
         match self.opts.on_conflict.unwrap_or(OnConflict::KeepBoth) {
-            OnConflict::KeepBoth => self.keep_both(i, op, local, remote, report, fx),
-            OnConflict::KeepLocal => self.keep_local(op, local, fx),
-            OnConflict::KeepRemote => self.keep_remote(i, op, local, remote, fx),
+            OnConflict::KeepBoth => self.keep_both(i, op, local, remote, report, effects),
+            OnConflict::KeepLocal => self.keep_local(op, local, effects),
+            OnConflict::KeepRemote => self.keep_remote(i, op, local, remote, effects),
         }
     }
 
@@ -42,7 +42,7 @@ impl Round<'_> {
         i: usize,
         op: &Op,
         mut report: ConflictReport,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<(), SyncError> {
         let path = op.path.as_str();
         let file = |l: &Option<Leaf>| l.clone().filter(|l| !l.kind.is_tree());
@@ -51,8 +51,8 @@ impl Round<'_> {
         if remote_tree && self.planned.view.objects.contains_key(path) {
             // The bucket holds a file at the path besides the folder: that file moves
             // aside first; the rest waits for the next round.
-            self.move_hidden_file(i, op, fx)?;
-            fx.raced(path);
+            self.move_hidden_file(i, op, effects)?;
+            effects.raced(path);
             return Ok(());
         }
         let base = file(&op.sides.base);
@@ -63,15 +63,15 @@ impl Round<'_> {
             if base.as_ref() == Some(&l) {
                 replaced = true;
                 if take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
-                    fx.summary.deleted_local += 1;
-                    fx.local.push((path.to_owned(), None));
+                    effects.summary.deleted_local += 1;
+                    effects.local.push((path.to_owned(), None));
                 }
             } else {
                 let copy = self.free_conflict_name(path)?;
                 if take_aside(&abs, &self.abs(&copy), l.id)? {
-                    fx.local.push((path.to_owned(), None));
-                    fx.local.push((copy.clone(), Some(l.clone())));
-                    self.upload(&copy, &l, &Condition::IfAbsent, fx)?;
+                    effects.local.push((path.to_owned(), None));
+                    effects.local.push((copy.clone(), Some(l.clone())));
+                    self.upload(&copy, &l, &Condition::IfAbsent, effects)?;
                     report.local_copy = Some(copy);
                 }
             }
@@ -81,22 +81,22 @@ impl Round<'_> {
             };
             if base.as_ref() == Some(&r) {
                 replaced = true;
-                self.delete_remote(path, &etag, fx)?;
+                self.delete_remote(path, &etag, effects)?;
             } else {
                 let copy = self.free_conflict_name(path)?;
-                if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), fx)?
-                    && self.upload(&copy, &got, &Condition::IfAbsent, fx)?
+                if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), effects)?
+                    && self.upload(&copy, &got, &Condition::IfAbsent, effects)?
                 {
-                    self.delete_remote(path, &etag, fx)?;
+                    self.delete_remote(path, &etag, effects)?;
                     report.local_copy = Some(copy);
                 }
             }
         }
         if !replaced {
-            fx.summary.conflicts.push(report);
+            effects.summary.conflicts.push(report);
         }
         // What the path holds now is planned in the next round.
-        fx.raced(path);
+        effects.raced(path);
         Ok(())
     }
 
@@ -105,17 +105,17 @@ impl Round<'_> {
     /// `conflict` copy (downloaded, uploaded under `If-None-Match: *`, then the key
     /// deleted under `If-Match`), and the folder keeps the path. Reported with reason
     /// `remote_key_collision`: two names met, not two edits.
-    pub(super) fn move_hidden_file(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
+    pub(super) fn move_hidden_file(&self, i: usize, op: &Op, effects: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
         // Always a copy, even of the base's version: no one deleted that key, so no one
         // chose the folder over it.
         let Some(etag) = self.planned.view.objects.get(path).map(|o| o.etag.clone()) else { return Ok(()) };
         let copy = self.free_conflict_name(path)?;
-        if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), fx)?
-            && self.upload(&copy, &got, &Condition::IfAbsent, fx)?
+        if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), effects)?
+            && self.upload(&copy, &got, &Condition::IfAbsent, effects)?
         {
-            self.delete_remote(path, &etag, fx)?;
-            fx.summary.conflicts.push(ConflictReport {
+            self.delete_remote(path, &etag, effects)?;
+            effects.summary.conflicts.push(ConflictReport {
                 path: path.to_owned(),
                 reason: Reason::RemoteKeyCollision,
                 local_copy: Some(copy),
@@ -131,7 +131,7 @@ impl Round<'_> {
         local: Option<&Leaf>,
         remote: Option<&Leaf>,
         mut report: ConflictReport,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<(), SyncError> {
         let path = op.path.as_str();
         let abs = self.abs(path);
@@ -141,34 +141,36 @@ impl Round<'_> {
                 let copy = self.free_conflict_name(path)?;
                 let copy_abs = self.abs(&copy);
                 if !take_aside(&abs, &copy_abs, l.id)? {
-                    fx.raced(path);
+                    effects.raced(path);
                     return Ok(());
                 }
-                fx.local.push((path.to_owned(), None));
-                fx.local.push((copy.clone(), Some(l.clone())));
-                if !self.upload(&copy, l, &Condition::IfAbsent, fx)? {
-                    fx.raced(&copy);
+                effects.local.push((path.to_owned(), None));
+                effects.local.push((copy.clone(), Some(l.clone())));
+                if !self.upload(&copy, l, &Condition::IfAbsent, effects)? {
+                    effects.raced(&copy);
                 }
                 report.local_copy = Some(copy);
-            } else if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &Condition::IfAbsent, fx)? {
+            } else if local_content(&abs)? != Some(l.id)
+                || !self.upload(path, l, &Condition::IfAbsent, effects)?
+            {
                 // Edited here, deleted there: the local edit is kept, and sent back.
-                fx.raced(path);
+                effects.raced(path);
             }
         }
         // The remote version takes the path locally (the teammate's edit is kept).
         if remote.is_some() {
-            self.fetch(i, path, Some(LocalCond::Absent), fx)?;
+            self.fetch(i, path, Some(LocalCond::Absent), effects)?;
         }
-        fx.summary.conflicts.push(report);
+        effects.summary.conflicts.push(report);
         Ok(())
     }
 
     /// `--on-conflict keep-local`: the local version wins on the remote, still under
     /// If-Match, so a newer teammate write is never overwritten unseen.
-    fn keep_local(&self, op: &Op, local: Option<&Leaf>, fx: &mut Effects) -> Result<(), SyncError> {
+    fn keep_local(&self, op: &Op, local: Option<&Leaf>, effects: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
         if self.opts.direction == Direction::Pull {
-            fx.summary.skipped.push(format!("{path}: conflict, kept local"));
+            effects.summary.skipped.push(format!("{path}: conflict, kept local"));
             return Ok(());
         }
         let etag = self.planned.view.objects.get(path).map(|o| o.etag.clone());
@@ -176,20 +178,21 @@ impl Round<'_> {
             (Some(l), etag) => {
                 let abs = self.abs(path);
                 let cond = etag.map_or(Condition::IfAbsent, Condition::IfMatch);
-                if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &cond, fx)? {
-                    fx.raced(path);
+                if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &cond, effects)? {
+                    effects.raced(path);
                     return Ok(());
                 }
             }
-            (None, Some(etag)) if self.opts.deletes_remote() => self.delete_remote(path, &etag, fx)?,
+            (None, Some(etag)) if self.opts.deletes_remote() => self.delete_remote(path, &etag, effects)?,
             (None, _) => {
-                fx.summary
+                effects
+                    .summary
                     .skipped
                     .push(format!("{path}: conflict, kept local (no deletion without --delete)"));
                 return Ok(());
             }
         }
-        fx.summary.resolved.push(path.to_owned());
+        effects.summary.resolved.push(path.to_owned());
         Ok(())
     }
 
@@ -201,30 +204,33 @@ impl Round<'_> {
         op: &Op,
         local: Option<&Leaf>,
         remote: Option<&Leaf>,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<(), SyncError> {
         let path = op.path.as_str();
         if self.opts.direction == Direction::Push {
-            fx.summary.skipped.push(format!("{path}: conflict, kept remote"));
+            effects.summary.skipped.push(format!("{path}: conflict, kept remote"));
             return Ok(());
         }
         if remote.is_none() && !self.opts.deletes_local() {
-            fx.summary.skipped.push(format!("{path}: conflict, kept remote (no deletion without --delete)"));
+            effects
+                .summary
+                .skipped
+                .push(format!("{path}: conflict, kept remote (no deletion without --delete)"));
             return Ok(());
         }
         let abs = self.abs(path);
         if let Some(l) = local {
             if !take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
-                fx.raced(path);
+                effects.raced(path);
                 return Ok(());
             }
-            fx.summary.deleted_local += 1;
-            fx.local.push((path.to_owned(), None));
+            effects.summary.deleted_local += 1;
+            effects.local.push((path.to_owned(), None));
         }
         if remote.is_some() {
-            self.fetch(i, path, Some(LocalCond::Absent), fx)?;
+            self.fetch(i, path, Some(LocalCond::Absent), effects)?;
         }
-        fx.summary.resolved.push(path.to_owned());
+        effects.summary.resolved.push(path.to_owned());
         Ok(())
     }
 

@@ -232,7 +232,7 @@ pub(super) fn prune_trash(root: &Path, keep: std::time::Duration) {
 
 impl Round<'_> {
     /// Runs operation `i` of the plan.
-    pub(super) fn apply(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
+    pub(super) fn apply(&self, i: usize, op: &Op, effects: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
         let abs = self.abs(path);
         let pre = &op.precondition;
@@ -241,28 +241,28 @@ impl Round<'_> {
                 let Some(leaf) = &op.sides.local else { return Ok(()) };
                 // No separate check of the local file: `upload` sends only bytes that hash
                 // to the planned content (the local precondition), from one read.
-                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), fx)? {
-                    fx.raced(path);
+                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), effects)? {
+                    effects.raced(path);
                 }
             }
             Action::Download => {
                 if op.sides.remote.is_none() {
                     return Ok(());
                 }
-                self.fetch(i, path, pre.local, fx)?;
+                self.fetch(i, path, pre.local, effects)?;
             }
             Action::DeleteRemote => {
                 let Some(RemoteCond::IfMatch(etag)) = &pre.remote else { return Ok(()) };
-                self.delete_remote(path, etag, fx)?;
+                self.delete_remote(path, etag, effects)?;
             }
             Action::DeleteLocal => {
                 let Some(LocalCond::Content(expected)) = pre.local else { return Ok(()) };
                 if !take_aside(&abs, &trash_path(self.repo.root(), path), expected)? {
-                    fx.raced(path);
+                    effects.raced(path);
                     return Ok(());
                 }
-                fx.summary.deleted_local += 1;
-                fx.local.push((path.to_owned(), None));
+                effects.summary.deleted_local += 1;
+                effects.local.push((path.to_owned(), None));
             }
             Action::MoveLocal => {
                 let (Some(from), Some(leaf)) = (&op.from, &op.sides.remote) else { return Ok(()) };
@@ -273,45 +273,46 @@ impl Round<'_> {
                 // the trash, never lost; the bucket holds its content at `path` anyway.)
                 if !folder_gives_way(&abs) {
                     let reason = folder_in_the_way(&abs);
-                    fx.summary
+                    effects
+                        .summary
                         .remote_skipped
                         .push(crate::remote::SkippedKey { key: path.to_owned(), reason });
                     return Ok(());
                 }
                 let aside = trash_path(self.repo.root(), from);
                 if !take_aside(&src, &aside, expected)? {
-                    fx.raced(path);
+                    effects.raced(path);
                     return Ok(());
                 }
                 if !place_new(&aside, &abs)? {
                     place_new(&aside, &src)?;
-                    fx.raced(path);
+                    effects.raced(path);
                     return Ok(());
                 }
-                fx.local.push((from.clone(), None));
-                fx.local.push((path.to_owned(), Some(leaf.clone())));
+                effects.local.push((from.clone(), None));
+                effects.local.push((path.to_owned(), Some(leaf.clone())));
             }
             Action::MoveRemote => {
                 // The content is local (a local rename): send it to the new key, then
                 // remove the old key if it still holds what the plan saw.
                 let (Some(from), Some(leaf)) = (&op.from, &op.sides.local) else { return Ok(()) };
-                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), fx)? {
-                    fx.raced(path);
+                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), effects)? {
+                    effects.raced(path);
                     return Ok(());
                 }
                 if let Some(RemoteCond::IfMatch(etag)) = &pre.from_remote {
-                    self.delete_remote(from, etag, fx)?;
+                    self.delete_remote(from, etag, effects)?;
                 }
             }
-            Action::Record => fx.summary.recorded += 1,
-            Action::Conflict => self.conflict(i, op, fx)?,
+            Action::Record => effects.summary.recorded += 1,
+            Action::Conflict => self.conflict(i, op, effects)?,
             Action::Skip
                 if op.reason == crate::reconcile::Reason::RemoteKeyCollision
                     && self.opts.direction == Direction::Both =>
             {
-                self.move_hidden_file(i, op, fx)?;
+                self.move_hidden_file(i, op, effects)?;
             }
-            Action::Skip => fx.summary.skipped.push(format!("{path}: {:?}", op.reason)),
+            Action::Skip => effects.summary.skipped.push(format!("{path}: {:?}", op.reason)),
         }
         Ok(())
     }
@@ -332,7 +333,12 @@ impl Round<'_> {
         }
     }
 
-    pub(super) fn delete_remote(&self, path: &str, etag: &str, fx: &mut Effects) -> Result<(), SyncError> {
+    pub(super) fn delete_remote(
+        &self,
+        path: &str,
+        etag: &str,
+        effects: &mut Effects,
+    ) -> Result<(), SyncError> {
         let deleted = if self.remote.capabilities().conditional_delete {
             self.remote.delete(path, etag)
         } else {
@@ -340,10 +346,10 @@ impl Round<'_> {
         };
         match deleted {
             Ok(()) => {
-                fx.summary.deleted_remote += 1;
-                fx.remote.push((path.to_owned(), None));
+                effects.summary.deleted_remote += 1;
+                effects.remote.push((path.to_owned(), None));
             }
-            Err(RemoteError::PreconditionFailed { .. } | RemoteError::NotFound { .. }) => fx.raced(path),
+            Err(RemoteError::PreconditionFailed { .. } | RemoteError::NotFound { .. }) => effects.raced(path),
             Err(e) => return Err(e.into()),
         }
         Ok(())
@@ -384,7 +390,7 @@ impl Round<'_> {
         path: &str,
         leaf: &Leaf,
         cond: &Condition,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<bool, SyncError> {
         let content = leaf.id;
         let file = self.abs(path);
@@ -411,10 +417,10 @@ impl Round<'_> {
         let body = bytes.as_deref().map_or(Body::File(&file), Body::Bytes);
         match self.remote.put(path, body, content, leaf.kind, cond) {
             Ok(w) => {
-                fx.summary.uploaded += 1;
-                fx.summary.bytes_up += size;
+                effects.summary.uploaded += 1;
+                effects.summary.bytes_up += size;
                 let side = RemoteSide { etag: w.etag, content, size, kind: leaf.kind };
-                fx.remote.push((path.to_owned(), Some(side)));
+                effects.remote.push((path.to_owned(), Some(side)));
                 Ok(true)
             }
             // A race, or the file changed while it was read: re-plan it next round. Any
@@ -435,9 +441,9 @@ impl Round<'_> {
         i: usize,
         path: &str,
         local: Option<LocalCond>,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<(), SyncError> {
-        self.fetch_into(i, path, path, local, fx).map(|_| ())
+        self.fetch_into(i, path, path, local, effects).map(|_| ())
     }
 
     /// [`Self::fetch`] of the object at `path` into the local file `into` (beside it).
@@ -448,7 +454,7 @@ impl Round<'_> {
         path: &str,
         into: &str,
         local: Option<LocalCond>,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<Option<Leaf>, SyncError> {
         let Some(obj) = self.planned.view.objects.get(path) else { return Ok(None) };
         let root = self.repo.root();
@@ -457,16 +463,16 @@ impl Round<'_> {
             // Creating folders or files through it would write where it points.
             let reason =
                 format!("{} on the way is not a real folder; nothing is written through it", link.display());
-            fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+            effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
             return Ok(None);
         }
         if local == Some(LocalCond::Absent) && !folder_gives_way(&dest) {
             let reason = folder_in_the_way(&dest);
-            fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+            effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
             return Ok(None);
         }
         if !local_ok(&dest, local)? {
-            fx.raced(path);
+            effects.raced(path);
             return Ok(None);
         }
         let dir = dest.parent().unwrap_or(root);
@@ -476,23 +482,23 @@ impl Round<'_> {
         // kill -9 the journal names it for the next run to remove.
         let _guard = TempGuard(&tmp_path);
         let Some(got) = self.download_to(&tmp_path, &obj.key)? else {
-            fx.raced(path);
+            effects.raced(path);
             return Ok(None);
         };
         if let Some(reason) = make_kind(&tmp_path, into, got.kind)? {
-            fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+            effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
             return Ok(None);
         }
         if !self.replace(&tmp_path, &dest, into, local)? {
-            fx.raced(path);
+            effects.raced(path);
             return Ok(None);
         }
-        fx.summary.downloaded += 1;
-        fx.summary.bytes_down += got.size;
+        effects.summary.downloaded += 1;
+        effects.summary.bytes_down += got.size;
         let leaf = Leaf { kind: got.kind, id: got.content, size: got.size };
-        fx.local.push((into.to_owned(), Some(leaf.clone())));
+        effects.local.push((into.to_owned(), Some(leaf.clone())));
         if into == path {
-            fx.remote.push((path.to_owned(), Some(got)));
+            effects.remote.push((path.to_owned(), Some(got)));
         }
         Ok(Some(leaf))
     }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::planning::BaseState;
-use super::rounds::{Sides, leaves, now_ns};
+use super::rounds::{Observed, leaves, now_ns};
 use super::{Planned, SyncError};
 use crate::id::{ObjectId, ObjectKind};
 use crate::object::{Commit, Manifest, ManifestEntry, RemoteBaseline};
@@ -69,7 +69,7 @@ pub(super) fn record(
     repo: &Repo,
     remote: &dyn Remote,
     planned: &Planned,
-    sides: &Sides,
+    observed: &Observed,
     wrote: bool,
 ) -> Result<(ObjectId, Option<Version>, Vec<String>), SyncError> {
     let (snapshot, seen) = if remote.capabilities().snapshots {
@@ -88,9 +88,9 @@ pub(super) fn record(
     let mut converged: BTreeMap<String, (Leaf, ManifestEntry)> = BTreeMap::new();
     let mut moved = Vec::new();
     let paths: BTreeSet<&String> =
-        sides.local.keys().chain(sides.remote.keys()).chain(old_leaves.keys()).collect();
+        observed.local.keys().chain(observed.remote.keys()).chain(old_leaves.keys()).collect();
     for p in paths {
-        let agreed = match (sides.local.get(p), sides.remote.get(p)) {
+        let agreed = match (observed.local.get(p), observed.remote.get(p)) {
             (Some(l), Some(r)) if l.id == r.content && l.kind == r.kind => {
                 if seen.as_ref().is_some_and(|s| s.get(p.as_str()) != Some(&r.etag)) {
                     moved.push(p.clone());
@@ -111,7 +111,7 @@ pub(super) fn record(
                 kind: r.kind,
             };
             converged.insert(p.clone(), (l.clone(), entry));
-        } else if (sides.local.contains_key(p) || sides.remote.contains_key(p))
+        } else if (observed.local.contains_key(p) || observed.remote.contains_key(p))
             && let (Some(l), Some(e)) = (old_leaves.get(p), old_manifest.and_then(|m| m.get(p)))
         {
             converged.insert(p.clone(), (l.clone(), (*e).clone()));

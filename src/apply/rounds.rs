@@ -19,20 +19,20 @@ use crate::repo::Repo;
 use crate::store::StoreError;
 
 /// What is known of each side while applying: path → leaf, path → (ETag, content, size).
-pub(super) struct Sides {
+pub(super) struct Observed {
     pub(super) local: BTreeMap<String, Leaf>,
     pub(super) remote: BTreeMap<String, RemoteSide>,
 }
 
-impl Sides {
-    fn fold(&mut self, fx: &mut Effects) {
-        for (p, l) in fx.local.drain(..) {
+impl Observed {
+    fn fold(&mut self, effects: &mut Effects) {
+        for (p, l) in effects.local.drain(..) {
             match l {
                 Some(l) => self.local.insert(p, l),
                 None => self.local.remove(&p),
             };
         }
-        for (p, r) in fx.remote.drain(..) {
+        for (p, r) in effects.remote.drain(..) {
             match r {
                 Some(r) => self.remote.insert(p, r),
                 None => self.remote.remove(&p),
@@ -146,7 +146,7 @@ pub(super) fn sync_rounds(
             summary.snapshot = planned.view.version;
             break;
         }
-        let mut sides = Sides {
+        let mut observed = Observed {
             local: leaves(repo, planned.local.root, &planned.local.unstored_trees)?,
             remote: planned
                 .view
@@ -170,19 +170,19 @@ pub(super) fn sync_rounds(
             .sum();
         progress.start(carried.len() as u64, bytes);
         if opts.planted == Some(PlantedBug::RecordBaseEarly) {
-            record(repo, remote, &planned, &optimistic(&planned, &sides), false)?;
+            record(repo, remote, &planned, &optimistic(&planned, &observed), false)?;
         }
         let r = Round { repo, remote, planned: &planned, opts, started_ns: now_ns() };
-        let jr =
+        let intents =
             journal::Journal::begin(repo, carried.iter().enumerate().map(|(i, o)| r.intent(i, o)).collect())?;
         let mut done = SyncSummary::default();
-        let failed = r.run(&carried, &jr, &mut sides, &mut done, progress);
+        let failed = r.run(&carried, &intents, &mut observed, &mut done, progress);
         let wrote = done.uploaded + done.deleted_remote > 0;
         summary.absorb(done);
         // Even after a failure, record what did succeed: the paths both sides were seen
         // to agree on.
-        let (base, snapshot, moved) = record(repo, remote, &planned, &sides, wrote)?;
-        jr.finish()?;
+        let (base, snapshot, moved) = record(repo, remote, &planned, &observed, wrote)?;
+        intents.finish()?;
         summary.changed_after_apply.extend(moved);
         summary.base = Some(base);
         summary.snapshot = snapshot;
@@ -215,32 +215,33 @@ impl Round<'_> {
     }
 
     /// Runs the operations, several at once unless `jobs` is 1, folding each one's
-    /// effects into `sides` as it ends. The first hard error stops new operations from
+    /// effects into `observed` as it ends. The first hard error stops new operations from
     /// starting; the ones running finish. Returns that error.
     fn run(
         &self,
         carried: &[&Op],
-        jr: &journal::Journal<'_>,
-        sides: &mut Sides,
+        intents: &journal::Journal<'_>,
+        observed: &mut Observed,
         summary: &mut SyncSummary,
         progress: &dyn Progress,
     ) -> Option<SyncError> {
         let jobs = self.opts.jobs.unwrap_or(DEFAULT_JOBS).clamp(1, carried.len().max(1));
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
-        let shared = Mutex::new((sides, summary, None::<SyncError>));
+        let shared = Mutex::new((observed, summary, None::<SyncError>));
         let work = || {
             while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(op) = carried.get(i) else { break };
-                let mut fx = Effects::default();
-                let result = self.apply(i, op, &mut fx).and_then(|()| jr.done(i).map_err(SyncError::from));
-                let moved = fx.summary.bytes_up + fx.summary.bytes_down;
+                let mut effects = Effects::default();
+                let result =
+                    self.apply(i, op, &mut effects).and_then(|()| intents.done(i).map_err(SyncError::from));
+                let moved = effects.summary.bytes_up + effects.summary.bytes_down;
                 {
                     let mut g = shared.lock().expect("no operation panics while holding the lock");
-                    let (sides, summary, first) = &mut *g;
-                    sides.fold(&mut fx);
-                    summary.absorb(fx.summary);
+                    let (observed, summary, first) = &mut *g;
+                    observed.fold(&mut effects);
+                    summary.absorb(effects.summary);
                     if let Err(e) = result {
                         stop.store(true, Ordering::Relaxed);
                         first.get_or_insert(e);
@@ -264,8 +265,8 @@ impl Round<'_> {
 
 /// What the sides would hold if every operation of the plan succeeded (for
 /// [`PlantedBug::RecordBaseEarly`] only).
-pub(super) fn optimistic(planned: &Planned, sides: &Sides) -> Sides {
-    let mut out = Sides { local: sides.local.clone(), remote: sides.remote.clone() };
+pub(super) fn optimistic(planned: &Planned, observed: &Observed) -> Observed {
+    let mut out = Observed { local: observed.local.clone(), remote: observed.remote.clone() };
     for op in &planned.plan.ops {
         let p = op.path.clone();
         match op.action {

@@ -42,7 +42,7 @@ enum Msg {
     Record(String, Option<Vec<u8>>),
 }
 
-struct Ctx<'a> {
+struct Scanner<'a> {
     root: &'a Path,
     rules: IgnoreRules,
     records: &'a HashMap<String, Vec<u8>>,
@@ -63,7 +63,8 @@ struct Ctx<'a> {
     reused_trees: AtomicU64,
 }
 
-struct Kid {
+/// One entry of a folder as listed, before it is classified.
+struct DirItem {
     name: String,
     os_name: OsString,
     /// lstat data for files and symlinks, taken relative to the open folder (no path
@@ -110,7 +111,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
     // A dry run commits nothing, so it needs no stamp, and leaves the stamp file alone.
     let stamp = if opts.dry_run { None } else { Some(take_stamp(root)?) };
     let (tx, rx) = sync_channel::<Msg>(256);
-    let ctx = Ctx {
+    let ctx = Scanner {
         root,
         rules,
         records: &records,
@@ -133,7 +134,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         let walker = s.spawn(move || {
             let res = ctx.scan_root(root);
             // Dropping the context closes the channel, which ends the writer loop.
-            let Ctx {
+            let Scanner {
                 report,
                 visited,
                 racy,
@@ -245,7 +246,7 @@ fn take_stamp(root: &Path) -> Result<i64> {
     Ok(time_ns(m.mtime(), m.mtime_nsec()))
 }
 
-impl Ctx<'_> {
+impl Scanner<'_> {
     fn send(&self, msg: Msg) -> Result<()> {
         if self.dry_run {
             return Ok(());
@@ -299,10 +300,10 @@ impl Ctx<'_> {
         let old = self.records.get(rel).and_then(|b| DirRecord::decode(b));
         let old_children: HashMap<&str, &Child> =
             old.iter().flat_map(|o| o.children.iter()).map(|c| (c.entry.name.as_str(), c)).collect();
-        let scan = |k: &Kid| self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied());
+        let scan = |k: &DirItem| self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied());
         // Folders fan out across threads; files were stat'ed with the listing, so most of
         // them cost a lookup and are cheaper to do in line than to schedule.
-        let (dirs, files): (Vec<&Kid>, Vec<&Kid>) = kids.iter().partition(|k| k.meta.is_none());
+        let (dirs, files): (Vec<&DirItem>, Vec<&DirItem>) = kids.iter().partition(|k| k.meta.is_none());
         let sub: Vec<Result<Option<Child>>> = dirs.par_iter().map(|k| scan(k)).collect();
         let mut children = Vec::with_capacity(kids.len());
         for k in files {
@@ -344,8 +345,8 @@ impl Ctx<'_> {
     }
 
     /// Lists a folder: UTF-8, valid, NFC-normalised, not ignored; collisions reported.
-    fn list_dir(&self, rel: &str, abs: &Path) -> Result<Vec<Kid>> {
-        let mut kids: Vec<Kid> = Vec::new();
+    fn list_dir(&self, rel: &str, abs: &Path) -> Result<Vec<DirItem>> {
+        let mut kids: Vec<DirItem> = Vec::new();
         for ent in fs::read_dir(abs).map_err(io_err(abs))? {
             let ent = ent.map_err(io_err(abs))?;
             let os_name = ent.file_name();
@@ -368,7 +369,7 @@ impl Ctx<'_> {
                 continue;
             }
             let meta = if ft.is_dir() { None } else { Some(ent.metadata().map_err(io_err(&ent.path()))?) };
-            kids.push(Kid { name, os_name, meta });
+            kids.push(DirItem { name, os_name, meta });
         }
         kids.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.os_name.cmp(&b.os_name)));
         self.find_collisions(rel, &mut kids);
@@ -389,7 +390,7 @@ impl Ctx<'_> {
     /// never uploaded, and nothing the sync writes ever lands on them. (Names that differ
     /// only by case are distinct names here; on a folder that ignores case they cannot
     /// both exist, and the sync refuses to write the second.)
-    fn find_collisions(&self, rel: &str, kids: &mut Vec<Kid>) {
+    fn find_collisions(&self, rel: &str, kids: &mut Vec<DirItem>) {
         let mut found = Vec::new();
         let mut i = 0;
         while i < kids.len() {
@@ -415,7 +416,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn scan_child(&self, rel: &str, abs: &Path, kid: &Kid, old: Option<&Child>) -> Result<Option<Child>> {
+    fn scan_child(&self, rel: &str, abs: &Path, kid: &DirItem, old: Option<&Child>) -> Result<Option<Child>> {
         let path = abs.join(&kid.os_name);
         let child_rel = join_path(rel, &kid.name);
         let meta = match &kid.meta {
