@@ -65,7 +65,7 @@ pub(super) fn verified_snapshot(
 /// path enters the base only if the snapshot shows it as we left it: a teammate's write
 /// that landed between our apply and the snapshot stays unsynced, so the next sync
 /// treats it as a remote change. Returns those paths too.
-pub(super) fn record(
+pub(super) fn record_base(
     repo: &Repo,
     remote: &dyn Remote,
     planned: &Planned,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::ops::{Effects, RemoteSide};
 use super::options::{DEFAULT_JOBS, MAX_ROUNDS, TRASH_KEEP};
-use super::recording::{record, remember_collisions};
+use super::recording::{record_base, remember_collisions};
 use super::{
     DEFAULT_LOCK_WAIT, Direction, NoProgress, Planned, PlantedBug, Progress, SyncError, SyncOptions,
     SyncSummary, journal, make_plan, ops,
@@ -170,7 +170,7 @@ pub(super) fn sync_rounds(
             .sum();
         progress.start(carried.len() as u64, bytes);
         if opts.planted == Some(PlantedBug::RecordBaseEarly) {
-            record(repo, remote, &planned, &optimistic(&planned, &observed), false)?;
+            record_base(repo, remote, &planned, &optimistic(&planned, &observed), false)?;
         }
         let r = Round { repo, remote, planned: &planned, opts, started_ns: now_ns() };
         let intents =
@@ -181,7 +181,7 @@ pub(super) fn sync_rounds(
         summary.absorb(done);
         // Even after a failure, record what did succeed: the paths both sides were seen
         // to agree on.
-        let (base, snapshot, moved) = record(repo, remote, &planned, &observed, wrote)?;
+        let (base, snapshot, moved) = record_base(repo, remote, &planned, &observed, wrote)?;
         intents.finish()?;
         summary.changed_after_apply.extend(moved);
         summary.base = Some(base);

@@ -2,9 +2,9 @@
 //! A missed change is a bug; an extra re-hash is only a cost.
 
 mod ignore;
-mod record;
 mod scan;
 mod snapshot;
+mod stat_cache;
 
 pub use ignore::{BMIGNORE, BUILTIN_RULES, IgnoreError, IgnoreMatch, IgnoreRules, global_ignore_files};
 pub use scan::{META_WORKTREE_STAMP, scan};

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use unicode_normalization::UnicodeNormalization;
 
 use super::ignore::IgnoreRules;
-use super::record::{Child, DirRecord, Stat};
+use super::stat_cache::{Child, DirRecord, Stat};
 use super::{Collision, CollisionKind, ScanError, ScanOptions, ScanReport, ScanStats, Skipped, Snapshot};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
 use crate::layout::{STAMP_FILE, STATE_DIR};
