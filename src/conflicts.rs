@@ -50,6 +50,18 @@ impl ConflictKind {
         })
     }
 
+    /// The kind's name, as the JSON form writes it (`edit_edit`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::EditEdit => "edit_edit",
+            Self::AddAdd => "add_add",
+            Self::DeleteEdit => "delete_edit",
+            Self::EditDelete => "edit_delete",
+            Self::TypeChange => "type_change",
+            Self::RemoteKeyCollision => "remote_key_collision",
+        }
+    }
+
     /// Whether `--keep local` and `--keep remote` mean something: a file and a folder
     /// cannot trade places, so those two kinds settle only by `both` or `merged`.
     pub const fn sides_can_swap(self) -> bool {
@@ -188,14 +200,20 @@ pub fn open(store: &Store, root: &Path) -> Result<Vec<ConflictRecord>, StoreErro
     Ok(open)
 }
 
-/// Adds the conflicts a sync met and drops the records that are no longer open.
+/// Adds the conflicts a sync met, noting what each left at its path and when, and drops
+/// the records that are no longer open.
 pub fn after_sync(
     store: &Store,
     root: &Path,
     new: Vec<ConflictRecord>,
 ) -> Result<Vec<ConflictRecord>, StoreError> {
     let mut all = load(store)?;
-    all.extend(new);
+    let at = humantime::format_rfc3339_seconds(crate::clock::now()).to_string();
+    all.extend(new.into_iter().map(|mut r| {
+        r.kept = content_id(&root.join(&r.path)).ok().flatten();
+        r.at.clone_from(&at);
+        r
+    }));
     all.retain(|r| r.is_open(root).unwrap_or(true));
     all.sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.at.cmp(&b.at)));
     save(store, &all)?;
@@ -429,10 +447,11 @@ mod tests {
     #[test]
     fn keep_local_refuses_when_the_path_changed_since() {
         let (d, store) = setup();
-        std::fs::write(d.path().join("a.md"), "theirs, then edited\n").expect("write");
+        std::fs::write(d.path().join("a.md"), "theirs\n").expect("write");
         std::fs::write(d.path().join("a.conflict-alice-1.md"), "mine\n").expect("write");
         after_sync(&store, d.path(), vec![record("a.md", Some("a.conflict-alice-1.md"), Some(b"theirs\n"))])
             .expect("after sync");
+        std::fs::write(d.path().join("a.md"), "theirs, then edited\n").expect("write");
         let trash = d.path().join(".bmsync/trash/1");
         let err =
             resolve(&store, d.path(), &trash, "a.conflict-alice-1.md", Keep::Local).expect_err("refused");

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::object::{Commit, EntryKind};
-use crate::reconcile::{Change, DiffStats, Leaf, detect_renames, diff_trees};
+use crate::reconcile::{Change, Leaf};
 use crate::{ObjectHasher, ObjectId, ObjectKind, Repo, RepoError, StoreError};
 
 /// Errors from reading content for display.
@@ -164,24 +164,14 @@ pub fn hash_file(path: &Path) -> Result<(ObjectId, u64), InspectError> {
 }
 
 impl Repo {
-    /// The changes from tree `old` to tree `new` (`None`: empty), renames detected.
-    // One place for "diff trees, then detect renames" until `repo` has its own.
-    pub fn tree_changes(
-        &self,
-        old: Option<ObjectId>,
-        new: Option<ObjectId>,
-    ) -> Result<Vec<Change>, RepoError> {
-        let mut stats = DiffStats::default();
-        Ok(detect_renames(&diff_trees(&self.store().reader()?, old, new, &mut stats)?))
-    }
-
     /// The changes from revision `from` to revision `to` (see [`Repo::resolve_tree`]),
     /// only those at or under `paths` (a rename counts if either end is).
     pub fn diff_revs(&self, from: &str, to: &str, paths: &[String]) -> Result<RevDiff, RepoError> {
         let old = self.resolve_tree(from)?;
         let new = self.resolve_tree(to)?;
         let changes = self
-            .tree_changes(old, new)?
+            .store()
+            .diff_with_renames(old, new)?
             .into_iter()
             .filter(|c| {
                 under(c.path(), paths) || matches!(c, Change::Renamed { from, .. } if under(from, paths))
@@ -195,7 +185,7 @@ impl Repo {
         let c = self.store().get_commit(id)?;
         let parent_tree =
             c.parents.first().map(|p| self.store().get_commit(p).map(|pc| pc.tree)).transpose()?;
-        let changes = self.tree_changes(parent_tree, Some(c.tree))?;
+        let changes = self.store().diff_with_renames(parent_tree, Some(c.tree))?;
         Ok((c, changes))
     }
 

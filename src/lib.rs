@@ -6,9 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod clock;
 pub mod conflicts;
 pub mod id;
 pub mod inspect;
+pub mod layout;
 pub mod merge;
 pub mod object;
 pub mod reconcile;

@@ -3,7 +3,8 @@
 //! unless it is exactly what the last sync saw.
 
 use super::ops::{Effects, local_content, take_aside, trash_path};
-use super::{ConflictReport, Direction, OnConflict, Round, SyncError, conflict_name};
+use super::rounds::Round;
+use super::{ConflictReport, Direction, OnConflict, SyncError, conflict_name};
 use crate::object::EntryKind;
 use crate::reconcile::{Leaf, LocalCond, Op, Reason};
 use crate::remote::Condition;
@@ -12,22 +13,34 @@ impl Round<'_> {
     /// A conflict, resolved as the options say: by default both versions are kept (the
     /// remote one at the path on both sides, the local one beside it under a `conflict`
     /// name on both sides). Nothing is ever deleted without a copy.
-    pub(super) fn conflict(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
-        let path = op.path.as_str();
+    pub(super) fn conflict(&self, i: usize, op: &Op, effects: &mut Effects) -> Result<(), SyncError> {
+        self.conflict_with(i, op, Vec::new(), effects)
+    }
+
+    /// [`Self::conflict`], reporting the frontmatter keys both sides changed.
+    pub(super) fn conflict_with(
+        &self,
+        i: usize,
+        op: &Op,
+        keys: Vec<String>,
+        effects: &mut Effects,
+    ) -> Result<(), SyncError> {
         let local = op.sides.local.as_ref().filter(|l| l.kind != EntryKind::Tree);
         let remote = op.sides.remote.as_ref().filter(|l| l.kind != EntryKind::Tree);
-        let report = ConflictReport { path: path.to_owned(), reason: op.reason, local_copy: None };
+        // A merge that did not go through is an edit/edit conflict.
+        let reason = if op.action == crate::reconcile::Action::Merge { Reason::EditEdit } else { op.reason };
+        let report = ConflictReport { keys, ..ConflictReport::of(op, reason) };
         if op.reason == crate::reconcile::Reason::TypeChange && self.opts.direction == Direction::Both {
-            return self.type_change(i, op, report, fx);
+            return self.type_change(i, op, report, effects);
         }
         if op.reason == crate::reconcile::Reason::TypeChange || (local.is_none() && remote.is_none()) {
-            fx.summary.conflicts.push(report);
+            effects.summary.conflicts.push(report);
             return Ok(());
         }
         match self.opts.on_conflict.unwrap_or(OnConflict::KeepBoth) {
-            OnConflict::KeepBoth => self.keep_both(i, op, local, remote, report, fx),
-            OnConflict::KeepLocal => self.keep_local(op, local, fx),
-            OnConflict::KeepRemote => self.keep_remote(i, op, local, remote, fx),
+            OnConflict::KeepBoth => self.keep_both(i, op, local, remote, report, effects),
+            OnConflict::KeepLocal => self.keep_local(op, local, effects),
+            OnConflict::KeepRemote => self.keep_remote(i, op, local, remote, effects),
         }
     }
 
@@ -41,7 +54,7 @@ impl Round<'_> {
         i: usize,
         op: &Op,
         mut report: ConflictReport,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<(), SyncError> {
         let path = op.path.as_str();
         let file = |l: &Option<Leaf>| l.clone().filter(|l| !l.kind.is_tree());
@@ -50,8 +63,8 @@ impl Round<'_> {
         if remote_tree && self.planned.view.objects.contains_key(path) {
             // The bucket holds a file at the path besides the folder: that file moves
             // aside first; the rest waits for the next round.
-            self.move_hidden_file(i, op, fx)?;
-            fx.raced(path);
+            self.move_hidden_file(i, op, effects)?;
+            effects.raced(path);
             return Ok(());
         }
         let base = file(&op.sides.base);
@@ -62,15 +75,15 @@ impl Round<'_> {
             if base.as_ref() == Some(&l) {
                 replaced = true;
                 if take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
-                    fx.summary.deleted_local += 1;
-                    fx.local.push((path.to_owned(), None));
+                    effects.summary.deleted_local += 1;
+                    effects.local.push((path.to_owned(), None));
                 }
             } else {
                 let copy = self.free_conflict_name(path)?;
                 if take_aside(&abs, &self.abs(&copy), l.id)? {
-                    fx.local.push((path.to_owned(), None));
-                    fx.local.push((copy.clone(), Some(l.clone())));
-                    self.upload(&copy, &l, &Condition::IfAbsent, fx)?;
+                    effects.local.push((path.to_owned(), None));
+                    effects.local.push((copy.clone(), Some(l.clone())));
+                    self.upload(&copy, &l, &Condition::IfAbsent, effects)?;
                     report.local_copy = Some(copy);
                 }
             }
@@ -80,22 +93,22 @@ impl Round<'_> {
             };
             if base.as_ref() == Some(&r) {
                 replaced = true;
-                self.delete_remote(path, &etag, fx)?;
+                self.delete_remote(path, &etag, effects)?;
             } else {
                 let copy = self.free_conflict_name(path)?;
-                if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), fx)?
-                    && self.upload(&copy, &got, &Condition::IfAbsent, fx)?
+                if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), effects)?
+                    && self.upload(&copy, &got, &Condition::IfAbsent, effects)?
                 {
-                    self.delete_remote(path, &etag, fx)?;
+                    self.delete_remote(path, &etag, effects)?;
                     report.local_copy = Some(copy);
                 }
             }
         }
         if !replaced {
-            fx.summary.conflicts.push(report);
+            effects.summary.conflicts.push(report);
         }
         // What the path holds now is planned in the next round.
-        fx.raced(path);
+        effects.raced(path);
         Ok(())
     }
 
@@ -104,20 +117,19 @@ impl Round<'_> {
     /// `conflict` copy (downloaded, uploaded under `If-None-Match: *`, then the key
     /// deleted under `If-Match`), and the folder keeps the path. Reported with reason
     /// `remote_key_collision`: two names met, not two edits.
-    pub(super) fn move_hidden_file(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
+    pub(super) fn move_hidden_file(&self, i: usize, op: &Op, effects: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
         // Always a copy, even of the base's version: no one deleted that key, so no one
         // chose the folder over it.
         let Some(etag) = self.planned.view.objects.get(path).map(|o| o.etag.clone()) else { return Ok(()) };
         let copy = self.free_conflict_name(path)?;
-        if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), fx)?
-            && self.upload(&copy, &got, &Condition::IfAbsent, fx)?
+        if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), effects)?
+            && self.upload(&copy, &got, &Condition::IfAbsent, effects)?
         {
-            self.delete_remote(path, &etag, fx)?;
-            fx.summary.conflicts.push(ConflictReport {
-                path: path.to_owned(),
-                reason: Reason::RemoteKeyCollision,
+            self.delete_remote(path, &etag, effects)?;
+            effects.summary.conflicts.push(ConflictReport {
                 local_copy: Some(copy),
+                ..ConflictReport::of(op, Reason::RemoteKeyCollision)
             });
         }
         Ok(())
@@ -130,7 +142,7 @@ impl Round<'_> {
         local: Option<&Leaf>,
         remote: Option<&Leaf>,
         mut report: ConflictReport,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<(), SyncError> {
         let path = op.path.as_str();
         let abs = self.abs(path);
@@ -140,34 +152,37 @@ impl Round<'_> {
                 let copy = self.free_conflict_name(path)?;
                 let copy_abs = self.abs(&copy);
                 if !take_aside(&abs, &copy_abs, l.id)? {
-                    fx.raced(path);
+                    effects.raced(path);
                     return Ok(());
                 }
-                fx.local.push((path.to_owned(), None));
-                fx.local.push((copy.clone(), Some(l.clone())));
-                if !self.upload(&copy, l, &Condition::IfAbsent, fx)? {
-                    fx.raced(&copy);
+                effects.local.push((path.to_owned(), None));
+                let l = self.mark_copy(i, &copy, path, op.reason, l)?;
+                effects.local.push((copy.clone(), Some(l.clone())));
+                if !self.upload(&copy, &l, &Condition::IfAbsent, effects)? {
+                    effects.raced(&copy);
                 }
                 report.local_copy = Some(copy);
-            } else if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &Condition::IfAbsent, fx)? {
+            } else if local_content(&abs)? != Some(l.id)
+                || !self.upload(path, l, &Condition::IfAbsent, effects)?
+            {
                 // Edited here, deleted there: the local edit is kept, and sent back.
-                fx.raced(path);
+                effects.raced(path);
             }
         }
         // The remote version takes the path locally (the teammate's edit is kept).
         if remote.is_some() {
-            self.fetch(i, path, Some(LocalCond::Absent), fx)?;
+            self.fetch(i, path, Some(LocalCond::Absent), effects)?;
         }
-        fx.summary.conflicts.push(report);
+        effects.summary.conflicts.push(report);
         Ok(())
     }
 
     /// `--on-conflict keep-local`: the local version wins on the remote, still under
     /// If-Match, so a newer teammate write is never overwritten unseen.
-    fn keep_local(&self, op: &Op, local: Option<&Leaf>, fx: &mut Effects) -> Result<(), SyncError> {
+    fn keep_local(&self, op: &Op, local: Option<&Leaf>, effects: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
         if self.opts.direction == Direction::Pull {
-            fx.summary.skipped.push(format!("{path}: conflict, kept local"));
+            effects.summary.skipped.push(format!("{path}: conflict, kept local"));
             return Ok(());
         }
         let etag = self.planned.view.objects.get(path).map(|o| o.etag.clone());
@@ -175,20 +190,21 @@ impl Round<'_> {
             (Some(l), etag) => {
                 let abs = self.abs(path);
                 let cond = etag.map_or(Condition::IfAbsent, Condition::IfMatch);
-                if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &cond, fx)? {
-                    fx.raced(path);
+                if local_content(&abs)? != Some(l.id) || !self.upload(path, l, &cond, effects)? {
+                    effects.raced(path);
                     return Ok(());
                 }
             }
-            (None, Some(etag)) if self.opts.deletes_remote() => self.delete_remote(path, &etag, fx)?,
+            (None, Some(etag)) if self.opts.deletes_remote() => self.delete_remote(path, &etag, effects)?,
             (None, _) => {
-                fx.summary
+                effects
+                    .summary
                     .skipped
                     .push(format!("{path}: conflict, kept local (deletions were not asked for)"));
                 return Ok(());
             }
         }
-        fx.summary.resolved.push(path.to_owned());
+        effects.summary.resolved.push(path.to_owned());
         Ok(())
     }
 
@@ -200,37 +216,70 @@ impl Round<'_> {
         op: &Op,
         local: Option<&Leaf>,
         remote: Option<&Leaf>,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<(), SyncError> {
         let path = op.path.as_str();
         if self.opts.direction == Direction::Push {
-            fx.summary.skipped.push(format!("{path}: conflict, kept remote"));
+            effects.summary.skipped.push(format!("{path}: conflict, kept remote"));
             return Ok(());
         }
         if remote.is_none() && !self.opts.deletes_local() {
-            fx.summary.skipped.push(format!("{path}: conflict, kept remote (deletions were not asked for)"));
+            effects
+                .summary
+                .skipped
+                .push(format!("{path}: conflict, kept remote (deletions were not asked for)"));
             return Ok(());
         }
         let abs = self.abs(path);
         if let Some(l) = local {
             if !take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
-                fx.raced(path);
+                effects.raced(path);
                 return Ok(());
             }
-            fx.summary.deleted_local += 1;
-            fx.local.push((path.to_owned(), None));
+            effects.summary.deleted_local += 1;
+            effects.local.push((path.to_owned(), None));
         }
         if remote.is_some() {
-            self.fetch(i, path, Some(LocalCond::Absent), fx)?;
+            self.fetch(i, path, Some(LocalCond::Absent), effects)?;
         }
-        fx.summary.resolved.push(path.to_owned());
+        effects.summary.resolved.push(path.to_owned());
         Ok(())
+    }
+
+    /// A note moved aside to `copy` must not claim the note's identity: when it has
+    /// frontmatter, the copy gets a permalink of its own and says what it is a copy of
+    /// (`format-spec/merge.md`). Our own new file, so it is rewritten in place. Returns
+    /// what the copy holds now.
+    fn mark_copy(
+        &self,
+        i: usize,
+        copy: &str,
+        original: &str,
+        reason: Reason,
+        leaf: &Leaf,
+    ) -> Result<Leaf, SyncError> {
+        if leaf.kind == EntryKind::Symlink
+            || !copy.ends_with(".md")
+            || leaf.size > crate::merge::MAX_MERGE_BYTES as u64
+        {
+            return Ok(leaf.clone());
+        }
+        let abs = self.abs(copy);
+        let bytes = std::fs::read(&abs).map_err(super::options::io_err(&abs))?;
+        if crate::id::ObjectId::for_blob(&bytes) != leaf.id || !crate::merge::has_frontmatter(&bytes) {
+            return Ok(leaf.clone());
+        }
+        let kind = crate::conflicts::ConflictKind::from_reason(reason).map_or("edit_edit", |k| k.name());
+        let marked = crate::merge::conflict_copy_note(&bytes, copy, original, kind);
+        super::merge::rewrite_own_file(&abs, &self.temp_file(i, original), &marked)?;
+        self.repo.store().put(crate::id::ObjectKind::Blob, &marked)?;
+        Ok(Leaf { kind: leaf.kind, id: crate::id::ObjectId::for_blob(&marked), size: marked.len() as u64 })
     }
 
     /// A conflict-copy name for `path` that no file has yet.
     fn free_conflict_name(&self, path: &str) -> Result<String, SyncError> {
         let when = self.opts.conflict_stamp.clone().unwrap_or_else(|| {
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            humantime::format_rfc3339_seconds(crate::clock::now())
                 .to_string()
                 .replace([':', '-'], "")
                 .trim_end_matches('Z')

@@ -20,7 +20,9 @@ const DONE_BATCH: usize = 64;
 /// One journal entry.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
-    /// The operation (`upload`, `download`, `conflict`, ...).
+    /// The operation, named as in the plan's JSON (`upload`, `delete_remote`, ...).
+    /// Journals written by earlier versions spell it without underscores (`deleteremote`);
+    /// recovery never reads it, so either spelling recovers alike.
     pub op: String,
     /// The path it acts on.
     pub path: String,
@@ -202,5 +204,35 @@ mod tests {
         let min: Entry =
             serde_json::from_str(r#"{"op":"upload","path":"b","started_ns":2}"#).expect("decodes");
         assert!(!min.done && !min.multipart && min.tmp.is_none());
+    }
+
+    #[test]
+    fn ops_are_named_as_in_the_plan_json() {
+        assert_eq!(crate::reconcile::Action::DeleteRemote.name(), "delete_remote");
+        assert_eq!(crate::reconcile::Action::MoveLocal.name(), "move_local");
+        assert_eq!(crate::reconcile::Action::Upload.name(), "upload");
+    }
+
+    /// A journal left by the previous version (ops spelled `deleteremote`) still
+    /// recovers: its temporary file is removed and the journal emptied.
+    #[test]
+    fn a_journal_from_the_previous_version_recovers() {
+        let d = tempfile::tempdir().expect("temp dir");
+        let remote_dir = tempfile::tempdir().expect("temp dir");
+        let repo = Repo::init(d.path(), &crate::repo::InitOptions::default()).expect("init");
+        let remote = crate::remote::FileRemote::create(remote_dir.path()).expect("remote");
+        std::fs::write(d.path().join(".bmsync-dl-7-0"), b"half").expect("temp file");
+        let rows = [
+            r#"{"op":"deleteremote","path":"gone.md","started_ns":7}"#,
+            r#"{"op":"download","path":"a.md","tmp":".bmsync-dl-7-0","started_ns":7}"#,
+            r#"{"op":"movelocal","path":"b.md","started_ns":7,"done":true}"#,
+        ];
+        let put: Vec<(u64, Vec<u8>)> =
+            rows.iter().zip(0..).map(|(r, i)| (i, r.as_bytes().to_vec())).collect();
+        repo.store().journal_write(&put, &[]).expect("journal");
+        let r = recover(&repo, &remote).expect("recovers").expect("there was a journal");
+        assert_eq!((r.unfinished, r.temp_files), (2, 1));
+        assert!(!d.path().join(".bmsync-dl-7-0").exists());
+        assert!(repo.store().journal().expect("journal").is_empty());
     }
 }

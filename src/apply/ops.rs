@@ -6,17 +6,17 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Direction, PlantedBug, Round, SyncError, SyncSummary, io_err};
+use super::options::io_err;
+use super::rounds::Round;
+use super::{ConflictReport, Direction, PlantedBug, SyncError, SyncSummary};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+use crate::layout::{STATE_DIR, TRASH_DIR};
 use crate::object::EntryKind;
-use crate::reconcile::{Action, Leaf, LocalCond, Op, RemoteCond};
+use crate::reconcile::{Action, Leaf, LocalCond, Op, Reason, RemoteCond};
 use crate::remote::{Body, Condition, RemoteError};
-use crate::repo::STATE_DIR;
 
 /// Files up to this size are read into memory, hashed and sent from that one read.
 pub(super) const IN_MEMORY_UPLOAD: u64 = 16 << 20;
-/// Folder (inside `.bmsync/`) that receives local deletions, recoverably.
-pub const TRASH_DIR: &str = "trash";
 
 /// A remote object as the round knows it.
 #[derive(Clone, Debug)]
@@ -76,7 +76,7 @@ const MAX_LINK_TARGET: u64 = 4096;
 /// (refused, with the reason, when the link would leave the folder).
 /// `Ok(Some(reason))`: the object is refused (a symlink out of the folder), and nothing
 /// is placed; a local failure is an error.
-fn make_kind(tmp: &Path, path: &str, kind: EntryKind) -> Result<Option<String>, SyncError> {
+pub(super) fn make_kind(tmp: &Path, path: &str, kind: EntryKind) -> Result<Option<String>, SyncError> {
     use std::os::unix::fs::PermissionsExt;
     match kind {
         EntryKind::File | EntryKind::Tree => Ok(None),
@@ -139,7 +139,7 @@ fn folder_in_the_way(dest: &Path) -> String {
 }
 
 /// Removes a temporary file when dropped, if it is still there.
-struct TempGuard<'a>(&'a Path);
+pub(super) struct TempGuard<'a>(pub(super) &'a Path);
 
 impl Drop for TempGuard<'_> {
     fn drop(&mut self) {
@@ -168,8 +168,7 @@ impl Write for Tee<'_> {
 /// A fresh place in the trash inside `.bmsync/` for the local file `rel`, keeping its
 /// path under a folder named by the time.
 pub(super) fn trash_path(root: &Path, rel: &str) -> PathBuf {
-    let stamp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let stamp = crate::clock::unix_ns();
     root.join(STATE_DIR).join(TRASH_DIR).join(stamp.to_string()).join(rel)
 }
 
@@ -222,7 +221,7 @@ pub(super) fn take_aside(abs: &Path, aside: &Path, expected: ObjectId) -> Result
 /// tried again next time.
 pub(super) fn prune_trash(root: &Path, keep: std::time::Duration) {
     let Ok(dir) = std::fs::read_dir(root.join(STATE_DIR).join(TRASH_DIR)) else { return };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let now = u128::from(crate::clock::unix_ns());
     for e in dir.flatten() {
         let Some(ns) = e.file_name().to_str().and_then(|n| n.parse::<u128>().ok()) else { continue };
         if now.saturating_sub(ns) > keep.as_nanos() {
@@ -233,7 +232,7 @@ pub(super) fn prune_trash(root: &Path, keep: std::time::Duration) {
 
 impl Round<'_> {
     /// Runs operation `i` of the plan.
-    pub(super) fn apply(&self, i: usize, op: &Op, fx: &mut Effects) -> Result<(), SyncError> {
+    pub(super) fn apply(&self, i: usize, op: &Op, effects: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
         let abs = self.abs(path);
         let pre = &op.precondition;
@@ -242,28 +241,34 @@ impl Round<'_> {
                 let Some(leaf) = &op.sides.local else { return Ok(()) };
                 // No separate check of the local file: `upload` sends only bytes that hash
                 // to the planned content (the local precondition), from one read.
-                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), fx)? {
-                    fx.raced(path);
+                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), effects)? {
+                    effects.raced(path);
+                } else if op.reason == Reason::EditDelete {
+                    effects.summary.conflicts.push(ConflictReport::of(op, op.reason));
                 }
             }
             Action::Download => {
                 if op.sides.remote.is_none() {
                     return Ok(());
                 }
-                self.fetch(i, path, pre.local, fx)?;
+                let before = effects.summary.downloaded;
+                self.fetch(i, path, pre.local, effects)?;
+                if op.reason == Reason::DeleteEdit && effects.summary.downloaded > before {
+                    effects.summary.conflicts.push(ConflictReport::of(op, op.reason));
+                }
             }
             Action::DeleteRemote => {
                 let Some(RemoteCond::IfMatch(etag)) = &pre.remote else { return Ok(()) };
-                self.delete_remote(path, etag, fx)?;
+                self.delete_remote(path, etag, effects)?;
             }
             Action::DeleteLocal => {
                 let Some(LocalCond::Content(expected)) = pre.local else { return Ok(()) };
                 if !take_aside(&abs, &trash_path(self.repo.root(), path), expected)? {
-                    fx.raced(path);
+                    effects.raced(path);
                     return Ok(());
                 }
-                fx.summary.deleted_local += 1;
-                fx.local.push((path.to_owned(), None));
+                effects.summary.deleted_local += 1;
+                effects.local.push((path.to_owned(), None));
             }
             Action::MoveLocal => {
                 let (Some(from), Some(leaf)) = (&op.from, &op.sides.remote) else { return Ok(()) };
@@ -274,45 +279,47 @@ impl Round<'_> {
                 // the trash, never lost; the bucket holds its content at `path` anyway.)
                 if !folder_gives_way(&abs) {
                     let reason = folder_in_the_way(&abs);
-                    fx.summary
+                    effects
+                        .summary
                         .remote_skipped
                         .push(crate::remote::SkippedKey { key: path.to_owned(), reason });
                     return Ok(());
                 }
                 let aside = trash_path(self.repo.root(), from);
                 if !take_aside(&src, &aside, expected)? {
-                    fx.raced(path);
+                    effects.raced(path);
                     return Ok(());
                 }
                 if !place_new(&aside, &abs)? {
                     place_new(&aside, &src)?;
-                    fx.raced(path);
+                    effects.raced(path);
                     return Ok(());
                 }
-                fx.local.push((from.clone(), None));
-                fx.local.push((path.to_owned(), Some(leaf.clone())));
+                effects.local.push((from.clone(), None));
+                effects.local.push((path.to_owned(), Some(leaf.clone())));
             }
             Action::MoveRemote => {
                 // The content is local (a local rename): send it to the new key, then
                 // remove the old key if it still holds what the plan saw.
                 let (Some(from), Some(leaf)) = (&op.from, &op.sides.local) else { return Ok(()) };
-                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), fx)? {
-                    fx.raced(path);
+                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), effects)? {
+                    effects.raced(path);
                     return Ok(());
                 }
                 if let Some(RemoteCond::IfMatch(etag)) = &pre.from_remote {
-                    self.delete_remote(from, etag, fx)?;
+                    self.delete_remote(from, etag, effects)?;
                 }
             }
-            Action::Record => fx.summary.recorded += 1,
-            Action::Conflict => self.conflict(i, op, fx)?,
+            Action::Record => effects.summary.recorded += 1,
+            Action::Conflict => self.conflict(i, op, effects)?,
+            Action::Merge => self.merge(i, op, effects)?,
             Action::Skip
                 if op.reason == crate::reconcile::Reason::RemoteKeyCollision
                     && self.opts.direction == Direction::Both =>
             {
-                self.move_hidden_file(i, op, fx)?;
+                self.move_hidden_file(i, op, effects)?;
             }
-            Action::Skip => fx.summary.skipped.push(format!("{path}: {:?}", op.reason)),
+            Action::Skip => effects.summary.skipped.push(format!("{path}: {:?}", op.reason)),
         }
         Ok(())
     }
@@ -333,7 +340,12 @@ impl Round<'_> {
         }
     }
 
-    pub(super) fn delete_remote(&self, path: &str, etag: &str, fx: &mut Effects) -> Result<(), SyncError> {
+    pub(super) fn delete_remote(
+        &self,
+        path: &str,
+        etag: &str,
+        effects: &mut Effects,
+    ) -> Result<(), SyncError> {
         let deleted = if self.remote.capabilities().conditional_delete {
             self.remote.delete(path, etag)
         } else {
@@ -341,10 +353,10 @@ impl Round<'_> {
         };
         match deleted {
             Ok(()) => {
-                fx.summary.deleted_remote += 1;
-                fx.remote.push((path.to_owned(), None));
+                effects.summary.deleted_remote += 1;
+                effects.remote.push((path.to_owned(), None));
             }
-            Err(RemoteError::PreconditionFailed { .. } | RemoteError::NotFound { .. }) => fx.raced(path),
+            Err(RemoteError::PreconditionFailed { .. } | RemoteError::NotFound { .. }) => effects.raced(path),
             Err(e) => return Err(e.into()),
         }
         Ok(())
@@ -385,7 +397,7 @@ impl Round<'_> {
         path: &str,
         leaf: &Leaf,
         cond: &Condition,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<bool, SyncError> {
         let content = leaf.id;
         let file = self.abs(path);
@@ -412,10 +424,10 @@ impl Round<'_> {
         let body = bytes.as_deref().map_or(Body::File(&file), Body::Bytes);
         match self.remote.put(path, body, content, leaf.kind, cond) {
             Ok(w) => {
-                fx.summary.uploaded += 1;
-                fx.summary.bytes_up += size;
+                effects.summary.uploaded += 1;
+                effects.summary.bytes_up += size;
                 let side = RemoteSide { etag: w.etag, content, size, kind: leaf.kind };
-                fx.remote.push((path.to_owned(), Some(side)));
+                effects.remote.push((path.to_owned(), Some(side)));
                 Ok(true)
             }
             // A race, or the file changed while it was read: re-plan it next round. Any
@@ -436,9 +448,9 @@ impl Round<'_> {
         i: usize,
         path: &str,
         local: Option<LocalCond>,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<(), SyncError> {
-        self.fetch_into(i, path, path, local, fx).map(|_| ())
+        self.fetch_into(i, path, path, local, effects).map(|_| ())
     }
 
     /// [`Self::fetch`] of the object at `path` into the local file `into` (beside it).
@@ -449,7 +461,7 @@ impl Round<'_> {
         path: &str,
         into: &str,
         local: Option<LocalCond>,
-        fx: &mut Effects,
+        effects: &mut Effects,
     ) -> Result<Option<Leaf>, SyncError> {
         let Some(obj) = self.planned.view.objects.get(path) else { return Ok(None) };
         let root = self.repo.root();
@@ -458,44 +470,49 @@ impl Round<'_> {
             // Creating folders or files through it would write where it points.
             let reason =
                 format!("{} on the way is not a real folder; nothing is written through it", link.display());
-            fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+            effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
             return Ok(None);
         }
         if local == Some(LocalCond::Absent) && !folder_gives_way(&dest) {
             let reason = folder_in_the_way(&dest);
-            fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+            effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
             return Ok(None);
         }
         if !local_ok(&dest, local)? {
-            fx.raced(path);
+            effects.raced(path);
             return Ok(None);
         }
         let dir = dest.parent().unwrap_or(root);
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let tmp_path = root.join(super::journal::temp_path(&self.disk_rel(path), i, self.started_ns));
+        let tmp_path = self.temp_file(i, path);
         // Removed however this ends short of placing it (an error, a panic); after a
         // kill -9 the journal names it for the next run to remove.
         let _guard = TempGuard(&tmp_path);
         let Some(got) = self.download_to(&tmp_path, &obj.key)? else {
-            fx.raced(path);
+            effects.raced(path);
             return Ok(None);
         };
         if let Some(reason) = make_kind(&tmp_path, into, got.kind)? {
-            fx.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
+            effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
             return Ok(None);
         }
         if !self.replace(&tmp_path, &dest, into, local)? {
-            fx.raced(path);
+            effects.raced(path);
             return Ok(None);
         }
-        fx.summary.downloaded += 1;
-        fx.summary.bytes_down += got.size;
+        effects.summary.downloaded += 1;
+        effects.summary.bytes_down += got.size;
         let leaf = Leaf { kind: got.kind, id: got.content, size: got.size };
-        fx.local.push((into.to_owned(), Some(leaf.clone())));
+        effects.local.push((into.to_owned(), Some(leaf.clone())));
         if into == path {
-            fx.remote.push((path.to_owned(), Some(got)));
+            effects.remote.push((path.to_owned(), Some(got)));
         }
         Ok(Some(leaf))
+    }
+
+    /// Operation `i`'s temporary file beside `path`, the one its journal entry names.
+    pub(super) fn temp_file(&self, i: usize, path: &str) -> PathBuf {
+        self.repo.root().join(super::journal::temp_path(&self.disk_rel(path), i, self.started_ns))
     }
 
     /// `rel` as it is on disk, relative to the root (see [`Self::abs`]).
@@ -508,7 +525,7 @@ impl Round<'_> {
     }
 
     /// Puts the downloaded `tmp` at `dest`, if `dest` still holds what `local` says.
-    fn replace(
+    pub(super) fn replace(
         &self,
         tmp: &Path,
         dest: &Path,

@@ -95,6 +95,22 @@ impl From<OnConflictArg> for bmsync::apply::OnConflict {
     }
 }
 
+/// The values of `sync --conflict-style`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub(crate) enum ConflictStyleArg {
+    Copy,
+    Markers,
+}
+
+impl From<ConflictStyleArg> for bmsync::apply::ConflictStyle {
+    fn from(a: ConflictStyleArg) -> Self {
+        match a {
+            ConflictStyleArg::Copy => Self::Copy,
+            ConflictStyleArg::Markers => Self::Markers,
+        }
+    }
+}
+
 /// The values of `resolve --keep`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
 pub(crate) enum KeepArg {
@@ -185,6 +201,11 @@ pub(crate) enum Command {
         /// Resolve conflicts one way instead of keeping both versions.
         #[arg(long, value_enum, value_name = "HOW")]
         on_conflict: Option<OnConflictArg>,
+        /// What edits that overlap leave: `copy` (default: the remote version at the
+        /// path, yours in a conflict copy), or `markers` (one file with diff3-style
+        /// conflict markers, on both sides).
+        #[arg(long, value_enum, value_name = "STYLE", default_value = "copy")]
+        conflict_style: ConflictStyleArg,
     },
     /// Send local changes to the remote only. Remote objects are deleted only with
     /// `--delete`; conflicts stop the push unless `--on-conflict` says how to resolve

@@ -97,7 +97,8 @@ pub(crate) fn merge_file(
     stdout: bool,
     quiet: bool,
 ) -> Result<(), Failure> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Failure::new(format!("{}: {e}", p.display()), None));
+    let read =
+        |p: &PathBuf| std::fs::read(p).map_err(|e| Failure::new(format!("{}: {e}", p.display()), None));
     let [current, base, other] = [read(files[0])?, read(files[1])?, read(files[2])?];
     let label = |i: usize| labels.get(i).cloned().unwrap_or_else(|| files[i].display().to_string());
     let opts = bmsync::merge::MergeOptions {

@@ -68,9 +68,12 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             };
             setup::init(out, dir, &opts)
         }
-        Command::Sync { args, wait, on_conflict } => {
-            let opts =
-                bmsync::apply::SyncOptions { on_conflict: on_conflict.map(Into::into), ..args.options() };
+        Command::Sync { args, wait, on_conflict, conflict_style } => {
+            let opts = bmsync::apply::SyncOptions {
+                on_conflict: on_conflict.map(Into::into),
+                conflict_style: (*conflict_style).into(),
+                ..args.options()
+            };
             sync::sync(out, &wait.open(dir)?, &opts)
         }
         Command::Push { args, wait, one_way } | Command::Pull { args, wait, one_way } => {

@@ -21,9 +21,18 @@ fn summary_text(remote_url: &str, s: &bmsync::apply::SyncSummary, secs: f64) -> 
         s.bytes_up,
         s.bytes_down
     );
+    for m in &s.merged {
+        let _ = writeln!(text, "merged: {} (edited on both sides; the edits merged)", m.path);
+    }
     for c in &s.conflicts {
         let copy = c.local_copy.as_deref().map(|p| format!("; your version is in {p}")).unwrap_or_default();
-        let _ = writeln!(text, "conflict: {} ({:?}){copy}", c.path, c.reason);
+        let keys =
+            if c.keys.is_empty() { String::new() } else { format!("; both changed {}", c.keys.join(", ")) };
+        let _ = writeln!(text, "conflict: {} ({}){keys}{copy}", c.path, conflict_words(c.reason));
+    }
+    let earlier = s.open_conflicts.len().saturating_sub(s.conflicts.len());
+    if earlier > 0 {
+        let _ = writeln!(text, "{earlier} earlier conflicts are still open (`bmsync conflicts` lists them)");
     }
     if let Some(r) = &s.recovered {
         let _ = writeln!(
@@ -101,13 +110,16 @@ pub(crate) fn sync(
             Some("run `bmsync sync` again when they are quiet"),
         ));
     }
-    if s.conflicts.is_empty() {
+    if s.open_conflicts.is_empty() && s.conflicts.is_empty() {
         Ok(())
     } else {
         Err(Failure {
             code: EXIT_CONFLICTS,
-            message: format!("{} conflicts: both versions were kept", s.conflicts.len()),
-            hint: None,
+            message: format!(
+                "{} open conflicts: both versions were kept",
+                s.open_conflicts.len().max(s.conflicts.len())
+            ),
+            hint: Some("`bmsync conflicts` lists them; `bmsync resolve PATH --keep ...` settles one"),
         })
     }
 }
@@ -128,8 +140,9 @@ pub(crate) fn plan(
         };
         Failure::new(e.to_string(), hint)
     })?;
+    let conflicts = p.plan.stats.conflicts;
     if out.json {
-        writeln!(out, "{}", serde_json::to_string(&p.plan).expect("plans serialise"))
+        writeln!(out, "{}", serde_json::to_string(&p.plan).expect("plans serialise"))?;
     } else {
         let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
         for op in &p.plan.ops {
@@ -157,6 +170,20 @@ pub(crate) fn plan(
                 op.path
             );
         }
-        out.write_all(text.as_bytes())
+        out.write_all(text.as_bytes())?;
     }
+    if conflicts == 0 {
+        return Ok(());
+    }
+    Err(Failure {
+        code: EXIT_CONFLICTS,
+        message: format!("the plan holds {conflicts} conflicts"),
+        hint: None,
+    })
+}
+
+/// A conflict's reason in words.
+fn conflict_words(reason: bmsync::reconcile::Reason) -> String {
+    bmsync::conflicts::ConflictKind::from_reason(reason)
+        .map_or_else(|| format!("{reason:?}"), |k| k.name().replace('_', "/"))
 }

@@ -16,6 +16,11 @@ pub use copy::{conflict_copy_note, permalink_for_path};
 pub use frontmatter::{NoteConflict, NoteMerge, merge_note};
 pub use text::{MAX_MERGE_BYTES, TextMerge, check_text, merge_file_exit, merge_text};
 
+/// Whether a note starts with a frontmatter block (`---` lines around it).
+pub fn has_frontmatter(note: &[u8]) -> bool {
+    frontmatter::locate(note).is_some()
+}
+
 /// Which input of a three-way merge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {

@@ -19,7 +19,9 @@ pub use manifest::{
     MANIFEST_MAGIC, MAX_ETAG_LEN, MAX_KEY_LEN, Manifest, ManifestEntry, ManifestEntryRef, ManifestError,
     ManifestRef,
 };
-pub use name::{MAX_NAME_LEN, MAX_PATH_LEN, NameError, check_name, check_path, entry_order, path_order};
+pub use name::{
+    MAX_NAME_LEN, MAX_PATH_LEN, NameError, check_name, check_path, entry_order, join_path, path_order,
+};
 pub use tree::{EntryKind, EntryRef, TREE_MAGIC, Tree, TreeEntry, TreeError, TreeRef};
 
 use crate::id::ObjectKind;

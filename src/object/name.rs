@@ -4,6 +4,11 @@ use std::cmp::Ordering;
 
 use unicode_normalization::{IsNormalized, is_nfc_quick};
 
+/// `prefix/name`, or `name` alone at the root (`prefix` empty).
+pub fn join_path(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}/{name}") }
+}
+
 /// Longest entry name, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
 /// Longest relative path, in bytes.

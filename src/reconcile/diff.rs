@@ -4,51 +4,9 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use super::source::{TreeReadError, TreeSource};
 use crate::id::ObjectId;
-use crate::object::{EntryKind, EntryRef, Tree, TreeRef, entry_order};
-use crate::store::{Store, StoreError, StoreReader};
-
-/// Where trees come from (the store, or an overlay for tests and simulations). Trees are
-/// handed over encoded, so the diff can decode them in place without copying names.
-pub trait TreeSource {
-    /// The canonical encoding of a tree, verified against its id.
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError>;
-}
-
-impl TreeSource for Store {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
-        self.get_kind(id, crate::id::ObjectKind::Tree)
-    }
-}
-
-impl TreeSource for StoreReader {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
-        self.get_kind(id, crate::id::ObjectKind::Tree)
-    }
-}
-
-impl<S: std::hash::BuildHasher> TreeSource for HashMap<ObjectId, Tree, S> {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
-        self.get(id).map(Tree::encode).ok_or(StoreError::NotFound { id: *id })
-    }
-}
-
-/// Trees held in memory (not stored yet) in front of another source.
-pub struct Overlay<'a> {
-    /// Trees in memory.
-    pub mem: &'a HashMap<ObjectId, Tree>,
-    /// Everything else.
-    pub inner: &'a dyn TreeSource,
-}
-
-impl TreeSource for Overlay<'_> {
-    fn tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
-        match self.mem.get(id) {
-            Some(t) => Ok(t.encode()),
-            None => self.inner.tree_bytes(id),
-        }
-    }
-}
+use crate::object::{EntryKind, EntryRef, Tree, TreeRef, entry_order, join_path};
 
 /// A leaf (file or symlink) as one side of a change.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -127,10 +85,6 @@ pub struct DiffStats {
     pub trees_loaded: u64,
 }
 
-fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}/{name}") }
-}
-
 /// Lists every change from tree `old` to tree `new` (`None` is the empty tree), in path
 /// order. Subtrees with equal ids are skipped without being loaded.
 pub fn diff_trees(
@@ -138,13 +92,13 @@ pub fn diff_trees(
     old: Option<ObjectId>,
     new: Option<ObjectId>,
     stats: &mut DiffStats,
-) -> Result<Vec<Change>, StoreError> {
+) -> Result<Vec<Change>, TreeReadError> {
     let mut out = Vec::new();
     diff_into(src, "", old, new, stats, &mut out)?;
     Ok(out)
 }
 
-fn load(src: &dyn TreeSource, id: Option<ObjectId>, stats: &mut DiffStats) -> Result<Vec<u8>, StoreError> {
+fn load(src: &dyn TreeSource, id: Option<ObjectId>, stats: &mut DiffStats) -> Result<Vec<u8>, TreeReadError> {
     match id {
         None => Ok(Tree::default().encode()),
         Some(id) => {
@@ -154,8 +108,8 @@ fn load(src: &dyn TreeSource, id: Option<ObjectId>, stats: &mut DiffStats) -> Re
     }
 }
 
-fn decode(bytes: &[u8], id: Option<ObjectId>) -> Result<TreeRef<'_>, StoreError> {
-    TreeRef::decode(bytes).map_err(|e| StoreError::Corrupt {
+fn decode(bytes: &[u8], id: Option<ObjectId>) -> Result<TreeRef<'_>, TreeReadError> {
+    TreeRef::decode(bytes).map_err(|e| TreeReadError::Corrupt {
         id: id.unwrap_or_else(|| Tree::default().id()),
         reason: e.to_string(),
     })
@@ -168,7 +122,7 @@ fn diff_into(
     new: Option<ObjectId>,
     stats: &mut DiffStats,
     out: &mut Vec<Change>,
-) -> Result<(), StoreError> {
+) -> Result<(), TreeReadError> {
     if old == new {
         return Ok(());
     }
@@ -194,7 +148,7 @@ fn diff_into(
             }
             Ordering::Equal => {
                 let (x, y) = (&ae[i], &be[j]);
-                let path = join(prefix, x.name);
+                let path = join_path(prefix, x.name);
                 if x.kind.is_tree() {
                     diff_into(src, &path, Some(x.id), Some(y.id), stats, out)?;
                 } else if x.id != y.id || x.kind != y.kind {
@@ -216,8 +170,8 @@ fn side(
     deleted: bool,
     stats: &mut DiffStats,
     out: &mut Vec<Change>,
-) -> Result<(), StoreError> {
-    let path = join(prefix, e.name);
+) -> Result<(), TreeReadError> {
+    let path = join_path(prefix, e.name);
     if e.kind.is_tree() {
         let (o, n) = if deleted { (Some(e.id), None) } else { (None, Some(e.id)) };
         diff_into(src, &path, o, n, stats, out)

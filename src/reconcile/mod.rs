@@ -5,13 +5,15 @@ mod case;
 mod diff;
 mod merge;
 mod plan;
+mod source;
 #[cfg(test)]
 mod tests_plan;
 
 pub use case::{CaseCollision, case_collisions};
-pub use diff::{Change, DiffStats, Leaf, Overlay, TreeSource, detect_renames, diff_trees};
+pub use diff::{Change, DiffStats, Leaf, detect_renames, diff_trees};
 pub use merge::Merge;
 pub use plan::{
     Action, Base, BuildTreeError, ListingStatus, LocalCond, Mode, Op, PLAN_VERSION, Plan, PlanError,
     PlanInput, PlanStats, Precondition, Reason, RemoteCond, RemoteObject, build_tree, plan,
 };
+pub use source::{Overlay, TreeReadError, TreeSource};

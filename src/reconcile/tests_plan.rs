@@ -93,9 +93,7 @@ impl Fixture {
             .iter()
             .map(|(p, f)| {
                 let same_etag = base.as_ref().is_some_and(|(_, m)| {
-                    let es = m.entries();
-                    es.binary_search_by(|e| e.path.as_str().cmp(p.as_str()))
-                        .is_ok_and(|i| es[i].etag == f.etag && es[i].content == Some(f.leaf.id))
+                    m.get(p).is_some_and(|e| e.etag == f.etag && e.content == Some(f.leaf.id))
                 });
                 let obj = RemoteObject {
                     key: format!("prefix/{p}"),
@@ -192,7 +190,7 @@ fn every_decision_cell() {
         (("deleted/unchanged", Some("v1"), None, Some("v1"), DeleteRemote, LocalDeleted), m("v1"), absent_l),
         (("unchanged/deleted", Some("v1"), Some("v1"), None, DeleteLocal, RemoteDeleted), None, has("v1")),
         (("changed/changed same", Some("v1"), Some("v2"), Some("v2"), Record, BothChanged), None, None),
-        (("changed/changed different", Some("v1"), Some("v2"), Some("v3"), Conflict, EditEdit), None, None),
+        (("changed/changed different", Some("v1"), Some("v2"), Some("v3"), Merge, EditEdit), m("v3"), has("v2")),
         (("deleted/changed", Some("v1"), None, Some("v2"), Download, DeleteEdit), m("v2"), absent_l),
         (("changed/deleted", Some("v1"), Some("v2"), None, Upload, EditDelete), absent_r.clone(), has("v2")),
         (("added/added same", None, Some("v2"), Some("v2"), Record, BothAdded), None, None),
@@ -202,8 +200,8 @@ fn every_decision_cell() {
         (("absent/added", None, None, Some("v2"), Download, RemoteAdded), m("v2"), absent_l),
     ];
     for ((name, b, l, r, action, reason), rc, lc) in table {
-        let fx = Fixture::three_way(&with_filler(b), &with_filler(l), &with_filler(r));
-        let plan = fx.ok();
+        let fixture = Fixture::three_way(&with_filler(b), &with_filler(l), &with_filler(r));
+        let plan = fixture.ok();
         assert_eq!(summary(&plan), [row("n.md", action, reason)], "{name}");
         let op = &plan.ops[0];
         assert_eq!(
@@ -213,10 +211,11 @@ fn every_decision_cell() {
         );
         assert_eq!(
             op.sides,
-            Merge::new(b.map(leaf), l.map(leaf), r.map(leaf)),
+            crate::reconcile::Merge::new(b.map(leaf), l.map(leaf), r.map(leaf)),
             "{name}: conflicts carry all sides"
         );
-        assert_eq!(op.is_conflict(), matches!(reason, EditEdit | AddAdd | DeleteEdit | EditDelete), "{name}");
+        let conflict = matches!(reason, EditEdit | AddAdd | DeleteEdit | EditDelete) && action != Merge;
+        assert_eq!(op.is_conflict(), conflict, "{name}");
         assert_eq!(plan.mode, Mode::ThreeWay);
     }
 }
@@ -241,12 +240,12 @@ fn type_changes_are_conflicts_that_delete_nothing() {
         ("added as file and folder", &[], &[("t", "f")], &[("t/x", "x"), ("t/y", "y")]),
     ];
     for (name, b, l, r) in cases {
-        let fx = Fixture::three_way(
+        let fixture = Fixture::three_way(
             &[b, &FILLER[..]].concat(),
             &[l, &FILLER[..]].concat(),
             &[r, &FILLER[..]].concat(),
         );
-        let plan = fx.ok();
+        let plan = fixture.ok();
         assert_eq!(summary(&plan), [row("t", Action::Conflict, Reason::TypeChange)], "{name}");
         let op = &plan.ops[0];
         assert!(op.is_conflict() && op.precondition == Precondition::default(), "{name}");
@@ -256,7 +255,7 @@ fn type_changes_are_conflicts_that_delete_nothing() {
         );
         // Union mode sees the same clash wherever local and remote differ in type.
         if name != "both sides" {
-            let mut union = fx.into_union().ok();
+            let mut union = fixture.into_union().ok();
             union.ops.retain(|o| o.action != Action::Record);
             assert_eq!(summary(&union), [row("t", Action::Conflict, Reason::TypeChange)], "{name} (union)");
         }
@@ -306,13 +305,13 @@ fn renames_are_one_operation() {
     );
 
     // Two copies of one content renamed: paired in path order.
-    let fx = Fixture::three_way(
+    let fixture = Fixture::three_way(
         &[("a1", "v"), ("a2", "v"), ("k", "k"), ("l", "l")],
         &[("b1", "v"), ("b2", "v"), ("k", "k"), ("l", "l")],
         &[("a1", "v"), ("a2", "v"), ("k", "k"), ("l", "l")],
     );
     let moves: Vec<(String, Option<String>)> =
-        fx.ok().ops.iter().map(|o| (o.path.clone(), o.from.clone())).collect();
+        fixture.ok().ops.iter().map(|o| (o.path.clone(), o.from.clone())).collect();
     assert_eq!(moves, [("b1".into(), Some("a1".into())), ("b2".into(), Some("a2".into()))]);
 }
 
@@ -320,12 +319,12 @@ fn renames_are_one_operation() {
 
 #[test]
 fn union_mode_copies_and_never_deletes() {
-    let fx = Fixture::three_way(
+    let fixture = Fixture::three_way(
         &[("gone-local.md", "g"), ("gone-remote.md", "h")],
         &[("both.md", "same"), ("diff.md", "mine"), ("mine.md", "m"), ("gone-remote.md", "h")],
         &[("both.md", "same"), ("diff.md", "theirs"), ("theirs.md", "t"), ("gone-local.md", "g")],
     );
-    let plan = fx.into_union().ok();
+    let plan = fixture.into_union().ok();
     assert_eq!(plan.mode, Mode::Union);
     assert_eq!(
         summary(&plan),
@@ -343,84 +342,84 @@ fn union_mode_copies_and_never_deletes() {
     assert_eq!(plan.ops[4].precondition.remote, Some(RemoteCond::IfAbsent));
     assert_eq!(plan.ops[5].precondition.local, Some(LocalCond::Absent));
     // An empty remote is a new remote in union mode: everything is uploaded.
-    let mut fx = Fixture::new(None, &local(&[("a", "1"), ("b", "2")]), &RemoteState::new());
-    fx.max_delete = Some(0);
-    assert!(fx.ok().ops.iter().all(|o| o.action == Action::Upload));
+    let mut fixture = Fixture::new(None, &local(&[("a", "1"), ("b", "2")]), &RemoteState::new());
+    fixture.max_delete = Some(0);
+    assert!(fixture.ok().ops.iter().all(|o| o.action == Action::Upload));
 }
 
 #[test]
 fn bad_listings_are_refused() {
-    let mut fx = Fixture::three_way(&[("a", "1")], &[("a", "1")], &[("a", "1")]);
-    fx.listing = ListingStatus::Incomplete { reason: "connection reset after page 3".into() };
-    let err = fx.plan().expect_err("refused");
+    let mut fixture = Fixture::three_way(&[("a", "1")], &[("a", "1")], &[("a", "1")]);
+    fixture.listing = ListingStatus::Incomplete { reason: "connection reset after page 3".into() };
+    let err = fixture.plan().expect_err("refused");
     assert!(matches!(err, PlanError::ListingIncomplete { .. }));
     assert!(err.to_string().contains("connection reset after page 3"), "{err}");
-    fx.listing = ListingStatus::PrefixMissing;
-    assert!(matches!(fx.plan(), Err(PlanError::PrefixMissing)));
+    fixture.listing = ListingStatus::PrefixMissing;
+    assert!(matches!(fixture.plan(), Err(PlanError::PrefixMissing)));
 
     // An empty listing against a base with files: refused, never "everything deleted".
-    let fx = Fixture::three_way(&[("a", "1"), ("b", "2")], &[("a", "1"), ("b", "2")], &[]);
-    let err = fx.plan().expect_err("refused");
+    let fixture = Fixture::three_way(&[("a", "1"), ("b", "2")], &[("a", "1"), ("b", "2")], &[]);
+    let err = fixture.plan().expect_err("refused");
     assert!(matches!(err, PlanError::EmptyRemote { base_files: 2 }), "{err}");
     // Refused even with deletions allowed, and even when the manifest is lost but the tree is not.
-    let mut fx = Fixture::three_way(&[("a", "1")], &[("a", "1")], &[]);
-    fx.max_delete = Some(usize::MAX);
-    assert!(matches!(fx.plan(), Err(PlanError::EmptyRemote { .. })));
-    fx.base.as_mut().expect("has base").1 = Manifest::default();
-    assert!(matches!(fx.plan(), Err(PlanError::EmptyRemote { base_files: 0 })));
+    let mut fixture = Fixture::three_way(&[("a", "1")], &[("a", "1")], &[]);
+    fixture.max_delete = Some(usize::MAX);
+    assert!(matches!(fixture.plan(), Err(PlanError::EmptyRemote { .. })));
+    fixture.base.as_mut().expect("has base").1 = Manifest::default();
+    assert!(matches!(fixture.plan(), Err(PlanError::EmptyRemote { base_files: 0 })));
     // An empty base and an empty remote: fine.
-    let fx = Fixture::three_way(&[], &[("a", "1")], &[]);
-    assert_eq!(summary(&fx.ok()), [row("a", Action::Upload, Reason::LocalAdded)]);
+    let fixture = Fixture::three_way(&[], &[("a", "1")], &[]);
+    assert_eq!(summary(&fixture.ok()), [row("a", Action::Upload, Reason::LocalAdded)]);
 }
 
 #[test]
 fn unknown_remote_content_is_refused_with_the_paths_to_hash() {
-    let mut fx = Fixture::three_way(
+    let mut fixture = Fixture::three_way(
         &[("a", "1"), ("b", "2"), ("c", "3")],
         &[("a", "1"), ("b", "2"), ("c", "3")],
         &[("a", "1"), ("b", "2x"), ("c", "3x"), ("new", "n")],
     );
     for p in ["b", "new"] {
-        fx.remote.get_mut(p).expect("listed").content = None;
+        fixture.remote.get_mut(p).expect("listed").content = None;
     }
     // "a" has base's ETag, so base's manifest names its content; "c" came with its own.
-    let err = fx.plan().expect_err("refused");
+    let err = fixture.plan().expect_err("refused");
     match &err {
         PlanError::UnknownRemoteContent { paths } => assert_eq!(paths, &["b", "new"]),
         other => panic!("wrong error {other}"),
     }
     assert!(err.to_string().contains("\"b\", \"new\""), "{err}");
     // Never by size: a same-size object with a new ETag is still unknown.
-    let mut fx = Fixture::three_way(&[("a", "1")], &[("a", "1")], &[("a", "2")]);
-    fx.remote.get_mut("a").expect("listed").content = None;
-    assert!(matches!(fx.plan(), Err(PlanError::UnknownRemoteContent { .. })));
+    let mut fixture = Fixture::three_way(&[("a", "1")], &[("a", "1")], &[("a", "2")]);
+    fixture.remote.get_mut("a").expect("listed").content = None;
+    assert!(matches!(fixture.plan(), Err(PlanError::UnknownRemoteContent { .. })));
     // In union mode there is no base ETag, so every content id is needed.
-    fx.base = None;
-    assert!(matches!(fx.plan(), Err(PlanError::UnknownRemoteContent { .. })));
+    fixture.base = None;
+    assert!(matches!(fixture.plan(), Err(PlanError::UnknownRemoteContent { .. })));
 }
 
 #[test]
 fn ignored_paths_are_never_deleted_on_the_other_side() {
     let base = [("drafts/x.md", "x"), ("drafts/y.md", "y"), ("old.md", "o"), ("keep.md", "k")];
     // The new ignore rules hide the drafts folder and old.md from the scan.
-    let mut fx = Fixture::three_way(&base, &[("keep.md", "k")], &base);
-    fx.ignored = ["drafts".to_owned(), "old.md".to_owned()].into();
-    assert!(fx.ok().is_empty());
+    let mut fixture = Fixture::three_way(&base, &[("keep.md", "k")], &base);
+    fixture.ignored = ["drafts".to_owned(), "old.md".to_owned()].into();
+    assert!(fixture.ok().is_empty());
     // A teammate's edit under an ignored path is reported, not applied.
-    let mut fx = Fixture::three_way(
+    let mut fixture = Fixture::three_way(
         &base,
         &[("keep.md", "k")],
         &[("drafts/x.md", "x2"), ("drafts/y.md", "y"), ("old.md", "o"), ("keep.md", "k")],
     );
-    fx.ignored = ["drafts".to_owned(), "old.md".to_owned()].into();
-    let plan = fx.ok();
+    fixture.ignored = ["drafts".to_owned(), "old.md".to_owned()].into();
+    let plan = fixture.ok();
     assert_eq!(summary(&plan), [row("drafts/x.md", Action::Skip, Reason::Ignored)]);
     assert_eq!(plan.ops[0].skipped, Some(Action::Download));
     assert_eq!(plan.ops[0].precondition, Precondition::default());
     // Without the ignore set the same scan would delete them remotely (under max_delete).
-    let mut fx = Fixture::three_way(&base, &[("keep.md", "k")], &base);
-    fx.max_delete = Some(10);
-    assert_eq!(fx.ok().stats.deletions, 3);
+    let mut fixture = Fixture::three_way(&base, &[("keep.md", "k")], &base);
+    fixture.max_delete = Some(10);
+    assert_eq!(fixture.ok().stats.deletions, 3);
 }
 
 #[test]
@@ -428,9 +427,9 @@ fn max_delete_guard() {
     let base: Vec<(String, String)> = (0..10).map(|i| (format!("f{i}"), format!("c{i}"))).collect();
     let base: Vec<(&str, &str)> = base.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
     let fx_deleting = |n: usize, max: Option<usize>| {
-        let mut fx = Fixture::three_way(&base, &base[n..], &base);
-        fx.max_delete = max;
-        fx.plan()
+        let mut fixture = Fixture::three_way(&base, &base[n..], &base);
+        fixture.max_delete = max;
+        fixture.plan()
     };
     // None: at most half the base.
     assert_eq!(fx_deleting(5, None).expect("half is allowed").stats.deletions, 5);
@@ -445,25 +444,67 @@ fn max_delete_guard() {
     assert!(matches!(fx_deleting(4, Some(3)), Err(PlanError::TooManyDeletions { limit: 3, .. })));
     assert!(fx_deleting(3, Some(3)).is_ok());
     // Remote deletions count too.
-    let mut fx = Fixture::three_way(&base, &base, &base[6..]);
-    assert!(matches!(fx.plan(), Err(PlanError::TooManyDeletions { deletions: 6, .. })));
-    fx.max_delete = Some(6);
-    assert_eq!(fx.ok().ops.iter().filter(|o| o.action == Action::DeleteLocal).count(), 6);
+    let mut fixture = Fixture::three_way(&base, &base, &base[6..]);
+    assert!(matches!(fixture.plan(), Err(PlanError::TooManyDeletions { deletions: 6, .. })));
+    fixture.max_delete = Some(6);
+    assert_eq!(fixture.ok().ops.iter().filter(|o| o.action == Action::DeleteLocal).count(), 6);
+}
+
+#[test]
+fn edit_edit_merges_only_plain_files_of_one_kind_within_the_limit() {
+    let with = |kind: EntryKind, c: &str| Leaf { kind, ..leaf(c) };
+    let cases: [(&str, Leaf, Leaf, Leaf, Action); 5] = [
+        ("files", leaf("b"), leaf("l"), leaf("r"), Action::Merge),
+        (
+            "executables",
+            with(EntryKind::Executable, "b"),
+            with(EntryKind::Executable, "l"),
+            with(EntryKind::Executable, "r"),
+            Action::Merge,
+        ),
+        ("one side executable", leaf("b"), with(EntryKind::Executable, "l"), leaf("r"), Action::Conflict),
+        (
+            "symlinks",
+            with(EntryKind::Symlink, "b"),
+            with(EntryKind::Symlink, "l"),
+            with(EntryKind::Symlink, "r"),
+            Action::Conflict,
+        ),
+        (
+            "too large",
+            leaf("b"),
+            Leaf { size: crate::merge::MAX_MERGE_BYTES as u64 + 1, ..leaf("l") },
+            leaf("r"),
+            Action::Conflict,
+        ),
+    ];
+    for (name, b, l, r, action) in cases {
+        let mut base = remote(&FILLER);
+        base.insert("n.md".into(), RemoteFile { etag: etag_of(&b), leaf: b });
+        let mut local = leaves(&base);
+        local.insert("n.md".into(), l);
+        let mut rem = remote(&FILLER);
+        rem.insert("n.md".into(), RemoteFile { etag: etag_of(&r), leaf: r });
+        let plan = Fixture::new(Some(&base), &local, &rem).ok();
+        assert_eq!(summary(&plan), [row("n.md", action, Reason::EditEdit)], "{name}");
+        assert_eq!(plan.stats.merges, usize::from(action == Action::Merge), "{name}");
+        assert_eq!(plan.stats.conflicts, usize::from(action == Action::Conflict), "{name}");
+    }
 }
 
 #[test]
 fn protected_paths_are_never_deleted_or_overwritten() {
     use Action::{DeleteLocal, DeleteRemote, Download, Upload};
     let base = [("Notes/a.md", "a"), ("p.md", "p"), ("q.md", "q"), ("r.md", "r"), ("s.md", "s")];
-    let mut fx = Fixture::three_way(
+    let mut fixture = Fixture::three_way(
         &base,
         &[("Notes/a.md", "a2"), ("q.md", "q"), ("r.md", "r"), ("s.md", "s2"), ("new.md", "n")],
         &[("Notes/a.md", "a"), ("p.md", "p"), ("q.md", "q2"), ("s.md", "s3")],
     );
-    fx.protected =
+    fixture.protected =
         ["Notes".to_owned(), "p.md".to_owned(), "q.md".to_owned(), "r.md".to_owned(), "new.md".to_owned()]
             .into();
-    let plan = fx.ok();
+    let plan = fixture.ok();
     assert_eq!(
         summary(&plan),
         [
@@ -472,8 +513,8 @@ fn protected_paths_are_never_deleted_or_overwritten() {
             row("p.md", Action::Skip, Reason::Protected),
             row("q.md", Action::Skip, Reason::Protected),
             row("r.md", Action::Skip, Reason::Protected),
-            // Conflicts change nothing, so they stay conflicts.
-            row("s.md", Action::Conflict, Reason::EditEdit),
+            // Not protected: both edits merge.
+            row("s.md", Action::Merge, Reason::EditEdit),
         ]
     );
     let skipped: Vec<_> = plan.ops.iter().map(|o| o.skipped).collect();
@@ -489,7 +530,7 @@ fn protected_paths_are_never_deleted_or_overwritten() {
 fn bad_remote_keys_are_skipped_and_their_nfc_form_protected() {
     let nfc = "caf\u{e9}.md";
     let nfd = "cafe\u{301}.md";
-    let mut fx = Fixture::three_way(&[(nfc, "c"), ("k", "k")], &[(nfc, "c"), ("k", "k")], &[("k", "k")]);
+    let mut fixture = Fixture::three_way(&[(nfc, "c"), ("k", "k")], &[(nfc, "c"), ("k", "k")], &[("k", "k")]);
     for key in [nfd, "folder/"] {
         let obj = RemoteObject {
             key: key.to_owned(),
@@ -498,9 +539,9 @@ fn bad_remote_keys_are_skipped_and_their_nfc_form_protected() {
             kind: EntryKind::File,
             content: Some(id("c")),
         };
-        fx.remote.insert(key.to_owned(), obj);
+        fixture.remote.insert(key.to_owned(), obj);
     }
-    let plan = fx.ok();
+    let plan = fixture.ok();
     // The NFC file looks deleted on the remote, but its NFD twin is there: no deletion.
     assert_eq!(
         summary(&plan),
@@ -515,17 +556,17 @@ fn bad_remote_keys_are_skipped_and_their_nfc_form_protected() {
 
 #[test]
 fn a_remote_key_that_is_also_a_folder_deletes_nothing() {
-    let mut fx =
+    let mut fixture =
         Fixture::three_way(&[("a", "1"), ("k", "k")], &[("a", "1"), ("k", "k")], &[("a/b", "2"), ("k", "k")]);
-    fx.remote.insert(
+    fixture.remote.insert(
         "a".into(),
         RemoteObject { key: "a".into(), etag: etag("1"), size: 1, kind: EntryKind::File, content: None },
     );
     // The file key cannot sit beside the folder: "a" is a type change, which keeps both.
-    assert_eq!(summary(&fx.ok()), [row("a", Action::Conflict, Reason::TypeChange)]);
+    assert_eq!(summary(&fixture.ok()), [row("a", Action::Conflict, Reason::TypeChange)]);
     // Where nothing else happens at the path, the skip itself is reported.
-    let mut fx = Fixture::three_way(&[("k", "k")], &[("k", "k")], &[("a/b", "2"), ("k", "k")]);
-    fx.remote.insert(
+    let mut fixture = Fixture::three_way(&[("k", "k")], &[("k", "k")], &[("a/b", "2"), ("k", "k")]);
+    fixture.remote.insert(
         "a".into(),
         RemoteObject {
             key: "a".into(),
@@ -535,7 +576,7 @@ fn a_remote_key_that_is_also_a_folder_deletes_nothing() {
             content: Some(id("1")),
         },
     );
-    let plan = fx.ok();
+    let plan = fixture.ok();
     assert_eq!(
         summary(&plan),
         [
@@ -565,15 +606,15 @@ fn a_new_etag_on_the_same_content_is_recorded() {
 
 #[test]
 fn json_schema() {
-    let fx = Fixture::three_way(
+    let fixture = Fixture::three_way(
         &[("a.md", "v1"), ("c.md", "c"), ("d.md", "d")],
         &[("b.md", "v1"), ("c.md", "mine"), ("d.md", "d")],
         &[("a.md", "v1"), ("c.md", "theirs"), ("d.md", "d")],
     );
-    let value = serde_json::to_value(fx.ok()).expect("serialises");
+    let value = serde_json::to_value(fixture.ok()).expect("serialises");
     let lf = |c: &str| serde_json::json!({ "kind": "file", "id": id(c).to_hex(), "size": c.len() });
     let expected = serde_json::json!({
-        "version": 1,
+        "version": 2,
         "mode": "three_way",
         "ops": [
             {
@@ -595,14 +636,19 @@ fn json_schema() {
             },
             {
                 "path": "c.md",
-                "action": "conflict",
+                "action": "merge",
                 "reason": "edit_edit",
-                "conflict": true,
+                "conflict": false,
                 "from": null,
                 "base": lf("c"),
                 "local": lf("mine"),
                 "remote": lf("theirs"),
-                "precondition": { "remote": null, "local": null, "from_remote": null, "from_local": null },
+                "precondition": {
+                    "remote": { "if_match": etag("theirs") },
+                    "local": { "content": id("mine").to_hex() },
+                    "from_remote": null,
+                    "from_local": null,
+                },
                 "skipped": null,
             },
         ],
@@ -611,8 +657,9 @@ fn json_schema() {
             "remote_trees_built": 1,
             "base_files": 3,
             "deletions": 0,
-            "conflicts": 1,
+            "conflicts": 0,
             "skipped": 0,
+            "merges": 1,
         },
     });
     assert_eq!(value, expected, "{}", serde_json::to_string_pretty(&value).expect("prints"));
@@ -747,6 +794,15 @@ fn apply(plan: &Plan, l: &mut LocalState, r: &mut RemoteState) -> Result<(), Tes
                 let f = l.remove(from).expect("content held");
                 l.insert(op.path.clone(), f);
             }
+            Action::Merge => {
+                // Some content that is neither side's, on both sides.
+                let (lf, rf) =
+                    (l.get(&op.path).expect("content held"), &r.get(&op.path).expect("If-Match held").leaf);
+                let id = ObjectId::for_blob(format!("{}+{}", lf.id, rf.id).as_bytes());
+                let merged = Leaf { kind: lf.kind, id, size: 2 };
+                r.insert(op.path.clone(), uploaded(&merged));
+                l.insert(op.path.clone(), merged);
+            }
             Action::Record | Action::Conflict | Action::Skip => {}
         }
     }
@@ -844,9 +900,9 @@ proptest! {
         let b = base_bucket(&base);
         let l = edited(&base, &le);
         let r = bucket(&b, &edited(&base, &re), &touched);
-        let mut fx = Fixture::new(Some(&b), &l, &r);
-        fx.max_delete = Some(usize::MAX);
-        let plan = match fx.plan() {
+        let mut fixture = Fixture::new(Some(&b), &l, &r);
+        fixture.max_delete = Some(usize::MAX);
+        let plan = match fixture.plan() {
             Err(PlanError::EmptyRemote { .. }) => {
                 prop_assert!(r.is_empty() && !b.is_empty());
                 return Ok(());
@@ -903,11 +959,11 @@ proptest! {
         let b = base_bucket(&base);
         let mut l = edited(&base, &le);
         l.retain(|p, _| !under(&ignored, p));
-        let mut fx = Fixture::new(Some(&b), &l, &bucket(&b, &edited(&base, &re), &[]));
-        fx.max_delete = Some(usize::MAX);
-        fx.protected.clone_from(&protected);
-        fx.ignored.clone_from(&ignored);
-        let Ok(plan) = fx.plan() else { return Ok(()) };
+        let mut fixture = Fixture::new(Some(&b), &l, &bucket(&b, &edited(&base, &re), &[]));
+        fixture.max_delete = Some(usize::MAX);
+        fixture.protected.clone_from(&protected);
+        fixture.ignored.clone_from(&ignored);
+        let Ok(plan) = fixture.plan() else { return Ok(()) };
         for op in plan.ops.iter().filter(|o| !matches!(o.action, Action::Record | Action::Conflict | Action::Skip)) {
             for p in [Some(op.path.as_str()), op.from.as_deref()].into_iter().flatten() {
                 prop_assert!(!under(&protected, p) && !under(&ignored, p), "{op:?}");
@@ -920,9 +976,9 @@ proptest! {
     fn identical_changes_never_conflict(base in state_strategy(), edits in edits_strategy()) {
         let b = base_bucket(&base);
         let both = edited(&base, &edits);
-        let mut fx = Fixture::new(Some(&b), &both, &bucket(&b, &both, &[]));
-        fx.max_delete = Some(0);
-        match fx.plan() {
+        let mut fixture = Fixture::new(Some(&b), &both, &bucket(&b, &both, &[]));
+        fixture.max_delete = Some(0);
+        match fixture.plan() {
             Err(PlanError::EmptyRemote { .. }) => prop_assert!(both.is_empty()),
             other => {
                 let plan = other.expect("plans");
@@ -936,9 +992,9 @@ proptest! {
     #[test]
     fn union_mode_keeps_everything(l in state_strategy(), r in state_strategy()) {
         let rb = base_bucket(&r);
-        let mut fx = Fixture::new(None, &l, &rb);
-        fx.max_delete = Some(0);
-        let plan = fx.ok();
+        let mut fixture = Fixture::new(None, &l, &rb);
+        fixture.max_delete = Some(0);
+        let plan = fixture.ok();
         prop_assert_eq!(plan.mode, Mode::Union);
         prop_assert!(plan.ops.iter().all(|o| matches!(
             o.action, Action::Upload | Action::Download | Action::Record | Action::Conflict
@@ -965,11 +1021,11 @@ proptest! {
     fn symmetric(base in state_strategy(), le in edits_strategy(), re in edits_strategy()) {
         let b = base_bucket(&base);
         let (l, r) = (edited(&base, &le), edited(&base, &re));
-        let mut fx = Fixture::new(Some(&b), &l, &bucket(&b, &r, &[]));
+        let mut fixture = Fixture::new(Some(&b), &l, &bucket(&b, &r, &[]));
         let mut swapped = Fixture::new(Some(&b), &r, &bucket(&b, &l, &[]));
-        fx.max_delete = Some(usize::MAX);
+        fixture.max_delete = Some(usize::MAX);
         swapped.max_delete = Some(usize::MAX);
-        match (fx.plan(), swapped.plan()) {
+        match (fixture.plan(), swapped.plan()) {
             (Ok(p), Ok(q)) => {
                 let there: Vec<_> = p.ops.iter().map(|o| (o.path.clone(), mirror(o.action), o.from.clone())).collect();
                 let back: Vec<_> = q.ops.iter().map(|o| (o.path.clone(), o.action, o.from.clone())).collect();
@@ -1040,27 +1096,27 @@ fn the_execute_bit_merges_and_a_kind_change_is_a_change() {
     let mut l = local(&[("run.sh", "x"), ("k", "k")]);
     l.insert("run.sh".into(), exec("x"));
     let b = remote(&[("run.sh", "x"), ("k", "k")]);
-    let fx = Fixture::new(Some(&b), &l, &b);
-    assert_eq!(summary(&fx.ok()), [row("run.sh", Action::Upload, Reason::LocalChanged)]);
+    let fixture = Fixture::new(Some(&b), &l, &b);
+    assert_eq!(summary(&fixture.ok()), [row("run.sh", Action::Upload, Reason::LocalChanged)]);
     // Added on both sides with the same bytes, executable on one: no conflict, the bit is
     // kept, from either side.
     let r: RemoteState = [remote_exec("run.sh", "x"), remote_exec("k", "k")].into_iter().collect();
-    let fx = Fixture::new(Some(&remote(&[("k", "k")])), &local(&[("run.sh", "x"), ("k", "k")]), &r);
+    let fixture = Fixture::new(Some(&remote(&[("k", "k")])), &local(&[("run.sh", "x"), ("k", "k")]), &r);
     assert_eq!(
-        summary(&fx.ok()),
+        summary(&fixture.ok()),
         [
             row("k", Action::Download, Reason::RemoteChanged),
             row("run.sh", Action::Download, Reason::BothAdded)
         ]
     );
-    let fx = Fixture::new(None, &l, &remote(&[("run.sh", "x"), ("k", "k")]));
+    let fixture = Fixture::new(None, &l, &remote(&[("run.sh", "x"), ("k", "k")]));
     assert_eq!(
-        summary(&fx.ok()),
+        summary(&fixture.ok()),
         [row("k", Action::Record, Reason::BothAdded), row("run.sh", Action::Upload, Reason::BothAdded)]
     );
     // A symlink and a file with the same bytes still conflict.
     let mut l = local(&[("a", "t.md")]);
     l.insert("a".into(), Leaf { kind: EntryKind::Symlink, ..leaf("t.md") });
-    let fx = Fixture::new(None, &l, &remote(&[("a", "t.md")]));
-    assert_eq!(summary(&fx.ok()), [row("a", Action::Conflict, Reason::AddAdd)]);
+    let fixture = Fixture::new(None, &l, &remote(&[("a", "t.md")]));
+    assert_eq!(summary(&fixture.ok()), [row("a", Action::Conflict, Reason::AddAdd)]);
 }

@@ -2,13 +2,14 @@
 //! A missed change is a bug; an extra re-hash is only a cost.
 
 mod ignore;
-mod record;
 mod scan;
+mod snapshot;
+mod stat_cache;
 
 pub use ignore::{BMIGNORE, BUILTIN_RULES, IgnoreError, IgnoreMatch, IgnoreRules, global_ignore_files};
-pub use scan::{
-    Collision, CollisionKind, META_WORKTREE_STAMP, ScanError, ScanOptions, ScanReport, ScanStats, Skipped,
-    Snapshot, find_on_disk, scan,
+pub use scan::{META_WORKTREE_STAMP, scan};
+pub use snapshot::{
+    Collision, CollisionKind, ScanError, ScanOptions, ScanReport, ScanStats, Skipped, Snapshot, find_on_disk,
 };
 /// Whether a symlink at `path` (relative to the root) with this target stays inside the
 /// folder: a relative target that, resolved by name from the link's folder, never climbs
@@ -40,7 +41,7 @@ pub fn link_stays_inside(path: &str, target: &[u8]) -> bool {
         }
     }
     // Any case: on a folder that ignores case, `.BMSYNC` is the state folder too.
-    !at.first().is_some_and(|f| f.eq_ignore_ascii_case(crate::repo::STATE_DIR))
+    !at.first().is_some_and(|f| f.eq_ignore_ascii_case(crate::layout::STATE_DIR))
 }
 
 #[cfg(test)]

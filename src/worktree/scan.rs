@@ -14,208 +14,19 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use rayon::prelude::*;
 use unicode_normalization::UnicodeNormalization;
 
-use super::ignore::{IgnoreError, IgnoreRules, global_ignore_files};
-use super::record::{Child, DirRecord, Stat};
+use super::ignore::IgnoreRules;
+use super::stat_cache::{Child, DirRecord, Stat};
+use super::{Collision, CollisionKind, ScanError, ScanOptions, ScanReport, ScanStats, Skipped, Snapshot};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
-use crate::object::{EntryKind, Tree, TreeEntry, TreeError, check_name, entry_order};
-use crate::repo::STATE_DIR;
+use crate::layout::{STAMP_FILE, STATE_DIR};
+use crate::object::{EntryKind, Tree, TreeEntry, check_name, entry_order, join_path};
 use crate::store::{self, CHUNK_SIZE, Prepared, Store, StoreError};
 
 /// Meta key: the filesystem time at which the scan that wrote the stat cache started
 /// (i64 LE nanoseconds). Files modified at or after it are re-hashed ("racy" entries).
 pub const META_WORKTREE_STAMP: &str = "worktree-stamp";
-/// The file whose mtime gives a scan's start on the filesystem's own clock.
-const STAMP_FILE: &str = "scan-stamp";
 /// How often a file that changes while it is read is retried before giving up.
 const READ_ATTEMPTS: usize = 3;
-
-/// How to scan.
-#[derive(Clone, Debug)]
-pub struct ScanOptions {
-    /// Also store every blob (for `commit`); `status` only hashes.
-    pub store_blobs: bool,
-    /// Global ignore files (default: `~/.basic-memory/.bmignore` and
-    /// `$BASIC_MEMORY_CONFIG_DIR/.bmignore`).
-    pub global_ignore_files: Vec<PathBuf>,
-    /// Write nothing to the store (for `plan`): new trees are returned in
-    /// [`Snapshot::unstored_trees`] instead, and the stat cache is left as it was.
-    pub dry_run: bool,
-}
-
-impl Default for ScanOptions {
-    fn default() -> Self {
-        Self { store_blobs: false, global_ignore_files: global_ignore_files(), dry_run: false }
-    }
-}
-
-/// A path the scan did not include, and why.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Skipped {
-    /// Relative path (lossily shown if not UTF-8).
-    pub path: String,
-    /// Why it was skipped.
-    pub reason: String,
-}
-
-/// Kinds of name collision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CollisionKind {
-    /// Names equal after NFC normalisation: only one can be in the tree.
-    Unicode,
-    /// Names equal ignoring case, on a folder whose file system ignores case: only one
-    /// can be a file there.
-    Case,
-}
-
-/// Names that collide: only `synced` is synced; the others are left exactly as they
-/// are, on disk and in the bucket.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Collision {
-    /// What kind of collision.
-    pub kind: CollisionKind,
-    /// The colliding relative paths, as on disk (or as keys in the bucket).
-    pub paths: Vec<String>,
-    /// The one that syncs.
-    pub synced: String,
-}
-
-/// Warnings from a scan.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ScanReport {
-    /// Paths left out (non-UTF-8 names, special files, invalid names).
-    pub skipped: Vec<Skipped>,
-    /// Name collisions.
-    pub collisions: Vec<Collision>,
-}
-
-impl ScanReport {
-    /// Every path (or folder) that must never be deleted or overwritten because of how
-    /// it was scanned: what the scan left out (a special file, a symlink out of the
-    /// folder...), which to the planner is not there though something is; and a name
-    /// with Unicode twins, since the twin the scan dropped may be the one the last sync
-    /// knew (nothing at that path syncs until the twins are one).
-    pub fn protected_paths(&self) -> Vec<String> {
-        let twins = self.collisions.iter().filter(|c| c.kind == CollisionKind::Unicode);
-        self.skipped.iter().map(|s| s.path.clone()).chain(twins.map(|c| c.synced.nfc().collect())).collect()
-    }
-}
-
-/// Counters from a scan.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ScanStats {
-    /// Files and symlinks in the tree.
-    pub files: u64,
-    /// Folders visited.
-    pub dirs: u64,
-    /// Files read and hashed (the rest were trusted from the stat cache).
-    pub hashed: u64,
-    /// Bytes read to hash them.
-    pub hashed_bytes: u64,
-    /// Folders whose tree id was reused without encoding.
-    pub reused_trees: u64,
-    /// Blobs newly written to the store.
-    pub stored_blobs: u64,
-}
-
-/// The result of a scan: the folder as a Merkle tree.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    /// The root tree id (stored, as is every tree beneath it).
-    pub root: ObjectId,
-    /// Total bytes of every file and symlink.
-    pub size: u64,
-    /// Warnings.
-    pub report: ScanReport,
-    /// Counters.
-    pub stats: ScanStats,
-    /// With [`ScanOptions::dry_run`], the trees that were not written to the store.
-    pub unstored_trees: HashMap<ObjectId, Tree>,
-    /// Paths (files and folders) whose name on disk is not their NFC form: NFC path →
-    /// the path on disk, relative to the root. Usually empty.
-    pub disk_names: BTreeMap<String, String>,
-}
-
-/// Where the (NFC) path `rel` is on disk under `root`, without a scan: each non-ASCII
-/// name that is not there as it is is looked up in its folder by its NFC form (a name
-/// macOS wrote in NFD, say). A name found nowhere is kept as it is.
-pub fn find_on_disk(root: &Path, rel: &str) -> PathBuf {
-    let mut p = root.to_owned();
-    for part in rel.split('/') {
-        let here = p.join(part);
-        if part.is_ascii() || fs::symlink_metadata(&here).is_ok() {
-            p = here;
-            continue;
-        }
-        let twin = fs::read_dir(&p).ok().and_then(|rd| {
-            rd.flatten().map(|e| e.file_name()).find(|n| n.to_str().is_some_and(|n| n.nfc().eq(part.chars())))
-        });
-        p = twin.map_or(here, |n| p.join(n));
-    }
-    p
-}
-
-impl Snapshot {
-    /// Where the relative (NFC) path `rel` is on disk under `root`: through the names the
-    /// scan found on disk where they differ (an NFD name from macOS, say), so a write
-    /// lands in the file or folder that is there rather than beside it.
-    ///
-    /// A non-ASCII name that is not where the scan saw it (a file or folder made since,
-    /// maybe in another Unicode form) is looked up afresh, so a write never makes a twin
-    /// of a name that appeared after the scan.
-    pub fn disk_path(&self, root: &Path, rel: &str) -> PathBuf {
-        let mapped = self.mapped_path(root, rel);
-        if rel.is_ascii() || fs::symlink_metadata(&mapped).is_ok() {
-            return mapped;
-        }
-        find_on_disk(root, rel)
-    }
-
-    fn mapped_path(&self, root: &Path, rel: &str) -> PathBuf {
-        if self.disk_names.is_empty() {
-            return root.join(rel);
-        }
-        let mut end = rel.len();
-        loop {
-            if let Some(d) = self.disk_names.get(&rel[..end]) {
-                let rest = rel[end..].trim_start_matches('/');
-                return if rest.is_empty() { root.join(d) } else { root.join(d).join(rest) };
-            }
-            match rel[..end].rfind('/') {
-                Some(i) => end = i,
-                None => return root.join(rel),
-            }
-        }
-    }
-}
-
-/// Why a scan failed. A failed scan records nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    /// A file or folder could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// A file kept changing while it was read.
-    #[error("{path} kept changing while it was read; try again when it is quiet")]
-    Unstable {
-        /// The path.
-        path: PathBuf,
-    },
-    /// Ignore rules could not be loaded.
-    #[error(transparent)]
-    Ignore(#[from] IgnoreError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A tree could not be built (a bug: names are checked before).
-    #[error(transparent)]
-    Tree(#[from] TreeError),
-}
 
 type Result<T, E = ScanError> = std::result::Result<T, E>;
 
@@ -231,7 +42,7 @@ enum Msg {
     Record(String, Option<Vec<u8>>),
 }
 
-struct Ctx<'a> {
+struct Scanner<'a> {
     root: &'a Path,
     rules: IgnoreRules,
     records: &'a HashMap<String, Vec<u8>>,
@@ -252,16 +63,13 @@ struct Ctx<'a> {
     reused_trees: AtomicU64,
 }
 
-struct Kid {
+/// One entry of a folder as listed, before it is classified.
+struct DirItem {
     name: String,
     os_name: OsString,
     /// lstat data for files and symlinks, taken relative to the open folder (no path
     /// walk per file, which dominates a no-change scan otherwise).
     meta: Option<Metadata>,
-}
-
-fn join(rel: &str, name: &str) -> String {
-    if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") }
 }
 
 fn time_ns(secs: i64, nsec: i64) -> i64 {
@@ -303,7 +111,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
     // A dry run commits nothing, so it needs no stamp, and leaves the stamp file alone.
     let stamp = if opts.dry_run { None } else { Some(take_stamp(root)?) };
     let (tx, rx) = sync_channel::<Msg>(256);
-    let ctx = Ctx {
+    let ctx = Scanner {
         root,
         rules,
         records: &records,
@@ -326,7 +134,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         let walker = s.spawn(move || {
             let res = ctx.scan_root(root);
             // Dropping the context closes the channel, which ends the writer loop.
-            let Ctx {
+            let Scanner {
                 report,
                 visited,
                 racy,
@@ -438,7 +246,7 @@ fn take_stamp(root: &Path) -> Result<i64> {
     Ok(time_ns(m.mtime(), m.mtime_nsec()))
 }
 
-impl Ctx<'_> {
+impl Scanner<'_> {
     fn send(&self, msg: Msg) -> Result<()> {
         if self.dry_run {
             return Ok(());
@@ -492,10 +300,10 @@ impl Ctx<'_> {
         let old = self.records.get(rel).and_then(|b| DirRecord::decode(b));
         let old_children: HashMap<&str, &Child> =
             old.iter().flat_map(|o| o.children.iter()).map(|c| (c.entry.name.as_str(), c)).collect();
-        let scan = |k: &Kid| self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied());
+        let scan = |k: &DirItem| self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied());
         // Folders fan out across threads; files were stat'ed with the listing, so most of
         // them cost a lookup and are cheaper to do in line than to schedule.
-        let (dirs, files): (Vec<&Kid>, Vec<&Kid>) = kids.iter().partition(|k| k.meta.is_none());
+        let (dirs, files): (Vec<&DirItem>, Vec<&DirItem>) = kids.iter().partition(|k| k.meta.is_none());
         let sub: Vec<Result<Option<Child>>> = dirs.par_iter().map(|k| scan(k)).collect();
         let mut children = Vec::with_capacity(kids.len());
         for k in files {
@@ -537,17 +345,17 @@ impl Ctx<'_> {
     }
 
     /// Lists a folder: UTF-8, valid, NFC-normalised, not ignored; collisions reported.
-    fn list_dir(&self, rel: &str, abs: &Path) -> Result<Vec<Kid>> {
-        let mut kids: Vec<Kid> = Vec::new();
+    fn list_dir(&self, rel: &str, abs: &Path) -> Result<Vec<DirItem>> {
+        let mut kids: Vec<DirItem> = Vec::new();
         for ent in fs::read_dir(abs).map_err(io_err(abs))? {
             let ent = ent.map_err(io_err(abs))?;
             let os_name = ent.file_name();
             let Some(raw) = os_name.to_str() else {
-                self.skip(join(rel, &os_name.to_string_lossy()), "name is not valid UTF-8");
+                self.skip(join_path(rel, &os_name.to_string_lossy()), "name is not valid UTF-8");
                 continue;
             };
             let name: String = if raw.is_ascii() { raw.to_owned() } else { raw.nfc().collect() };
-            let child_rel = join(rel, &name);
+            let child_rel = join_path(rel, &name);
             if let Err(e) = check_name(&name) {
                 self.skip(child_rel, &format!("name cannot be synced: {e}"));
                 continue;
@@ -561,7 +369,7 @@ impl Ctx<'_> {
                 continue;
             }
             let meta = if ft.is_dir() { None } else { Some(ent.metadata().map_err(io_err(&ent.path()))?) };
-            kids.push(Kid { name, os_name, meta });
+            kids.push(DirItem { name, os_name, meta });
         }
         kids.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.os_name.cmp(&b.os_name)));
         self.find_collisions(rel, &mut kids);
@@ -571,7 +379,7 @@ impl Ctx<'_> {
                 self.disk_names
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(join(rel, &k.name), d.to_owned());
+                    .insert(join_path(rel, &k.name), d.to_owned());
             }
         }
         Ok(kids)
@@ -582,15 +390,15 @@ impl Ctx<'_> {
     /// never uploaded, and nothing the sync writes ever lands on them. (Names that differ
     /// only by case are distinct names here; on a folder that ignores case they cannot
     /// both exist, and the sync refuses to write the second.)
-    fn find_collisions(&self, rel: &str, kids: &mut Vec<Kid>) {
+    fn find_collisions(&self, rel: &str, kids: &mut Vec<DirItem>) {
         let mut found = Vec::new();
         let mut i = 0;
         while i < kids.len() {
             let j = (i..kids.len()).find(|&j| kids[j].name != kids[i].name).unwrap_or(kids.len());
             if j - i > 1 {
                 let keep = (i..j).find(|&k| kids[k].os_name.to_str() == Some(&kids[k].name)).unwrap_or(i);
-                let paths = kids[i..j].iter().map(|k| join(rel, &k.os_name.to_string_lossy())).collect();
-                let synced = join(rel, &kids[keep].os_name.to_string_lossy());
+                let paths = kids[i..j].iter().map(|k| join_path(rel, &k.os_name.to_string_lossy())).collect();
+                let synced = join_path(rel, &kids[keep].os_name.to_string_lossy());
                 found.push(Collision { kind: CollisionKind::Unicode, paths, synced });
                 let mut n = 0;
                 kids.retain(|_| {
@@ -608,9 +416,9 @@ impl Ctx<'_> {
         }
     }
 
-    fn scan_child(&self, rel: &str, abs: &Path, kid: &Kid, old: Option<&Child>) -> Result<Option<Child>> {
+    fn scan_child(&self, rel: &str, abs: &Path, kid: &DirItem, old: Option<&Child>) -> Result<Option<Child>> {
         let path = abs.join(&kid.os_name);
-        let child_rel = join(rel, &kid.name);
+        let child_rel = join_path(rel, &kid.name);
         let meta = match &kid.meta {
             Some(m) => m.clone(),
             None => fs::symlink_metadata(&path).map_err(io_err(&path))?,
@@ -704,16 +512,7 @@ impl Ctx<'_> {
             (ObjectId::for_blob(&buf), self.store_blobs.then_some(buf), n)
         } else {
             let mut h = ObjectHasher::new(ObjectKind::Blob);
-            let mut buf = vec![0u8; 1 << 16];
-            let mut n = 0u64;
-            loop {
-                let k = f.read(&mut buf).map_err(io_err(path))?;
-                if k == 0 {
-                    break;
-                }
-                h.update(&buf[..k]);
-                n += k as u64;
-            }
+            let n = std::io::copy(&mut f, &mut h).map_err(io_err(path))?;
             (h.finalize(), None, n)
         };
         let after = stat_of(&f.metadata().map_err(io_err(path))?);

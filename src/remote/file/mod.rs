@@ -7,10 +7,15 @@
 //! and renamed into place before the index names it, so no reader ever sees a torn object.
 
 use std::fs::{self, File};
+
+mod index;
+#[cfg(test)]
+mod tests;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable};
 
 use super::{
     Body, Capabilities, Condition, Listed, ObjectInfo, Remote, RemoteError, SnapshotInfo, Version, Written,
@@ -18,82 +23,21 @@ use super::{
 };
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
 use crate::object::EntryKind;
-
-const INDEX_FILE: &str = "bmsync-remote.redb";
-const BLOBS_DIR: &str = "blobs";
-/// Every version of every key: (key, version) → record.
-const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
-/// The live state: key → (version, record); deleted keys are absent.
-const CURRENT: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("current");
-/// Snapshots taken: version → name ("" for none).
-const SNAPSHOTS: TableDefinition<u64, &str> = TableDefinition::new("snapshots");
-/// The last version handed out (u64), so versions strictly increase.
-const CLOCK: TableDefinition<&str, u64> = TableDefinition::new("clock");
-
-/// Format version of the index (`format-version` in `meta`, u32 LE). Version 2 added
-/// the executable and symlink kinds to record byte 0; a version-1 index is a valid
-/// version-2 index: read-only opens read it as it is, and the first writable open
-/// upgrades it in place.
-const FORMAT_VERSION: u32 = 2;
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
-/// Record byte 0 of a deleted key; a present object's byte 0 is its kind's
-/// [`EntryKind::code`] (1 file, 2 executable, 3 symlink).
-const DELETED: u8 = 0;
-
-/// The index: read through a read-only handle, and opened for writing only by the first
-/// write, since a writable open changes the file even when nothing is written (measured),
-/// and a remote that is only read must not change.
-struct Index {
-    reader: redb::ReadOnlyDatabase,
-    writer: std::sync::OnceLock<Database>,
-    path: PathBuf,
-    /// Writes refused (`plan`).
-    read_only: bool,
-}
-
-impl std::fmt::Debug for Index {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index")
-            .field("path", &self.path)
-            .field("read_only", &self.read_only)
-            .finish_non_exhaustive()
-    }
-}
-
-fn builder() -> redb::Builder {
-    let mut b = Database::builder();
-    b.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
-    b
-}
-
-impl Drop for Index {
-    fn drop(&mut self) {
-        // Closing the writer flushes, and may touch a damaged page: contain that too.
-        let writer = self.writer.take();
-        let _ = crate::store::catch_damage(|| drop(writer));
-    }
-}
-
-impl Index {
-    fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
-        // A MultiWriter reader follows every commit, ours included.
-        self.reader.begin_read()
-    }
-
-    fn writer(&self, op: &'static str) -> Result<&Database, RemoteError> {
-        if self.read_only {
-            return Err(storage(op, "the file remote is open read-only"));
-        }
-        if let Some(d) = self.writer.get() {
-            return Ok(d);
-        }
-        let d = builder().open(&self.path).map_err(|e| other(op, e))?;
-        // A racing thread may have set it first; either handle will do.
-        let _ = self.writer.set(d);
-        Ok(self.writer.get().expect("set just above"))
-    }
-}
+use index::BLOBS_DIR;
+use index::CLOCK;
+use index::CURRENT;
+use index::DELETED;
+use index::FORMAT_VERSION;
+use index::HISTORY;
+use index::INDEX_FILE;
+use index::Index;
+use index::IndexState;
+use index::META;
+use index::SNAPSHOTS;
+use index::builder;
+use index::check_index;
+use index::parse;
+use index::record;
 
 /// The embedded remote over a local folder.
 #[derive(Debug)]
@@ -153,76 +97,6 @@ fn other_at(op: &'static str, key: &str, e: std::io::Error) -> RemoteError {
 /// A failure of the remote's storage, in words.
 fn storage(op: &'static str, detail: impl Into<String>) -> RemoteError {
     RemoteError::Storage { op, detail: detail.into() }
-}
-
-/// Encodes a present object's record: kind, size, content id, ETag.
-fn record(kind: EntryKind, size: u64, content: ObjectId, etag: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(41 + etag.len());
-    v.push(kind.code());
-    v.extend_from_slice(&size.to_le_bytes());
-    v.extend_from_slice(content.as_bytes());
-    v.extend_from_slice(etag.as_bytes());
-    v
-}
-
-fn parse(key: &str, rec: &[u8]) -> Option<ObjectInfo> {
-    let kind = EntryKind::from_code(*rec.first()?).filter(|k| !k.is_tree())?;
-    if rec.len() < 41 {
-        return None;
-    }
-    let size = u64::from_le_bytes(rec[1..9].try_into().ok()?);
-    let content = ObjectId::from_bytes(rec[9..41].try_into().ok()?);
-    let etag = String::from_utf8(rec[41..].to_vec()).ok()?;
-    Some(ObjectInfo { key: key.to_owned(), etag, size, content: Some(content), kind: Some(kind) })
-}
-
-/// How far the index is set up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum IndexState {
-    /// The format version this build writes, and every table.
-    Ready,
-    /// A version-1 index: readable as it is; the first writable open upgrades it.
-    Old,
-    /// Something is missing (a new index, or a first open that stopped).
-    Missing,
-}
-
-/// How far the index is set up; an error for a format not ours.
-fn check_index(root: &Path, db: &impl ReadableDatabase) -> Result<IndexState, RemoteError> {
-    let op = "open file remote";
-    let txn = db.begin_read().map_err(|e| other(op, e))?;
-    let found = match txn.open_table(META) {
-        Ok(meta) => meta.get("format-version").map_err(|e| other(op, e))?.map(|v| v.value().to_vec()),
-        Err(redb::TableError::TableDoesNotExist(_)) => None,
-        Err(e) => return Err(other(op, e)),
-    };
-    let old = match found.as_deref().map(<[u8; 4]>::try_from) {
-        None => return Ok(IndexState::Missing),
-        Some(Ok(v)) if u32::from_le_bytes(v) == FORMAT_VERSION => false,
-        Some(Ok(v)) if u32::from_le_bytes(v) == 1 => true,
-        Some(_) => {
-            return Err(RemoteError::NotARemote {
-                path: root.to_owned(),
-                detail: format!(
-                    "it was written by a newer or unknown bmsync (format {found:02x?}); upgrade bmsync"
-                ),
-            });
-        }
-    };
-    let present = |r: Result<_, redb::TableError>| match r {
-        Ok(()) => Ok(true),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
-        Err(e) => Err(other(op, e)),
-    };
-    let tables = present(txn.open_table(HISTORY).map(drop))?
-        && present(txn.open_table(CURRENT).map(drop))?
-        && present(txn.open_table(SNAPSHOTS).map(drop))?
-        && present(txn.open_table(CLOCK).map(drop))?;
-    Ok(match (tables, old) {
-        (false, _) => IndexState::Missing,
-        (true, true) => IndexState::Old,
-        (true, false) => IndexState::Ready,
-    })
 }
 
 fn damaged(root: &Path, op: &'static str, detail: &str) -> RemoteError {
@@ -634,171 +508,5 @@ impl Remote for FileRemote {
                 })
                 .collect()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Bytes and mtime of every file under `root`.
-    fn state(root: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
-        let mut out = Vec::new();
-        let mut stack = vec![root.to_owned()];
-        while let Some(d) = stack.pop() {
-            for e in fs::read_dir(&d).expect("read_dir") {
-                let p = e.expect("entry").path();
-                let m = fs::symlink_metadata(&p).expect("stat");
-                if m.is_dir() {
-                    stack.push(p.clone());
-                }
-                let bytes = if m.is_file() { fs::read(&p).expect("read") } else { Vec::new() };
-                out.push((p, bytes, m.modified().expect("mtime")));
-            }
-        }
-        out.sort();
-        out
-    }
-
-    #[test]
-    fn opening_and_reading_a_remote_writes_nothing_not_even_a_refused_put() {
-        let d = tempfile::tempdir().expect("tmp");
-        let r = FileRemote::open(d.path()).expect("create");
-        r.put("a.md", Body::Bytes(b"a"), ObjectId::for_blob(b"a"), EntryKind::File, &Condition::IfAbsent)
-            .expect("put");
-        drop(r);
-        // Backdate everything, so that a write in the same clock tick still shows.
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        for (p, _, _) in state(d.path()) {
-            fs::File::open(&p).expect("open").set_modified(old).expect("backdate");
-        }
-        let before = state(d.path());
-        let ro = FileRemote::open_read_only(d.path()).expect("open read-only");
-        assert_eq!(ro.head("a.md", None).expect("head").size, 1);
-        assert!(
-            ro.put(
-                "b.md",
-                Body::Bytes(b"b"),
-                ObjectId::for_blob(b"b"),
-                EntryKind::File,
-                &Condition::IfAbsent
-            )
-            .is_err()
-        );
-        drop(ro);
-        assert!(state(d.path()) == before, "a read-only open changed the remote folder");
-        // An open for writing, and reads, change nothing either (redb's writable open
-        // would: the index is opened for writing by the first write only).
-        let rw = FileRemote::open(d.path()).expect("open");
-        assert_eq!(rw.head("a.md", None).expect("head").size, 1);
-        let (listed, _) = crate::remote::list_all(&rw, None).expect("list");
-        assert_eq!(listed.len(), 1);
-        assert!(rw.snapshots().expect("snapshots").is_empty());
-        drop(rw);
-        assert!(state(d.path()) == before, "opening and reading a remote changed it");
-        // The first write opens the index for writing; reads then see it.
-        let rw = FileRemote::open(d.path()).expect("open");
-        rw.put("b.md", Body::Bytes(b"b"), ObjectId::for_blob(b"b"), EntryKind::File, &Condition::IfAbsent)
-            .expect("put");
-        assert_eq!(rw.head("b.md", None).expect("head").size, 1);
-    }
-
-    /// A damaged index (64 bytes flipped at every 4 KiB page start and middle) gives
-    /// errors, never a panic, whatever is asked of it.
-    #[test]
-    fn a_damaged_index_is_an_error_never_a_panic() {
-        let d = tempfile::tempdir().expect("tmp");
-        let mut snaps = Vec::new();
-        {
-            let r = FileRemote::open(d.path()).expect("create");
-            for i in 0..60u32 {
-                let body = format!("note {i}");
-                let id = ObjectId::for_blob(body.as_bytes());
-                r.put(
-                    &format!("n/{i}.md"),
-                    Body::Bytes(body.as_bytes()),
-                    id,
-                    EntryKind::File,
-                    &Condition::IfAbsent,
-                )
-                .expect("put");
-                if i % 20 == 0 {
-                    snaps.push(r.snapshot(Some(&format!("s{i}"))).expect("snapshot"));
-                }
-            }
-        }
-        let index = d.path().join(INDEX_FILE);
-        let pristine = fs::read(&index).expect("read index");
-        let mut damaged = 0;
-        for page in 0..pristine.len() / 4096 {
-            for at in [page * 4096, page * 4096 + 2016] {
-                let mut bytes = pristine.clone();
-                for b in &mut bytes[at..at + 64] {
-                    *b = !*b;
-                }
-                fs::write(&index, &bytes).expect("damage");
-                let Ok(r) = FileRemote::open(d.path()) else {
-                    damaged += 1;
-                    continue;
-                };
-                let mut errors = Vec::new();
-                errors.extend(r.list(None, &mut |_| {}).err());
-                errors.extend(r.list(snaps.first().copied(), &mut |_| {}).err());
-                errors.extend(r.head("n/7.md", None).err());
-                errors.extend(r.head("n/7.md", snaps.last().copied()).err());
-                errors.extend(r.snapshots().err());
-                let id = ObjectId::for_blob(b"new");
-                errors.extend(
-                    r.put("new.md", Body::Bytes(b"new"), id, EntryKind::File, &Condition::IfAbsent).err(),
-                );
-                errors.extend(r.snapshot(None).err());
-                drop(r);
-                damaged += usize::from(!errors.is_empty());
-            }
-        }
-        assert!(damaged > 0, "the damage was never seen");
-    }
-
-    /// A real "no space left on device", from writing to `/dev/full`.
-    fn enospc() -> std::io::Error {
-        let mut f = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
-        f.write_all(&[0u8; 4096]).and_then(|()| f.flush()).expect_err("/dev/full is always full")
-    }
-
-    #[test]
-    fn a_full_disk_is_reported_as_such_through_io_and_the_index() {
-        assert_eq!(enospc().kind(), std::io::ErrorKind::StorageFull);
-        assert!(matches!(other("put", enospc()), RemoteError::DiskFull { op: "put", .. }));
-        assert!(matches!(other_at("get", "a.md", enospc()), RemoteError::DiskFull { op: "get", .. }));
-        // As redb reports it from a write or a commit.
-        let storage = redb::StorageError::Io(enospc());
-        assert!(matches!(other("put", storage), RemoteError::DiskFull { .. }));
-        let commit = redb::CommitError::Storage(redb::StorageError::Io(enospc()));
-        assert!(matches!(other("put", commit), RemoteError::DiskFull { .. }));
-        let txn = redb::TransactionError::Storage(redb::StorageError::Io(enospc()));
-        assert!(matches!(other("put", txn), RemoteError::DiskFull { .. }));
-        // Any other failure is a storage failure: never a lost race.
-        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-        let e = other("put", denied);
-        assert!(matches!(e, RemoteError::Storage { .. }) && !e.is_race(), "{e}");
-        assert!(!other("put", enospc()).is_race());
-    }
-
-    #[test]
-    fn opening_never_creates_the_folder() {
-        let d = tempfile::tempdir().expect("tmp");
-        let missing = d.path().join("missing/deeper");
-        assert!(matches!(FileRemote::open(&missing), Err(RemoteError::MissingFolder { .. })));
-        assert!(!d.path().join("missing").exists());
-        let file = d.path().join("file");
-        std::fs::write(&file, "x").expect("write");
-        assert!(matches!(FileRemote::open(&file), Err(RemoteError::NotARemote { .. })));
-        // An empty folder that was never a remote is not taken for one that was.
-        let empty = d.path().join("empty");
-        std::fs::create_dir(&empty).expect("mkdir");
-        assert!(matches!(FileRemote::open_existing(&empty), Err(RemoteError::NotARemote { .. })));
-        assert_eq!(std::fs::read_dir(&empty).expect("read").count(), 0, "nothing was made in it");
-        FileRemote::create(&missing).expect("create makes it");
-        FileRemote::open_existing(&missing).expect("and then it is a remote");
     }
 }

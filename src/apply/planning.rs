@@ -1,0 +1,161 @@
+//! Reading both sides once and planning from them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::rounds::leaves;
+use super::{PlantedBug, SyncError, SyncOptions};
+use crate::id::ObjectId;
+use crate::object::{Manifest, check_path};
+use crate::reconcile::{
+    Action, Base, ListingStatus, Overlay, Plan, PlanInput, Reason, RemoteObject, case_collisions, plan,
+};
+use crate::remote::{Remote, RemoteView};
+use crate::repo::{Repo, RepoError};
+use crate::worktree::{Collision, CollisionKind, IgnoreRules, Snapshot, global_ignore_files};
+
+/// The base commit's tree and manifest.
+/// The last sync as read from the store: its commit, tree and manifest.
+pub(super) struct BaseState {
+    /// The base commit.
+    pub(super) commit: ObjectId,
+    /// Its root tree.
+    pub(super) tree: Option<ObjectId>,
+    /// Its remote manifest.
+    pub(super) manifest: Manifest,
+}
+
+pub(super) fn base_state(repo: &Repo) -> Result<Option<BaseState>, SyncError> {
+    let Some(id) = repo.base()? else { return Ok(None) };
+    let c = repo.store().get_commit(&id)?;
+    let manifest = match &c.baseline {
+        Some(b) => repo.store().get_manifest(&b.manifest)?,
+        None => Manifest::default(),
+    };
+    Ok(Some(BaseState { commit: id, tree: Some(c.tree), manifest }))
+}
+
+/// Everything a plan is made from, read once.
+pub struct Planned {
+    /// The folder as scanned.
+    pub local: Snapshot,
+    /// The remote as listed.
+    pub view: RemoteView,
+    /// The plan.
+    pub plan: Plan,
+    /// Names that collide (Unicode forms in the folder; on a folder that ignores case,
+    /// remote names that would alias a local one): only one of each syncs.
+    pub collisions: Vec<Collision>,
+    pub(super) base: Option<BaseState>,
+}
+
+/// Scans, reads the remote at one snapshot, and plans. With `dry_run` it writes nothing
+/// at all (for `bmsync plan`: give it a read-only repo and remote): the remote is read
+/// live, without a snapshot, and the scan leaves the stat cache and its stamp alone.
+/// Otherwise the scan stores the folder's objects, ready for the apply step. No file is
+/// touched and no ref moves either way.
+pub fn make_plan(
+    repo: &Repo,
+    remote: &dyn Remote,
+    opts: &SyncOptions,
+    dry_run: bool,
+) -> Result<Planned, SyncError> {
+    let scan_opts = crate::worktree::ScanOptions { store_blobs: !dry_run, dry_run, ..Default::default() };
+    let local = repo.scan_with(&scan_opts)?;
+    let rules =
+        IgnoreRules::load(repo.root(), &global_ignore_files()).map_err(|e| RepoError::Scan(e.into()))?;
+    let base = base_state(repo)?;
+    let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
+    // A plan takes no snapshot: it reads the live state (taking one is a write).
+    let mut view = RemoteView::fetch_with(remote, base.as_ref().map(|b| &b.manifest), ignored_now, !dry_run)?;
+    let mut protected: BTreeSet<String> = local.report.protected_paths().into_iter().collect();
+    // A key in another Unicode form (which the view skips) still holds that note: its NFC
+    // path is never taken for deleted there.
+    // (Where the bucket holds the NFC key as well, that one syncs as usual.)
+    protected.extend(
+        view.skipped
+            .iter()
+            .map(|k| k.key.nfc().collect::<String>())
+            .filter(|p| check_path(p).is_ok() && !view.objects.contains_key(p)),
+    );
+    let mut collisions = local.report.collisions.clone();
+    if repo.case_insensitive() {
+        // A second spelling of a name the folder already holds would alias it: never
+        // written here, never deleted there, and reported.
+        // Paths the scan left out (a symlink out of the folder...) are there too.
+        let local_paths = leaves(repo, local.root, &local.unstored_trees)?;
+        let here = local_paths.keys().chain(protected.iter()).map(String::as_str);
+        // A spelling the last sync left as it is in the bucket writes nothing here: if
+        // the folder now spells it otherwise (a rename of its case), the old key goes
+        // the way of any local rename, under If-Match.
+        let unchanged = |p: &str, etag: &str| {
+            base.as_ref().and_then(|b| b.manifest.get(p)).is_some_and(|e| e.etag == etag)
+        };
+        let there = view.objects.iter().filter(|(p, e)| !unchanged(p, &e.etag)).map(|(p, _)| p.as_str());
+        for c in case_collisions(here, there) {
+            protected.insert(c.refused.clone());
+            collisions.push(Collision {
+                kind: CollisionKind::Case,
+                paths: vec![c.holder.clone(), c.refused],
+                synced: c.holder,
+            });
+        }
+    }
+    let ignored: BTreeSet<String> = base
+        .as_ref()
+        .map(|b| b.manifest.entries().iter().map(|e| e.path.clone()).filter(|p| ignored_now(p)).collect())
+        .unwrap_or_default();
+    let reader = repo.store().reader()?;
+    let trees = Overlay { mem: &local.unstored_trees, inner: &reader };
+    loop {
+        let remote_objects: BTreeMap<String, RemoteObject> = view
+            .objects
+            .iter()
+            .map(|(p, e)| {
+                let o = RemoteObject {
+                    key: e.key.clone(),
+                    etag: e.etag.clone(),
+                    size: e.size,
+                    kind: e.kind,
+                    content: Some(e.content),
+                };
+                (p.clone(), o)
+            })
+            .collect();
+        let input = PlanInput {
+            trees: &trees,
+            base: base.as_ref().map(|b| Base { tree: b.tree, manifest: &b.manifest }),
+            local: Some(local.root),
+            remote: &remote_objects,
+            listing: ListingStatus::Complete,
+            protected: &protected,
+            ignored: &ignored,
+            max_delete: opts.max_delete,
+            allow_empty_remote: opts.allow_empty_remote
+                || opts.planted == Some(PlantedBug::EmptyListingAsDeletions),
+        };
+        let plan = plan(&input)?;
+        // A content id from metadata is a hint: another tool may have replaced the bytes
+        // and kept the metadata. Where the plan would skip a transfer because of it
+        // ("same content", "only the ETag changed"), hash the object first, and plan
+        // again if the hint was wrong. Downloads verify their bytes anyway.
+        let hinted: Vec<String> = plan
+            .ops
+            .iter()
+            .filter(|o| {
+                o.action == Action::Record
+                    && matches!(o.reason, Reason::BothAdded | Reason::BothChanged | Reason::RemoteEtagChanged)
+                    && view.objects.get(&o.path).is_some_and(|e| e.hinted)
+            })
+            .map(|o| o.path.clone())
+            .collect();
+        let mut wrong = false;
+        for p in &hinted {
+            wrong |= view.verify_hint(remote, p)?;
+        }
+        if !wrong {
+            return Ok(Planned { local, view, plan, collisions, base });
+        }
+    }
+}
