@@ -57,6 +57,13 @@ impl Client {
         serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
     }
 
+    /// Runs a command that must succeed.
+    pub(crate) fn ok(&self, args: &[&str]) -> std::process::Output {
+        let o = self.run(args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        o
+    }
+
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -141,6 +148,10 @@ pub(crate) fn scenarios(url: &str, endpoint: Option<&str>, remote: &dyn Remote) 
     alice.sync(0);
     assert_eq!(alice.read(&copy).as_deref(), Some("bob's version\n"));
     assert!(bucket_keys(remote).contains(&copy));
+    // The conflict stays open on bob's side (exit 3) until he settles it.
+    let s = bob.sync(3);
+    assert_eq!(s["open_conflicts"][0]["copy"].as_str(), Some(copy.as_str()), "{s}");
+    bob.ok(&["resolve", "notes/idea.md", "--keep", "both"]);
 
     // A delete travels, into the other side's trash.
     bob.sync(0);
@@ -222,7 +233,7 @@ fn plan_shows_the_sync_and_writes_nothing() {
     let o = alice.run(&["--json", "plan"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
     let ops: Vec<(String, String)> = v["ops"]
         .as_array()
         .expect("ops")

@@ -434,7 +434,8 @@ fn a_stale_content_hint_never_hides_a_teammates_edit() {
     assert_eq!(alice.read("b.md").as_deref(), Some("bob's bb!\n"));
     let copy = s["conflicts"][0]["local_copy"].as_str().expect("copy");
     assert_eq!(alice.read(copy).as_deref(), Some("alice's b\n"));
-    let s = alice.sync(0);
+    // Settled on both sides, and still an open conflict until alice says which to keep.
+    let s = alice.sync(3);
     assert_eq!((s["uploaded"].as_u64(), s["downloaded"].as_u64()), (Some(0), Some(0)), "settled: {s}");
 }
 

@@ -118,8 +118,15 @@ fn tree(c: &Client) -> BTreeMap<String, String> {
 /// The plan's (action, reason) per path.
 fn plan_of(c: &Client) -> BTreeMap<String, (String, String)> {
     let o = c.run(&["--json", "plan"]);
-    assert!(o.status.success(), "plan: {}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan json");
+    // Exit 3 exactly when the plan holds conflicts.
+    let conflicts = v["stats"]["conflicts"].as_u64().expect("stats");
+    assert_eq!(
+        o.status.code(),
+        Some(if conflicts > 0 { 3 } else { 0 }),
+        "plan: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     v["ops"]
         .as_array()
         .expect("ops")
@@ -172,6 +179,7 @@ fn every_row_of_the_reconciliation_table_end_to_end() {
         for f in base {
             alice.write(f, &format!("base {f}\n"));
         }
+        alice.write("r17.md", "one\ntwo\nthree\nfour\n");
         alice.sync(0);
         bob.sync(0);
 
@@ -187,6 +195,7 @@ fn every_row_of_the_reconciliation_table_end_to_end() {
         bob.write("r12.md", "bob's edit of what alice deletes\n");
         rm(&bob, "r13.md");
         mv(&bob, "r16.md", "r16-renamed.md");
+        bob.write("r17.md", "one\ntwo\nthree\nfour, bob\n");
         bob.sync(0);
 
         // The local side, made by alice.
@@ -203,6 +212,7 @@ fn every_row_of_the_reconciliation_table_end_to_end() {
         rm(&alice, "r14");
         alice.write("r14/inside.md", "a file became a folder\n");
         mv(&alice, "r15.md", "r15-renamed.md");
+        alice.write("r17.md", "one, alice\ntwo\nthree\nfour\n");
 
         let plan = plan_of(&alice);
         let row = |p: &str| plan.get(p).map(|(a, r)| (a.as_str(), r.as_str()));
@@ -216,7 +226,9 @@ fn every_row_of_the_reconciliation_table_end_to_end() {
         assert_eq!(row("r07.md"), Some(("record", "both_changed")), "{n}");
         assert_eq!(row("r08.md"), Some(("record", "both_added")), "{n}");
         assert_eq!(row("r09.md"), Some(("record", "both_deleted")), "{n}");
-        assert_eq!(row("r10.md"), Some(("conflict", "edit_edit")), "{n}");
+        // Both edited: a merge, which overlaps for r10 (one line each) and not for r17.
+        assert_eq!(row("r10.md"), Some(("merge", "edit_edit")), "{n}");
+        assert_eq!(row("r17.md"), Some(("merge", "edit_edit")), "{n}");
         assert_eq!(row("r11.md"), Some(("conflict", "add_add")), "{n}");
         assert_eq!(row("r12.md"), Some(("download", "delete_edit")), "{n}");
         assert_eq!(row("r13.md"), Some(("upload", "edit_delete")), "{n}");
@@ -233,6 +245,15 @@ fn every_row_of_the_reconciliation_table_end_to_end() {
             .filter_map(|c| c["local_copy"].as_str().map(str::to_owned))
             .collect();
         assert_eq!(copies.len(), 2, "{n}: r10 and r11 keep alice's version aside: {s}");
+        let mut kinds: Vec<&str> = s["conflicts"]
+            .as_array()
+            .expect("conflicts")
+            .iter()
+            .filter_map(|c| c["reason"].as_str())
+            .collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, ["add_add", "delete_edit", "edit_delete", "edit_edit"], "{n}: {s}");
+        assert_eq!(s["merged"][0]["path"], "r17.md", "{n}: {s}");
         // Each row's outcome, in alice's folder and in the bucket.
         let want: &[(&str, Option<&str>)] = &[
             ("r01.md", Some("alice changed\n")),
@@ -252,6 +273,7 @@ fn every_row_of_the_reconciliation_table_end_to_end() {
             ("r15-renamed.md", Some("base r15.md\n")),
             ("r16.md", None),
             ("r16-renamed.md", Some("base r16.md\n")),
+            ("r17.md", Some("one, alice\ntwo\nthree\nfour, bob\n")),
         ];
         for (p, content) in want {
             assert_eq!(alice.read(p).as_deref(), *content, "{n}: {p} in the folder");
@@ -302,8 +324,8 @@ fn three_clients_on_one_prefix_converge_and_lose_nothing() {
             [Some(0), Some(3), Some(3)],
             "{n}: the first writer wins the path, the others conflict"
         );
-        for c in &clients {
-            c.sync(0);
+        for (c, code) in clients.iter().zip([0, 3, 3]) {
+            c.sync(code);
         }
         let t0 = tree(&clients[0]);
         assert_eq!(tree(&clients[1]), t0, "{n}");
@@ -409,8 +431,8 @@ fn push_and_pull_move_one_way_and_delete_only_when_told() {
         assert_eq!(alice.read(&copy).as_deref(), Some("alice's y again\n"), "{n}");
         assert_eq!(alice.read("y.md").as_deref(), Some("bob's y again\n"), "{n}");
 
-        // A final sync each way leaves both folders equal.
-        alice.sync(0);
+        // A final sync each way leaves both folders equal (alice's conflict stays open).
+        alice.sync(3);
         bob.sync(0);
         assert_eq!(tree(&alice), tree(&bob), "{n}");
     }
