@@ -259,7 +259,7 @@ impl Round<'_> {
         leaf: &Leaf,
     ) -> Result<Leaf, SyncError> {
         if leaf.kind == EntryKind::Symlink
-            || !copy.ends_with(".md")
+            || !crate::merge::is_note(copy)
             || leaf.size > crate::merge::MAX_MERGE_BYTES as u64
         {
             return Ok(leaf.clone());

@@ -117,7 +117,7 @@ impl Round<'_> {
             },
             markers,
         };
-        if path.ends_with(".md") {
+        if crate::merge::is_note(path) {
             match merge_note(base, local, remote, &opts) {
                 Ok(NoteMerge::Clean(m)) => Outcome::Clean(m),
                 Ok(NoteMerge::Conflicted(c)) => Outcome::Overlap { keys: c.keys, markers: c.with_markers },

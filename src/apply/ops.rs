@@ -503,6 +503,9 @@ impl Round<'_> {
         effects.summary.downloaded += 1;
         effects.summary.bytes_down += got.size;
         let leaf = Leaf { kind: got.kind, id: got.content, size: got.size };
+        if got.kind != EntryKind::Symlink && got.size <= crate::merge::MAX_MERGE_BYTES as u64 {
+            self.fetched.lock().expect("never poisoned").push((dest.clone(), got.content));
+        }
         effects.local.push((into.to_owned(), Some(leaf.clone())));
         if into == path {
             effects.remote.push((path.to_owned(), Some(got)));

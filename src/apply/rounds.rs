@@ -50,6 +50,29 @@ pub(super) struct Round<'a> {
     /// When the round started (UNIX ns): names its temporary files and dates its
     /// multipart uploads for recovery.
     pub(super) started_ns: Version,
+    /// Text-sized files this round downloaded (path, content id): kept in the store
+    /// after the round, so that a later three-way merge finds their base version.
+    pub(super) fetched: Mutex<Vec<(std::path::PathBuf, ObjectId)>>,
+}
+
+impl Round<'_> {
+    /// Puts the files this round downloaded into the store, in one transaction; a file
+    /// changed since is left out (the next scan stores what it holds then).
+    fn keep_fetched(&self) -> Result<(), SyncError> {
+        let fetched = std::mem::take(&mut *self.fetched.lock().expect("never poisoned"));
+        if fetched.is_empty() {
+            return Ok(());
+        }
+        let batch = self.repo.store().batch()?;
+        for (path, id) in fetched {
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            if ObjectId::for_blob(&bytes) == id {
+                batch.put(crate::id::ObjectKind::Blob, &bytes)?;
+            }
+        }
+        batch.commit()?;
+        Ok(())
+    }
 }
 
 /// Runs sync rounds until nothing raced (or the round limit), recording a base after each.
@@ -175,11 +198,13 @@ pub(super) fn sync_rounds(
         if opts.planted == Some(PlantedBug::RecordBaseEarly) {
             record_base(repo, remote, &planned, &optimistic(&planned, &observed), false, false)?;
         }
-        let r = Round { repo, remote, planned: &planned, opts, started_ns: now_ns() };
+        let r =
+            Round { repo, remote, planned: &planned, opts, started_ns: now_ns(), fetched: Mutex::default() };
         let intents =
             journal::Journal::begin(repo, carried.iter().enumerate().map(|(i, o)| r.intent(i, o)).collect())?;
         let mut done = SyncSummary::default();
         let failed = r.run(&carried, &intents, &mut observed, &mut done, progress);
+        r.keep_fetched()?;
         let wrote = done.uploaded + done.deleted_remote > 0;
         let merged = !done.merged.is_empty();
         summary.absorb(done);

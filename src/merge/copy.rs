@@ -156,8 +156,7 @@ pub fn conflict_copy_note(
     original_path: &str,
     conflict_kind: &str,
 ) -> Vec<u8> {
-    let is_md = copy_path.rsplit_once('.').is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("md"));
-    if !is_md || std::str::from_utf8(bytes).is_err() {
+    if !super::is_note(copy_path) || std::str::from_utf8(bytes).is_err() {
         return bytes.to_vec();
     }
     let keys = |permalink: &str, eol: &[u8]| {

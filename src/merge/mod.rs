@@ -16,6 +16,12 @@ pub use copy::{conflict_copy_note, permalink_for_path};
 pub use frontmatter::{NoteConflict, NoteMerge, merge_note};
 pub use text::{MAX_MERGE_BYTES, TextMerge, check_text, merge_file_exit, merge_text};
 
+/// Whether `path` names a Markdown note (`.md`, in any case): the files merged with
+/// their frontmatter key by key, and whose conflict copies get a permalink of their own.
+pub fn is_note(path: &str) -> bool {
+    path.rsplit_once('.').is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("md"))
+}
+
 /// Whether a note starts with a frontmatter block (`---` lines around it).
 pub fn has_frontmatter(note: &[u8]) -> bool {
     frontmatter::locate(note).is_some()

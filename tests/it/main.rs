@@ -8,6 +8,7 @@ mod folder_lock;
 mod golden;
 mod guarantees;
 mod merge_file;
+mod merge_sync;
 mod real_folders;
 mod remote_contract;
 mod sim;

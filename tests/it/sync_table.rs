@@ -87,7 +87,7 @@ impl Backend {
         Client::new(name, &self.url, self.endpoint.as_deref())
     }
 
-    fn content(&self, key: &str) -> Option<String> {
+    pub(crate) fn content(&self, key: &str) -> Option<String> {
         let mut out = Vec::new();
         self.inspect.get(key, None, &mut out).ok()?;
         Some(String::from_utf8(out).expect("test content is UTF-8"))
