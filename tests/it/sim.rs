@@ -111,7 +111,7 @@ fn replays_clean(cfg: &Config, keep: &[usize]) {
 /// has, locally or in the bucket. Seed 184's shrunk history.
 #[test]
 fn conflict_copies_in_the_same_second_keep_both_versions() {
-    let cfg = Config { odd_names: false, ..Config::new(184, Some(2)) };
+    let cfg = Config { odd_names: false, merges: false, ..Config::new(184, Some(2)) };
     replays_clean(&cfg, &[1, 2, 3, 6, 7, 12, 13, 16, 17, 21, 23, 24, 28]);
 }
 
@@ -122,7 +122,8 @@ fn conflict_copies_in_the_same_second_keep_both_versions() {
 /// history, with edits during downloads.
 #[test]
 fn an_edit_during_a_download_is_kept() {
-    let cfg = Config { edit_during_download: true, odd_names: false, ..Config::new(224, Some(2)) };
+    let cfg =
+        Config { edit_during_download: true, odd_names: false, merges: false, ..Config::new(224, Some(2)) };
     replays_clean(&cfg, &[10, 16, 17, 18, 19, 20]);
 }
 
@@ -134,7 +135,7 @@ fn an_edit_during_a_download_is_kept() {
 /// copy of a content that crossed deletions would remove (`last_copy`). Seed 33269.
 #[test]
 fn crossed_deletions_after_a_crash_keep_the_last_copy() {
-    let cfg = Config { odd_names: false, ..Config::new(33269, Some(3)) };
+    let cfg = Config { odd_names: false, merges: false, ..Config::new(33269, Some(3)) };
     replays_clean(&cfg, &[0, 1, 2, 3, 4, 5, 7, 13, 14, 19, 20, 22, 26]);
 }
 
@@ -145,7 +146,7 @@ fn crossed_deletions_after_a_crash_keep_the_last_copy() {
 /// afresh. Seed 801's shrunk history.
 #[test]
 fn a_download_never_makes_a_twin_of_a_name_made_after_the_scan() {
-    let cfg = Config::new(801, Some(3));
+    let cfg = Config { merges: false, ..Config::new(801, Some(3)) };
     replays_clean(&cfg, &[2, 7, 23]);
 }
 
@@ -156,7 +157,7 @@ fn a_download_never_makes_a_twin_of_a_name_made_after_the_scan() {
 /// 855's shrunk history.
 #[test]
 fn a_bucket_holding_a_file_and_a_folder_of_one_name_converges() {
-    let cfg = Config::new(855, Some(5));
+    let cfg = Config { merges: false, ..Config::new(855, Some(5)) };
     replays_clean(&cfg, &[2, 20, 23, 25]);
 }
 
@@ -167,7 +168,7 @@ fn a_bucket_holding_a_file_and_a_folder_of_one_name_converges() {
 /// now. Seed 14530's shrunk history.
 #[test]
 fn a_file_moved_aside_from_beside_a_folder_is_no_edit_conflict() {
-    let cfg = Config::new(14530, Some(3));
+    let cfg = Config { merges: false, ..Config::new(14530, Some(3)) };
     replays_clean(&cfg, &[15, 17, 21, 22, 23, 25, 28]);
 }
 
@@ -177,6 +178,6 @@ fn a_file_moved_aside_from_beside_a_folder_is_no_edit_conflict() {
 /// An empty folder now gives way to a move as to a download. Seed 15128's shrunk history.
 #[test]
 fn an_empty_folder_gives_way_to_a_moved_note() {
-    let cfg = Config::new(15128, Some(3));
+    let cfg = Config { merges: false, ..Config::new(15128, Some(3)) };
     replays_clean(&cfg, &[7, 24, 26, 27, 28, 29]);
 }

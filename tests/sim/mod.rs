@@ -49,6 +49,11 @@ pub struct Config {
     /// case, a backslash, an emoji, executables and symlinks. On by default; the
     /// regression replays of seeds found before it existed turn it off.
     pub odd_names: bool,
+    /// Lets users add a line at the top of a note as well as at the end, so that two
+    /// edits of one note merge cleanly (one each end); the invariants then admit a
+    /// merged content in place of both. On by default; the regression replays of seeds
+    /// found before merges existed turn it off.
+    pub merges: bool,
 }
 
 impl Config {
@@ -63,6 +68,7 @@ impl Config {
             backend: Backend::Mem,
             edit_during_download: true,
             odd_names: true,
+            merges: true,
         }
     }
 
@@ -83,6 +89,9 @@ impl Config {
         }
         if !self.odd_names {
             cmd.push_str(" BMSYNC_SIM_ODD_NAMES=0");
+        }
+        if !self.merges {
+            cmd.push_str(" BMSYNC_SIM_MERGES=0");
         }
         if let Some(k) = keep {
             let k: Vec<String> = k.iter().map(ToString::to_string).collect();
@@ -455,6 +464,9 @@ pub fn from_env() -> Option<(Config, Option<Vec<usize>>)> {
     }
     if var("BMSYNC_SIM_ODD_NAMES").as_deref() == Some("0") {
         cfg.odd_names = false;
+    }
+    if var("BMSYNC_SIM_MERGES").as_deref() == Some("0") {
+        cfg.merges = false;
     }
     if var("BMSYNC_SIM_BACKEND").as_deref() == Some("file") {
         cfg.backend = Backend::File;

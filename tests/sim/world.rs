@@ -91,6 +91,8 @@ pub struct Shared {
     recorded: HashMap<u64, (Files, BTreeSet<String>)>,
     /// Users pick odd names and kinds too (`Config::odd_names`).
     odd: bool,
+    /// Users add lines at either end, and merged contents are admitted (`Config::merges`).
+    merges: bool,
 }
 
 /// Conflict copies are named with the wall clock (`-YYYYMMDDTHHMMSS`): the trace drops
@@ -257,9 +259,10 @@ pub fn kinds(root: &Path) -> BTreeMap<String, bmsync::EntryKind> {
 }
 
 impl Shared {
-    fn new(ignore: IgnoreRules, odd: bool) -> Self {
+    fn new(ignore: IgnoreRules, odd: bool, merges: bool) -> Self {
         Self {
             odd,
+            merges,
             counter: 0,
             step: 0,
             versions: HashMap::new(),
@@ -294,14 +297,63 @@ impl Shared {
         self.ignore.matched_with_parents(rel, false).is_some()
     }
 
+    /// A line no one wrote before: who writes it, at which step, and a counter.
+    fn next_line(&mut self, who: &str, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}{who} s{} #{}\n", self.step, self.counter)
+    }
+
     /// A new version, unique: who wrote it, at which step, and a counter.
     fn fresh(&mut self, who: &str, old: Option<&[u8]>) -> Vec<u8> {
-        self.counter += 1;
         let mut v = old.map(<[u8]>::to_vec).unwrap_or_default();
-        let prefix = if old.is_some() { "+ " } else { "" };
-        v.extend_from_slice(format!("{prefix}{who} s{} #{}\n", self.step, self.counter).as_bytes());
+        let line = self.next_line(who, if old.is_some() { "+ " } else { "" });
+        v.extend_from_slice(line.as_bytes());
         self.versions.entry(v.clone()).or_default().writers += 1;
         v
+    }
+
+    /// A new version: `old` with a line added at the top.
+    fn fresh_on_top(&mut self, who: &str, old: &[u8]) -> Vec<u8> {
+        let mut v = self.next_line(who, "+ ").into_bytes();
+        v.extend_from_slice(old);
+        self.versions.entry(v.clone()).or_default().writers += 1;
+        v
+    }
+
+    /// Whether `v`, which no user wrote, is the clean three-way merge of versions users
+    /// did write (the engine merges edits of one note): then it is a version of its
+    /// own, and the two it merged may go. Only versions all of whose lines `v` holds
+    /// can take part, which keeps the search small.
+    fn admit_merge(&mut self, v: &[u8]) -> bool {
+        if !self.merges {
+            return false;
+        }
+        let lines: HashSet<&[u8]> = v.split_inclusive(|&b| b == b'\n').collect();
+        let parts: Vec<Vec<u8>> = self
+            .versions
+            .keys()
+            .filter(|k| k.split_inclusive(|&b| b == b'\n').all(|l| lines.contains(l)))
+            .cloned()
+            .collect();
+        let opts = bmsync::merge::MergeOptions::default();
+        for base in &parts {
+            for (i, local) in parts.iter().enumerate() {
+                for remote in &parts[i + 1..] {
+                    if base == local || base == remote {
+                        continue;
+                    }
+                    let merged = bmsync::merge::merge_text(base, local, remote, &opts);
+                    if matches!(merged, Ok(bmsync::merge::TextMerge::Clean(ref m)) if m == v) {
+                        let (local, remote) = (local.clone(), remote.clone());
+                        self.versions.entry(v.to_vec()).or_default().writers += 1;
+                        self.kill(&local);
+                        self.kill(&remote);
+                        return true;
+                    }
+                }
+            }
+        }
+        false
     }
 
     fn kill(&mut self, v: &[u8]) {
@@ -463,8 +515,14 @@ impl Shared {
                 let path = pick(rng).expect("candidates checked above");
                 let old = files[&path].clone();
                 self.kill(&old);
-                let v =
-                    if op == UserOp::Append { self.fresh(who, Some(&old)) } else { self.fresh(who, None) };
+                // The draw comes only with merges on, so a history without them is the same.
+                let v = if op == UserOp::Append && self.merges && rng.random_bool(0.5) {
+                    self.fresh_on_top(who, &old)
+                } else if op == UserOp::Append {
+                    self.fresh(who, Some(&old))
+                } else {
+                    self.fresh(who, None)
+                };
                 write_file(root, &path, &v, writes_nfd(who));
                 self.touched.insert(path.clone());
                 let verb = if op == UserOp::Append { "appends to" } else { "edits" };
@@ -653,7 +711,7 @@ impl World {
     pub fn new(cfg: &Config) -> Self {
         let tmp = temp_root();
         let ignore = IgnoreRules::load(tmp.path(), &[]).expect("the built-in ignore rules load");
-        let shared = Arc::new(Mutex::new(Shared::new(ignore, cfg.odd_names)));
+        let shared = Arc::new(Mutex::new(Shared::new(ignore, cfg.odd_names, cfg.merges)));
         let bucket: Arc<dyn Remote> = match cfg.backend {
             Backend::Mem => Arc::new(MemRemote::default()),
             Backend::File => {
@@ -852,13 +910,14 @@ impl World {
                 let conflicts: Vec<String> =
                     s.conflicts.iter().map(|r| format!("{}:{:?}", r.path, r.reason)).collect();
                 format!(
-                    "    -> ok: up {} down {} del-local {} del-remote {} recorded {} rounds {} conflicts {conflicts:?} raced {:?}",
+                    "    -> ok: up {} down {} del-local {} del-remote {} recorded {} rounds {} merged {} conflicts {conflicts:?} raced {:?}",
                     s.uploaded,
                     s.downloaded,
                     s.deleted_local,
                     s.deleted_remote,
                     s.recorded,
                     s.rounds,
+                    s.merged.len(),
                     s.raced
                 )
             }
@@ -1007,13 +1066,14 @@ impl World {
                 s.violate(7, format!("the ignored path {k} is in the bucket"));
             }
         }
-        // 6: every file holds a whole version; no temporary file is left.
+        // 6: every file holds a whole version (or a clean merge of versions); no
+        // temporary file is left.
         for (name, files) in folders.iter().copied() {
             for (p, v) in files {
                 let file = p.rsplit('/').next().unwrap_or(p);
                 if file.starts_with(".bmsync-") {
                     s.violate(6, format!("{name} has a leftover temporary file {p}"));
-                } else if !s.ignored(p) && !s.versions.contains_key(v) {
+                } else if !s.ignored(p) && !s.versions.contains_key(v) && !s.admit_merge(v) {
                     s.violate(6, format!("{name}'s {p} holds content no one wrote (torn?): {}", short(v)));
                 }
             }
