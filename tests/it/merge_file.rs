@@ -241,3 +241,43 @@ fn known_divergences_from_git() {
     let (b, c, o) = ("\ne\ne\nc\n}\n", "\nx\ne\ne\nc\n}\n", "x\nbx\n\ne\nc\n}\n");
     assert_eq!(compare(dir.path(), b.as_bytes(), c.as_bytes(), o.as_bytes()), Outcome::ConflictWhereGitClean);
 }
+
+/// `bmsync merge-file` is the plumbing over the same merge, with git's interface: the
+/// same output as `git merge-file --diff3` (bmsync always writes diff3-style markers),
+/// the same exit codes (0 clean, else the number of conflicts), and without `-p` the
+/// result written into CURRENT.
+#[test]
+fn the_merge_file_command_matches_git() {
+    if !have_git("merge_file::the_merge_file_command_matches_git") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases: &[(&str, &str, &str)] = &[
+        ("a\nb\nc\n", "A\nb\nc\n", "a\nb\nC\n"),
+        ("a\nb\nc\n", "a\nX\nc\n", "a\nY\nc\n"),
+        ("1\n2\n3\n4\n5\n6\n7\n8\n", "1\nA\n3\n4\n5\n6\nB\n8\n", "1\nC\n3\n4\n5\n6\nD\n8\n"),
+        ("x\ny\n", "x\ny\nz\n", "w\nx\ny\n"),
+        ("", "one\n", "two\n"),
+    ];
+    let bmsync = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_bmsync")).current_dir(dir.path()).args(args).output().expect("run")
+    };
+    for (base, current, other) in cases {
+        let (git_out, git_code) =
+            git_merge_file(dir.path(), base.as_bytes(), current.as_bytes(), other.as_bytes(), true);
+        // git_merge_file labels the markers current/base/other, as these names do.
+        let o = bmsync(&["merge-file", "-p", "current", "base", "other"]);
+        let case = format!("base={base:?} current={current:?} other={other:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&git_out), "{case}");
+        assert_eq!(o.status.code(), Some(git_code), "{case}");
+        // Without -p the result goes into CURRENT, as git writes it.
+        let o = bmsync(&["merge-file", "-q", "current", "base", "other"]);
+        assert_eq!(o.status.code(), Some(git_code), "{case}");
+        assert_eq!(std::fs::read(dir.path().join("current")).expect("current"), git_out, "{case}");
+        assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{case}: -q says nothing");
+    }
+    // Not text: never merged, exit 255 as git does for binaries.
+    std::fs::write(dir.path().join("current"), b"a\0b").expect("write");
+    let o = bmsync(&["merge-file", "-p", "current", "base", "other"]);
+    assert_eq!(o.status.code(), Some(255));
+}

@@ -297,3 +297,57 @@ fn plan_shows_a_merge_and_exits_3_only_for_conflicts() {
     let o = bob.run(&["--json", "plan"]);
     assert_eq!(o.status.code(), Some(3), "an add/add is a conflict in the plan");
 }
+
+#[test]
+fn three_clients_editing_one_note_converge_on_one_merge() {
+    for b in backends("merge_three") {
+        let n = b.name;
+        let clients = [b.client("alice"), b.client("bob"), b.client("carol")];
+        clients[0].write("keep.md", "k\n");
+        clients[0].write("plan.md", NOTE);
+        for c in &clients {
+            c.sync(0);
+        }
+        // Each changes something else: a key, the first paragraph, the last one.
+        clients[0].write("plan.md", &NOTE.replace("status: draft", "status: done"));
+        clients[1].write("plan.md", &NOTE.replace("\none\n", "\none, by bob\n"));
+        clients[2].write("plan.md", &NOTE.replace("three\n", "three, by carol\n"));
+        for c in &clients {
+            c.sync(0);
+        }
+        for c in &clients {
+            c.sync(0);
+        }
+        let want = NOTE
+            .replace("status: draft", "status: done")
+            .replace("\none\n", "\none, by bob\n")
+            .replace("three\n", "three, by carol\n");
+        for c in &clients {
+            assert_eq!(c.read("plan.md").as_deref(), Some(want.as_str()), "{n}");
+            assert_eq!(c.files(), clients[0].files(), "{n}");
+        }
+        assert_eq!(b.content("plan.md").as_deref(), Some(want.as_str()), "{n}");
+        // `status` has nothing open, in text and in JSON.
+        let o = clients[1].ok(&["--json", "status"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+        assert_eq!(v["conflicts"], serde_json::json!([]), "{n}");
+    }
+}
+
+#[test]
+fn status_lists_open_conflicts() {
+    let b = backends("merge_status").into_iter().next().expect("file backend");
+    let (alice, bob) = pair(&b, "v1\n");
+    alice.write("plan.md", "alice\n");
+    bob.write("plan.md", "bob\n");
+    alice.sync(0);
+    bob.sync(3);
+    let o = bob.ok(&["--json", "status"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+    assert_eq!(v["conflicts"][0]["path"], "plan.md");
+    assert_eq!(v["conflicts"][0]["kind"], "edit_edit");
+    let text = String::from_utf8_lossy(&bob.ok(&["status"]).stdout).into_owned();
+    assert!(text.contains("Open conflicts") && text.contains("plan.md: edited on both sides"), "{text}");
+    let text = String::from_utf8_lossy(&bob.ok(&["conflicts"]).stdout).into_owned();
+    assert!(text.contains("the other version is in plan.conflict-bob-"), "{text}");
+}
