@@ -278,7 +278,7 @@ impl Round<'_> {
 
     /// A conflict-copy name for `path` that no file has yet.
     fn free_conflict_name(&self, path: &str) -> Result<String, SyncError> {
-        let when = self.opts.conflict_stamp.clone().unwrap_or_else(|| {
+        let when = self.opts.conflict_stamp().unwrap_or_else(|| {
             humantime::format_rfc3339_seconds(crate::clock::now())
                 .to_string()
                 .replace([':', '-'], "")

@@ -328,7 +328,7 @@ impl Round<'_> {
     fn cond(&self, path: &str, c: Option<&RemoteCond>) -> Condition {
         match c {
             Some(RemoteCond::IfMatch(e)) => {
-                if self.opts.planted == Some(PlantedBug::SkipIfMatch)
+                if self.opts.planted(PlantedBug::SkipIfMatch)
                     && let Ok(now) = self.remote.head(path, None)
                 {
                     // The planted bug: whatever is there now gets overwritten.

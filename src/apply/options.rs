@@ -76,8 +76,10 @@ pub enum ConflictStyle {
     Markers,
 }
 
-/// How to sync.
+/// How to sync. Start from `SyncOptions::default()` and set the fields wanted; new
+/// fields may come, so it is built that way rather than written out whole.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct SyncOptions {
     /// The most deletions allowed (default: half of the base's files).
     pub max_delete: Option<usize>,
@@ -104,16 +106,36 @@ pub struct SyncOptions {
     /// What a merge whose edits overlap leaves: by default a conflict copy; markers only
     /// when asked.
     pub conflict_style: ConflictStyle,
-    /// A known bug to switch on, so the simulator can show it would catch it. Tests only.
-    #[doc(hidden)]
+    /// A known bug to switch on, so the simulator can show it would catch it. Only with
+    /// the `test-hooks` feature, which the test suite turns on.
+    #[cfg(feature = "test-hooks")]
     pub planted: Option<PlantedBug>,
     /// The time part of conflict-copy names, instead of the wall clock, so that a
-    /// simulation replays to the same names. Tests only.
-    #[doc(hidden)]
+    /// simulation replays to the same names. Only with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub conflict_stamp: Option<String>,
 }
 
 impl SyncOptions {
+    /// Whether the planted bug `bug` is on (never, without the `test-hooks` feature).
+    pub(super) fn planted(&self, bug: PlantedBug) -> bool {
+        #[cfg(feature = "test-hooks")]
+        return self.planted == Some(bug);
+        #[cfg(not(feature = "test-hooks"))]
+        {
+            let _ = bug;
+            false
+        }
+    }
+
+    /// The fixed time part of conflict-copy names, if a test set one.
+    pub(super) fn conflict_stamp(&self) -> Option<String> {
+        #[cfg(feature = "test-hooks")]
+        return self.conflict_stamp.clone();
+        #[cfg(not(feature = "test-hooks"))]
+        None
+    }
+
     pub(super) fn deletes_remote(&self) -> bool {
         match self.direction {
             Direction::Both => true,

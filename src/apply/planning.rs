@@ -132,8 +132,7 @@ pub fn make_plan(
             protected: &protected,
             ignored: &ignored,
             max_delete: opts.max_delete,
-            allow_empty_remote: opts.allow_empty_remote
-                || opts.planted == Some(PlantedBug::EmptyListingAsDeletions),
+            allow_empty_remote: opts.allow_empty_remote || opts.planted(PlantedBug::EmptyListingAsDeletions),
         };
         let plan = plan(&input)?;
         // A content id from metadata is a hint: another tool may have replaced the bytes

@@ -195,7 +195,7 @@ pub(super) fn sync_rounds(
             .map(|l| l.size)
             .sum();
         progress.start(carried.len() as u64, bytes);
-        if opts.planted == Some(PlantedBug::RecordBaseEarly) {
+        if opts.planted(PlantedBug::RecordBaseEarly) {
             record_base(repo, remote, &planned, &optimistic(&planned, &observed), false, false)?;
         }
         let r =

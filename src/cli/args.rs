@@ -133,12 +133,11 @@ impl From<KeepArg> for bmsync::conflicts::Keep {
 
 impl SyncArgs {
     pub(crate) fn options(self) -> bmsync::apply::SyncOptions {
-        bmsync::apply::SyncOptions {
-            max_delete: self.max_delete,
-            allow_empty_remote: self.allow_empty_remote,
-            accept_lost_updates: self.accept_lost_updates,
-            ..Default::default()
-        }
+        let mut o = bmsync::apply::SyncOptions::default();
+        o.max_delete = self.max_delete;
+        o.allow_empty_remote = self.allow_empty_remote;
+        o.accept_lost_updates = self.accept_lost_updates;
+        o
     }
 }
 

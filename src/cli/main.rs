@@ -59,20 +59,20 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
     let out = &mut Output::new(&mut stdout, cli.json);
     match &cli.command {
         Command::Init { remote, client_id, endpoint, create, accept_lost_updates } => {
-            let opts = InitOptions {
-                remote: remote.clone(),
-                client_id: client_id.clone(),
-                endpoint: endpoint.clone(),
-                create: *create,
-                accept_lost_updates: *accept_lost_updates,
-            };
+            let mut opts = InitOptions::default();
+            opts.remote.clone_from(remote);
+            opts.client_id.clone_from(client_id);
+            opts.endpoint.clone_from(endpoint);
+            opts.create = *create;
+            opts.accept_lost_updates = *accept_lost_updates;
             setup::init(out, dir, &opts)
         }
         Command::Sync { args, wait, on_conflict, conflict_style } => {
-            let opts = bmsync::apply::SyncOptions {
-                on_conflict: on_conflict.map(Into::into),
-                conflict_style: (*conflict_style).into(),
-                ..args.options()
+            let opts = {
+                let mut o = args.options();
+                o.on_conflict = on_conflict.map(Into::into);
+                o.conflict_style = (*conflict_style).into();
+                o
             };
             sync::sync(out, &wait.open(dir)?, &opts)
         }
@@ -82,11 +82,12 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             } else {
                 bmsync::apply::Direction::Pull
             };
-            let opts = bmsync::apply::SyncOptions {
-                direction,
-                delete: one_way.delete,
-                on_conflict: one_way.on_conflict.map(Into::into),
-                ..args.options()
+            let opts = {
+                let mut o = args.options();
+                o.direction = direction;
+                o.delete = one_way.delete;
+                o.on_conflict = one_way.on_conflict.map(Into::into);
+                o
             };
             sync::sync(out, &wait.open(dir)?, &opts)
         }

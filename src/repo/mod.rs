@@ -42,8 +42,10 @@ pub const META_PROBE: &str = "remote-probe";
 /// (JSON: the remote and endpoint it was given for).
 pub const META_ACCEPT_LOST_UPDATES: &str = "accept-lost-updates";
 
-/// Options for [`Repo::init`].
+/// Options for [`Repo::init`]: start from `InitOptions::default()` and set the fields
+/// wanted.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct InitOptions {
     /// Remote URL to record.
     pub remote: Option<String>,

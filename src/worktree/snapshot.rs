@@ -11,8 +11,9 @@ use crate::id::ObjectId;
 use crate::object::{Tree, TreeError};
 use crate::store::StoreError;
 
-/// How to scan.
+/// How to scan: start from `ScanOptions::default()` and set the fields wanted.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ScanOptions {
     /// Also store every blob (for `commit`); `status` only hashes.
     pub store_blobs: bool,

@@ -186,7 +186,11 @@ fn two_threads_of_one_process_never_sync_the_folder_at_once() {
     let repo = Repo::open(alice.dir.path()).expect("open");
     let remote = repo.open_remote().expect("remote");
     let told = Told::default();
-    let zero = SyncOptions { lock_wait: Some(std::time::Duration::ZERO), ..SyncOptions::default() };
+    let zero = {
+        let mut o = SyncOptions::default();
+        o.lock_wait = Some(std::time::Duration::ZERO);
+        o
+    };
     {
         let guard = repo.lock_sync(std::time::Duration::ZERO, &mut |_| panic!("free")).expect("lock");
         std::thread::scope(|s| {

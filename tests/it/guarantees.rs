@@ -185,7 +185,12 @@ fn a_delete_without_a_condition_never_removes_a_version_it_did_not_see() {
         )
         .expect("the teammate's write");
     });
-    let opts = SyncOptions { jobs: Some(1), max_delete: Some(2), ..SyncOptions::default() };
+    let opts = {
+        let mut o = SyncOptions::default();
+        o.jobs = Some(1);
+        o.max_delete = Some(2);
+        o
+    };
     let s = bmsync::apply::sync(&repo, &remote, &opts).expect("sync");
     assert!(remote.fired());
     assert_eq!(s.deleted_remote, 1, "b.md went: {s:?}");
@@ -463,7 +468,11 @@ fn a_full_disk_stops_the_sync_at_once_instead_of_looking_like_a_race() {
     }
     let remote = FullDisk { inner: FileRemote::open(bucket.path()).expect("open"), puts: 0.into() };
     let repo = Repo::open(alice.dir.path()).expect("open");
-    let opts = SyncOptions { jobs: Some(1), ..SyncOptions::default() };
+    let opts = {
+        let mut o = SyncOptions::default();
+        o.jobs = Some(1);
+        o
+    };
     let err = bmsync::apply::sync(&repo, &remote, &opts).expect_err("a full disk");
     assert!(matches!(err, SyncError::Remote(RemoteError::DiskFull { .. })), "{err:?}");
     assert!(err.to_string().contains("disk is full"), "{err}");

@@ -461,7 +461,11 @@ fn an_edit_made_while_its_file_downloads_is_never_overwritten() {
             std::fs::write(&gone, "bob's edit of a deleted note\n").expect("edit");
         });
     let repo = Repo::open(bob.dir.path()).expect("open");
-    let opts = SyncOptions { jobs: Some(1), ..SyncOptions::default() };
+    let opts = {
+        let mut o = SyncOptions::default();
+        o.jobs = Some(1);
+        o
+    };
     let s = bmsync::apply::sync(&repo, &remote, &opts).expect("sync");
     assert!(remote.fired());
     // Nothing of bob's was overwritten or deleted: the next round saw both edits as his,

@@ -11,13 +11,20 @@ use bmsync::{EntryKind, InitOptions, ObjectId, ObjectKind, Repo};
 
 fn repo() -> (tempfile::TempDir, Repo) {
     let d = tempfile::tempdir().expect("tmp");
-    let r = Repo::init(d.path(), &InitOptions { client_id: Some("t".into()), ..InitOptions::default() })
-        .expect("init");
+    let r = Repo::init(d.path(), &{
+        let mut o = InitOptions::default();
+        o.client_id = Some("t".into());
+        o
+    })
+    .expect("init");
     (d, r)
 }
 
 fn opts(store_blobs: bool) -> ScanOptions {
-    ScanOptions { store_blobs, global_ignore_files: vec![], dry_run: false }
+    let mut o = ScanOptions::default();
+    o.store_blobs = store_blobs;
+    o.global_ignore_files = vec![];
+    o
 }
 
 fn scan_of(r: &Repo, store_blobs: bool) -> Snapshot {

@@ -723,7 +723,11 @@ impl World {
                 let root = tmp.path().join(format!("c{i}"));
                 std::fs::create_dir_all(&root).expect("client folder");
                 let name = format!("c{i}");
-                let opts = InitOptions { client_id: Some(name.clone()), ..InitOptions::default() };
+                let opts = {
+                    let mut o = InitOptions::default();
+                    o.client_id = Some(name.clone());
+                    o
+                };
                 let repo = Repo::init(&root, &opts).expect("init a client");
                 let remote = FaultRemote::new(
                     bucket.clone(),
@@ -736,13 +740,11 @@ impl World {
             })
             .collect();
         // Every deletion a user makes is meant: the mass-delete guard would only refuse them.
-        let opts = SyncOptions {
-            max_delete: Some(usize::MAX),
-            // One operation at a time, in plan order: the same seed, the same trace.
-            jobs: Some(1),
-            planted: cfg.planted,
-            ..SyncOptions::default()
-        };
+        let mut opts = SyncOptions::default();
+        opts.max_delete = Some(usize::MAX);
+        // One operation at a time, in plan order: the same seed, the same trace.
+        opts.jobs = Some(1);
+        opts.planted = cfg.planted;
         let folders = vec![BTreeMap::new(); cfg.clients];
         let mut w = Self { cfg: cfg.clone(), shared, bucket, clients, folders, opts, _tmp: tmp };
         let keep = w.lock().fresh("setup", None);
@@ -862,7 +864,11 @@ impl World {
         std::fs::remove_dir_all(cl.root.join(".bmsync")).expect("remove .bmsync");
         cl.generation += 1;
         cl.name = format!("c{c}g{}", cl.generation);
-        let opts = InitOptions { client_id: Some(cl.name.clone()), ..InitOptions::default() };
+        let opts = {
+            let mut o = InitOptions::default();
+            o.client_id = Some(cl.name.clone());
+            o
+        };
         cl.repo = Some(Repo::init(&cl.root, &opts).expect("re-init a client"));
         let mut s = self.lock();
         for d in &mut s.deletes {
@@ -888,7 +894,11 @@ impl World {
         // Conflict copies are named by the step, not the wall clock: the same seed, the
         // same names.
         let step = self.lock().step;
-        let opts = SyncOptions { conflict_stamp: Some(format!("20260101T{step:06}")), ..self.opts.clone() };
+        let opts = {
+            let mut o = self.opts.clone();
+            o.conflict_stamp = Some(format!("20260101T{step:06}"));
+            o
+        };
         let cl = &mut self.clients[c];
         cl.remote.arm(faults.clone(), StdRng::seed_from_u64(sel));
         let repo = cl.repo.as_ref().expect("the client is open");
