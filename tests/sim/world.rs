@@ -798,6 +798,13 @@ impl World {
                 }
                 self.folders[c] = folder(&root);
             }
+            // With merges on, half of these steps are edits at both ends of one note
+            // instead (drawn from a stream of their own, so the step's choices stay).
+            Step::Identical { a, b, sel }
+                if self.cfg.merges && StdRng::seed_from_u64(*sel ^ 0x6d65_7267_6573).random_bool(0.5) =>
+            {
+                self.both_ends(index, *a, *b, *sel);
+            }
             Step::Identical { a, b, sel } => self.identical(index, *a, *b, *sel),
             Step::Teammate { sel } => {
                 let mut rng = StdRng::seed_from_u64(*sel);
@@ -852,6 +859,46 @@ impl World {
         write_file(&ra, &path, &v, writes_nfd(&self.clients[a].name));
         write_file(&rb, &path, &v, writes_nfd(&self.clients[b].name));
         s.trace_line(&format!("s{index} c{a} and c{b} both write {path} {}", short(&v)));
+        drop(s);
+        self.folders[a] = folder(&ra);
+        self.folders[b] = folder(&rb);
+    }
+
+    /// Two clients add a line to one note they both hold, one at its top and the other
+    /// at its end: edits the engine merges when both sync.
+    fn both_ends(&mut self, index: usize, one: u8, other: u8, sel: u64) {
+        let count = self.clients.len();
+        let mut rng = StdRng::seed_from_u64(sel);
+        let plain = |root: &Path, p: &str| std::fs::symlink_metadata(root.join(p)).is_ok_and(|m| m.is_file());
+        let mut s = self.shared.lock().expect("no panic happens while the shared state is locked");
+        // The first pair, from the one drawn on, that holds a note in common.
+        let (start, step) = (usize::from(one) % count, 1 + usize::from(other) % (count - 1));
+        let found = (0..count).find_map(|k| {
+            let (a, b) = ((start + k) % count, (start + k + step) % count);
+            let (ra, rb) = (&self.clients[a].root, &self.clients[b].root);
+            let (fa, fb) = (&self.folders[a], &self.folders[b]);
+            let common: Vec<String> = s
+                .candidates(fa)
+                .into_iter()
+                .filter(|p| fb.get(p) == fa.get(p) && plain(ra, p) && plain(rb, p))
+                .collect();
+            (!common.is_empty()).then_some((a, b, common))
+        });
+        let Some((a, b, common)) = found else {
+            s.trace_line(&format!("s{index} no two clients hold a note in common to edit"));
+            return;
+        };
+        let (ra, rb) = (self.clients[a].root.clone(), self.clients[b].root.clone());
+        let (na, nb) = (self.clients[a].name.clone(), self.clients[b].name.clone());
+        let path = common[rng.random_range(0..common.len())].clone();
+        let old = self.folders[a][&path].clone();
+        s.kill(&old);
+        let top = s.fresh_on_top(&na, &old);
+        let end = s.fresh(&nb, Some(&old));
+        write_file(&ra, &path, &top, writes_nfd(&na));
+        write_file(&rb, &path, &end, writes_nfd(&nb));
+        s.touched.insert(path.clone());
+        s.trace_line(&format!("s{index} {na} adds a line on top of {path}, {nb} one at its end"));
         drop(s);
         self.folders[a] = folder(&ra);
         self.folders[b] = folder(&rb);
