@@ -2,7 +2,8 @@
 //! cases where a file and a folder claim one name: nothing is ever deleted without a copy
 //! unless it is exactly what the last sync saw.
 
-use super::ops::{Effects, local_content, take_aside, trash_path};
+use super::local::{local_content, take_aside, trash_path};
+use super::ops::Effects;
 use super::rounds::Round;
 use super::{ConflictReport, Direction, OnConflict, SyncError, conflict_name};
 use crate::object::EntryKind;

@@ -6,7 +6,8 @@
 //! for the next round, which plans it afresh. Edits that overlap, and files that turn
 //! out not to be text, become an `edit_edit` conflict, handled as any other.
 
-use super::ops::{Effects, RemoteSide, TempGuard, make_kind};
+use super::local::{TempGuard, make_kind};
+use super::ops::{Effects, RemoteSide};
 use super::options::io_err;
 use super::rounds::Round;
 use super::{ConflictReport, ConflictStyle, Direction, MergeReport, SyncError};

@@ -9,6 +9,7 @@
 
 mod conflict;
 mod journal;
+mod local;
 mod merge;
 mod ops;
 mod options;

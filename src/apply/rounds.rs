@@ -144,7 +144,7 @@ pub(super) fn sync_rounds(
     let warnings = check_guarantees(repo, remote, opts.accept_lost_updates)?;
     let mut summary =
         SyncSummary { recovered: journal::recover(repo, remote)?, warnings, ..SyncSummary::default() };
-    ops::prune_trash(repo.root(), TRASH_KEEP);
+    super::local::prune_trash(repo.root(), TRASH_KEEP);
     for round in 1..=MAX_ROUNDS {
         summary.rounds = round;
         summary.raced.clear();
