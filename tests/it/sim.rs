@@ -181,3 +181,12 @@ fn an_empty_folder_gives_way_to_a_moved_note() {
     let cfg = Config { merges: false, ..Config::new(15128, Some(3)) };
     replays_clean(&cfg, &[7, 24, 26, 27, 28, 29]);
 }
+
+/// Regression of the simulation's own merge oracle: an edit appended to a version
+/// without a final newline (a symlink turned note) joins that last line to the new one,
+/// so the merge of two such edits holds no line equal to it. Such a version still takes
+/// part in the search for what a content merged. Seed 557's shrunk history.
+#[test]
+fn a_merge_of_versions_without_a_final_newline_is_admitted() {
+    replays_clean(&Config::new(557, Some(3)), &[1, 3, 4, 8, 24, 25, 28]);
+}

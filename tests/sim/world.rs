@@ -322,8 +322,8 @@ impl Shared {
 
     /// Whether `v`, which no user wrote, is the clean three-way merge of versions users
     /// did write (the engine merges edits of one note): then it is a version of its
-    /// own, and the two it merged may go. Only versions all of whose lines `v` holds
-    /// can take part, which keeps the search small.
+    /// own, and the two it merged may go. Only versions all of whose whole lines `v`
+    /// holds can take part, which keeps the search small.
     fn admit_merge(&mut self, v: &[u8]) -> bool {
         if !self.merges {
             return false;
@@ -332,7 +332,8 @@ impl Shared {
         let parts: Vec<Vec<u8>> = self
             .versions
             .keys()
-            .filter(|k| k.split_inclusive(|&b| b == b'\n').all(|l| lines.contains(l)))
+            // (A last line without its newline may have been joined to an appended one.)
+            .filter(|k| k.split_inclusive(|&b| b == b'\n').all(|l| lines.contains(l) || !l.ends_with(b"\n")))
             .cloned()
             .collect();
         let opts = bmsync::merge::MergeOptions::default();
