@@ -48,7 +48,11 @@ impl Batch<'_> {
     /// Streams a blob whose id the caller computed (from a scan) into the store, one chunk
     /// in memory at a time. If the bytes read hash to another id (the file changed since
     /// it was hashed) nothing is stored and [`StoreError::BlobChanged`] says so.
-    pub fn put_blob_from_reader(&self, expected: ObjectId, reader: &mut dyn Read) -> Result<(u64, bool)> {
+    pub(crate) fn put_blob_from_reader(
+        &self,
+        expected: ObjectId,
+        reader: &mut dyn Read,
+    ) -> Result<(u64, bool)> {
         contain(&self.store.path, || {
             let mut objects = self.txn().open_table(OBJECTS)?;
             if let Some(row) = objects.get(expected.as_bytes())? {
@@ -97,7 +101,7 @@ impl Batch<'_> {
 
     /// Adds an object prepared (hashed and compressed) by [`prepare`], possibly on
     /// another thread. Put-if-absent, like [`Batch::put`].
-    pub fn put_prepared(&self, obj: &Prepared) -> Result<bool> {
+    pub(crate) fn put_prepared(&self, obj: &Prepared) -> Result<bool> {
         contain(&self.store.path, || {
             let mut objects = self.txn().open_table(OBJECTS)?;
             if objects.get(obj.id.as_bytes())?.is_some() {
@@ -109,7 +113,7 @@ impl Batch<'_> {
     }
 
     /// Sets (`Some`) or removes (`None`) the worktree record of one directory.
-    pub fn set_worktree_record(&self, dir: &str, value: Option<&[u8]>) -> Result<()> {
+    pub(crate) fn set_worktree_record(&self, dir: &str, value: Option<&[u8]>) -> Result<()> {
         contain(&self.store.path, || {
             let mut t = self.txn().open_table(WORKTREE)?;
             match value {
@@ -158,7 +162,7 @@ impl Drop for Batch<'_> {
 /// An object hashed and compressed, ready for [`Batch::put_prepared`]. Preparing is the
 /// costly part of a put, so it can run in parallel while one thread writes.
 #[derive(Clone, Debug)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// The object's id.
     pub id: ObjectId,
     kind: ObjectKind,
@@ -174,7 +178,7 @@ impl Prepared {
 
 /// Hashes and compresses an object of at most [`CHUNK_SIZE`] bytes (larger blobs go
 /// through [`Batch::put_blob_from_reader`]). Non-blob bytes must be canonical.
-pub fn prepare(kind: ObjectKind, bytes: &[u8]) -> Result<Prepared> {
+pub(crate) fn prepare(kind: ObjectKind, bytes: &[u8]) -> Result<Prepared> {
     object::validate(kind, bytes).map_err(|source| StoreError::Invalid { kind, source })?;
     let id = ObjectId::hash(kind, bytes);
     if bytes.len() > CHUNK_SIZE {

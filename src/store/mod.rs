@@ -19,7 +19,8 @@ mod tables;
 mod tests;
 mod tree_source;
 
-pub use batch::{Batch, Prepared, prepare};
+pub use batch::Batch;
+pub(crate) use batch::{Prepared, prepare};
 pub use error::StoreError;
 use rows::{CountingWriter, corrupt, parse_header, read_object};
 

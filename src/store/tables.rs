@@ -123,7 +123,7 @@ impl Store {
     /// about to do and what it has done, so that the next run can clean up after a crash;
     /// the apply module owns the entries' format. A store made before the journal existed
     /// has an empty one.
-    pub fn journal(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+    pub(crate) fn journal(&self) -> Result<Vec<(u64, Vec<u8>)>> {
         contain(&self.path, || {
             let txn = self.db.begin_read()?;
             let table = match txn.open_table(JOURNAL) {
@@ -161,7 +161,7 @@ impl Store {
     }
 
     /// Empties the journal durably.
-    pub fn journal_clear(&self) -> Result<()> {
+    pub(crate) fn journal_clear(&self) -> Result<()> {
         contain(&self.path, || {
             let txn = self.db.writer(&self.path)?.begin_write()?;
             match txn.delete_table(JOURNAL) {

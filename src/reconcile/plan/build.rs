@@ -38,7 +38,7 @@ pub enum BuildTreeError {
 }
 
 /// Builds trees from leaves in any order: the root id (`None` when there are no leaves)
-/// and every tree made, keyed by id (a [`TreeSource`]). Folders come only from paths, so
+/// and every tree made, keyed by id (a [`TreeSource`](crate::reconcile::TreeSource)). Folders come only from paths, so
 /// no empty folder is ever made. Used for the remote side, from the listing.
 pub fn build_tree(
     leaves: impl IntoIterator<Item = (String, Leaf)>,
