@@ -57,7 +57,7 @@ impl<'r> Journal<'r> {
     pub fn begin(repo: &'r Repo, entries: Vec<Entry>) -> Result<Self, StoreError> {
         let put: Vec<(u64, Vec<u8>)> =
             entries.iter().enumerate().map(|(i, e)| (i as u64, e.encode())).collect();
-        repo.store().journal_write(&put, &[])?;
+        repo.store().write_journal(&put, &[])?;
         Ok(Self { repo, entries, pending: Mutex::new(Vec::new()) })
     }
 
@@ -82,7 +82,7 @@ impl<'r> Journal<'r> {
                 Some((i, Entry { done: true, ..e.clone() }.encode()))
             })
             .collect();
-        self.repo.store().journal_write(&put, &[])
+        self.repo.store().write_journal(&put, &[])
     }
 
     /// The round is over and recorded: the journal is emptied.
@@ -229,7 +229,7 @@ mod tests {
         ];
         let put: Vec<(u64, Vec<u8>)> =
             rows.iter().zip(0..).map(|(r, i)| (i, r.as_bytes().to_vec())).collect();
-        repo.store().journal_write(&put, &[]).expect("journal");
+        repo.store().write_journal(&put, &[]).expect("journal");
         let r = recover(&repo, &remote).expect("recovers").expect("there was a journal");
         assert_eq!((r.unfinished, r.temp_files), (2, 1));
         assert!(!d.path().join(".bmsync-dl-7-0").exists());

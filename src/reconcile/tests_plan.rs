@@ -1,5 +1,8 @@
 //! Planner tests: every decision cell, every safety rule, the JSON form, the cost of the
 //! walk, and properties over random small trees simulated on in-memory maps.
+//!
+//! Longer than a module should be, on purpose: the decision table is read cell by cell
+//! beside `format-spec/plan.md`, and the fixture that every cell shares is here with it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

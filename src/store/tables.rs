@@ -143,7 +143,15 @@ impl Store {
 
     /// Writes journal entries (new or replacing) and removes others, in one durable
     /// transaction, so the journal is on disk before the work it describes starts.
+    /// Public only with the `test-hooks` feature, for tests that plant an interrupted
+    /// sync.
+    #[cfg(feature = "test-hooks")]
     pub fn journal_write(&self, put: &[(u64, Vec<u8>)], remove: &[u64]) -> Result<()> {
+        self.write_journal(put, remove)
+    }
+
+    /// See `journal_write`.
+    pub(crate) fn write_journal(&self, put: &[(u64, Vec<u8>)], remove: &[u64]) -> Result<()> {
         contain(&self.path, || {
             let txn = self.db.writer(&self.path)?.begin_write()?;
             {

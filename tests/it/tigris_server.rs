@@ -1,5 +1,9 @@
 //! In-process Tigris-compatible S3 server for integration tests.
 //!
+//! One file on purpose: it is one `s3s` service, and every handler shares the bucket
+//! model and the snapshot rules, which read best together (its tests are in
+//! `tigris_server_tests.rs`).
+//!
 //! Models the parts of Tigris that bmsync relies on: snapshot-enabled buckets
 //! (`X-Tigris-*` headers), point-in-time reads at any nanosecond timestamp,
 //! conditional writes, paginated listings, user metadata and multipart uploads.

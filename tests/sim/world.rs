@@ -1,5 +1,9 @@
 //! One simulated world: N real engines over temp folders, one shared bucket, the user
 //! and teammate operations, and the invariants checked after every step.
+//!
+//! One file on purpose: the operations and the invariants share one model of who wrote
+//! what (`Shared`), and each invariant is read beside the operations that can break it
+//! (`SIMULATION.md` numbers them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
