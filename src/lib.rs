@@ -8,6 +8,9 @@
 pub mod apply;
 pub mod clock;
 pub mod conflicts;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod inspect;
 pub mod layout;
