@@ -29,6 +29,9 @@
 pub mod apply;
 mod clock;
 pub mod conflicts;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod inspect;
 mod layout;

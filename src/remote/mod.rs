@@ -4,7 +4,7 @@
 //! Keys are relative to the remote's prefix and are the file's path itself, byte for
 //! byte. Every key from a remote passes [`check_key`] before anything local uses it.
 
-mod file;
+pub(crate) mod file;
 mod probe;
 mod s3;
 mod url;

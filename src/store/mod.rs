@@ -13,7 +13,7 @@ use crate::object::{Commit, Manifest, Tree};
 
 mod batch;
 mod error;
-mod rows;
+pub(crate) mod rows;
 mod tables;
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ const ZSTD_LEVEL: i32 = 1;
 /// Object-row layout byte: one zstd frame follows the header.
 pub(super) const LAYOUT_INLINE: u8 = 0;
 /// Object-row layout byte: the bytes live in the `chunks` table.
-pub(super) const LAYOUT_CHUNKED: u8 = 1;
+pub const LAYOUT_CHUNKED: u8 = 1;
 /// Object-row header: kind, layout, raw size (u64 LE).
 pub(super) const HEADER_LEN: usize = 10;
 
@@ -33,15 +33,9 @@ pub(super) fn read_object(
         hasher.update(chunk);
         out.write_all(chunk).map_err(|source| StoreError::Io { id: *id, source })
     };
-    if layout == LAYOUT_INLINE {
-        if size > CHUNK_SIZE as u64 {
-            return Err(corrupt(id, format!("inline object of {size} bytes exceeds the chunk size")));
-        }
-        emit(&decompress(id, &row[HEADER_LEN..], size)?)?;
+    if let RowBody::Inline(bytes) = row_body(id, row, layout, size)? {
+        emit(&bytes)?;
     } else {
-        if size <= CHUNK_SIZE as u64 || !row[HEADER_LEN..].is_empty() {
-            return Err(corrupt(id, "chunked row is not canonical"));
-        }
         let chunks = txn.open_table(CHUNKS)?;
         let count = size.div_ceil(CHUNK_SIZE as u64);
         for i in 0..count {
@@ -60,6 +54,39 @@ pub(super) fn read_object(
     Ok(kind)
 }
 
+/// What follows an object row's header.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RowBody {
+    /// The object's bytes, from the row's one zstd frame.
+    Inline(Vec<u8>),
+    /// The bytes are in the `chunks` table; the row is the header alone.
+    Chunked,
+}
+
+/// Checks and decodes the body of an object row whose header [`parse_header`] read.
+fn row_body(id: &ObjectId, row: &[u8], layout: u8, size: u64) -> Result<RowBody> {
+    if layout == LAYOUT_INLINE {
+        if size > CHUNK_SIZE as u64 {
+            return Err(corrupt(id, format!("inline object of {size} bytes exceeds the chunk size")));
+        }
+        Ok(RowBody::Inline(decompress(id, &row[HEADER_LEN..], size)?))
+    } else {
+        if size <= CHUNK_SIZE as u64 || !row[HEADER_LEN..].is_empty() {
+            return Err(corrupt(id, "chunked row is not canonical"));
+        }
+        Ok(RowBody::Chunked)
+    }
+}
+
+/// Decodes an object row as a read does, short of the `chunks` table and the check of
+/// the content against `id`: its kind, raw size and body. For the fuzz targets.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn decode_row(id: &ObjectId, row: &[u8]) -> Result<(ObjectKind, u64, RowBody)> {
+    let (kind, layout, size) = parse_header(id, row)?;
+    Ok((kind, size, row_body(id, row, layout, size)?))
+}
+
 pub(super) fn corrupt(id: &ObjectId, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt { id: *id, reason: reason.into() }
 }
@@ -68,7 +95,8 @@ pub(super) fn check_same(expected: ObjectId, actual: ObjectId) -> Result<()> {
     if expected == actual { Ok(()) } else { Err(StoreError::BlobChanged { expected, actual }) }
 }
 
-pub(super) fn header(kind: ObjectKind, layout: u8, size: u64) -> Vec<u8> {
+/// An object row's header: kind, layout, raw size.
+pub fn header(kind: ObjectKind, layout: u8, size: u64) -> Vec<u8> {
     let mut h = Vec::with_capacity(HEADER_LEN);
     h.push(kind.code());
     h.push(layout);
@@ -76,7 +104,8 @@ pub(super) fn header(kind: ObjectKind, layout: u8, size: u64) -> Vec<u8> {
     h
 }
 
-pub(super) fn inline_row(kind: ObjectKind, bytes: &[u8]) -> Vec<u8> {
+/// An inline object row: the header, then one zstd frame of `bytes`.
+pub fn inline_row(kind: ObjectKind, bytes: &[u8]) -> Vec<u8> {
     let mut row = header(kind, LAYOUT_INLINE, bytes.len() as u64);
     row.extend_from_slice(&compress(bytes));
     row

@@ -4,7 +4,7 @@
 mod ignore;
 mod scan;
 mod snapshot;
-mod stat_cache;
+pub(crate) mod stat_cache;
 
 pub use ignore::{BMIGNORE, BUILTIN_RULES, IgnoreError, IgnoreMatch, IgnoreRules, global_ignore_files};
 pub use scan::{META_WORKTREE_STAMP, scan};

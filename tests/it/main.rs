@@ -12,6 +12,7 @@ mod merge_sync;
 mod real_folders;
 mod remote_contract;
 mod sim;
+mod spec;
 mod store_file;
 mod sync;
 mod sync_faults;

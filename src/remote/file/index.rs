@@ -85,7 +85,8 @@ impl Index {
 }
 
 /// Encodes a present object's record: kind, size, content id, ETag.
-pub(super) fn record(kind: EntryKind, size: u64, content: ObjectId, etag: &str) -> Vec<u8> {
+#[doc(hidden)]
+pub fn record(kind: EntryKind, size: u64, content: ObjectId, etag: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(41 + etag.len());
     v.push(kind.code());
     v.extend_from_slice(&size.to_le_bytes());
@@ -94,7 +95,9 @@ pub(super) fn record(kind: EntryKind, size: u64, content: ObjectId, etag: &str) 
     v
 }
 
-pub(super) fn parse(key: &str, rec: &[u8]) -> Option<ObjectInfo> {
+/// Decodes a record of `key`; `None` for a deleted key or a malformed record.
+#[doc(hidden)]
+pub fn parse(key: &str, rec: &[u8]) -> Option<ObjectInfo> {
     let kind = EntryKind::from_code(*rec.first()?).filter(|k| !k.is_tree())?;
     if rec.len() < 41 {
         return None;

@@ -8,7 +8,7 @@
 
 use std::fs::{self, File};
 
-mod index;
+pub(crate) mod index;
 #[cfg(test)]
 mod tests;
 
