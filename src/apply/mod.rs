@@ -8,7 +8,7 @@
 //! journal in the store lets the next run clean up after a crash.
 
 mod conflict;
-mod journal;
+pub(crate) mod journal;
 mod local;
 mod merge;
 mod ops;

@@ -17,8 +17,9 @@ pub(super) fn plainly_wrong(e: &RemoteError) -> bool {
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-struct Accepted {
+/// The opt-in to lost updates, as the `accept-lost-updates` meta record holds it.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Accepted {
     remote: String,
     endpoint: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! A folder tied to its store: `.bmsync/` inside the folder holds the store and the
 //! client's identity.
 
-mod connect;
+pub(crate) mod connect;
 mod error;
 mod history;
 mod lock;
