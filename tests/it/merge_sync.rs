@@ -136,12 +136,7 @@ fn overlapping_edits_and_binaries_keep_both_versions_byte_for_byte() {
         std::fs::write(bob.path("pic.bin"), [9u8, 1, 2]).expect("write");
         alice.sync(0);
         let s = bob.sync(3);
-        let copies: Vec<String> = s["conflicts"]
-            .as_array()
-            .expect("conflicts")
-            .iter()
-            .filter_map(|c| c["local_copy"].as_str().map(str::to_owned))
-            .collect();
+        let copies = crate::sync::conflict_copies(&s);
         assert_eq!(copies.len(), 2, "{n}: {s}");
         assert_eq!(bob.read("plan.md").as_deref(), Some("a\nB by alice\nc\n"), "{n}");
         let note_copy = copies.iter().find(|c| bmsync::merge::is_note(c)).expect("the note's copy");

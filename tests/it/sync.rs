@@ -8,6 +8,16 @@ use bmsync::remote::{FileRemote, Remote, list_all};
 
 use crate::tigris_server::{ACCESS_KEY, SECRET_KEY, TigrisServer};
 
+/// The conflict copies a sync's JSON summary names.
+pub(crate) fn conflict_copies(summary: &serde_json::Value) -> Vec<String> {
+    summary["conflicts"]
+        .as_array()
+        .expect("conflicts")
+        .iter()
+        .filter_map(|c| c["local_copy"].as_str().map(str::to_owned))
+        .collect()
+}
+
 pub(crate) struct Client {
     pub(crate) dir: tempfile::TempDir,
     env: Vec<(String, String)>,

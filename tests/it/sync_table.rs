@@ -238,12 +238,7 @@ fn every_row_of_the_reconciliation_table_end_to_end() {
         assert!(plan.keys().all(|p| !p.starts_with("keep")), "{n}: untouched files stay out of the plan");
 
         let s = alice.sync(3);
-        let copies: Vec<String> = s["conflicts"]
-            .as_array()
-            .expect("conflicts")
-            .iter()
-            .filter_map(|c| c["local_copy"].as_str().map(str::to_owned))
-            .collect();
+        let copies = crate::sync::conflict_copies(&s);
         assert_eq!(copies.len(), 2, "{n}: r10 and r11 keep alice's version aside: {s}");
         let mut kinds: Vec<&str> = s["conflicts"]
             .as_array()
