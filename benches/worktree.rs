@@ -265,6 +265,7 @@ fn plan_bench() {
             ignored: &ignored,
             max_delete: None,
             allow_empty_remote: false,
+            similarity: None,
         };
         let t = Instant::now();
         let p = plan(&input).expect("plan");

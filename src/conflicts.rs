@@ -34,6 +34,9 @@ pub enum ConflictKind {
     TypeChange,
     /// A key that was a file and the folder of other keys at once.
     RemoteKeyCollision,
+    /// Renamed on both sides to different paths: the file is at the remote's path, and
+    /// `renamed` names the path this client had given it.
+    RenameRename,
 }
 
 impl ConflictKind {
@@ -46,6 +49,7 @@ impl ConflictKind {
             Reason::EditDelete => Self::EditDelete,
             Reason::TypeChange => Self::TypeChange,
             Reason::RemoteKeyCollision => Self::RemoteKeyCollision,
+            Reason::RenameRename => Self::RenameRename,
             _ => return None,
         })
     }
@@ -59,6 +63,7 @@ impl ConflictKind {
             Self::EditDelete => "edit_delete",
             Self::TypeChange => "type_change",
             Self::RemoteKeyCollision => "remote_key_collision",
+            Self::RenameRename => "rename_rename",
         }
     }
 
@@ -89,6 +94,9 @@ pub struct ConflictRecord {
     /// The frontmatter keys both sides changed differently, for a note.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// For `rename_rename`: the path this client had renamed the file to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed: Option<String>,
     /// The client that met the conflict.
     pub client: String,
     /// When, RFC 3339 in UTC.
@@ -242,6 +250,28 @@ pub fn resolve(
     let abs = root.join(&record.path);
     let now = content_id(&abs).map_err(io_at(&abs))?;
     let mut done = Resolved { record: record.clone(), trashed: Vec::new(), rewrote_path: false };
+    if let (ConflictKind::RenameRename, Some(mine)) = (record.kind, &record.renamed) {
+        // Local: the file goes to this client's name (the next sync moves it there too);
+        // both: a second file under that name; remote, merged: it stays where it is.
+        let dest = root.join(mine);
+        if matches!(keep, Keep::Local | Keep::Both) {
+            if exists(&dest).map_err(io_at(&dest))? {
+                return Err(ResolveError::ChangedSince { path: mine.clone() });
+            }
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+            }
+            if keep == Keep::Local {
+                std::fs::rename(&abs, &dest).map_err(io_at(&abs))?;
+            } else {
+                std::fs::copy(&abs, &dest).map_err(io_at(&abs))?;
+            }
+            done.rewrote_path = keep == Keep::Local;
+        }
+        all.remove(at);
+        save(store, &all)?;
+        return Ok(done);
+    }
     // What the path should hold: `None` leaves it as it is.
     let want: Option<Option<ObjectId>> = match keep {
         Keep::Both | Keep::Merged => None,
@@ -375,6 +405,7 @@ mod tests {
             copy: copy.map(str::to_owned),
             kept: kept.map(ObjectId::for_blob),
             keys: Vec::new(),
+            renamed: None,
             client: "alice".to_owned(),
             at: "2026-12-01T12:00:00Z".to_owned(),
         }

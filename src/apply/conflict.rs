@@ -97,7 +97,7 @@ impl Round<'_> {
                 self.delete_remote(path, &etag, effects)?;
             } else {
                 let copy = self.free_conflict_name(path)?;
-                if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), effects)?
+                if let Some(got) = self.fetch_into(i, path, &copy, path, Some(LocalCond::Absent), effects)?
                     && self.upload(&copy, &got, &Condition::IfAbsent, effects)?
                 {
                     self.delete_remote(path, &etag, effects)?;
@@ -124,7 +124,7 @@ impl Round<'_> {
         // chose the folder over it.
         let Some(etag) = self.planned.view.objects.get(path).map(|o| o.etag.clone()) else { return Ok(()) };
         let copy = self.free_conflict_name(path)?;
-        if let Some(got) = self.fetch_into(i, path, &copy, Some(LocalCond::Absent), effects)?
+        if let Some(got) = self.fetch_into(i, path, &copy, path, Some(LocalCond::Absent), effects)?
             && self.upload(&copy, &got, &Condition::IfAbsent, effects)?
         {
             self.delete_remote(path, &etag, effects)?;

@@ -116,6 +116,20 @@ impl Drop for TempGuard<'_> {
     }
 }
 
+/// Removes the folders above `abs` (a file just moved or deleted) that are empty now, up
+/// to the folder's root: a sync that empties a folder leaves no empty folder behind.
+/// A folder that holds anything (an ignored file, say) stays; `remove_dir` removes only
+/// empty ones.
+pub(super) fn remove_empty_folders(root: &Path, abs: &Path) {
+    let mut dir = abs.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
+
 /// A fresh place in the trash inside `.bmsync/` for the local file `rel`, keeping its
 /// path under a folder named by the time.
 pub(super) fn trash_path(root: &Path, rel: &str) -> PathBuf {

@@ -13,7 +13,7 @@ use super::rounds::Round;
 use super::{ConflictReport, ConflictStyle, Direction, MergeReport, SyncError};
 use crate::id::{ObjectId, ObjectKind};
 use crate::merge::{MergeLabels, MergeOptions, NoteMerge, TextMerge, merge_note, merge_text};
-use crate::reconcile::{Leaf, LocalCond, Op, Reason};
+use crate::reconcile::{Action, Leaf, LocalCond, Op, Reason};
 use crate::remote::{Condition, RemoteError};
 
 /// What the three versions merge to.
@@ -39,7 +39,10 @@ impl Round<'_> {
         if self.opts.direction != Direction::Both {
             return self.conflict(i, op, effects);
         }
-        let Some(obj) = self.planned.view.objects.get(path) else {
+        // Following a local rename, theirs is still at the old key.
+        let moved = op.action == Action::MoveRemote;
+        let src = if moved { op.from.as_deref().unwrap_or(path) } else { path };
+        let Some(obj) = self.planned.view.objects.get(src) else {
             effects.raced(path);
             return Ok(());
         };
@@ -74,7 +77,19 @@ impl Round<'_> {
         effects.summary.bytes_down += remote_bytes.len() as u64;
         // Kept, so that `resolve` and the next merge find every version in the store.
         store.put(ObjectKind::Blob, &remote_bytes)?;
-        match self.outcome(path, &base_bytes, &local_bytes, &remote_bytes) {
+        let outcome = self.outcome(path, &base_bytes, &local_bytes, &remote_bytes);
+        if moved && !matches!(outcome, Outcome::Clean(_)) {
+            // Edits that do not merge across a rename: ours goes up at the new path, and
+            // theirs stays at the old one, which the next round restores here (a
+            // `delete_edit` conflict). Both versions are kept.
+            if self.upload(path, local, &Condition::IfAbsent, effects)? {
+                effects.raced(src);
+            } else {
+                effects.raced(path);
+            }
+            return Ok(());
+        }
+        match outcome {
             Outcome::Clean(merged) => {
                 let merged_leaf =
                     Leaf { kind: local.kind, id: ObjectId::for_blob(&merged), size: merged.len() as u64 };
@@ -163,7 +178,23 @@ impl Round<'_> {
             }
             effects.local.push((path.to_owned(), Some(leaf.clone())));
         }
-        if op.sides.remote.as_ref().is_some_and(|r| r.id == leaf.id && r.kind == leaf.kind) {
+        let same_as_remote = op.sides.remote.as_ref().filter(|r| r.id == leaf.id && r.kind == leaf.kind);
+        if op.action == Action::MoveRemote {
+            // The merge goes to the new key (nothing may be there), and the old key goes.
+            let from = op.from.as_deref().expect("a move has a source");
+            let sent = match same_as_remote {
+                Some(r) => self.copy_remote(from, &obj.etag, r, path, effects)?,
+                None => self.upload(path, leaf, &Condition::IfAbsent, effects)?,
+            };
+            if !sent {
+                effects.raced(path);
+                return Ok(false);
+            }
+            effects.summary.moved_remote += 1;
+            self.remove_remote(from, &obj.etag, effects)?;
+            return Ok(true);
+        }
+        if same_as_remote.is_some() {
             // The merge is the remote version: the bucket has it already.
             let side =
                 RemoteSide { etag: obj.etag.clone(), content: obj.content, size: obj.size, kind: obj.kind };

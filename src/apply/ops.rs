@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::local::{
     TempGuard, folder_gives_way, folder_in_the_way, link_on_the_way, local_ok, make_kind, place_new,
-    take_aside, trash_path,
+    remove_empty_folders, take_aside, trash_path,
 };
 use super::options::io_err;
 use super::rounds::Round;
@@ -76,6 +76,8 @@ impl Round<'_> {
                 // to the planned content (the local precondition), from one read.
                 if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), effects)? {
                     effects.raced(path);
+                } else if let (Reason::RenameDelete, Some(from)) = (op.reason, &op.from) {
+                    effects.summary.renames_kept.push((path.to_owned(), from.clone()));
                 } else if op.reason == Reason::EditDelete {
                     effects.summary.conflicts.push(ConflictReport::of(op, op.reason));
                 }
@@ -89,6 +91,11 @@ impl Round<'_> {
                 if op.reason == Reason::DeleteEdit && effects.summary.downloaded > before {
                     effects.summary.conflicts.push(ConflictReport::of(op, op.reason));
                 }
+                if let (Reason::RenameDelete, Some(from)) = (op.reason, &op.from)
+                    && effects.summary.downloaded > before
+                {
+                    effects.summary.renames_kept.push((path.to_owned(), from.clone()));
+                }
             }
             Action::DeleteRemote => {
                 let Some(RemoteCond::IfMatch(etag)) = &pre.remote else { return Ok(()) };
@@ -100,49 +107,12 @@ impl Round<'_> {
                     effects.raced(path);
                     return Ok(());
                 }
+                remove_empty_folders(self.repo.root(), &abs);
                 effects.summary.deleted_local += 1;
                 effects.local.push((path.to_owned(), None));
             }
-            Action::MoveLocal => {
-                let (Some(from), Some(leaf)) = (&op.from, &op.sides.remote) else { return Ok(()) };
-                let src = self.abs(from);
-                let Some(LocalCond::Content(expected)) = pre.from_local else { return Ok(()) };
-                // By way of the trash: the source is checked after it moved, and the
-                // destination is never clobbered. (A crash in between leaves the file in
-                // the trash, never lost; the bucket holds its content at `path` anyway.)
-                if !folder_gives_way(&abs) {
-                    let reason = folder_in_the_way(&abs);
-                    effects
-                        .summary
-                        .remote_skipped
-                        .push(crate::remote::SkippedKey { key: path.to_owned(), reason });
-                    return Ok(());
-                }
-                let aside = trash_path(self.repo.root(), from);
-                if !take_aside(&src, &aside, expected)? {
-                    effects.raced(path);
-                    return Ok(());
-                }
-                if !place_new(&aside, &abs)? {
-                    place_new(&aside, &src)?;
-                    effects.raced(path);
-                    return Ok(());
-                }
-                effects.local.push((from.clone(), None));
-                effects.local.push((path.to_owned(), Some(leaf.clone())));
-            }
-            Action::MoveRemote => {
-                // The content is local (a local rename): send it to the new key, then
-                // remove the old key if it still holds what the plan saw.
-                let (Some(from), Some(leaf)) = (&op.from, &op.sides.local) else { return Ok(()) };
-                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), effects)? {
-                    effects.raced(path);
-                    return Ok(());
-                }
-                if let Some(RemoteCond::IfMatch(etag)) = &pre.from_remote {
-                    self.delete_remote(from, etag, effects)?;
-                }
-            }
+            Action::MoveLocal => self.move_local(i, op, effects)?,
+            Action::MoveRemote => self.move_remote(i, op, effects)?,
             Action::Record => effects.summary.recorded += 1,
             Action::Conflict => self.conflict(i, op, effects)?,
             Action::Merge => self.merge(i, op, effects)?,
@@ -155,6 +125,139 @@ impl Round<'_> {
             Action::Skip => effects.summary.skipped.push(format!("{path}: {:?}", op.reason)),
         }
         Ok(())
+    }
+
+    /// The local side follows a rename made on the remote: the file at `from` moves to
+    /// `path`, and then gets what the plan's `then` says.
+    fn move_local(&self, i: usize, op: &Op, effects: &mut Effects) -> Result<(), SyncError> {
+        let path = op.path.as_str();
+        let abs = self.abs(path);
+        let pre = &op.precondition;
+        let (Some(from), Some(leaf)) = (&op.from, &op.sides.local) else { return Ok(()) };
+        let src = self.abs(from);
+        let Some(LocalCond::Content(expected)) = pre.from_local else { return Ok(()) };
+        // By way of the trash: the source is checked after it moved, and the
+        // destination is never clobbered. (A crash in between leaves the file in the
+        // trash, never lost; the bucket holds its content at `path` anyway.)
+        if !folder_gives_way(&abs) {
+            let reason = folder_in_the_way(&abs);
+            effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: path.to_owned(), reason });
+            return Ok(());
+        }
+        let aside = trash_path(self.repo.root(), from);
+        if !take_aside(&src, &aside, expected)? {
+            effects.raced(path);
+            return Ok(());
+        }
+        if !place_new(&aside, &abs)? {
+            place_new(&aside, &src)?;
+            effects.raced(path);
+            return Ok(());
+        }
+        remove_empty_folders(self.repo.root(), &src);
+        effects.summary.moved_local += 1;
+        effects.local.push((from.clone(), None));
+        effects.local.push((path.to_owned(), Some(leaf.clone())));
+        if op.reason == Reason::RenameRename {
+            effects.summary.conflicts.push(ConflictReport::of(op, op.reason));
+        }
+        // The file is at `path` now: what follows is an ordinary operation there.
+        let Some(then) = op.then else { return Ok(()) };
+        let at_path = Op {
+            action: then,
+            from: None,
+            then: None,
+            precondition: crate::reconcile::Precondition {
+                remote: pre.remote.clone(),
+                local: Some(LocalCond::Content(leaf.id)),
+                ..Default::default()
+            },
+            ..op.clone()
+        };
+        match then {
+            Action::Upload => {
+                if !self.upload(
+                    path,
+                    leaf,
+                    &self.cond(path, at_path.precondition.remote.as_ref()),
+                    effects,
+                )? {
+                    effects.raced(path);
+                }
+            }
+            Action::Download => self.fetch(i, path, at_path.precondition.local, effects)?,
+            Action::Merge => self.merge(i, &at_path, effects)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The remote follows a local rename: the object at `from` ends at `path` (copied
+    /// within the bucket, or sent again where this side also edited it), and `from` is
+    /// deleted only if it still holds what the plan saw.
+    fn move_remote(&self, i: usize, op: &Op, effects: &mut Effects) -> Result<(), SyncError> {
+        let path = op.path.as_str();
+        let pre = &op.precondition;
+        let (Some(from), Some(leaf)) = (&op.from, &op.sides.local) else { return Ok(()) };
+        let Some(RemoteCond::IfMatch(from_etag)) = &pre.from_remote else { return Ok(()) };
+        let there = op.sides.remote.as_ref();
+        match op.then {
+            Some(Action::Merge) => return self.merge(i, op, effects),
+            Some(Action::Download) => {
+                // Theirs comes here first (read from `from` as the plan saw it), then
+                // the bucket's copy moves.
+                let before = effects.summary.downloaded;
+                self.fetch_into(i, from, path, path, pre.local, effects)?;
+                if effects.summary.downloaded == before {
+                    effects.raced(path);
+                    return Ok(());
+                }
+                let Some(r) = there else { return Ok(()) };
+                if !self.copy_remote(from, from_etag, r, path, effects)? {
+                    return Ok(());
+                }
+            }
+            _ if there.is_some_and(|r| r.id == leaf.id && r.kind == leaf.kind) => {
+                let r = there.expect("checked above");
+                if !self.copy_remote(from, from_etag, r, path, effects)? {
+                    return Ok(());
+                }
+            }
+            _ => {
+                // Edited here as well: the new bytes go up; the old key goes.
+                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), effects)? {
+                    effects.raced(path);
+                    return Ok(());
+                }
+            }
+        }
+        effects.summary.moved_remote += 1;
+        self.remove_remote(from, from_etag, effects)?;
+        Ok(())
+    }
+
+    /// Copies `from` to `path` within the bucket, if `from` still has `etag` (and holds
+    /// `leaf`) and nothing is at `path`. `false`: a lost race, left for the next round.
+    pub(super) fn copy_remote(
+        &self,
+        from: &str,
+        etag: &str,
+        leaf: &Leaf,
+        path: &str,
+        effects: &mut Effects,
+    ) -> Result<bool, SyncError> {
+        match self.remote.copy(from, etag, leaf.id, path) {
+            Ok(w) => {
+                let side = RemoteSide { etag: w.etag, content: leaf.id, size: leaf.size, kind: leaf.kind };
+                effects.remote.push((path.to_owned(), Some(side)));
+                Ok(true)
+            }
+            Err(e) if e.is_race() || matches!(e, RemoteError::NotFound { .. }) => {
+                effects.raced(path);
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The condition a write is sent under.
@@ -179,6 +282,20 @@ impl Round<'_> {
         etag: &str,
         effects: &mut Effects,
     ) -> Result<(), SyncError> {
+        if self.remove_remote(path, etag, effects)? {
+            effects.summary.deleted_remote += 1;
+        }
+        Ok(())
+    }
+
+    /// Deletes the remote object at `path` if it still has `etag` (the second half of a
+    /// move, or a deletion). `false`: a lost race, left for the next round.
+    pub(super) fn remove_remote(
+        &self,
+        path: &str,
+        etag: &str,
+        effects: &mut Effects,
+    ) -> Result<bool, SyncError> {
         let deleted = if self.remote.capabilities().conditional_delete {
             self.remote.delete(path, etag)
         } else {
@@ -186,13 +303,15 @@ impl Round<'_> {
         };
         match deleted {
             Ok(()) => {
-                effects.summary.deleted_remote += 1;
                 effects.remote.push((path.to_owned(), None));
+                Ok(true)
             }
-            Err(RemoteError::PreconditionFailed { .. } | RemoteError::NotFound { .. }) => effects.raced(path),
-            Err(e) => return Err(e.into()),
+            Err(RemoteError::PreconditionFailed { .. } | RemoteError::NotFound { .. }) => {
+                effects.raced(path);
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     /// A delete on a bucket that ignores `If-Match` on DELETE (but honours it on PUT):
@@ -283,16 +402,18 @@ impl Round<'_> {
         local: Option<LocalCond>,
         effects: &mut Effects,
     ) -> Result<(), SyncError> {
-        self.fetch_into(i, path, path, local, effects).map(|_| ())
+        self.fetch_into(i, path, path, path, local, effects).map(|_| ())
     }
 
-    /// [`Self::fetch`] of the object at `path` into the local file `into` (beside it).
-    /// Returns what was placed.
+    /// [`Self::fetch`] of the object at `path` into the local file `into`, by way of the
+    /// temporary file the journal names for `journaled` (the operation's path). Returns
+    /// what was placed.
     pub(super) fn fetch_into(
         &self,
         i: usize,
         path: &str,
         into: &str,
+        journaled: &str,
         local: Option<LocalCond>,
         effects: &mut Effects,
     ) -> Result<Option<Leaf>, SyncError> {
@@ -317,7 +438,7 @@ impl Round<'_> {
         }
         let dir = dest.parent().unwrap_or(root);
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let tmp_path = self.temp_file(i, path);
+        let tmp_path = self.temp_file(i, journaled);
         // Removed however this ends short of placing it (an error, a panic); after a
         // kill -9 the journal names it for the next run to remove.
         let _guard = TempGuard(&tmp_path);

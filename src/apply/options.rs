@@ -155,6 +155,13 @@ impl SyncOptions {
     /// Whether this run carries out `op` (push and pull hold back the other side's work).
     pub(super) fn carries(&self, op: &Op) -> bool {
         match op.action {
+            // A move that also brings the other side's edit changes both sides.
+            Action::MoveRemote if matches!(op.then, Some(Action::Download | Action::Merge)) => {
+                self.direction == Direction::Both
+            }
+            Action::MoveLocal if matches!(op.then, Some(Action::Upload | Action::Merge)) => {
+                self.direction == Direction::Both
+            }
             Action::Upload | Action::MoveRemote => self.direction != Direction::Pull,
             Action::Download | Action::MoveLocal => self.direction != Direction::Push,
             Action::DeleteRemote => self.deletes_remote(),
@@ -194,6 +201,14 @@ pub struct SyncSummary {
     pub bytes_up: u64,
     /// Bytes fetched.
     pub bytes_down: u64,
+    /// Files moved locally to follow a rename made on the remote.
+    pub moved_local: u64,
+    /// Remote objects moved (copied within the bucket, then deleted) to follow a local
+    /// rename.
+    pub moved_remote: u64,
+    /// Renamed on one side and deleted on the other: kept at the new path (path, old
+    /// path).
+    pub renames_kept: Vec<(String, String)>,
     /// Conflicts: both versions kept, the local one under a `conflict` name.
     pub conflicts: Vec<ConflictReport>,
     /// Files both sides edited whose edits merged: one merged file on both sides.
@@ -225,6 +240,8 @@ pub struct SyncSummary {
     pub snapshot: Option<Version>,
     /// Plan-and-apply rounds run.
     pub rounds: usize,
+    /// The requests this sync made, and the bytes they moved.
+    pub requests: crate::remote::RequestCounts,
     /// Warnings to repeat to the user (a remote synced with lost updates accepted).
     pub warnings: Vec<String>,
     /// Every conflict still open after this sync, this sync's and earlier ones'
@@ -241,6 +258,9 @@ impl SyncSummary {
         self.recorded += o.recorded;
         self.bytes_up += o.bytes_up;
         self.bytes_down += o.bytes_down;
+        self.moved_local += o.moved_local;
+        self.moved_remote += o.moved_remote;
+        self.renames_kept.extend(o.renames_kept);
         self.conflicts.extend(o.conflicts);
         self.merged.extend(o.merged);
         self.remote_skipped.extend(o.remote_skipped);
@@ -267,6 +287,8 @@ pub struct ConflictReport {
     pub remote: Option<ObjectId>,
     /// For a note, the frontmatter keys both sides changed differently.
     pub keys: Vec<String>,
+    /// For `rename_rename`: the path this client had renamed the file to.
+    pub renamed: Option<String>,
 }
 
 impl ConflictReport {
@@ -281,6 +303,7 @@ impl ConflictReport {
             local: id(&op.sides.local),
             remote: id(&op.sides.remote),
             keys: Vec::new(),
+            renamed: op.from.clone().filter(|_| reason == Reason::RenameRename),
         }
     }
 }

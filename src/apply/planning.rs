@@ -1,6 +1,7 @@
 //! Reading both sides once and planning from them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -15,7 +16,40 @@ use crate::remote::{Remote, RemoteView};
 use crate::repo::{Repo, RepoError};
 use crate::worktree::{Collision, CollisionKind, IgnoreRules, Snapshot, global_ignore_files};
 
-/// The base commit's tree and manifest.
+/// Edited renames judged on bytes this machine holds: the store's blobs (base versions,
+/// and the files a scan stored), else the folder's files, checked against their ids.
+/// Remote content not held here is never fetched for it: a rename and edit made on the
+/// remote pairs only when the bytes are already known.
+struct HeldBytes<'a> {
+    repo: &'a Repo,
+    local: &'a Snapshot,
+    paths: BTreeMap<String, crate::reconcile::Leaf>,
+    cache: RefCell<HashMap<ObjectId, Option<std::rc::Rc<Vec<u8>>>>>,
+}
+
+impl HeldBytes<'_> {
+    fn bytes(&self, id: ObjectId) -> Option<std::rc::Rc<Vec<u8>>> {
+        if let Some(b) = self.cache.borrow().get(&id) {
+            return b.clone();
+        }
+        let from_store = self.repo.store().get_kind(&id, crate::id::ObjectKind::Blob).ok();
+        let bytes = from_store.or_else(|| {
+            let (path, _) = self.paths.iter().find(|(_, l)| l.id == id)?;
+            let b = std::fs::read(self.local.disk_path(self.repo.root(), path)).ok()?;
+            (ObjectId::for_blob(&b) == id).then_some(b)
+        });
+        let bytes = bytes.map(std::rc::Rc::new);
+        self.cache.borrow_mut().insert(id, bytes.clone());
+        bytes
+    }
+}
+
+impl crate::reconcile::Similarity for HeldBytes<'_> {
+    fn score(&self, old: ObjectId, new: ObjectId) -> Option<u8> {
+        crate::reconcile::similarity(&self.bytes(old)?, &self.bytes(new)?)
+    }
+}
+
 /// The last sync as read from the store: its commit, tree and manifest.
 pub(super) struct BaseState {
     /// The base commit.
@@ -108,6 +142,12 @@ pub fn make_plan(
         .unwrap_or_default();
     let reader = repo.store().reader()?;
     let trees = Overlay { mem: &local.unstored_trees, inner: &reader };
+    let held = HeldBytes {
+        repo,
+        local: &local,
+        paths: leaves(repo, local.root, &local.unstored_trees)?,
+        cache: RefCell::default(),
+    };
     loop {
         let remote_objects: BTreeMap<String, RemoteObject> = view
             .objects
@@ -133,6 +173,7 @@ pub fn make_plan(
             ignored: &ignored,
             max_delete: opts.max_delete,
             allow_empty_remote: opts.allow_empty_remote || opts.planted(PlantedBug::EmptyListingAsDeletions),
+            similarity: Some(&held),
         };
         let plan = plan(&input)?;
         // A content id from metadata is a hint: another tool may have replaced the bytes
@@ -143,9 +184,14 @@ pub fn make_plan(
             .ops
             .iter()
             .filter(|o| {
-                o.action == Action::Record
-                    && matches!(o.reason, Reason::BothAdded | Reason::BothChanged | Reason::RemoteEtagChanged)
-                    && view.objects.get(&o.path).is_some_and(|e| e.hinted)
+                let same = o.action == Action::Record
+                    && matches!(
+                        o.reason,
+                        Reason::BothAdded | Reason::BothChanged | Reason::RemoteEtagChanged
+                    );
+                // A local move takes the remote object for the file it already has.
+                let moved = o.action == Action::MoveLocal && o.then.is_none();
+                (same || moved) && view.objects.get(&o.path).is_some_and(|e| e.hinted)
             })
             .map(|o| o.path.clone())
             .collect();

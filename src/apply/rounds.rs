@@ -91,9 +91,10 @@ pub fn sync_with_progress(
     // already holds the lock through `Repo::open_locked`).
     let _lock = repo
         .lock_sync(opts.lock_wait.unwrap_or(DEFAULT_LOCK_WAIT), &mut |pid| progress.waiting_for_lock(pid))?;
-    let result = sync_rounds(repo, remote, opts, progress);
+    let counted = crate::remote::Counted::new(remote);
+    let result = sync_rounds(repo, &counted, opts, progress);
     progress.finish();
-    result
+    result.map(|s| SyncSummary { requests: counted.counts(), ..s })
 }
 
 pub(super) fn now_ns() -> Version {
@@ -205,7 +206,7 @@ pub(super) fn sync_rounds(
         let mut done = SyncSummary::default();
         let failed = r.run(&carried, &intents, &mut observed, &mut done, progress);
         r.keep_fetched()?;
-        let wrote = done.uploaded + done.deleted_remote > 0;
+        let wrote = done.uploaded + done.deleted_remote + done.moved_remote > 0;
         let merged = !done.merged.is_empty();
         summary.absorb(done);
         // Even after a failure, record what did succeed: the paths both sides were seen
@@ -240,6 +241,7 @@ fn new_record(repo: &Repo, c: &super::ConflictReport) -> Option<crate::conflicts
         copy: c.local_copy.clone(),
         kept: None,
         keys: c.keys.clone(),
+        renamed: c.renamed.clone(),
         client: repo.client_id().to_owned(),
         at: String::new(),
     })
@@ -248,6 +250,7 @@ fn new_record(repo: &Repo, c: &super::ConflictReport) -> Option<crate::conflicts
 impl Round<'_> {
     fn intent(&self, i: usize, op: &Op) -> journal::Entry {
         let fetches = matches!(op.action, Action::Download | Action::Conflict | Action::Merge)
+            || matches!(op.then, Some(Action::Download | Action::Merge))
             || (op.action == Action::Skip && op.reason == Reason::RemoteKeyCollision);
         let size = op.sides.local.as_ref().map_or(0, |l| l.size);
         journal::Entry {

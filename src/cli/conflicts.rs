@@ -24,6 +24,7 @@ fn kind_words(kind: ConflictKind) -> &'static str {
         ConflictKind::RemoteKeyCollision => {
             "a file and a folder of one name in the bucket (the folder is kept)"
         }
+        ConflictKind::RenameRename => "renamed on both sides to different names (the remote's name is kept)",
     }
 }
 
@@ -34,6 +35,9 @@ pub(crate) fn conflict_lines(r: &ConflictRecord) -> Vec<String> {
     let mut lines = vec![format!("{}: {}{keys} ({}, {})", r.path, kind_words(r.kind), r.client, r.at)];
     if let Some(copy) = &r.copy {
         lines.push(format!("    the other version is in {copy}"));
+    }
+    if let Some(mine) = &r.renamed {
+        lines.push(format!("    you had renamed it to {mine} (`resolve --keep local` moves it there)"));
     }
     lines
 }

@@ -10,8 +10,10 @@ use crate::output::{Bar, EXIT_CONFLICTS, Failure, LOST_UPDATES_HINT, Output, rem
 /// The text summary of a sync: what moved, then every conflict, race and warning.
 fn summary_text(remote_url: &str, s: &bmsync::apply::SyncSummary, secs: f64) -> String {
     let snap = s.snapshot.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
+    let moves = s.moved_local + s.moved_remote;
+    let moved = if moves > 0 { format!("{moves} moved, ") } else { String::new() };
     let mut text = format!(
-        "Synced with {}{snap}: {} uploaded, {} downloaded, {} deleted here, {} deleted there, {} conflicts ({} bytes up, {} down, {secs:.2} s)\n",
+        "Synced with {}{snap}: {moved}{} uploaded, {} downloaded, {} deleted here, {} deleted there, {} conflicts ({} bytes up, {} down, {secs:.2} s)\n",
         remote_url,
         s.uploaded,
         s.downloaded,
@@ -21,6 +23,9 @@ fn summary_text(remote_url: &str, s: &bmsync::apply::SyncSummary, secs: f64) -> 
         s.bytes_up,
         s.bytes_down
     );
+    for (path, from) in &s.renames_kept {
+        let _ = writeln!(text, "kept: {path} (renamed from {from} on one side, deleted on the other)");
+    }
     for m in &s.merged {
         let _ = writeln!(text, "merged: {} (edited on both sides; the edits merged)", m.path);
     }

@@ -13,7 +13,8 @@ pub use case::{CaseCollision, case_collisions};
 pub use diff::{Change, DiffStats, Leaf, detect_renames, diff_trees};
 pub use merge::Merge;
 pub use plan::{
-    Action, Base, BuildTreeError, ListingStatus, LocalCond, Mode, Op, PLAN_VERSION, Plan, PlanError,
-    PlanInput, PlanStats, Precondition, Reason, RemoteCond, RemoteObject, build_tree, plan,
+    Action, Base, BuildTreeError, ListingStatus, LocalCond, MAX_SIMILAR_BYTES, MAX_SIMILAR_PAIRS, Mode, Op,
+    PLAN_VERSION, Plan, PlanError, PlanInput, PlanStats, Precondition, RENAME_SIMILARITY, Reason, RemoteCond,
+    RemoteObject, Similarity, build_tree, plan, similarity,
 };
 pub use source::{Overlay, TreeReadError, TreeSource};

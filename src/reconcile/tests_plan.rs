@@ -139,7 +139,11 @@ impl Fixture {
     }
 
     fn plan(&self) -> Result<Plan, PlanError> {
-        plan(&PlanInput {
+        plan(&self.input())
+    }
+
+    fn input(&self) -> PlanInput<'_> {
+        PlanInput {
             trees: &self.trees,
             base: self.base.as_ref().map(|(tree, manifest)| Base { tree: *tree, manifest }),
             local: self.local,
@@ -149,7 +153,8 @@ impl Fixture {
             ignored: &self.ignored,
             max_delete: self.max_delete,
             allow_empty_remote: false,
-        })
+            similarity: None,
+        }
     }
 
     fn ok(&self) -> Plan {
@@ -301,6 +306,7 @@ fn renames_are_one_operation() {
     assert_eq!(
         plan.ops[0].precondition,
         Precondition {
+            remote: Some(RemoteCond::IfMatch(etag("v1"))),
             local: Some(LocalCond::Absent),
             from_local: Some(LocalCond::Content(id("v1"))),
             ..Default::default()
@@ -316,6 +322,157 @@ fn renames_are_one_operation() {
     let moves: Vec<(String, Option<String>)> =
         fixture.ok().ops.iter().map(|o| (o.path.clone(), o.from.clone())).collect();
     assert_eq!(moves, [("b1".into(), Some("a1".into())), ("b2".into(), Some("a2".into()))]);
+}
+
+fn moves(plan: &Plan) -> Vec<(String, Action, Reason, Option<String>, Option<Action>)> {
+    plan.ops.iter().map(|o| (o.path.clone(), o.action, o.reason, o.from.clone(), o.then)).collect()
+}
+
+fn mv(
+    path: &str,
+    action: Action,
+    reason: Reason,
+    from: &str,
+    then: Option<Action>,
+) -> (String, Action, Reason, Option<String>, Option<Action>) {
+    (path.to_owned(), action, reason, Some(from.to_owned()), then)
+}
+
+#[test]
+fn an_edit_follows_a_rename() {
+    // Renamed here, edited there: the remote moves, and the edit comes to the new path.
+    let plan = Fixture::three_way(&[("a.md", "v1")], &[("b.md", "v1")], &[("a.md", "v2")]).ok();
+    assert_eq!(
+        moves(&plan),
+        [mv("b.md", Action::MoveRemote, Reason::LocalRenamed, "a.md", Some(Action::Download))]
+    );
+    assert_eq!(plan.ops[0].sides, Merge::new(Some(leaf("v1")), Some(leaf("v1")), Some(leaf("v2"))));
+    assert_eq!(plan.ops[0].precondition.from_remote, Some(RemoteCond::IfMatch(etag("v2"))));
+    assert!(plan.conflicts().next().is_none());
+    // Renamed there, edited here: the local file moves, and the edit goes up there.
+    let plan = Fixture::three_way(&[("a.md", "v1")], &[("a.md", "v2")], &[("n/a.md", "v1")]).ok();
+    assert_eq!(
+        moves(&plan),
+        [mv("n/a.md", Action::MoveLocal, Reason::RemoteRenamed, "a.md", Some(Action::Upload))]
+    );
+    // Renamed and edited there, untouched here: moved, then the new bytes come.
+    let plan = Fixture::three_way(&[("a.md", "v1")], &[("a.md", "v1")], &[("x.md", "v1"), ("a2", "v1")]);
+    let plan = plan.ok();
+    assert_eq!(moves(&plan)[0], mv("a2", Action::MoveLocal, Reason::RemoteRenamed, "a.md", None));
+}
+
+#[test]
+fn renames_on_both_sides() {
+    // The same rename on both sides: nothing moves; edits merge at the new path.
+    let plan = Fixture::three_way(&[("a.md", "v1")], &[("b.md", "v1")], &[("b.md", "v1")]).ok();
+    assert_eq!(
+        summary(&plan),
+        [row("a.md", Action::Record, Reason::BothDeleted), row("b.md", Action::Record, Reason::BothAdded)]
+    );
+    // Different paths: a conflict; the remote's path wins and the local file follows.
+    let plan = Fixture::three_way(&[("a.md", "v1")], &[("b.md", "v1")], &[("c.md", "v1")]).ok();
+    assert_eq!(moves(&plan)[1..], [mv("c.md", Action::MoveLocal, Reason::RenameRename, "b.md", None)]);
+    assert_eq!(plan.stats.conflicts, 1);
+    assert_eq!(plan.conflicts().count(), 1);
+}
+
+#[test]
+fn a_rename_survives_a_deletion() {
+    for (l, r) in [(&[("b.md", "v1")][..], &[("k", "k")][..]), (&[("k", "k")][..], &[("b.md", "v1")][..])] {
+        let mut local = l.to_vec();
+        let mut remote = r.to_vec();
+        local.push(("k2", "k2"));
+        remote.push(("k2", "k2"));
+        if !local.contains(&("k", "k")) {
+            local.push(("k", "k"));
+        }
+        if !remote.contains(&("k", "k")) {
+            remote.push(("k", "k"));
+        }
+        let plan = Fixture::three_way(&[("a.md", "v1"), ("k", "k"), ("k2", "k2")], &local, &remote).ok();
+        let kept: Vec<_> = plan.ops.iter().filter(|o| o.path == "b.md").collect();
+        assert_eq!(kept.len(), 1, "{plan:?}");
+        assert_eq!(kept[0].reason, Reason::RenameDelete);
+        assert_eq!(kept[0].from.as_deref(), Some("a.md"));
+        assert!(matches!(kept[0].action, Action::Upload | Action::Download));
+        assert_eq!(plan.stats.deletions, 0);
+    }
+}
+
+#[test]
+fn a_new_file_follows_its_renamed_folder() {
+    let base = [("d/x.md", "1"), ("d/y.md", "2")];
+    let plan = Fixture::three_way(
+        &base,
+        &[("e/x.md", "1"), ("e/y.md", "2")],
+        &[("d/x.md", "1"), ("d/y.md", "2"), ("d/z.md", "3")],
+    )
+    .ok();
+    assert_eq!(
+        moves(&plan),
+        [
+            mv("e/x.md", Action::MoveRemote, Reason::LocalRenamed, "d/x.md", None),
+            mv("e/y.md", Action::MoveRemote, Reason::LocalRenamed, "d/y.md", None),
+            mv("e/z.md", Action::MoveRemote, Reason::FolderRenamed, "d/z.md", Some(Action::Download)),
+        ]
+    );
+    // Mirrored: the remote renamed the folder, the new file is local.
+    let plan = Fixture::three_way(
+        &base,
+        &[("d/x.md", "1"), ("d/y.md", "2"), ("d/z.md", "3")],
+        &[("e/x.md", "1"), ("e/y.md", "2")],
+    )
+    .ok();
+    assert_eq!(
+        moves(&plan)[2],
+        mv("e/z.md", Action::MoveLocal, Reason::FolderRenamed, "d/z.md", Some(Action::Upload))
+    );
+    // A folder that still holds a file on the renaming side was not renamed.
+    let plan = Fixture::three_way(
+        &[("d/x.md", "1"), ("d/y.md", "2")],
+        &[("e/x.md", "1"), ("d/y.md", "2")],
+        &[("d/x.md", "1"), ("d/y.md", "2"), ("d/z.md", "3")],
+    )
+    .ok();
+    assert!(plan.ops.iter().any(|o| o.path == "d/z.md" && o.action == Action::Download));
+}
+
+struct FixedScore(u8);
+
+impl crate::reconcile::Similarity for FixedScore {
+    fn score(&self, _old: ObjectId, _new: ObjectId) -> Option<u8> {
+        Some(self.0)
+    }
+}
+
+#[test]
+fn similar_content_pairs_an_edited_rename() {
+    let f = Fixture::three_way(&[("a.md", "old text")], &[("b.md", "new text")], &[("a.md", "theirs!")]);
+    let plan_with = |s: Option<&dyn crate::reconcile::Similarity>| {
+        plan(&PlanInput { similarity: s, ..f.input() }).expect("plans")
+    };
+    // Under the threshold (or with no judge): not a rename, and both paths stay.
+    for s in [None, Some(&FixedScore(RENAME_SIMILARITY - 1) as &dyn crate::reconcile::Similarity)] {
+        let p = plan_with(s);
+        assert!(p.ops.iter().all(|o| o.from.is_none()), "{p:?}");
+    }
+    // At it: one file, edited on both sides, merged at the new path.
+    let p = plan_with(Some(&FixedScore(RENAME_SIMILARITY)));
+    assert_eq!(
+        moves(&p),
+        [mv("b.md", Action::MoveRemote, Reason::LocalRenamed, "a.md", Some(Action::Merge))]
+    );
+    assert_eq!(p.stats.merges, 1);
+}
+
+#[test]
+fn similarity_is_a_share_of_lines() {
+    use crate::reconcile::similarity;
+    assert_eq!(similarity(b"a\nb\nc\nd\n", b"a\nb\nc\nd\n"), Some(100));
+    assert_eq!(similarity(b"a\nb\nc\nd\n", b"a\nb\nc\nX\n"), Some(75));
+    assert_eq!(similarity(b"a\nb\n", b"x\ny\n"), Some(0));
+    assert_eq!(similarity(b"\xff\xfe", b"a"), None);
+    assert_eq!(similarity(b"a\0", b"a"), None);
 }
 
 // ---- safety rules ----
@@ -617,7 +774,7 @@ fn json_schema() {
     let value = serde_json::to_value(fixture.ok()).expect("serialises");
     let lf = |c: &str| serde_json::json!({ "kind": "file", "id": id(c).to_hex(), "size": c.len() });
     let expected = serde_json::json!({
-        "version": 2,
+        "version": 3,
         "mode": "three_way",
         "ops": [
             {
@@ -626,9 +783,10 @@ fn json_schema() {
                 "reason": "local_renamed",
                 "conflict": false,
                 "from": "a.md",
-                "base": null,
+                "then": null,
+                "base": lf("v1"),
                 "local": lf("v1"),
-                "remote": null,
+                "remote": lf("v1"),
                 "precondition": {
                     "remote": { "if_none_match": "*" },
                     "local": { "content": id("v1").to_hex() },
@@ -643,6 +801,7 @@ fn json_schema() {
                 "reason": "edit_edit",
                 "conflict": false,
                 "from": null,
+                "then": null,
                 "base": lf("c"),
                 "local": lf("mine"),
                 "remote": lf("theirs"),
@@ -663,6 +822,7 @@ fn json_schema() {
             "conflicts": 0,
             "skipped": 0,
             "merges": 1,
+            "moves": 1,
         },
     });
     assert_eq!(value, expected, "{}", serde_json::to_string_pretty(&value).expect("prints"));
@@ -754,6 +914,11 @@ fn unchanged_subtrees_are_skipped() {
 
 // ---- properties over random small trees ----
 
+/// Some content that is neither side's, as a merge makes.
+fn merged(l: &Leaf, r: &Leaf) -> Leaf {
+    Leaf { kind: l.kind, id: ObjectId::for_blob(format!("{}+{}", l.id, r.id).as_bytes()), size: 2 }
+}
+
 /// Applies a plan to in-memory sides, checking every precondition against them.
 fn apply(plan: &Plan, l: &mut LocalState, r: &mut RemoteState) -> Result<(), TestCaseError> {
     fn remote_ok(cond: Option<&RemoteCond>, r: &RemoteState, path: &str) -> bool {
@@ -790,21 +955,35 @@ fn apply(plan: &Plan, l: &mut LocalState, r: &mut RemoteState) -> Result<(), Tes
             Action::DeleteRemote => drop(r.remove(&op.path)),
             Action::DeleteLocal => drop(l.remove(&op.path)),
             Action::MoveRemote => {
-                let f = r.remove(from).expect("If-Match held");
-                r.insert(op.path.clone(), uploaded(&f.leaf));
+                let f = r.remove(from).expect("If-Match held").leaf;
+                let at = match op.then {
+                    Some(Action::Upload) => l.get(&op.path).expect("content held").clone(),
+                    Some(Action::Merge) => merged(l.get(&op.path).expect("content held"), &f),
+                    _ => f,
+                };
+                r.insert(op.path.clone(), uploaded(&at));
+                l.insert(op.path.clone(), at);
             }
             Action::MoveLocal => {
                 let f = l.remove(from).expect("content held");
-                l.insert(op.path.clone(), f);
+                let theirs = r.get(&op.path).expect("If-Match held").leaf.clone();
+                let at = match op.then {
+                    Some(Action::Download) => theirs,
+                    Some(Action::Merge) => merged(&f, &theirs),
+                    _ => f,
+                };
+                if op.then.is_some() {
+                    r.insert(op.path.clone(), uploaded(&at));
+                }
+                l.insert(op.path.clone(), at);
             }
             Action::Merge => {
-                // Some content that is neither side's, on both sides.
-                let (lf, rf) =
-                    (l.get(&op.path).expect("content held"), &r.get(&op.path).expect("If-Match held").leaf);
-                let id = ObjectId::for_blob(format!("{}+{}", lf.id, rf.id).as_bytes());
-                let merged = Leaf { kind: lf.kind, id, size: 2 };
-                r.insert(op.path.clone(), uploaded(&merged));
-                l.insert(op.path.clone(), merged);
+                let m = merged(
+                    l.get(&op.path).expect("content held"),
+                    &r.get(&op.path).expect("If-Match held").leaf,
+                );
+                r.insert(op.path.clone(), uploaded(&m));
+                l.insert(op.path.clone(), m);
             }
             Action::Record | Action::Conflict | Action::Skip => {}
         }
@@ -915,7 +1094,20 @@ proptest! {
         let paths: BTreeSet<&str> = plan.ops.iter().map(|o| o.path.as_str()).collect();
         prop_assert_eq!(paths.len(), plan.ops.len(), "one operation per path");
         // Safety: a side is only written where it still holds the base content.
-        for op in &plan.ops {
+        for op in plan.ops.iter().filter(|o| matches!(o.action, Action::MoveRemote | Action::MoveLocal)) {
+            // A move carries what it moves: the content at its source is the plan's, and
+            // either the base's (nothing to lose) or brought along by `then`.
+            let from = op.from.as_deref().expect("a move has a source");
+            let (moved, kept_by_then) = match op.action {
+                Action::MoveRemote => (r.get(from).map(|f| &f.leaf), matches!(op.then, Some(Action::Download | Action::Merge))),
+                _ => (l.get(from), matches!(op.then, Some(Action::Upload | Action::Merge))),
+            };
+            let side = if op.action == Action::MoveRemote { op.sides.remote.as_ref() } else { op.sides.local.as_ref() };
+            let other = if op.action == Action::MoveRemote { op.sides.local.as_ref() } else { op.sides.remote.as_ref() };
+            prop_assert_eq!(moved, side, "{:?} moves what it planned", op);
+            prop_assert!(kept_by_then || moved == base.get(from) || moved.map(|m| m.id) == other.map(|o| o.id), "{op:?} drops an edit");
+        }
+        for op in plan.ops.iter().filter(|o| !matches!(o.action, Action::MoveRemote | Action::MoveLocal)) {
             let targets = [Some(op.path.as_str()), op.from.as_deref()];
             for p in targets.into_iter().flatten() {
                 let base_leaf = base.get(p);

@@ -4,6 +4,7 @@
 //! Keys are relative to the remote's prefix and are the file's path itself, byte for
 //! byte. Every key from a remote passes [`check_key`] before anything local uses it.
 
+mod accounting;
 pub(crate) mod file;
 mod probe;
 mod s3;
@@ -13,6 +14,7 @@ mod view;
 use std::io::Write;
 use std::path::Path;
 
+pub use accounting::{Counted, RequestCounts};
 pub use file::FileRemote;
 pub use probe::{PROBE_PREFIX, ProbeRecord, Probed, TOMBSTONE, probe};
 pub use s3::{S3Options, S3Remote};
@@ -319,6 +321,21 @@ pub trait Remote: Send + Sync {
     ) -> Result<Written, RemoteError>;
     /// Deletes an object if its ETag is `if_match`.
     fn delete(&self, key: &str, if_match: &str) -> Result<(), RemoteError>;
+    /// Copies the object at `from` to `to` within the remote, its metadata (content id,
+    /// kind) included, if `from` still has ETag `if_match` and holds `content`, and
+    /// nothing is at `to`; `PreconditionFailed` otherwise. A move is this copy followed
+    /// by a delete of `from` under `If-Match`. This default sends the bytes through this
+    /// machine (a read, then a conditional write); remotes override it with a copy that
+    /// does not.
+    fn copy(&self, from: &str, if_match: &str, content: ObjectId, to: &str) -> Result<Written, RemoteError> {
+        let mut bytes = Vec::new();
+        let info = self.get(from, None, &mut bytes)?;
+        if info.etag != if_match || ObjectId::for_blob(&bytes) != content {
+            return Err(RemoteError::PreconditionFailed { key: from.to_owned() });
+        }
+        let kind = info.kind.filter(|k| !k.is_tree()).unwrap_or(EntryKind::File);
+        self.put(to, Body::Bytes(&bytes), content, kind, &Condition::IfAbsent)
+    }
     /// Takes a snapshot; returns its version.
     fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError>;
     /// Every snapshot taken.

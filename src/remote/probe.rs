@@ -178,6 +178,9 @@ impl Remote for Probed {
     fn delete(&self, key: &str, if_match: &str) -> Result<(), RemoteError> {
         self.inner.delete(key, if_match)
     }
+    fn copy(&self, from: &str, if_match: &str, content: ObjectId, to: &str) -> Result<Written, RemoteError> {
+        self.inner.copy(from, if_match, content, to)
+    }
     fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {
         self.inner.snapshot(name)
     }

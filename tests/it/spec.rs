@@ -198,6 +198,7 @@ impl Case {
             ignored: &self.ignored,
             max_delete: Some(100),
             allow_empty_remote: false,
+            similarity: None,
         })
         .expect("the plan is accepted")
     }
@@ -254,9 +255,36 @@ fn three_way() -> Plan {
 
 /// A move on each side.
 fn renames() -> Plan {
-    let base = side(&[("a.md", file("r1")), ("c.md", file("r2"))]);
-    let local = side(&[("b.md", file("r1")), ("c.md", file("r2"))]);
-    let remote = side(&[("a.md", file("r1")), ("d/c.md", file("r2"))]);
+    // a.md renamed here, c.md there; e.md renamed here and deleted there; g.md renamed to
+    // two paths; dir/ renamed here while a file was added to it there; m.md renamed here
+    // and edited there.
+    let base = side(&[
+        ("a.md", file("r1")),
+        ("c.md", file("r2")),
+        ("e.md", file("r3")),
+        ("g.md", file("r4")),
+        ("dir/x.md", file("r5")),
+        ("dir/y.md", file("r6")),
+        ("m.md", file("r8")),
+    ]);
+    let local = side(&[
+        ("b.md", file("r1")),
+        ("c.md", file("r2")),
+        ("f.md", file("r3")),
+        ("h.md", file("r4")),
+        ("dir2/x.md", file("r5")),
+        ("dir2/y.md", file("r6")),
+        ("n.md", file("r8")),
+    ]);
+    let remote = side(&[
+        ("a.md", file("r1")),
+        ("d/c.md", file("r2")),
+        ("i.md", file("r4")),
+        ("dir/x.md", file("r5")),
+        ("dir/y.md", file("r6")),
+        ("dir/z.md", file("r7")),
+        ("m.md", file("r9")),
+    ]);
     Case::new(Some(&base), &local, &remote).plan()
 }
 
@@ -343,6 +371,9 @@ fn reason_witness(r: Reason) -> (&'static str, &'static str) {
         Reason::InvalidRemoteKey => ("skips", "folder/"),
         Reason::RemoteKeyCollision => ("skips", "a"),
         Reason::LastCopy => ("last_copy", "a.md"),
+        Reason::RenameDelete => ("renames", "f.md"),
+        Reason::RenameRename => ("renames", "i.md"),
+        Reason::FolderRenamed => ("renames", "dir2/z.md"),
     }
 }
 
@@ -363,7 +394,7 @@ fn action_witness(a: Action) -> (&'static str, &'static str) {
 }
 
 /// Every reason, in the order of the enum.
-const REASONS: [Reason; 24] = [
+const REASONS: [Reason; 27] = [
     Reason::LocalAdded,
     Reason::LocalChanged,
     Reason::LocalDeleted,
@@ -387,6 +418,9 @@ const REASONS: [Reason; 24] = [
     Reason::Ignored,
     Reason::InvalidRemoteKey,
     Reason::RemoteKeyCollision,
+    Reason::RenameDelete,
+    Reason::RenameRename,
+    Reason::FolderRenamed,
     Reason::LastCopy,
 ];
 

@@ -243,7 +243,7 @@ fn plan_shows_the_sync_and_writes_nothing() {
     let o = alice.run(&["--json", "plan"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(v["version"], 2);
+    assert_eq!(v["version"], 3);
     let ops: Vec<(String, String)> = v["ops"]
         .as_array()
         .expect("ops")

@@ -659,6 +659,48 @@ impl S3 for Tigris {
         Ok(S3Response::new(dto::PutObjectOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
     }
 
+    async fn copy_object(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        if self.quirks.deny_writes {
+            return Err(s3_error!(AccessDenied, "these credentials may not write"));
+        }
+        let input = req.input;
+        let dto::CopySource::Bucket { bucket: from_bucket, key: from_key, .. } = &input.copy_source else {
+            return Err(s3_error!(NotImplemented, "only bucket/key copy sources"));
+        };
+        let mut state = self.state();
+        let State { clock, buckets, .. } = &mut *state;
+        let source = Arc::clone(
+            bucket(buckets, from_bucket)?.get(from_key, None).ok_or_else(|| s3_error!(NoSuchKey))?,
+        );
+        if !self.quirks.ignore_conditions
+            && input.copy_source_if_match.as_ref().is_some_and(|c| !etag_matches(c, Some(&source)))
+        {
+            return Err(s3_error!(PreconditionFailed, "x-amz-copy-source-if-match does not match"));
+        }
+        let dest = bucket_mut(buckets, &input.bucket)?;
+        let now = clock.tick();
+        // A copy is a single-part object: its ETag is the MD5 of its bytes.
+        let etag = hex(&Md5::checksum(&source.data));
+        let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == "REPLACE");
+        let object = Object {
+            data: source.data.clone(),
+            etag: etag.clone(),
+            metadata: if replace { input.metadata } else { source.metadata.clone() },
+            content_type: source.content_type.clone(),
+            modified_ns: now,
+        };
+        dest.write(input.key, Some(Arc::new(object)), now);
+        let result = dto::CopyObjectResult {
+            e_tag: Some(ETag::Strong(etag)),
+            last_modified: Some(timestamp(now)),
+            ..Default::default()
+        };
+        Ok(S3Response::new(dto::CopyObjectOutput { copy_object_result: Some(result), ..Default::default() }))
+    }
+
     async fn get_object(
         &self,
         req: S3Request<dto::GetObjectInput>,

@@ -155,6 +155,22 @@ impl Remote for MemRemote {
         Ok(())
     }
 
+    fn copy(&self, from: &str, if_match: &str, content: ObjectId, to: &str) -> Result<Written, RemoteError> {
+        let mut s = self.lock();
+        let src = match s.at(from, None) {
+            Some(o) if o.etag == if_match && o.id == content => o,
+            _ => return Err(RemoteError::PreconditionFailed { key: from.to_owned() }),
+        };
+        if s.at(to, None).is_some() {
+            return Err(RemoteError::PreconditionFailed { key: to.to_owned() });
+        }
+        let v = s.tick();
+        let etag = format!("\"m{v}\"");
+        let obj = Arc::new(Obj { etag: etag.clone(), id: src.id, kind: src.kind, data: src.data.clone() });
+        s.keys.entry(to.to_owned()).or_default().push((v, Some(obj)));
+        Ok(Written { etag, version: Some(v.to_string()) })
+    }
+
     fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {
         let mut s = self.lock();
         let v = s.tick();
@@ -301,7 +317,7 @@ impl FaultRemote {
                 Some(LocalWhen::AfterScan) => op == "list",
                 Some(LocalWhen::MidApply) => {
                     a.listed
-                        && (matches!(op, "put" | "delete")
+                        && (matches!(op, "put" | "delete" | "copy")
                             || (op == "head" && at.is_none())
                             || (op == "get" && self.during_download))
                 }
@@ -467,6 +483,15 @@ impl Remote for FaultRemote {
         let pre = self.before("delete", Some(key), None)?;
         let r = self.inner.delete(key, if_match);
         self.after(&pre, "delete", Some(key), r)
+    }
+
+    fn copy(&self, from: &str, if_match: &str, content: ObjectId, to: &str) -> Result<Written, RemoteError> {
+        let pre = self.before("copy", Some(to), None)?;
+        let r = self.inner.copy(from, if_match, content, to);
+        if let Ok(w) = &r {
+            self.shared().logged_put(Some(self.client), to, &w.etag, content);
+        }
+        self.after(&pre, "copy", Some(to), r)
     }
 
     fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {

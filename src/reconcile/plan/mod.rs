@@ -11,6 +11,7 @@
 mod build;
 mod json;
 mod passes;
+mod renames;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use unicode_normalization::UnicodeNormalization;
 
 pub use build::{BuildTreeError, build_tree};
-use passes::{keep_last_copies, pair_moves};
+use passes::keep_last_copies;
+pub use renames::{MAX_SIMILAR_BYTES, MAX_SIMILAR_PAIRS, RENAME_SIMILARITY, Similarity, similarity};
 pub use types::*;
 
 use super::diff::Leaf;
@@ -87,8 +89,14 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
             true
         }
     });
-    let mut ops = pair_moves(p.ops);
-    ops.sort_by(|a, b| path_order(&a.path, &b.path));
+    let ctx = renames::Context {
+        trees: &src,
+        local_root: input.local,
+        remote_root: remote_tree,
+        remote: input.remote,
+        similarity: input.similarity,
+    };
+    let mut ops = if p.mode == Mode::ThreeWay { renames::follow_renames(p.ops, &ctx) } else { p.ops };
     keep_last_copies(&mut ops, input.remote, manifest);
 
     let deleted: Vec<String> = ops.iter().filter(|o| o.is_deletion()).map(|o| o.path.clone()).collect();
@@ -105,7 +113,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     stats.deletions = deleted.len();
     stats.conflicts = ops.iter().filter(|o| o.is_conflict()).count();
     stats.skipped = ops.iter().filter(|o| o.action == Action::Skip).count();
-    stats.merges = ops.iter().filter(|o| o.action == Action::Merge).count();
+    stats.merges = ops.iter().filter(|o| o.action == Action::Merge || o.then == Some(Action::Merge)).count();
+    stats.moves = ops.iter().filter(|o| matches!(o.action, Action::MoveLocal | Action::MoveRemote)).count();
     Ok(Plan { mode: p.mode, ops, stats })
 }
 
@@ -349,7 +358,7 @@ impl Planner<'_> {
 /// both sides, from a plain base, none of the three over the merge limit. Whether the
 /// bytes are text is only known when they are read; a file that is not falls back to a
 /// conflict then.
-fn mergeable(m: &Merge<Option<Leaf>>) -> bool {
+pub(super) fn mergeable(m: &Merge<Option<Leaf>>) -> bool {
     let (Some(b), Some(l), Some(r)) = (&m.base, &m.local, &m.remote) else { return false };
     let plain = |k: EntryKind| matches!(k, EntryKind::File | EntryKind::Executable);
     let small = |x: &Leaf| x.size <= crate::merge::MAX_MERGE_BYTES as u64;

@@ -1,10 +1,10 @@
-//! Passes over the walk's operations: keeping a last copy, pairing moves.
+//! A pass over the walk's operations: keeping a last copy.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Op, Reason, RemoteCond, RemoteObject};
 use crate::id::ObjectId;
-use crate::object::{EntryKind, Manifest};
+use crate::object::Manifest;
 
 /// Crossed deletions: each side deleted a different path holding the same content (a
 /// duplicate, or what a crash left recorded at two paths), and each deletion, right on
@@ -59,64 +59,4 @@ pub(super) fn keep_last_copies(ops: &mut [Op], remote: &BTreeMap<String, RemoteO
             op.precondition.remote = Some(RemoteCond::IfAbsent);
         }
     }
-}
-
-/// Pairs a deletion with an addition of the same content on the same side into one move,
-/// first by path order. Expects `ops` in path order.
-pub(super) fn pair_moves(ops: Vec<Op>) -> Vec<Op> {
-    // (moves on the remote?, kind, content) → deletions, in path order.
-    let mut deletions: HashMap<(bool, EntryKind, ObjectId), VecDeque<usize>> = HashMap::new();
-    for (i, op) in ops.iter().enumerate() {
-        let on_remote = match (op.action, op.reason) {
-            (Action::DeleteRemote, Reason::LocalDeleted) => true,
-            (Action::DeleteLocal, Reason::RemoteDeleted) => false,
-            _ => continue,
-        };
-        let old = op.sides.base.as_ref().expect("a deletion has a base");
-        deletions.entry((on_remote, old.kind, old.id)).or_default().push_back(i);
-    }
-    let mut source: HashMap<usize, usize> = HashMap::new();
-    for (j, op) in ops.iter().enumerate() {
-        let (on_remote, new) = match (op.action, op.reason) {
-            (Action::Upload, Reason::LocalAdded) => (true, &op.sides.local),
-            (Action::Download, Reason::RemoteAdded) => (false, &op.sides.remote),
-            _ => continue,
-        };
-        let new = new.as_ref().expect("an addition has the new leaf");
-        if let Some(i) = deletions.get_mut(&(on_remote, new.kind, new.id)).and_then(VecDeque::pop_front) {
-            source.insert(j, i);
-        }
-    }
-    if source.is_empty() {
-        return ops;
-    }
-    let consumed: BTreeSet<usize> = source.values().copied().collect();
-    let mut out = Vec::with_capacity(ops.len() - consumed.len());
-    for (j, op) in ops.iter().enumerate() {
-        if consumed.contains(&j) {
-            continue;
-        }
-        let Some(&i) = source.get(&j) else {
-            out.push(op.clone());
-            continue;
-        };
-        let del = &ops[i];
-        let mut mv = op.clone();
-        mv.from = Some(del.path.clone());
-        if op.action == Action::Upload {
-            // Copy with x-amz-copy-source-if-match, then delete the source If-Match.
-            mv.action = Action::MoveRemote;
-            mv.reason = Reason::LocalRenamed;
-            mv.precondition.from_remote.clone_from(&del.precondition.remote);
-            mv.precondition.from_local = del.precondition.local;
-        } else {
-            // A local rename: the bucket is not read.
-            mv.action = Action::MoveLocal;
-            mv.reason = Reason::RemoteRenamed;
-            mv.precondition.remote = None;
-            mv.precondition.from_local = del.precondition.local;
-        }
-        out.push(mv);
-    }
-    out
 }

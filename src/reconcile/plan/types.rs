@@ -10,7 +10,7 @@ use crate::reconcile::merge::Merge;
 use crate::reconcile::source::{TreeReadError, TreeSource};
 
 /// The version of the plan's JSON form (`format-spec/plan.md`).
-pub const PLAN_VERSION: u32 = 2;
+pub const PLAN_VERSION: u32 = 3;
 
 /// One object of the remote listing, as of one consistent instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +81,8 @@ pub struct PlanInput<'a> {
     /// (the user confirmed it). Otherwise such a plan is refused as a likely wrong prefix
     /// or failed listing.
     pub allow_empty_remote: bool,
+    /// Judges edited renames (`None`: only renames with the same content are paired).
+    pub similarity: Option<&'a dyn super::Similarity>,
 }
 
 /// Whether the plan had a base.
@@ -170,6 +172,14 @@ pub enum Reason {
     InvalidRemoteKey,
     /// Skipped: the remote key is a file and also a folder of other keys.
     RemoteKeyCollision,
+    /// Renamed on one side, deleted on the other: the content is kept at the new path (a
+    /// rename is an intent to keep).
+    RenameDelete,
+    /// Conflict: renamed on both sides to different paths. The remote's path wins and the
+    /// local file follows it; `from` names the local path.
+    RenameRename,
+    /// Added on one side to a folder the other side renamed: the file follows the folder.
+    FolderRenamed,
     /// Deleted on one side while the other side deleted another path holding the same
     /// content: carrying both deletions out would leave that content nowhere, so this
     /// path is restored from the side that still has it instead.
@@ -190,7 +200,15 @@ impl Action {
 impl Reason {
     /// Whether this reason is a conflict.
     pub const fn is_conflict(self) -> bool {
-        matches!(self, Self::EditEdit | Self::AddAdd | Self::DeleteEdit | Self::EditDelete | Self::TypeChange)
+        matches!(
+            self,
+            Self::EditEdit
+                | Self::AddAdd
+                | Self::DeleteEdit
+                | Self::EditDelete
+                | Self::TypeChange
+                | Self::RenameRename
+        )
     }
 }
 
@@ -235,8 +253,13 @@ pub struct Op {
     pub action: Action,
     /// Why.
     pub reason: Reason,
-    /// For moves, the source path.
+    /// For moves, the source path; for a rename that needs no move (the same rename on
+    /// both sides, a rename the other side deleted), the path it was renamed from.
     pub from: Option<String>,
+    /// For moves, what the moved file needs after the move: `download` (take the other
+    /// side's edit), `upload` (send this side's edit), `merge` (both edited), or `None`
+    /// (the same content on both sides).
+    pub then: Option<Action>,
     /// The path's base, local and remote versions. A side's leaf has kind `Tree` (and a
     /// tree id) where that side has a folder, which only a type-change conflict shows.
     pub sides: Merge<Option<Leaf>>,
@@ -248,7 +271,16 @@ pub struct Op {
 
 impl Op {
     pub(super) fn new(path: String, action: Action, reason: Reason, sides: Merge<Option<Leaf>>) -> Self {
-        Self { path, action, reason, from: None, sides, precondition: Precondition::default(), skipped: None }
+        Self {
+            path,
+            action,
+            reason,
+            from: None,
+            then: None,
+            sides,
+            precondition: Precondition::default(),
+            skipped: None,
+        }
     }
 
     /// Whether this operation reports a conflict (a merge may still become one when it
@@ -278,8 +310,10 @@ pub struct PlanStats {
     pub conflicts: usize,
     /// Operations skipped.
     pub skipped: usize,
-    /// Three-way merges (`merge`).
+    /// Three-way merges (`merge`, and moves followed by one).
     pub merges: usize,
+    /// Moves (`move_remote`, `move_local`).
+    pub moves: usize,
 }
 
 /// The result of planning: operations in path order (of `path`), at most one per path.

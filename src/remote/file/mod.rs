@@ -337,6 +337,53 @@ impl FileRemote {
     }
 }
 
+impl FileRemote {
+    /// Records `key` as holding blob `id`, if `cond` holds at `key` (and, for a copy, if
+    /// `source` still has its ETag), in one transaction.
+    fn write_record(
+        &self,
+        key: &str,
+        kind: EntryKind,
+        size: u64,
+        id: ObjectId,
+        cond: &Condition,
+        source: Option<(&str, &str)>,
+    ) -> Result<Written, RemoteError> {
+        let op = if source.is_some() { "copy" } else { "put" };
+        let etag = etag_of(&id, kind);
+        let txn = self.db.writer(op)?.begin_write().map_err(|e| other(op, e))?;
+        let version = {
+            let mut current = txn.open_table(CURRENT).map_err(|e| other(op, e))?;
+            if let Some((from, want)) = source {
+                let have =
+                    current.get(from).map_err(|e| other(op, e))?.and_then(|r| parse(from, r.value().1));
+                if have.is_none_or(|h| h.etag != want) {
+                    return Err(RemoteError::PreconditionFailed { key: from.to_owned() });
+                }
+            }
+            let existing = current.get(key).map_err(|e| other(op, e))?.and_then(|r| parse(key, r.value().1));
+            let ok = match (cond, &existing) {
+                (Condition::IfAbsent, None) => true,
+                (Condition::IfMatch(want), Some(have)) => *want == have.etag,
+                _ => false,
+            };
+            if !ok {
+                return Err(RemoteError::PreconditionFailed { key: key.to_owned() });
+            }
+            let version = Self::next_version(&txn)?;
+            let rec = record(kind, size, id, &etag);
+            current.insert(key, (version, rec.as_slice())).map_err(|e| other(op, e))?;
+            txn.open_table(HISTORY)
+                .map_err(|e| other(op, e))?
+                .insert((key, version), rec.as_slice())
+                .map_err(|e| other(op, e))?;
+            version
+        };
+        txn.commit().map_err(|e| other(op, e))?;
+        Ok(Written { etag, version: Some(version.to_string()) })
+    }
+}
+
 impl Remote for FileRemote {
     fn url(&self) -> String {
         format!("file://{}", self.root.display())
@@ -423,33 +470,24 @@ impl Remote for FileRemote {
             if id != content {
                 return Err(RemoteError::ContentChanged { key: key.to_owned() });
             }
-            let op = "put";
             let kind = if kind.is_tree() { EntryKind::File } else { kind };
-            let etag = etag_of(&id, kind);
-            let txn = self.db.writer(op)?.begin_write().map_err(|e| other(op, e))?;
-            let version = {
-                let mut current = txn.open_table(CURRENT).map_err(|e| other(op, e))?;
-                let existing =
-                    current.get(key).map_err(|e| other(op, e))?.and_then(|r| parse(key, r.value().1));
-                let ok = match (cond, &existing) {
-                    (Condition::IfAbsent, None) => true,
-                    (Condition::IfMatch(want), Some(have)) => *want == have.etag,
-                    _ => false,
-                };
-                if !ok {
-                    return Err(RemoteError::PreconditionFailed { key: key.to_owned() });
-                }
-                let version = Self::next_version(&txn)?;
-                let rec = record(kind, size, id, &etag);
-                current.insert(key, (version, rec.as_slice())).map_err(|e| other(op, e))?;
-                txn.open_table(HISTORY)
-                    .map_err(|e| other(op, e))?
-                    .insert((key, version), rec.as_slice())
-                    .map_err(|e| other(op, e))?;
-                version
-            };
-            txn.commit().map_err(|e| other(op, e))?;
-            Ok(Written { etag, version: Some(version.to_string()) })
+            self.write_record(key, kind, size, id, cond, None)
+        })
+    }
+
+    fn copy(&self, from: &str, if_match: &str, content: ObjectId, to: &str) -> Result<Written, RemoteError> {
+        self.guarded("copy", || {
+            check_key(from)?;
+            check_key(to)?;
+            let src =
+                self.lookup(from, None)?.ok_or_else(|| RemoteError::NotFound { key: from.to_owned() })?;
+            let id = src.content.expect("file remote records always carry a content id");
+            if id != content {
+                return Err(RemoteError::PreconditionFailed { key: from.to_owned() });
+            }
+            let kind = src.kind.unwrap_or(EntryKind::File);
+            // Blobs are shared by content: the copy writes a record, never bytes.
+            self.write_record(to, kind, src.size, id, &Condition::IfAbsent, Some((from, if_match)))
         })
     }
 

@@ -13,7 +13,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::{
     Body, Capabilities, Condition, Listed, META_CONTENT_ID, META_KIND, ObjectInfo, Remote, RemoteError,
-    SnapshotInfo, Version, Written, check_key, kind_from_meta, kind_meta,
+    SnapshotInfo, TOMBSTONE, Version, Written, check_key, kind_from_meta, kind_meta,
 };
 use crate::id::ObjectId;
 use crate::object::EntryKind;
@@ -27,6 +27,10 @@ use wire::object_meta;
 
 /// Objects at least this large go up in parts.
 const MULTIPART_THRESHOLD: u64 = 16 << 20;
+
+/// What `x-amz-copy-source` escapes in a key: everything but unreserved characters and `/`.
+const COPY_SOURCE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 /// How far the server's clock may be behind ours when matching an upload's start time.
 const UPLOAD_CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// Size of each part of a multipart upload.
@@ -435,6 +439,50 @@ impl Remote for S3Remote {
             .block_on(self.client.delete_object().bucket(&self.bucket).key(&full).if_match(if_match).send())
             .map_err(|e| map_err("delete", key, self.at(), &e))?;
         Ok(())
+    }
+
+    fn copy(&self, from: &str, if_match: &str, content: ObjectId, to: &str) -> Result<Written, RemoteError> {
+        check_key(from)?;
+        check_key(to)?;
+        // Many S3 servers ignore conditions on CopyObject, so the destination is claimed
+        // first by a tombstone under If-None-Match: *. Teammates read a tombstone as
+        // absent and create only under If-None-Match, so the copy lands on our own
+        // tombstone and never on their work.
+        let tomb = self.put(
+            to,
+            Body::Bytes(TOMBSTONE),
+            ObjectId::for_blob(TOMBSTONE),
+            EntryKind::File,
+            &Condition::IfAbsent,
+        )?;
+        let source = format!(
+            "{}/{}",
+            self.bucket,
+            percent_encoding::utf8_percent_encode(&self.full_key(from), COPY_SOURCE)
+        );
+        let req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(to))
+            .copy_source(source)
+            .copy_source_if_match(if_match);
+        let copied = match self.rt.block_on(req.send()) {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = self.delete(to, &tomb.etag);
+                return Err(map_err("copy", from, self.at(), &e));
+            }
+        };
+        // And checked after: the copy carried the content the caller saw at `from` (its
+        // metadata names it), or it is taken back.
+        let now = self.head(to, None)?;
+        if now.content != Some(content) {
+            let _ = self.delete(to, &now.etag);
+            return Err(RemoteError::PreconditionFailed { key: from.to_owned() });
+        }
+        let version = copied.version_id().map(str::to_owned);
+        Ok(Written { etag: now.etag, version })
     }
 
     fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {
