@@ -198,9 +198,9 @@ impl Round<'_> {
     fn move_remote(&self, i: usize, op: &Op, effects: &mut Effects) -> Result<(), SyncError> {
         let path = op.path.as_str();
         let pre = &op.precondition;
-        let (Some(from), Some(leaf)) = (&op.from, &op.sides.local) else { return Ok(()) };
+        let Some(from) = &op.from else { return Ok(()) };
         let Some(RemoteCond::IfMatch(from_etag)) = &pre.from_remote else { return Ok(()) };
-        let there = op.sides.remote.as_ref();
+        let (here, there) = (op.sides.local.as_ref(), op.sides.remote.as_ref());
         match op.then {
             Some(Action::Merge) => return self.merge(i, op, effects),
             Some(Action::Download) => {
@@ -217,19 +217,21 @@ impl Round<'_> {
                     return Ok(());
                 }
             }
-            _ if there.is_some_and(|r| r.id == leaf.id && r.kind == leaf.kind) => {
-                let r = there.expect("checked above");
-                if !self.copy_remote(from, from_etag, r, path, effects)? {
-                    return Ok(());
+            _ => match (here, there) {
+                (Some(l), Some(r)) if r.id == l.id && r.kind == l.kind => {
+                    if !self.copy_remote(from, from_etag, r, path, effects)? {
+                        return Ok(());
+                    }
                 }
-            }
-            _ => {
-                // Edited here as well: the new bytes go up; the old key goes.
-                if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), effects)? {
-                    effects.raced(path);
-                    return Ok(());
+                (Some(leaf), _) => {
+                    // Edited here as well: the new bytes go up; the old key goes.
+                    if !self.upload(path, leaf, &self.cond(path, pre.remote.as_ref()), effects)? {
+                        effects.raced(path);
+                        return Ok(());
+                    }
                 }
-            }
+                (None, _) => return Ok(()),
+            },
         }
         effects.summary.moved_remote += 1;
         self.remove_remote(from, from_etag, effects)?;

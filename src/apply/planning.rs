@@ -184,14 +184,9 @@ pub fn make_plan(
             .ops
             .iter()
             .filter(|o| {
-                let same = o.action == Action::Record
-                    && matches!(
-                        o.reason,
-                        Reason::BothAdded | Reason::BothChanged | Reason::RemoteEtagChanged
-                    );
-                // A local move takes the remote object for the file it already has.
-                let moved = o.action == Action::MoveLocal && o.then.is_none();
-                (same || moved) && view.objects.get(&o.path).is_some_and(|e| e.hinted)
+                o.action == Action::Record
+                    && matches!(o.reason, Reason::BothAdded | Reason::BothChanged | Reason::RemoteEtagChanged)
+                    && view.objects.get(&o.path).is_some_and(|e| e.hinted)
             })
             .map(|o| o.path.clone())
             .collect();

@@ -11,6 +11,7 @@ mod merge_file;
 mod merge_sync;
 mod real_folders;
 mod remote_contract;
+mod renames;
 mod sim;
 mod spec;
 mod store_file;
