@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::local::{
     TempGuard, folder_gives_way, folder_in_the_way, link_on_the_way, local_ok, make_kind, place_new,
-    remove_empty_folders, take_aside, trash_path,
+    take_aside, trash_path,
 };
 use super::options::io_err;
 use super::rounds::Round;
@@ -107,7 +107,7 @@ impl Round<'_> {
                     effects.raced(path);
                     return Ok(());
                 }
-                remove_empty_folders(self.repo.root(), &abs);
+                self.emptied.lock().expect("never poisoned").push(abs.clone());
                 effects.summary.deleted_local += 1;
                 effects.local.push((path.to_owned(), None));
             }
@@ -154,7 +154,7 @@ impl Round<'_> {
             effects.raced(path);
             return Ok(());
         }
-        remove_empty_folders(self.repo.root(), &src);
+        self.emptied.lock().expect("never poisoned").push(src.clone());
         effects.summary.moved_local += 1;
         effects.local.push((from.clone(), None));
         effects.local.push((path.to_owned(), Some(leaf.clone())));

@@ -8,7 +8,7 @@ use super::rounds::{Observed, leaves, now_ns};
 use super::{Planned, SyncError};
 use crate::id::{ObjectId, ObjectKind};
 use crate::object::{Commit, Manifest, ManifestEntry, RemoteBaseline};
-use crate::reconcile::{Action, Leaf, PlanError, build_tree};
+use crate::reconcile::{Leaf, PlanError, build_tree};
 use crate::remote::{Listed, Remote, RemoteError, Version};
 use crate::repo::{REF_BASE, REF_HEAD, Repo};
 use crate::worktree::{Collision, CollisionKind};
@@ -119,26 +119,6 @@ pub(super) fn record_base(
             && let (Some(l), Some(e)) = (old_leaves.get(p), old_manifest.and_then(|m| m.get(p)))
         {
             converged.insert(p.clone(), (l.clone(), (*e).clone()));
-        }
-    }
-    // A move whose follow-up did not finish (the file moved, its edit did not arrive):
-    // the new path takes the old path's base, so the next round sees the edit as an
-    // edit, not as two files added.
-    for op in &planned.plan.ops {
-        let Some(from) = &op.from else { continue };
-        let moved = match op.action {
-            Action::MoveRemote => {
-                observed.remote.contains_key(&op.path) && !observed.remote.contains_key(from)
-            }
-            Action::MoveLocal => observed.local.contains_key(&op.path) && !observed.local.contains_key(from),
-            _ => false,
-        };
-        if !moved || converged.contains_key(&op.path) || old_leaves.contains_key(&op.path) {
-            continue;
-        }
-        if let (Some(l), Some(e)) = (old_leaves.get(from), old_manifest.and_then(|m| m.get(from))) {
-            let entry = ManifestEntry { path: op.path.clone(), key: op.path.clone(), ..(*e).clone() };
-            converged.insert(op.path.clone(), (l.clone(), entry));
         }
     }
     let leaves: Vec<(String, Leaf)> = converged.iter().map(|(p, (l, _))| (p.clone(), l.clone())).collect();

@@ -53,6 +53,9 @@ pub(super) struct Round<'a> {
     /// Text-sized files this round downloaded (path, content id): kept in the store
     /// after the round, so that a later three-way merge finds their base version.
     pub(super) fetched: Mutex<Vec<(std::path::PathBuf, ObjectId)>>,
+    /// Files this round moved away or deleted: their folders are removed once the round
+    /// ends, if empty (not while other operations may be filling them).
+    pub(super) emptied: Mutex<Vec<std::path::PathBuf>>,
 }
 
 impl Round<'_> {
@@ -199,13 +202,23 @@ pub(super) fn sync_rounds(
         if opts.planted(PlantedBug::RecordBaseEarly) {
             record_base(repo, remote, &planned, &optimistic(&planned, &observed), false, false)?;
         }
-        let r =
-            Round { repo, remote, planned: &planned, opts, started_ns: now_ns(), fetched: Mutex::default() };
+        let r = Round {
+            repo,
+            remote,
+            planned: &planned,
+            opts,
+            started_ns: now_ns(),
+            fetched: Mutex::default(),
+            emptied: Mutex::default(),
+        };
         let intents =
             journal::Journal::begin(repo, carried.iter().enumerate().map(|(i, o)| r.intent(i, o)).collect())?;
         let mut done = SyncSummary::default();
         let failed = r.run(&carried, &intents, &mut observed, &mut done, progress);
         r.keep_fetched()?;
+        for gone in std::mem::take(&mut *r.emptied.lock().expect("never poisoned")) {
+            super::local::remove_empty_folders(repo.root(), &gone);
+        }
         let wrote = done.uploaded + done.deleted_remote + done.moved_remote > 0;
         let merged = !done.merged.is_empty();
         summary.absorb(done);

@@ -97,6 +97,10 @@ pub struct Shared {
     odd: bool,
     /// Users add lines at either end, and merged contents are admitted (`Config::merges`).
     merges: bool,
+    /// Where users (and the teammate) put each content and left it: (path, content).
+    /// Every write is a fresh version, so a content at two paths is a rename or a copy
+    /// the engine made (invariant 9).
+    placed: HashSet<(String, Vec<u8>)>,
 }
 
 /// Conflict copies are named with the wall clock (`-YYYYMMDDTHHMMSS`): the trace drops
@@ -277,6 +281,7 @@ impl Shared {
             deletes: Vec::new(),
             touched: BTreeSet::new(),
             recorded: HashMap::new(),
+            placed: HashSet::new(),
         }
     }
 
@@ -388,6 +393,17 @@ impl Shared {
     /// A user placed `content` at `path` (a rename): any deletion of it there is void.
     fn placed(&mut self, path: &str, content: &[u8]) {
         self.deletes.retain(|d| !(d.path == path && d.content == content));
+        self.put_at(path, content);
+    }
+
+    /// A user (or the teammate) wrote `content` at `path` (invariant 9).
+    fn put_at(&mut self, path: &str, content: &[u8]) {
+        self.placed.insert((path.to_owned(), content.to_vec()));
+    }
+
+    /// A user (or the teammate) removed `content` from `path` (invariant 9).
+    fn took_from(&mut self, path: &str, content: &[u8]) {
+        self.placed.remove(&(path.to_owned(), content.to_vec()));
     }
 
     /// A teammate writes or deletes in the bucket directly. `target`: the key to race
@@ -414,6 +430,7 @@ impl Shared {
             Some(info) if delete => match bucket.delete(&key, &info.etag) {
                 Ok(()) => {
                     self.deleted(&key, old.clone());
+                    self.took_from(&key, &old);
                     format!("teammate deletes {key} {}", short(&old))
                 }
                 Err(e) => format!("teammate fails to delete {key}: {e}"),
@@ -427,7 +444,9 @@ impl Shared {
                     Ok(w) => {
                         if current.is_some() {
                             self.kill(&old);
+                            self.took_from(&key, &old);
                         }
+                        self.put_at(&key, &new);
                         self.logged_put(None, &key, &w.etag, id);
                         format!("teammate writes {key} {}", short(&new))
                     }
@@ -491,6 +510,7 @@ impl Shared {
         }
         let v = self.fresh(who, None);
         write_file(root, &path, &v, writes_nfd(who));
+        self.put_at(&path, &v);
         if kind == 1 {
             use std::os::unix::fs::PermissionsExt;
             let p = on_disk(root, &path, false);
@@ -529,6 +549,8 @@ impl Shared {
                     self.fresh(who, None)
                 };
                 write_file(root, &path, &v, writes_nfd(who));
+                self.took_from(&path, &old);
+                self.put_at(&path, &v);
                 self.touched.insert(path.clone());
                 let verb = if op == UserOp::Append { "appends to" } else { "edits" };
                 format!("{who} {verb} {path} {}", short(&v))
@@ -538,6 +560,7 @@ impl Shared {
                 let old = files[&path].clone();
                 std::fs::remove_file(on_disk(root, &path, false)).expect("delete in the sim's folder");
                 self.deleted(&path, old.clone());
+                self.took_from(&path, &old);
                 self.touched.insert(path.clone());
                 format!("{who} deletes {path} {}", short(&old))
             }
@@ -555,6 +578,7 @@ impl Shared {
                 std::fs::create_dir_all(dest.parent().expect("files have a parent")).expect("mkdir");
                 std::fs::rename(on_disk(root, &from, false), &dest).expect("rename in the sim's folder");
                 self.placed(&to, &v);
+                self.took_from(&from, &v);
                 self.touched.insert(from.clone());
                 self.touched.insert(to.clone());
                 format!("{who} moves {from} to {to} {}", short(&v))
@@ -1027,6 +1051,29 @@ impl World {
             }
             if bucket.get(p).is_some_and(|(_, b)| b == v) {
                 s.violate(1, format!("{name} lost {p} {} from its folder though no one replaced or deleted it and the bucket still holds it", short(v)));
+            }
+        }
+        // 9: no content sits at two paths of the folder unless a user put it at both
+        // (a rename is never a copy). Conflict copies are the engine's on purpose.
+        let mut at: HashMap<&Vec<u8>, Vec<&String>> = HashMap::new();
+        for (p, v) in &after {
+            if !p.contains(".conflict-") && !s.ignored(p) && s.versions.contains_key(v) {
+                at.entry(v).or_default().push(p);
+            }
+        }
+        for (v, paths) in at.into_iter().filter(|(_, ps)| ps.len() > 1) {
+            let extra: Vec<&&String> =
+                paths.iter().filter(|p| !s.placed.contains(&((**p).clone(), v.clone()))).collect();
+            if !extra.is_empty() {
+                s.violate(
+                    9,
+                    format!(
+                        "{name} holds {} at {} paths ({}), though no user put it at {extra:?}",
+                        short(v),
+                        paths.len(),
+                        paths.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                );
             }
         }
         // 5: every base entry names a write the bucket really took, with that content,

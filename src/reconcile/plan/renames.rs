@@ -349,7 +349,9 @@ fn follow_folders(
         .into_iter()
         .filter_map(|(d, t)| {
             let only = (t.len() == 1).then(|| *t.first().expect("one target"))?;
-            (!d.is_empty() && only != "\0" && only != d && !ctx.exists(renamer, d)).then_some((d, only))
+            // (A folder emptied into the root is no folder rename: nothing names it.)
+            (!d.is_empty() && !only.is_empty() && only != "\0" && only != d && !ctx.exists(renamer, d))
+                .then_some((d, only))
         })
         .collect();
     if dirs.is_empty() {
