@@ -175,15 +175,15 @@ impl Round<'_> {
             ..op.clone()
         };
         match then {
-            Action::Upload => {
+            Action::Upload
                 if !self.upload(
                     path,
                     leaf,
                     &self.cond(path, at_path.precondition.remote.as_ref()),
                     effects,
-                )? {
-                    effects.raced(path);
-                }
+                )? =>
+            {
+                effects.raced(path);
             }
             Action::Download => self.fetch(i, path, at_path.precondition.local, effects)?,
             Action::Merge => self.merge(i, &at_path, effects)?,

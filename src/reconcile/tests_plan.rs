@@ -324,17 +324,14 @@ fn renames_are_one_operation() {
     assert_eq!(moves, [("b1".into(), Some("a1".into())), ("b2".into(), Some("a2".into()))]);
 }
 
-fn moves(plan: &Plan) -> Vec<(String, Action, Reason, Option<String>, Option<Action>)> {
+/// A move's path, action, reason, source and follow-up.
+type MoveRow = (String, Action, Reason, Option<String>, Option<Action>);
+
+fn moves(plan: &Plan) -> Vec<MoveRow> {
     plan.ops.iter().map(|o| (o.path.clone(), o.action, o.reason, o.from.clone(), o.then)).collect()
 }
 
-fn mv(
-    path: &str,
-    action: Action,
-    reason: Reason,
-    from: &str,
-    then: Option<Action>,
-) -> (String, Action, Reason, Option<String>, Option<Action>) {
+fn mv(path: &str, action: Action, reason: Reason, from: &str, then: Option<Action>) -> MoveRow {
     (path.to_owned(), action, reason, Some(from.to_owned()), then)
 }
 

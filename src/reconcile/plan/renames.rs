@@ -43,8 +43,10 @@ pub fn similarity(old: &[u8], new: &[u8]) -> Option<u8> {
     let (o, n) = (text(old)?, text(new)?);
     let ratio =
         similar::TextDiff::configure().timeout(std::time::Duration::from_millis(50)).diff_lines(o, n).ratio();
-    // ratio() is in 0.0..=1.0.
-    Some((ratio * 100.0).floor().clamp(0.0, 100.0) as u8)
+    // ratio() is in 0.0..=1.0, so the percentage fits a u8 and is never negative.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let percent = (ratio * 100.0).floor().clamp(0.0, 100.0) as u8;
+    Some(percent)
 }
 
 /// Which side renamed (or moves).
@@ -186,6 +188,7 @@ fn pair(ops: &[Op], side: Side, similarity: Option<&dyn Similarity>) -> BTreeMap
 /// What must follow a move, from the renamed path's three sides: the side that differs
 /// from the merged value is brought to it. `None`: the edits need a merge that cannot be
 /// made (the rename is then left unpaired, and the paths conflict as they are).
+#[allow(clippy::option_option)] // None: cannot follow; Some(None): nothing follows.
 fn then(m: &Merge<Option<Leaf>>) -> Option<Option<Action>> {
     match m.resolve_trivial() {
         Some(t) if m.local != *t => Some(Some(Action::Download)),
