@@ -37,6 +37,13 @@ pub struct Entry {
     /// Whether it finished.
     #[serde(default)]
     pub done: bool,
+    /// For an upload, a download or a move, the content it puts at `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<crate::id::ObjectId>,
+    /// Kept by a recovery for the next plans, its clean-up done: never cleaned up or
+    /// counted again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub carried: bool,
 }
 
 impl Entry {
@@ -49,16 +56,20 @@ impl Entry {
 pub struct Journal<'r> {
     repo: &'r Repo,
     entries: Vec<Entry>,
+    /// The key of entry 0.
+    offset: u64,
     pending: Mutex<Vec<u64>>,
 }
 
 impl<'r> Journal<'r> {
     /// Writes every intent of the round in one durable transaction.
     pub fn begin(repo: &'r Repo, entries: Vec<Entry>) -> Result<Self, StoreError> {
+        // After rows a recovery carried (which stay until a base is recorded).
+        let offset = repo.store().journal()?.last().map_or(0, |(k, _)| k + 1);
         let put: Vec<(u64, Vec<u8>)> =
-            entries.iter().enumerate().map(|(i, e)| (i as u64, e.encode())).collect();
+            entries.iter().enumerate().map(|(i, e)| (offset + i as u64, e.encode())).collect();
         repo.store().write_journal(&put, &[])?;
-        Ok(Self { repo, entries, pending: Mutex::new(Vec::new()) })
+        Ok(Self { repo, entries, offset, pending: Mutex::new(Vec::new()) })
     }
 
     /// Marks entry `i` done (durable once its batch is flushed).
@@ -79,10 +90,17 @@ impl<'r> Journal<'r> {
             .iter()
             .filter_map(|&i| {
                 let e = self.entries.get(usize::try_from(i).ok()?)?;
-                Some((i, Entry { done: true, ..e.clone() }.encode()))
+                Some((self.offset + i, Entry { done: true, ..e.clone() }.encode()))
             })
             .collect();
         self.repo.store().write_journal(&put, &[])
+    }
+
+    /// Makes every done mark so far durable (before the round's base is recorded, so a
+    /// crash while recording still knows what landed).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let batch = std::mem::take(&mut *self.pending.lock().expect("the journal lock is never poisoned"));
+        if batch.is_empty() { Ok(()) } else { self.write_done(&batch) }
     }
 
     /// The round is over and recorded: the journal is emptied.
@@ -102,21 +120,51 @@ pub struct Recovery {
     pub uploads_aborted: usize,
 }
 
+/// An upload or download an interrupted sync started and never recorded in a base.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    /// The path.
+    pub path: String,
+    /// The content it sent or fetched.
+    pub content: crate::id::ObjectId,
+    /// An upload or a remote move (else a download or a local move).
+    pub upload: bool,
+    /// Whether it was marked done (it ended; it may still have lost a race).
+    pub done: bool,
+}
+
 /// Cleans up after an interrupted sync, if the journal says there was one, then empties
-/// the journal. Entries that cannot be read are reported as unfinished and skipped:
-/// re-planning still gives the right outcome.
-pub fn recover(repo: &Repo, remote: &dyn Remote) -> Result<Option<Recovery>, RecoverError> {
+/// the journal but for the transfers it names, which stay (as `carried` rows) until a
+/// base is recorded. Entries that cannot be read are reported as unfinished and skipped:
+/// re-planning still gives the right outcome. Returns what was cleaned up (`None`: there
+/// was no interrupted sync, or only rows an earlier recovery carried) and the transfers.
+pub fn recover(repo: &Repo, remote: &dyn Remote) -> Result<(Option<Recovery>, Vec<Transfer>), RecoverError> {
     let raw = repo.store().journal()?;
     if raw.is_empty() {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let mut r = Recovery::default();
+    let (mut transfers, mut carried) = (Vec::new(), Vec::new());
+    let mut fresh = false;
     for (_, bytes) in raw {
         let Ok(e) = serde_json::from_slice::<Entry>(&bytes) else {
             r.unfinished += 1;
+            fresh = true;
             continue;
         };
-        if e.done {
+        fresh |= !e.carried;
+        if let Some(c) = e.content {
+            // Landed or not: the plan checks both sides for it. It stays in the journal
+            // until a base is recorded, should this sync be interrupted too.
+            transfers.push(Transfer {
+                path: e.path.clone(),
+                content: c,
+                upload: matches!(e.op.as_str(), "upload" | "move_remote"),
+                done: e.done,
+            });
+            carried.push(Entry { tmp: None, multipart: false, carried: true, ..e.clone() });
+        }
+        if e.done || e.carried {
             continue;
         }
         r.unfinished += 1;
@@ -129,8 +177,17 @@ pub fn recover(repo: &Repo, remote: &dyn Remote) -> Result<Option<Recovery>, Rec
             r.uploads_aborted += remote.abort_uploads(&e.path, e.started_ns)?;
         }
     }
+    if !fresh {
+        // Only what an earlier recovery kept: nothing to clean up, write or say.
+        return Ok((None, transfers));
+    }
     repo.store().journal_clear()?;
-    Ok(Some(r))
+    if !carried.is_empty() {
+        let put: Vec<(u64, Vec<u8>)> =
+            carried.iter().enumerate().map(|(i, e)| (i as u64, e.encode())).collect();
+        repo.store().write_journal(&put, &[])?;
+    }
+    Ok((Some(r), transfers))
 }
 
 fn remove_temp(root: &Path, rel: &str) -> Result<bool, RecoverError> {
@@ -199,6 +256,8 @@ mod tests {
             multipart: false,
             started_ns: 1,
             done: false,
+            content: Some(crate::id::ObjectId::for_blob(b"x")),
+            carried: false,
         };
         assert_eq!(serde_json::from_slice::<Entry>(&e.encode()).expect("decodes"), e);
         let min: Entry =
@@ -230,7 +289,7 @@ mod tests {
         let put: Vec<(u64, Vec<u8>)> =
             rows.iter().zip(0..).map(|(r, i)| (i, r.as_bytes().to_vec())).collect();
         repo.store().write_journal(&put, &[]).expect("journal");
-        let r = recover(&repo, &remote).expect("recovers").expect("there was a journal");
+        let r = recover(&repo, &remote).expect("recovers").0.expect("there was a journal");
         assert_eq!((r.unfinished, r.temp_files), (2, 1));
         assert!(!d.path().join(".bmsync-dl-7-0").exists());
         assert!(repo.store().journal().expect("journal").is_empty());

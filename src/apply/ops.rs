@@ -234,7 +234,9 @@ impl Round<'_> {
             },
         }
         effects.summary.moved_remote += 1;
-        self.remove_remote(from, from_etag, effects)?;
+        if !self.opts.planted(PlantedBug::MoveKeepsSource) {
+            self.remove_remote(from, from_etag, effects)?;
+        }
         Ok(())
     }
 

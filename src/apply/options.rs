@@ -182,6 +182,9 @@ pub enum PlantedBug {
     RecordBaseEarly,
     /// Take an empty listing at face value: everything there was deleted.
     EmptyListingAsDeletions,
+    /// Move a remote object by copying it, and leave the old key: a rename becomes a
+    /// copy.
+    MoveKeepsSource,
 }
 
 /// What a sync did.

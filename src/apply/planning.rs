@@ -8,7 +8,7 @@ use unicode_normalization::UnicodeNormalization;
 use super::rounds::leaves;
 use super::{PlantedBug, SyncError, SyncOptions};
 use crate::id::ObjectId;
-use crate::object::{Manifest, check_path};
+use crate::object::{EntryKind, Manifest, check_path};
 use crate::reconcile::{
     Action, Base, ListingStatus, Overlay, Plan, PlanInput, Reason, RemoteObject, case_collisions, plan,
 };
@@ -48,6 +48,83 @@ impl crate::reconcile::Similarity for HeldBytes<'_> {
     fn score(&self, old: ObjectId, new: ObjectId) -> Option<u8> {
         crate::reconcile::similarity(&self.bytes(old)?, &self.bytes(new)?)
     }
+}
+
+/// The base with `transferred` added (see [`make_plan_knowing`]): its root, the trees
+/// made, and its manifest. `None` when nothing is added.
+#[allow(clippy::type_complexity)]
+fn known_base(
+    repo: &Repo,
+    base: Option<&BaseState>,
+    view: &RemoteView,
+    transferred: &[super::journal::Transfer],
+    local: &BTreeMap<String, crate::reconcile::Leaf>,
+) -> Result<Option<(Option<ObjectId>, HashMap<ObjectId, crate::object::Tree>, Manifest)>, SyncError> {
+    let local_kinds: HashMap<ObjectId, EntryKind> = local.values().map(|l| (l.id, l.kind)).collect();
+    let local_sizes: HashMap<ObjectId, u64> = local.values().map(|l| (l.id, l.size)).collect();
+    // With no base at all (a first sync that was interrupted), what landed is the base.
+    let empty = Manifest::default();
+    let manifest = base.map_or(&empty, |b| &b.manifest);
+    let added: Vec<(String, crate::reconcile::Leaf, crate::object::ManifestEntry)> = transferred
+        .iter()
+        // (A path the base has at other content: the transfer is newer, it replaces it.)
+        .filter(|t| manifest.get(&t.path).is_none_or(|e| e.content != Some(t.content)))
+        .filter_map(|t| {
+            let there = view.objects.get(&t.path).filter(|e| e.content == t.content);
+            // Sure to have been on both sides at the path. An upload: the bucket holds
+            // it there (whoever wrote it, the folder held it there when planned), or at a
+            // path the base does not know, where a teammate can only have moved it. A
+            // download (its source held it there): the folder holds it at the path, or
+            // at a path the base does not know, where the user can only have moved it.
+            // ("Done" says only that the operation ended, not that it landed.)
+            let here = local.get(&t.path).is_some_and(|l| l.id == t.content)
+                || local.iter().any(|(p, l)| l.id == t.content && manifest.get(p).is_none());
+            let moved_there =
+                view.objects.iter().any(|(p, e)| e.content == t.content && manifest.get(p).is_none());
+            let sure = if t.upload { there.is_some() || moved_there } else { here };
+            if !sure {
+                return None;
+            }
+            let (kind, size, etag) = match there {
+                Some(e) => (e.kind, e.size, e.etag.clone()),
+                // Gone from the bucket (moved, deleted) or replaced since: no ETag of it
+                // is known, and none is needed to see that it changed.
+                None => (EntryKind::File, 0, "\"unknown\"".to_owned()),
+            };
+            let kind = local_kinds.get(&t.content).copied().unwrap_or(kind);
+            let size = local_sizes.get(&t.content).copied().unwrap_or(size);
+            let leaf = crate::reconcile::Leaf { kind, id: t.content, size };
+            let entry = crate::object::ManifestEntry {
+                path: t.path.clone(),
+                key: t.path.clone(),
+                etag,
+                size,
+                content: Some(t.content),
+                kind,
+            };
+            Some((t.path.clone(), leaf, entry))
+        })
+        .collect();
+    if added.is_empty() {
+        return Ok(None);
+    }
+    let mut all = match base.and_then(|b| b.tree) {
+        Some(t) => leaves(repo, t, &HashMap::new())?,
+        None => BTreeMap::new(),
+    };
+    let mut entries: Vec<crate::object::ManifestEntry> = manifest.entries().to_vec();
+    for (p, leaf, entry) in added {
+        // A path that is now a folder in the base (or under a file of it) is left out.
+        if all.keys().any(|k| k.starts_with(&format!("{p}/")) || p.starts_with(&format!("{k}/"))) {
+            continue;
+        }
+        entries.retain(|e| e.path != p);
+        all.insert(p, leaf);
+        entries.push(entry);
+    }
+    let Ok((root, trees)) = crate::reconcile::build_tree(all) else { return Ok(None) };
+    let Ok(manifest) = Manifest::new(entries) else { return Ok(None) };
+    Ok(Some((root, trees, manifest)))
 }
 
 /// The last sync as read from the store: its commit, tree and manifest.
@@ -95,6 +172,20 @@ pub fn make_plan(
     opts: &SyncOptions,
     dry_run: bool,
 ) -> Result<Planned, SyncError> {
+    make_plan_knowing(repo, remote, opts, dry_run, &[])
+}
+
+/// [`make_plan`], also taking as synced the `transferred` (path, content) pairs an
+/// interrupted sync started without recording them, where the base has no entry there,
+/// the bucket still holds that content at the path and the folder holds it somewhere.
+/// The base itself is not changed.
+pub(super) fn make_plan_knowing(
+    repo: &Repo,
+    remote: &dyn Remote,
+    opts: &SyncOptions,
+    dry_run: bool,
+    transferred: &[super::journal::Transfer],
+) -> Result<Planned, SyncError> {
     let scan_opts = crate::worktree::ScanOptions { store_blobs: !dry_run, dry_run, ..Default::default() };
     let local = repo.scan_with(&scan_opts)?;
     let rules =
@@ -141,13 +232,18 @@ pub fn make_plan(
         .map(|b| b.manifest.entries().iter().map(|e| e.path.clone()).filter(|p| ignored_now(p)).collect())
         .unwrap_or_default();
     let reader = repo.store().reader()?;
-    let trees = Overlay { mem: &local.unstored_trees, inner: &reader };
     let held = HeldBytes {
         repo,
         local: &local,
         paths: leaves(repo, local.root, &local.unstored_trees)?,
         cache: RefCell::default(),
     };
+    let known = known_base(repo, base.as_ref(), &view, transferred, &held.paths)?;
+    let mut mem = local.unstored_trees.clone();
+    if let Some((_, trees, _)) = &known {
+        mem.extend(trees.iter().map(|(id, t)| (*id, t.clone())));
+    }
+    let trees = Overlay { mem: &mem, inner: &reader };
     loop {
         let remote_objects: BTreeMap<String, RemoteObject> = view
             .objects
@@ -165,7 +261,10 @@ pub fn make_plan(
             .collect();
         let input = PlanInput {
             trees: &trees,
-            base: base.as_ref().map(|b| Base { tree: b.tree, manifest: &b.manifest }),
+            base: match &known {
+                Some((root, _, manifest)) => Some(Base { tree: *root, manifest }),
+                None => base.as_ref().map(|b| Base { tree: b.tree, manifest: &b.manifest }),
+            },
             local: Some(local.root),
             remote: &remote_objects,
             listing: ListingStatus::Complete,

@@ -10,7 +10,7 @@ use super::options::{DEFAULT_JOBS, MAX_ROUNDS, TRASH_KEEP};
 use super::recording::{record_base, remember_collisions};
 use super::{
     DEFAULT_LOCK_WAIT, Direction, NoProgress, Planned, PlantedBug, Progress, SyncError, SyncOptions,
-    SyncSummary, journal, make_plan, ops,
+    SyncSummary, journal, ops,
 };
 use crate::id::ObjectId;
 use crate::reconcile::{Action, Change, DiffStats, Leaf, Op, Overlay, Reason, diff_trees};
@@ -146,14 +146,16 @@ pub(super) fn sync_rounds(
     progress: &dyn Progress,
 ) -> Result<SyncSummary, SyncError> {
     let warnings = check_guarantees(repo, remote, opts.accept_lost_updates)?;
-    let mut summary =
-        SyncSummary { recovered: journal::recover(repo, remote)?, warnings, ..SyncSummary::default() };
+    let (recovered, mut transferred) = journal::recover(repo, remote)?;
+    let mut summary = SyncSummary { recovered, warnings, ..SyncSummary::default() };
     super::local::prune_trash(repo.root(), TRASH_KEEP);
     for round in 1..=MAX_ROUNDS {
         summary.rounds = round;
         summary.raced.clear();
         summary.skipped.clear();
-        let planned = make_plan(repo, remote, opts, false)?;
+        // What an interrupted sync transferred counts once, for the first plan.
+        let planned =
+            super::planning::make_plan_knowing(repo, remote, opts, false, &std::mem::take(&mut transferred))?;
         summary.remote_skipped.clone_from(&planned.view.skipped);
         summary.collisions.clone_from(&planned.collisions);
         summary.local_skipped.clone_from(&planned.local.report.skipped);
@@ -215,6 +217,7 @@ pub(super) fn sync_rounds(
             journal::Journal::begin(repo, carried.iter().enumerate().map(|(i, o)| r.intent(i, o)).collect())?;
         let mut done = SyncSummary::default();
         let failed = r.run(&carried, &intents, &mut observed, &mut done, progress);
+        intents.flush()?;
         r.keep_fetched()?;
         for gone in std::mem::take(&mut *r.emptied.lock().expect("never poisoned")) {
             super::local::remove_empty_folders(repo.root(), &gone);
@@ -225,13 +228,15 @@ pub(super) fn sync_rounds(
         // Even after a failure, record what did succeed: the paths both sides were seen
         // to agree on.
         let (base, snapshot, moved) = record_base(repo, remote, &planned, &observed, wrote, merged)?;
-        intents.finish()?;
         summary.changed_after_apply.extend(moved);
         summary.base = Some(base);
         summary.snapshot = snapshot;
         if let Some(e) = failed {
+            // The journal stays: the next sync learns what this one sent or fetched
+            // (an answer lost on the way may hide a write that landed).
             return Err(e);
         }
+        intents.finish()?;
         if summary.raced.is_empty() {
             break;
         }
@@ -274,6 +279,12 @@ impl Round<'_> {
                 && size > ops::IN_MEMORY_UPLOAD,
             started_ns: self.started_ns,
             done: false,
+            content: match op.action {
+                Action::Upload | Action::MoveRemote => op.sides.local.as_ref().map(|l| l.id),
+                Action::Download | Action::MoveLocal => op.sides.remote.as_ref().map(|r| r.id),
+                _ => None,
+            },
+            carried: false,
         }
     }
 

@@ -82,6 +82,12 @@ fn planted_record_base_early_is_caught() {
 }
 
 #[test]
+fn planted_move_keeps_source_is_caught() {
+    let f = caught(PlantedBug::MoveKeepsSource);
+    assert_eq!(f.violation.invariant, 9, "a rename became a copy: {}", f.violation.what);
+}
+
+#[test]
 fn planted_empty_listing_as_deletions_is_caught() {
     let f = caught(PlantedBug::EmptyListingAsDeletions);
     assert_eq!(f.violation.invariant, 1, "a lost update: {}", f.violation.what);
@@ -189,4 +195,58 @@ fn an_empty_folder_gives_way_to_a_moved_note() {
 #[test]
 fn a_merge_of_versions_without_a_final_newline_is_admitted() {
     replays_clean(&Config::new(557, Some(3)), &[1, 3, 4, 8, 24, 25, 28]);
+}
+
+/// Regression: found by invariant 9 (SIMULATION.md). A sync crashed after uploading a
+/// new note and before recording its base; the user then moved the note, and the next
+/// syncs kept it at both names. The journal now says what landed, and the first plan
+/// after recovery takes it as synced, so the move is a move. Seed 280's shrunk history.
+#[test]
+fn a_note_moved_after_a_crashed_upload_stays_one_note() {
+    replays_clean(&Config::new(280, Some(2)), &[14, 20, 24, 25, 30]);
+}
+
+/// Regression: the same after a crashed download of a teammate's note. Seed 114's
+/// shrunk history.
+#[test]
+fn a_note_moved_after_a_crashed_download_stays_one_note() {
+    replays_clean(&Config::new(114, Some(4)), &[18, 24, 25, 26]);
+}
+
+/// Regression: as above, when the crash came mid-round, before the download's done mark
+/// was durable. Seed 98's shrunk history.
+#[test]
+fn a_note_moved_after_an_unmarked_download_stays_one_note() {
+    replays_clean(&Config::new(98, Some(4)), &[2, 8, 9, 10, 24, 31]);
+}
+
+/// Regression: a teammate's note this client had downloaded in a first sync that
+/// crashed, then moved by another client: the union after the crash put it back at its
+/// old name. Seed 296's shrunk history.
+#[test]
+fn a_note_moved_by_a_teammate_after_a_crashed_first_sync_stays_one_note() {
+    replays_clean(&Config::new(296, Some(2)), &[2, 3, 4, 6, 8, 11]);
+}
+
+/// Regression: two crashed syncs in a row; what the first transferred is kept until a
+/// base is recorded. Seed 390's shrunk history.
+#[test]
+fn what_a_crashed_sync_transferred_survives_a_second_crash() {
+    replays_clean(&Config::new(390, Some(4)), &[16, 17, 20, 26, 27, 30, 31]);
+}
+
+/// Regression: an upload whose answer was lost (the sync failed, the write landed), then
+/// a move. Seed 540's shrunk history.
+#[test]
+fn a_note_moved_after_a_lost_answer_stays_one_note() {
+    replays_clean(&Config::new(540, Some(2)), &[0, 1, 2, 3, 23, 24, 29]);
+}
+
+/// Regression of the above: an upload that lost its race is "done" too, and a download
+/// that never landed may find its content at another known path; neither may be taken
+/// for synced (each lost a version). Seeds 1099 and 557's shrunk histories.
+#[test]
+fn a_transfer_that_did_not_land_is_never_taken_for_synced() {
+    replays_clean(&Config::new(1099, Some(5)), &[4, 5, 8]);
+    replays_clean(&Config::new(557, Some(3)), &[1, 3, 5, 8, 12, 13, 14, 15, 17, 18, 19, 20, 21, 24, 29, 30]);
 }

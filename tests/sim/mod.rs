@@ -107,14 +107,20 @@ pub fn planted_name(p: PlantedBug) -> &'static str {
         PlantedBug::SkipIfMatch => "skip-if-match",
         PlantedBug::RecordBaseEarly => "record-base-early",
         PlantedBug::EmptyListingAsDeletions => "empty-listing-as-deletions",
+        PlantedBug::MoveKeepsSource => "move-keeps-source",
     }
 }
 
 /// A planted bug by name.
 pub fn planted_by_name(s: &str) -> Option<PlantedBug> {
-    [PlantedBug::SkipIfMatch, PlantedBug::RecordBaseEarly, PlantedBug::EmptyListingAsDeletions]
-        .into_iter()
-        .find(|p| planted_name(*p) == s)
+    [
+        PlantedBug::SkipIfMatch,
+        PlantedBug::RecordBaseEarly,
+        PlantedBug::EmptyListingAsDeletions,
+        PlantedBug::MoveKeepsSource,
+    ]
+    .into_iter()
+    .find(|p| planted_name(*p) == s)
 }
 
 /// A user's operation on a folder.

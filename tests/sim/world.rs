@@ -40,6 +40,9 @@ const IGNORED: [&str; 5] = [".DS_Store", "a/x.tmp", ".obsidian/ws.json", "b/n1.m
 /// A note no one touches: it keeps the bucket from ever being truly empty, which the
 /// engine (on purpose) refuses to take at face value against a non-empty base.
 pub const KEEP: &str = "keep.md";
+
+/// Stands for the teammate's folder in `Shared::placed` (the teammate writes the bucket).
+const TEAMMATE: &str = "<teammate>";
 /// Sync passes per client allowed in the quiescent phase.
 const QUIESCENT_PASSES: usize = 3;
 
@@ -100,7 +103,19 @@ pub struct Shared {
     /// Where users (and the teammate) put each content and left it: (path, content).
     /// Every write is a fresh version, so a content at two paths is a rename or a copy
     /// the engine made (invariant 9).
-    placed: HashSet<(String, Vec<u8>)>,
+    /// Keyed by the folder whose user did it (the teammate's is `TEAMMATE`). A rename
+    /// takes the content away from its old path for everyone, except where another user
+    /// wrote the same bytes there on their own (`both write`).
+    placed: HashSet<(PathBuf, String, Vec<u8>)>,
+    /// Every rename a user made: (from, to). A version written at `from` by someone who
+    /// had not seen the rename yet legitimately ends at `to` (the edit follows it).
+    renames: Vec<(String, String)>,
+    /// The placements two users made on their own at once (`both write`).
+    twins: HashSet<(PathBuf, String, Vec<u8>)>,
+    /// Contents a client held, or the bucket did, when that client lost its state (its
+    /// next sync is a union, which may keep them at two paths), and what a disturbed sync
+    /// moved: invariant 9 exempts them.
+    unioned: HashSet<Vec<u8>>,
 }
 
 /// Conflict copies are named with the wall clock (`-YYYYMMDDTHHMMSS`): the trace drops
@@ -282,6 +297,9 @@ impl Shared {
             touched: BTreeSet::new(),
             recorded: HashMap::new(),
             placed: HashSet::new(),
+            twins: HashSet::new(),
+            renames: Vec::new(),
+            unioned: HashSet::new(),
         }
     }
 
@@ -391,19 +409,38 @@ impl Shared {
     }
 
     /// A user placed `content` at `path` (a rename): any deletion of it there is void.
-    fn placed(&mut self, path: &str, content: &[u8]) {
+    fn placed(&mut self, root: &Path, path: &str, content: &[u8]) {
         self.deletes.retain(|d| !(d.path == path && d.content == content));
-        self.put_at(path, content);
+        self.put_at(root, path, content);
     }
 
-    /// A user (or the teammate) wrote `content` at `path` (invariant 9).
-    fn put_at(&mut self, path: &str, content: &[u8]) {
-        self.placed.insert((path.to_owned(), content.to_vec()));
+    /// The user of `root` (or the teammate) wrote `content` at `path` (invariant 9).
+    fn put_at(&mut self, root: &Path, path: &str, content: &[u8]) {
+        self.placed.insert((root.to_owned(), path.to_owned(), content.to_vec()));
     }
 
-    /// A user (or the teammate) removed `content` from `path` (invariant 9).
-    fn took_from(&mut self, path: &str, content: &[u8]) {
-        self.placed.remove(&(path.to_owned(), content.to_vec()));
+    /// The user of `root` (or the teammate) took `content` away from `path`.
+    fn took_from(&mut self, root: &Path, path: &str, content: &[u8]) {
+        self.placed.remove(&(root.to_owned(), path.to_owned(), content.to_vec()));
+    }
+
+    /// Whether some user (or the teammate) put `content` at `path` and left it there, or
+    /// put it at a path some user renamed (in one or more steps) to `path`.
+    fn put_by_someone(&self, path: &str, content: &[u8]) -> bool {
+        let mut reach: BTreeSet<&str> =
+            self.placed.iter().filter(|(_, _, v)| v == content).map(|(_, p, _)| p.as_str()).collect();
+        loop {
+            let more: Vec<&str> = self
+                .renames
+                .iter()
+                .filter(|(f, t)| reach.contains(f.as_str()) && !reach.contains(t.as_str()))
+                .map(|(_, t)| t.as_str())
+                .collect();
+            if more.is_empty() {
+                return reach.contains(path);
+            }
+            reach.extend(more);
+        }
     }
 
     /// A teammate writes or deletes in the bucket directly. `target`: the key to race
@@ -430,7 +467,7 @@ impl Shared {
             Some(info) if delete => match bucket.delete(&key, &info.etag) {
                 Ok(()) => {
                     self.deleted(&key, old.clone());
-                    self.took_from(&key, &old);
+                    self.took_from(Path::new(TEAMMATE), &key, &old);
                     format!("teammate deletes {key} {}", short(&old))
                 }
                 Err(e) => format!("teammate fails to delete {key}: {e}"),
@@ -444,9 +481,9 @@ impl Shared {
                     Ok(w) => {
                         if current.is_some() {
                             self.kill(&old);
-                            self.took_from(&key, &old);
+                            self.took_from(Path::new(TEAMMATE), &key, &old);
                         }
-                        self.put_at(&key, &new);
+                        self.put_at(Path::new(TEAMMATE), &key, &new);
                         self.logged_put(None, &key, &w.etag, id);
                         format!("teammate writes {key} {}", short(&new))
                     }
@@ -510,7 +547,7 @@ impl Shared {
         }
         let v = self.fresh(who, None);
         write_file(root, &path, &v, writes_nfd(who));
-        self.put_at(&path, &v);
+        self.put_at(root, &path, &v);
         if kind == 1 {
             use std::os::unix::fs::PermissionsExt;
             let p = on_disk(root, &path, false);
@@ -549,8 +586,8 @@ impl Shared {
                     self.fresh(who, None)
                 };
                 write_file(root, &path, &v, writes_nfd(who));
-                self.took_from(&path, &old);
-                self.put_at(&path, &v);
+                self.took_from(root, &path, &old);
+                self.put_at(root, &path, &v);
                 self.touched.insert(path.clone());
                 let verb = if op == UserOp::Append { "appends to" } else { "edits" };
                 format!("{who} {verb} {path} {}", short(&v))
@@ -560,7 +597,7 @@ impl Shared {
                 let old = files[&path].clone();
                 std::fs::remove_file(on_disk(root, &path, false)).expect("delete in the sim's folder");
                 self.deleted(&path, old.clone());
-                self.took_from(&path, &old);
+                self.took_from(root, &path, &old);
                 self.touched.insert(path.clone());
                 format!("{who} deletes {path} {}", short(&old))
             }
@@ -577,8 +614,14 @@ impl Shared {
                 let dest = on_disk(root, &to, writes_nfd(who));
                 std::fs::create_dir_all(dest.parent().expect("files have a parent")).expect("mkdir");
                 std::fs::rename(on_disk(root, &from, false), &dest).expect("rename in the sim's folder");
-                self.placed(&to, &v);
-                self.took_from(&from, &v);
+                self.placed(root, &to, &v);
+                self.renames.push((from.clone(), to.clone()));
+                let twins = &self.twins;
+                self.placed.retain(|(r, p, c)| {
+                    !(*p == from
+                        && *c == v
+                        && (r == root || !twins.contains(&(r.clone(), p.clone(), c.clone()))))
+                });
                 self.touched.insert(from.clone());
                 self.touched.insert(to.clone());
                 format!("{who} moves {from} to {to} {}", short(&v))
@@ -887,6 +930,10 @@ impl World {
         s.versions.entry(v.clone()).or_default().writers += 1;
         write_file(&ra, &path, &v, writes_nfd(&self.clients[a].name));
         write_file(&rb, &path, &v, writes_nfd(&self.clients[b].name));
+        for r in [&ra, &rb] {
+            s.put_at(r, &path, &v);
+            s.twins.insert((r.clone(), path.clone(), v.clone()));
+        }
         s.trace_line(&format!("s{index} c{a} and c{b} both write {path} {}", short(&v)));
         drop(s);
         self.folders[a] = folder(&ra);
@@ -926,6 +973,9 @@ impl World {
         let end = s.fresh(&nb, Some(&old));
         write_file(&ra, &path, &top, writes_nfd(&na));
         write_file(&rb, &path, &end, writes_nfd(&nb));
+        s.placed.retain(|(_, p, c)| !(*p == path && *c == old));
+        s.put_at(&ra, &path, &top);
+        s.put_at(&rb, &path, &end);
         s.touched.insert(path.clone());
         s.trace_line(&format!("s{index} {na} adds a line on top of {path}, {nb} one at its end"));
         drop(s);
@@ -946,7 +996,12 @@ impl World {
             o
         };
         cl.repo = Some(Repo::init(&cl.root, &opts).expect("re-init a client"));
+        let held: Vec<Vec<u8>> = folder(&self.clients[c].root)
+            .into_values()
+            .chain(self.bucket_state().into_values().map(|(_, b)| b))
+            .collect();
         let mut s = self.lock();
+        s.unioned.extend(held);
         for d in &mut s.deletes {
             if !d.settled {
                 d.seen.remove(&c);
@@ -960,6 +1015,12 @@ impl World {
 
     fn sync(&mut self, c: usize, faults: &Faults, sel: u64) -> Ended {
         let before = std::mem::take(&mut self.folders[c]);
+        let disturbed = *faults != Faults::default();
+        let bucket_before: BTreeMap<String, Vec<u8>> = if disturbed {
+            self.bucket_state().into_iter().map(|(k, (_, b))| (k, b)).collect()
+        } else {
+            BTreeMap::new()
+        };
         let repo = self.clients[c].repo.as_ref().expect("the client is open");
         let base_before = (read_base(repo).0, base_lineage(repo).map(|l| l.0), base_kinds(repo));
         {
@@ -1011,6 +1072,21 @@ impl World {
             Ended::Crashed => "    -> crashed; restarted from the store".to_owned(),
         };
         self.lock().trace_line(&line);
+        if disturbed || !matches!(ended, Ended::Ok(_)) {
+            // What a sync a fault interrupted or raced moved may be left at two paths
+            // for good (a download a teammate's deletion overtook, a copy whose delete
+            // never ran): never lost, and exempt from invariant 9.
+            let now = folder(&self.clients[c].root);
+            let bucket_now: BTreeMap<String, Vec<u8>> =
+                self.bucket_state().into_iter().map(|(k, (_, b))| (k, b)).collect();
+            let moved: Vec<Vec<u8>> = now
+                .iter()
+                .filter(|(p, v)| before.get(*p) != Some(*v))
+                .chain(bucket_now.iter().filter(|(p, v)| bucket_before.get(*p) != Some(*v)))
+                .map(|(_, v)| v.clone())
+                .collect();
+            self.lock().unioned.extend(moved);
+        }
         self.after_sync(c, &before, &base_before, &ended);
         ended
     }
@@ -1051,29 +1127,6 @@ impl World {
             }
             if bucket.get(p).is_some_and(|(_, b)| b == v) {
                 s.violate(1, format!("{name} lost {p} {} from its folder though no one replaced or deleted it and the bucket still holds it", short(v)));
-            }
-        }
-        // 9: no content sits at two paths of the folder unless a user put it at both
-        // (a rename is never a copy). Conflict copies are the engine's on purpose.
-        let mut at: HashMap<&Vec<u8>, Vec<&String>> = HashMap::new();
-        for (p, v) in &after {
-            if !p.contains(".conflict-") && !s.ignored(p) && s.versions.contains_key(v) {
-                at.entry(v).or_default().push(p);
-            }
-        }
-        for (v, paths) in at.into_iter().filter(|(_, ps)| ps.len() > 1) {
-            let extra: Vec<&&String> =
-                paths.iter().filter(|p| !s.placed.contains(&((**p).clone(), v.clone()))).collect();
-            if !extra.is_empty() {
-                s.violate(
-                    9,
-                    format!(
-                        "{name} holds {} at {} paths ({}), though no user put it at {extra:?}",
-                        short(v),
-                        paths.len(),
-                        paths.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                );
             }
         }
         // 5: every base entry names a write the bucket really took, with that content,
@@ -1296,6 +1349,27 @@ impl World {
             if manifest != base || leaves != tree {
                 s.violate(2, format!("{}'s base does not equal the bucket", c.name));
             }
+        }
+        // 9: once all is synced, no content sits at two paths unless users put it at
+        // both (a rename is never a copy). Conflict copies are the engine's on purpose;
+        // a client that lost its state unions what it held with the bucket, by design.
+        let mut at: HashMap<&Vec<u8>, Vec<&String>> = HashMap::new();
+        for (p, (_, v)) in &bucket {
+            if !p.contains(".conflict-") && s.versions.contains_key(v) && !s.unioned.contains(v) {
+                at.entry(v).or_default().push(p);
+            }
+        }
+        let mut twins: Vec<String> = Vec::new();
+        for (v, paths) in at.into_iter().filter(|(_, ps)| ps.len() > 1) {
+            let extra: Vec<&&String> = paths.iter().filter(|p| !s.put_by_someone(p, v)).collect();
+            if !extra.is_empty() {
+                let all: Vec<&str> = paths.iter().map(|p| p.as_str()).collect();
+                twins.push(format!("{} at {} (no user put it at {extra:?})", short(v), all.join(", ")));
+            }
+        }
+        twins.sort();
+        for t in twins {
+            s.violate(9, format!("the synced state holds one content at two paths: {t}"));
         }
         s.trace_line(&format!("final: {} objects", bucket.len()));
         for (k, (_, b)) in &bucket {

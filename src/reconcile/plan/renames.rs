@@ -19,6 +19,10 @@ pub const RENAME_SIMILARITY: u8 = 50;
 /// Files larger than this are paired only when their content is the same.
 pub const MAX_SIMILAR_BYTES: u64 = 1 << 20;
 
+/// A folder counts as renamed only when at least this many of its files moved to the
+/// new folder (one file moved out is a move of that file).
+pub const MIN_FOLDER_RENAME: usize = 2;
+
 /// Similarity is looked for among at most this many (deletion, addition) pairs on a side;
 /// beyond it only exact renames are paired (git's `diff.renameLimit` plays this part).
 pub const MAX_SIMILAR_PAIRS: usize = 100_000;
@@ -333,8 +337,8 @@ pub(super) fn follow_renames(ops: Vec<Op>, ctx: &Context<'_>) -> Vec<Op> {
 
 /// A folder renamed on one side carries what the other side added to it: the addition
 /// moves to the new folder. A folder counts as renamed from `D` to `D2` when every file
-/// renamed out of `D` went to `D2` under its own name and the renaming side holds nothing
-/// at `D` any more (git's directory rename detection, one level per file).
+/// renamed out of `D` (at least [`MIN_FOLDER_RENAME`]) went to `D2` under its own name
+/// and the renaming side holds nothing at `D` any more (git's directory rename detection, one level per file).
 fn follow_folders(
     ops: &[Op],
     ctx: &Context<'_>,
@@ -342,16 +346,19 @@ fn follow_folders(
     renamer: Side,
     replaced: &mut BTreeMap<usize, Option<Op>>,
 ) {
-    let mut targets: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut targets: BTreeMap<&str, (BTreeSet<&str>, usize)> = BTreeMap::new();
     for (&i, &j) in pairs {
         let (from, to) = (ops[i].path.as_str(), ops[j].path.as_str());
         let target = if name(from) == name(to) { parent(to) } else { "\0" };
-        targets.entry(parent(from)).or_default().insert(target);
+        let t = targets.entry(parent(from)).or_default();
+        t.0.insert(target);
+        t.1 += 1;
     }
     let dirs: BTreeMap<&str, &str> = targets
         .into_iter()
-        .filter_map(|(d, t)| {
-            let only = (t.len() == 1).then(|| *t.first().expect("one target"))?;
+        .filter_map(|(d, (t, n))| {
+            // One file moved out of a folder is a move, not the folder's rename.
+            let only = (t.len() == 1 && n >= MIN_FOLDER_RENAME).then(|| *t.first().expect("one target"))?;
             // (A folder emptied into the root is no folder rename: nothing names it.)
             (!d.is_empty() && !only.is_empty() && only != "\0" && only != d && !ctx.exists(renamer, d))
                 .then_some((d, only))
