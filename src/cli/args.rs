@@ -338,6 +338,10 @@ pub(crate) enum Command {
         /// Expected current target (`none`: must not exist). Without it, any value.
         old: Option<String>,
     },
+    /// Check the store: every object against its id, every tree, commit and manifest
+    /// decodes, what commits and refs name is stored, the stat cache and the journal.
+    /// Exit 0 when all is well, 1 with the findings listed.
+    Fsck,
     /// Print the object id of files (for blobs, the same hex as `b3sum`).
     HashObject {
         /// Files to hash.

@@ -1,0 +1,139 @@
+//! History and recovery: `fsck`, `gc`, revisions, `log`, `show`, `restore`, through the
+//! CLI on real stores and remotes.
+
+use std::path::Path;
+
+use bmsync::{ObjectId, ObjectKind};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::sync::Client;
+
+const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects");
+const REFS: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("refs");
+
+/// A client on a fresh `file://` bucket (the bucket's temp dir comes back too).
+fn file_client(name: &str) -> (tempfile::TempDir, Client) {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let c = Client::new(name, &url, None);
+    (bucket, c)
+}
+
+fn store_path(c: &Client) -> std::path::PathBuf {
+    c.path(".bmsync/store.redb")
+}
+
+/// Runs `f` on the store's raw redb database, as bit rot or a bad tool would.
+fn with_db(path: &Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = redb::Database::open(path).expect("open raw");
+    let txn = db.begin_write().expect("write txn");
+    f(&txn);
+    txn.commit().expect("commit");
+}
+
+fn object_ids(path: &Path) -> Vec<ObjectId> {
+    let db = redb::Database::open(path).expect("open raw");
+    let txn = db.begin_read().expect("read txn");
+    let t = txn.open_table(OBJECTS).expect("objects");
+    t.iter().expect("iter").map(|i| ObjectId::from_bytes(*i.expect("row").0.value())).collect()
+}
+
+/// Runs `--json fsck`; returns the exit code and the report.
+fn fsck(c: &Client) -> (Option<i32>, serde_json::Value) {
+    let o = c.run(&["--json", "fsck"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    (o.status.code(), serde_json::from_slice(&o.stdout).expect("fsck prints JSON"))
+}
+
+/// The findings' (kind, subject) pairs.
+fn findings(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| (f["kind"].as_str().expect("kind").to_owned(), f["subject"].as_str().expect("subject").to_owned()))
+        .collect()
+}
+
+/// A client with a few synced files, in a folder and at the top, and a local commit.
+fn synced_client() -> (tempfile::TempDir, Client) {
+    let (b, c) = file_client("alice");
+    c.write("a.md", "alpha\n");
+    c.write("notes/b.md", "bravo\n");
+    c.write("notes/deep/c.md", "charlie\n");
+    c.sync(0);
+    c.write("a.md", "alpha 2\n");
+    c.ok(&["commit", "-m", "local edit"]);
+    (b, c)
+}
+
+#[test]
+fn fsck_passes_a_healthy_store_and_finds_a_flipped_byte() {
+    let (_b, c) = synced_client();
+    let (code, report) = fsck(&c);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["healthy"], true);
+    assert!(report["objects"].as_u64().expect("objects") >= 8, "{report}");
+    assert_eq!(report["commits"], 2, "{report}");
+    let text = String::from_utf8(c.ok(&["fsck"]).stdout).expect("utf-8");
+    assert!(text.contains("no problems"), "{text}");
+
+    // One byte of a blob's compressed row flipped.
+    let blob = ObjectId::for_blob(b"bravo\n");
+    with_db(&store_path(&c), |txn| {
+        let mut t = txn.open_table(OBJECTS).expect("objects");
+        let mut row = t.get(blob.as_bytes()).expect("get").expect("row present").value().to_vec();
+        let last = row.len() - 1;
+        row[last] ^= 0x40;
+        t.insert(blob.as_bytes(), row.as_slice()).expect("insert");
+    });
+    let (code, report) = fsck(&c);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(findings(&report), [("corrupt_object".to_owned(), blob.to_hex())], "{report}");
+    let o = c.run(&["fsck"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains(&format!("corrupt_object {blob}")) && text.contains("1 problems"), "{text}");
+}
+
+#[test]
+fn fsck_finds_a_missing_object_and_a_dangling_ref() {
+    let (_b, c) = synced_client();
+    // The tree of notes/deep/, which both commits name.
+    let deep = {
+        let repo = bmsync::Repo::open(c.dir.path()).expect("open");
+        let root = repo.resolve_tree("base").expect("base").expect("a base");
+        repo.lookup(root, "notes/deep", "base").expect("lookup").id
+    };
+    with_db(&store_path(&c), |txn| {
+        txn.open_table(OBJECTS).expect("objects").remove(deep.as_bytes()).expect("remove");
+    });
+    let (code, report) = fsck(&c);
+    assert_eq!(code, Some(1), "{report}");
+    let found = findings(&report);
+    assert!(found.iter().all(|f| f == &("missing_object".to_owned(), deep.to_hex())), "{report}");
+    assert!(!found.is_empty());
+
+    let ghost = ObjectId::for_blob(b"never stored");
+    with_db(&store_path(&c), |txn| {
+        txn.open_table(REFS).expect("refs").insert("backup", ghost.as_bytes()).expect("insert");
+    });
+    let (code, report) = fsck(&c);
+    assert_eq!(code, Some(1));
+    assert!(findings(&report).contains(&("dangling_ref".to_owned(), "ref backup".to_owned())), "{report}");
+}
+
+#[test]
+fn fsck_reports_a_damaged_store_file_without_panicking() {
+    let (_b, c) = synced_client();
+    let path = store_path(&c);
+    let mut bytes = std::fs::read(&path).expect("read");
+    for b in bytes.iter_mut().skip(4096).take(8192) {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let (code, report) = fsck(&c);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(findings(&report).iter().any(|(k, _)| k == "damaged" || k == "corrupt_object"), "{report}");
+    let _ = ObjectKind::Blob;
+}
