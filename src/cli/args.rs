@@ -342,6 +342,16 @@ pub(crate) enum Command {
     /// decodes, what commits and refs name is stored, the stat cache and the journal.
     /// Exit 0 when all is well, 1 with the findings listed.
     Fsck,
+    /// Remove what nothing needs: objects no retained commit, ref, stat-cache record or
+    /// conflict reaches (every commit the refs reach is retained, with its ancestors),
+    /// and trash older than DAYS. Safe to interrupt at any point.
+    Gc {
+        /// Keep trash of the last DAYS days (default 30).
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        keep: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// Print the object id of files (for blobs, the same hex as `b3sum`).
     HashObject {
         /// Files to hash.

@@ -128,6 +128,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
         Command::Log { rev, max_count } => inspect::log(out, &Repo::open(dir)?, rev.as_deref(), *max_count),
         Command::Show { spec } => inspect::show(out, &Repo::open(dir)?, spec),
         Command::Fsck => maintain::fsck(out, dir),
+        Command::Gc { keep, wait } => maintain::gc(out, &wait.open(dir)?, *keep),
         Command::CheckIgnore { paths } => inspect::check_ignore(out, dir, paths),
         Command::UpdateRef { name, new, old } => {
             plumbing::update_ref(out, &Repo::open(dir)?, name, new, old.as_deref())

@@ -50,3 +50,18 @@ pub(crate) fn fsck(out: Out<'_, '_>, dir: &Path) -> Result<(), Failure> {
         Err(Failure { code: crate::output::EXIT_FAILURE, message: String::new(), hint: None })
     }
 }
+
+/// `gc`: removes unreachable objects and trash older than `keep_days`.
+pub(crate) fn gc(out: Out<'_, '_>, repo: &bmsync::Repo, keep_days: u64) -> Result<(), Failure> {
+    let mut opts = bmsync::repo::GcOptions::default();
+    opts.keep_trash = Some(std::time::Duration::from_secs(keep_days.saturating_mul(24 * 3600)));
+    let r = repo.gc(&opts)?;
+    if out.json {
+        return out.json_line(&serde_json::to_value(&r).expect("reports serialise"));
+    }
+    writeln!(
+        out,
+        "removed {} of {} objects ({} kept: reachable), {} trash rounds older than {keep_days} days",
+        r.removed, r.objects, r.reachable, r.trash_removed
+    )
+}

@@ -5,11 +5,13 @@ pub(crate) mod connect;
 mod error;
 mod history;
 mod lock;
+mod maintain;
 
 pub use crate::layout::{STATE_DIR, STORE_FILE, SYNC_LOCK_FILE};
 pub use error::RepoError;
 pub use history::Status;
 pub use lock::{SyncGuard, SyncLock};
+pub use maintain::{GC_BATCH, GcOptions, GcReport};
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};

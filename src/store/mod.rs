@@ -14,6 +14,7 @@ use crate::object::{Commit, Manifest, Tree};
 mod batch;
 mod error;
 mod fsck;
+mod gc;
 pub(crate) mod rows;
 mod tables;
 #[cfg(test)]

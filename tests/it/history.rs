@@ -137,3 +137,80 @@ fn fsck_reports_a_damaged_store_file_without_panicking() {
     assert!(findings(&report).iter().any(|(k, _)| k == "damaged" || k == "corrupt_object"), "{report}");
     let _ = ObjectKind::Blob;
 }
+
+#[test]
+fn gc_keeps_what_is_reachable_and_removes_what_is_not() {
+    let (_b, c) = synced_client();
+    c.sync(0); // the local commit becomes the sync commit's second parent
+    c.write("notes/b.md", "bravo 2\n");
+    c.sync(0);
+    // Unreachable: a blob written by hand, and a commit no ref reaches any more.
+    c.write("loose.txt", "nobody needs me\n");
+    c.ok(&["hash-object", "-w", "loose.txt"]);
+    std::fs::remove_file(c.path("loose.txt")).expect("rm");
+    c.write("a.md", "alpha 3\n");
+    let made = c.ok(&["--json", "commit", "-m", "abandoned"]);
+    let abandoned: serde_json::Value = serde_json::from_slice(&made.stdout).expect("json");
+    let abandoned = abandoned["id"].as_str().expect("id").to_owned();
+    let base = String::from_utf8(c.ok(&["cat-object", "-t", "base"]).stdout).expect("utf-8");
+    assert_eq!(base, "commit\n");
+    c.ok(&["update-ref", "head", "base"]);
+    c.write("a.md", "alpha 2\n");
+
+    let before = object_ids(&store_path(&c));
+    let loose = ObjectId::for_blob(b"nobody needs me\n");
+    assert!(before.contains(&loose));
+    let o = c.ok(&["--json", "gc"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let after = object_ids(&store_path(&c));
+    assert!(!after.contains(&loose), "{r}");
+    assert!(!after.iter().any(|id| id.to_hex() == abandoned), "{r}");
+    assert_eq!(r["removed"].as_u64(), Some((before.len() - after.len()) as u64), "{r}");
+    assert!(r["removed"].as_u64().expect("removed") >= 2, "{r}");
+    // Everything the history names is still there, and reads back.
+    let (code, report) = fsck(&c);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(String::from_utf8(c.ok(&["show", "base:notes/b.md"]).stdout).expect("utf-8"), "bravo 2\n");
+    // A second gc finds nothing more.
+    let o = c.ok(&["--json", "gc"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["removed"], 0, "{r}");
+}
+
+#[test]
+fn an_interrupted_gc_leaves_a_store_fsck_passes() {
+    let (_b, c) = synced_client();
+    for i in 0..6 {
+        c.write(&format!("loose-{i}.txt"), &format!("loose {i}\n"));
+        c.ok(&["hash-object", "-w", &format!("loose-{i}.txt")]);
+        std::fs::remove_file(c.path(&format!("loose-{i}.txt"))).expect("rm");
+    }
+    let repo = bmsync::Repo::open(c.dir.path()).expect("open");
+    let mut opts = bmsync::repo::GcOptions::default();
+    opts.batch = 2;
+    opts.max_batches = Some(1);
+    let r = repo.gc(&opts).expect("gc");
+    assert_eq!((r.removed, r.left), (2, 4), "{r:?}");
+    assert!(repo.store().fsck().healthy(), "{:?}", repo.store().fsck());
+    opts.max_batches = None;
+    let r = repo.gc(&opts).expect("gc");
+    assert_eq!((r.removed, r.left), (4, 0), "{r:?}");
+    assert!(repo.store().fsck().healthy());
+}
+
+#[test]
+fn gc_removes_trash_older_than_keep_days() {
+    let (_b, c) = synced_client();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    let day = 24 * 3600 * 1_000_000_000u128;
+    let old = c.path(&format!(".bmsync/trash/{}", now - 10 * day));
+    let recent = c.path(&format!(".bmsync/trash/{}", now - day));
+    for d in [&old, &recent] {
+        std::fs::create_dir_all(d.join("notes")).expect("mkdir");
+        std::fs::write(d.join("notes/x.md"), "x").expect("write");
+    }
+    let o = c.ok(&["--json", "gc", "--keep", "5"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["trash_removed"], 1, "{r}");
+    assert!(!old.exists() && recent.join("notes/x.md").exists());
+}
