@@ -141,6 +141,21 @@ impl SyncArgs {
     }
 }
 
+/// The revision grammar, for the help of every command that takes one.
+pub(crate) const REVISIONS_HELP: &str = "Revisions:
+  a1b2c3d4              a commit id, or an unambiguous prefix of one (4+ hex)
+  head, HEAD, base      the last local commit; the last sync
+  local                 the folder as it is now
+  REV~N, REV^N          N first parents back; the Nth parent (of a merge)
+  @{TIME}               the newest local commit at or before TIME
+  remote                the bucket now
+  remote@{TIME}         the bucket as it was at TIME (a bucket with snapshots)
+  snapshot:VERSION      the bucket at a snapshot version (UNIX nanoseconds)
+  REV:PATH              a file or folder at REV (a trailing slash allowed)
+TIME is RFC 3339: 2026-11-20T10:00:00Z, 2026-11-20T11:00:00.250+01:00.
+Examples: show @{2026-11-20T10:00:00Z}:notes/idea.md, show remote@{2026-11-20T10:00:00Z}:notes/,
+  diff base~2 head -- notes/, restore notes/idea.md --from base~3";
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum RemoteCommand {
     /// Show the remote, what it guarantees (as last probed), and its latest snapshot.
@@ -294,12 +309,14 @@ pub(crate) enum Command {
     },
     /// Show changes between two revisions (default: base and the folder now).
     ///
-    /// Revisions: base, head, local (the folder now), or a commit or tree id (4+ hex).
+    /// `diff PATH...` (no `--` needed when PATH is not a revision) compares base and the
+    /// folder under those paths.
+    #[command(after_help = REVISIONS_HELP)]
     Diff {
-        /// Old side (default: base).
-        from: Option<String>,
-        /// New side (default: local).
-        to: Option<String>,
+        /// [OLD [NEW]] [PATH...]: the old side (default: base) and the new side (default:
+        /// local), then paths; an argument that is not a revision starts the paths.
+        #[arg(value_name = "REV_OR_PATH")]
+        args: Vec<String>,
         /// Only paths under these.
         #[arg(last = true)]
         paths: Vec<String>,
@@ -310,15 +327,24 @@ pub(crate) enum Command {
         #[arg(long)]
         name_status: bool,
     },
-    /// List commits, newest first.
+    /// List commits, newest first: every ancestor once, what merges brought in too.
+    #[command(after_help = REVISIONS_HELP)]
     Log {
         /// Start here (default: head, else base).
         rev: Option<String>,
         /// Show at most N commits.
         #[arg(short = 'n', long, default_value_t = 50)]
         max_count: usize,
+        /// Follow only first parents (hide what merges brought in).
+        #[arg(long)]
+        first_parent: bool,
+        /// Only commits that changed these paths (files or folders).
+        #[arg(last = true)]
+        paths: Vec<String>,
     },
-    /// Show a commit (with its changes), a tree, or a file: REV or REV:PATH.
+    /// Show a commit (with its changes), a tree, or a file: REV or REV:PATH. A file's
+    /// bytes are printed exactly as they are.
+    #[command(after_help = REVISIONS_HELP)]
     Show {
         /// REV or REV:PATH.
         spec: String,

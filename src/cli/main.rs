@@ -112,7 +112,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             conflicts::resolve(out, &wait.open(dir)?, path, (*keep).into())
         }
         Command::Commit { message } => inspect::commit(out, &Repo::open(dir)?, message),
-        Command::Diff { from, to, paths, stat, name_status } => {
+        Command::Diff { args, paths, stat, name_status } => {
             let repo = Repo::open(dir)?;
             let mode = if *stat {
                 inspect::DiffMode::Stat
@@ -121,11 +121,12 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             } else {
                 inspect::DiffMode::Patch
             };
-            let from = from.as_deref().unwrap_or(bmsync::repo::REF_BASE);
-            let to = to.as_deref().unwrap_or(bmsync::repo::REV_LOCAL);
-            inspect::diff(out, &repo, from, to, paths, mode)
+            let (from, to, paths) = inspect::diff_args(&repo, args, paths)?;
+            inspect::diff(out, &repo, &from, &to, &paths, mode)
         }
-        Command::Log { rev, max_count } => inspect::log(out, &Repo::open(dir)?, rev.as_deref(), *max_count),
+        Command::Log { rev, max_count, first_parent, paths } => {
+            inspect::log(out, &Repo::open(dir)?, rev.as_deref(), *max_count, *first_parent, paths)
+        }
         Command::Show { spec } => inspect::show(out, &Repo::open(dir)?, spec),
         Command::Fsck => maintain::fsck(out, dir),
         Command::Gc { keep, wait } => maintain::gc(out, &wait.open(dir)?, *keep),

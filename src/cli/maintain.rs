@@ -22,7 +22,11 @@ pub(crate) fn fsck(out: Out<'_, '_>, dir: &Path) -> Result<(), Failure> {
         Err(e @ (StoreError::Missing { .. } | StoreError::Locked { .. })) => return Err(e.into()),
         // A store that does not even open is the finding.
         Err(e) => FsckReport {
-            findings: vec![Finding { kind: FindingKind::Damaged, subject: "store".into(), detail: e.to_string() }],
+            findings: vec![Finding {
+                kind: FindingKind::Damaged,
+                subject: "store".into(),
+                detail: e.to_string(),
+            }],
             ..FsckReport::default()
         },
     };
@@ -40,7 +44,11 @@ pub(crate) fn fsck(out: Out<'_, '_>, dir: &Path) -> Result<(), Failure> {
             report.objects,
             report.commits,
             report.refs,
-            if report.healthy() { "no problems".to_owned() } else { format!("{} problems", report.findings.len()) }
+            if report.healthy() {
+                "no problems".to_owned()
+            } else {
+                format!("{} problems", report.findings.len())
+            }
         )?;
     }
     if report.healthy() {

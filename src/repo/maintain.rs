@@ -4,9 +4,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::Result;
+use crate::Repo;
 use crate::id::ObjectId;
 use crate::layout::{STATE_DIR, TRASH_DIR};
-use crate::Repo;
 
 /// Objects deleted per durable transaction by default.
 pub const GC_BATCH: usize = 512;
@@ -57,11 +57,8 @@ impl Repo {
         let keep = self.store.reachable(&extra)?;
         let all = self.store.object_ids()?;
         let drop: Vec<ObjectId> = all.iter().filter(|id| !keep.contains(id)).copied().collect();
-        let mut report = GcReport {
-            objects: all.len(),
-            reachable: all.len() - drop.len(),
-            ..GcReport::default()
-        };
+        let mut report =
+            GcReport { objects: all.len(), reachable: all.len() - drop.len(), ..GcReport::default() };
         for (n, batch) in drop.chunks(opts.batch.max(1)).enumerate() {
             if opts.max_batches.is_some_and(|m| n >= m) {
                 break;

@@ -81,7 +81,10 @@ fn read_finding(e: &StoreError) -> FindingKind {
 }
 
 /// Every id a decoded object names, with the kind it must be.
-fn named_by(kind: ObjectKind, bytes: &[u8]) -> std::result::Result<Vec<(ObjectId, ObjectKind, &'static str)>, String> {
+fn named_by(
+    kind: ObjectKind,
+    bytes: &[u8],
+) -> std::result::Result<Vec<(ObjectId, ObjectKind, &'static str)>, String> {
     Ok(match kind {
         ObjectKind::Blob => Vec::new(),
         ObjectKind::Tree => Tree::decode(bytes)
@@ -152,7 +155,11 @@ impl Store {
                         wanted.insert((n, k, format!("the {what} of {kind} {id}")));
                     }
                 }
-                Err(reason) => report.add(FindingKind::CorruptObject, id.to_hex(), format!("{kind} does not decode: {reason}")),
+                Err(reason) => report.add(
+                    FindingKind::CorruptObject,
+                    id.to_hex(),
+                    format!("{kind} does not decode: {reason}"),
+                ),
             }
         }
         // The blobs of every tree a commit records: what `restore` and `show` read.
@@ -167,7 +174,11 @@ impl Store {
                 if e.kind.is_tree() {
                     stack.push(e.id);
                 } else {
-                    wanted.insert((e.id, ObjectKind::Blob, format!("{} {:?} in tree {t}", e.kind.as_str(), e.name)));
+                    wanted.insert((
+                        e.id,
+                        ObjectKind::Blob,
+                        format!("{} {:?} in tree {t}", e.kind.as_str(), e.name),
+                    ));
                 }
             }
         }
@@ -240,7 +251,11 @@ impl Store {
                     None => false,
                 };
                 if !owned {
-                    report.add(FindingKind::OrphanChunk, id.to_hex(), format!("chunk {idx} belongs to no object row"));
+                    report.add(
+                        FindingKind::OrphanChunk,
+                        id.to_hex(),
+                        format!("chunk {idx} belongs to no object row"),
+                    );
                 }
             }
             Ok(())
@@ -268,7 +283,11 @@ impl Store {
                 continue;
             };
             if !has(&record.tree) {
-                report.add(FindingKind::MissingObject, record.tree.to_hex(), format!("the tree of {subject} is not stored"));
+                report.add(
+                    FindingKind::MissingObject,
+                    record.tree.to_hex(),
+                    format!("the tree of {subject} is not stored"),
+                );
             }
             for c in record.children.iter().filter(|c| c.stored && !has(&c.entry.id)) {
                 report.add(
@@ -280,7 +299,11 @@ impl Store {
         }
         for (seq, bytes) in self.journal()? {
             if let Err(e) = serde_json::from_slice::<crate::apply::journal::Entry>(&bytes) {
-                report.add(FindingKind::BadRecord, format!("journal {seq}"), format!("entry does not decode: {e}"));
+                report.add(
+                    FindingKind::BadRecord,
+                    format!("journal {seq}"),
+                    format!("entry does not decode: {e}"),
+                );
             }
         }
         let conflicts = contain(&self.path, || {
@@ -290,7 +313,11 @@ impl Store {
         if let Some(bytes) = conflicts
             && let Err(e) = serde_json::from_slice::<Vec<crate::conflicts::ConflictRecord>>(&bytes)
         {
-            report.add(FindingKind::BadRecord, "meta conflicts", format!("conflict records do not decode: {e}"));
+            report.add(
+                FindingKind::BadRecord,
+                "meta conflicts",
+                format!("conflict records do not decode: {e}"),
+            );
         }
         Ok(())
     }

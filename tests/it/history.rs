@@ -52,7 +52,9 @@ fn findings(report: &serde_json::Value) -> Vec<(String, String)> {
         .as_array()
         .expect("findings")
         .iter()
-        .map(|f| (f["kind"].as_str().expect("kind").to_owned(), f["subject"].as_str().expect("subject").to_owned()))
+        .map(|f| {
+            (f["kind"].as_str().expect("kind").to_owned(), f["subject"].as_str().expect("subject").to_owned())
+        })
         .collect()
 }
 
@@ -170,7 +172,14 @@ fn gc_keeps_what_is_reachable_and_removes_what_is_not() {
     // Everything the history names is still there, and reads back.
     let (code, report) = fsck(&c);
     assert_eq!(code, Some(0), "{report}");
-    assert_eq!(String::from_utf8(c.ok(&["show", "base:notes/b.md"]).stdout).expect("utf-8"), "bravo 2\n");
+    for (rev, want) in [
+        ("base:notes/b.md", "bravo 2\n"),
+        ("base~1:notes/b.md", "bravo\n"),
+        ("base~1:a.md", "alpha 2\n"),
+        ("base~2:a.md", "alpha\n"),
+    ] {
+        assert_eq!(String::from_utf8(c.ok(&["show", rev]).stdout).expect("utf-8"), want, "{rev}");
+    }
     // A second gc finds nothing more.
     let o = c.ok(&["--json", "gc"]);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
@@ -213,4 +222,170 @@ fn gc_removes_trash_older_than_keep_days() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(r["trash_removed"], 1, "{r}");
     assert!(!old.exists() && recent.join("notes/x.md").exists());
+}
+
+fn text(o: &std::process::Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `log --json` from head (or base), parsed.
+fn log_json(c: &Client, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["--json", "log"];
+    args.extend_from_slice(extra);
+    serde_json::from_slice::<serde_json::Value>(&c.ok(&args).stdout)
+        .expect("json")
+        .as_array()
+        .expect("array")
+        .clone()
+}
+
+/// RFC 3339 (UTC, nanoseconds) of a commit's time plus `delta_ns`.
+fn rfc3339(ns: i64, delta_ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH
+        + std::time::Duration::from_nanos(u64::try_from(ns + delta_ns).expect("after 1970"));
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+/// Three syncs of a.md (v1, v2, v3) and of notes/; returns the client and the commits'
+/// ids and times, oldest first.
+fn three_syncs() -> (tempfile::TempDir, Client, Vec<(String, i64)>) {
+    let (b, c) = file_client("alice");
+    for v in 1..=3 {
+        c.write("a.md", &format!("alpha v{v}\n"));
+        c.write("notes/n.md", &format!("note v{v}\n"));
+        c.sync(0);
+    }
+    let mut commits: Vec<(String, i64)> = log_json(&c, &[])
+        .iter()
+        .map(|v| (v["id"].as_str().expect("id").to_owned(), v["timestamp_ns"].as_i64().expect("ns")))
+        .collect();
+    commits.reverse();
+    assert_eq!(commits.len(), 3);
+    (b, c, commits)
+}
+
+#[test]
+fn revisions_name_commits_by_ref_prefix_ancestry_and_time() {
+    let (_b, c, commits) = three_syncs();
+    let show = |rev: &str| text(&c.ok(&["show", rev]));
+    assert_eq!(show("base:a.md"), "alpha v3\n");
+    assert_eq!(show("HEAD:a.md"), "alpha v3\n");
+    assert_eq!(show("base~1:a.md"), "alpha v2\n");
+    assert_eq!(show("base~2:a.md"), "alpha v1\n");
+    assert_eq!(show("base^:a.md"), "alpha v2\n");
+    assert_eq!(show("base^1^1:a.md"), "alpha v1\n");
+    assert_eq!(show(&format!("{}:a.md", &commits[1].0[..10])), "alpha v2\n");
+    // @{TIME}: the newest commit at or before TIME, in any RFC 3339 spelling.
+    assert_eq!(show(&format!("@{{{}}}:a.md", rfc3339(commits[0].1, 0))), "alpha v1\n");
+    assert_eq!(show(&format!("@{{{}}}:a.md", rfc3339(commits[1].1, 1))), "alpha v2\n");
+    assert_eq!(show(&format!("@{{{}}}:a.md", rfc3339(commits[2].1, -1))), "alpha v2\n");
+    assert_eq!(show(&format!("@{{{}}}~1:notes/n.md", rfc3339(commits[2].1, 0))), "note v2\n");
+    // A folder, with or without a trailing slash.
+    assert_eq!(show("base~2:notes/"), "n.md\n");
+    assert_eq!(show("base~2:notes"), "n.md\n");
+
+    for (rev, needle) in [
+        ("base~3", "has 0 parent(s)"),
+        ("@{1999-01-01T00:00:00Z}", "no local commit at or before 1999-01-01T00:00:00Z"),
+        ("@{last tuesday}", "not an RFC 3339 time"),
+        ("nosuchrev", "remote@{TIME}"),
+    ] {
+        let o = c.run(&["show", rev]);
+        assert_eq!(o.status.code(), Some(1), "{rev}");
+        assert!(stderr(&o).contains(needle), "{rev}: {}", stderr(&o));
+    }
+    let o = c.run(&["show", "nosuchrev:a.md"]);
+    for form in ["@{TIME}", "REV~N", "REV^N", "snapshot:VERSION", "head", "base", "RFC 3339"] {
+        assert!(stderr(&o).contains(form), "{form}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn show_prints_a_file_exactly_and_diff_takes_a_path_without_dashes() {
+    let (_b, c) = file_client("alice");
+    let bytes: &[u8] = b"no final newline\r\n\x00\xff binary tail";
+    std::fs::write(c.path("raw.bin"), bytes).expect("write");
+    c.write("a.md", "one\n");
+    c.write("b.md", "bee\n");
+    c.sync(0);
+    assert_eq!(c.ok(&["show", "base:raw.bin"]).stdout, bytes);
+    c.write("a.md", "two\n");
+    c.write("b.md", "bee 2\n");
+    let only_a = text(&c.ok(&["diff", "--name-status", "a.md"]));
+    assert_eq!(only_a, "M\ta.md\n");
+    assert_eq!(text(&c.ok(&["diff", "--name-status", "base", "a.md"])), "M\ta.md\n");
+    assert_eq!(text(&c.ok(&["diff", "--name-status", "--", "b.md"])), "M\tb.md\n");
+    let o = c.run(&["diff", "neither-a-rev-nor-a-path"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown revision"), "{}", stderr(&o));
+}
+
+#[test]
+fn log_walks_merges_and_filters_by_path() {
+    let (_b, c) = file_client("alice");
+    c.write("a.md", "a1\n");
+    c.write("notes/b.md", "b1\n");
+    c.sync(0); // 1: adds a.md, notes/b.md
+    c.write("a.md", "a2\n");
+    c.ok(&["commit", "-m", "local edit of a"]); // 2: local commit
+    c.sync(0); // 3: the sync commit, whose second parent is 2
+    c.write("notes/b.md", "b2\n");
+    c.sync(0); // 4: edits notes/b.md
+    c.write("c.md", "c\n");
+    c.sync(0); // 5: adds c.md
+
+    let all = log_json(&c, &[]);
+    let msgs: Vec<&str> = all.iter().map(|v| v["message"].as_str().expect("message")).collect();
+    assert_eq!(all.len(), 5, "{msgs:?}");
+    assert!(msgs.contains(&"local edit of a"), "{msgs:?}");
+    let ids: Vec<String> = all.iter().map(|v| v["id"].as_str().expect("id").to_owned()).collect();
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 5, "each commit once");
+    let local = all.iter().find(|v| v["message"] == "local edit of a").expect("local commit");
+    assert_eq!(local["client"], "alice");
+    assert_eq!(local["snapshot"], serde_json::Value::Null);
+    assert_eq!(local["changes"]["modified"], 1, "{local}");
+    let merge = all.iter().find(|v| v["parents"].as_array().is_some_and(|p| p.len() == 2)).expect("a merge");
+    assert!(merge["parents"].as_array().expect("parents").contains(&local["id"]));
+    assert!(merge["snapshot"].is_u64() || merge["remote"].is_string(), "{merge}");
+    let newest = &all[0];
+    assert_eq!(
+        (newest["changes"]["added"].as_u64(), newest["changes"]["modified"].as_u64()),
+        (Some(1), Some(0))
+    );
+    for key in ["id", "time", "client", "parents", "snapshot", "changes"] {
+        assert!(newest.get(key).is_some(), "{key} in {newest}");
+    }
+
+    // --first-parent hides what the merge brought in.
+    let fp = log_json(&c, &["--first-parent"]);
+    assert_eq!(fp.len(), 4);
+    assert!(!fp.iter().any(|v| v["message"] == "local edit of a"));
+
+    // -- PATH: exactly the commits that changed it.
+    let changed = |path: &str| -> Vec<String> {
+        log_json(&c, &["--", path]).iter().map(|v| v["id"].as_str().expect("id").to_owned()).collect()
+    };
+    // The chronological order: ids[4] is commit 1, ids[0] commit 5.
+    assert_eq!(changed("a.md"), [local["id"].as_str().expect("id").to_owned(), ids[4].clone()]);
+    assert_eq!(changed("notes/b.md"), [ids[1].clone(), ids[4].clone()]);
+    assert_eq!(changed("notes/"), [ids[1].clone(), ids[4].clone()]);
+    assert_eq!(changed("c.md"), [ids[0].clone()]);
+    assert!(changed("nothing-here.md").is_empty());
+
+    // show names both parents of the merge.
+    let shown = text(&c.ok(&["show", merge["id"].as_str().expect("id")]));
+    let parents: Vec<String> = merge["parents"]
+        .as_array()
+        .expect("parents")
+        .iter()
+        .map(|p| p.as_str().expect("hex")[..12].to_owned())
+        .collect();
+    assert!(shown.contains(&format!("Merge:  {} {}", parents[0], parents[1])), "{shown}");
+    let human = text(&c.ok(&["log"]));
+    assert!(human.contains("local edit of a") && human.contains("Merge:  "), "{human}");
 }
