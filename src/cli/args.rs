@@ -349,6 +349,22 @@ pub(crate) enum Command {
         /// REV or REV:PATH.
         spec: String,
     },
+    /// Bring files or folders back as a revision has them: from the local store, or from
+    /// the bucket's past (`remote@{TIME}`, `snapshot:VERSION`). Restored files are local
+    /// changes the next sync carries. Nothing is deleted, and a file with other content
+    /// is overwritten only with `--force` (its old bytes go to .bmsync/trash/).
+    #[command(after_help = REVISIONS_HELP)]
+    Restore {
+        /// Files or folders, relative to the folder.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// The revision to restore from.
+        #[arg(long, value_name = "REV")]
+        from: String,
+        /// Overwrite files that exist with other content (the old bytes go to the trash).
+        #[arg(long)]
+        force: bool,
+    },
     /// Explain whether, and by which rule, paths are ignored.
     CheckIgnore {
         /// Paths relative to the folder.

@@ -431,6 +431,40 @@ fn is_path(repo: &Repo, p: &str) -> bool {
             .is_some_and(|root| repo.lookup(root, rel, REF_BASE).is_ok())
 }
 
+/// `restore`: files or folders back from a revision.
+pub(crate) fn restore(
+    out: Out<'_, '_>,
+    repo: &Repo,
+    paths: &[String],
+    from: &str,
+    force: bool,
+) -> Result<(), Failure> {
+    let r = repo.restore(paths, from, force).map_err(|e| match e {
+        bmsync::restore::RestoreError::Inspect(e) => Failure::from(e),
+        e @ bmsync::restore::RestoreError::WouldOverwrite { .. } => Failure::new(
+            e.to_string(),
+            Some("`bmsync diff` shows what differs; --force keeps the old bytes in the trash"),
+        ),
+        e => Failure::new(e.to_string(), None),
+    })?;
+    if out.json {
+        return out.json_line(&serde_json::to_value(&r).expect("reports serialise"));
+    }
+    for p in &r.restored {
+        writeln!(out, "restored {p}")?;
+    }
+    for (p, to) in &r.trashed {
+        writeln!(out, "  the old {p} is in {to}")?;
+    }
+    for p in &r.unchanged {
+        writeln!(out, "unchanged {p}")?;
+    }
+    if !r.restored.is_empty() {
+        writeln!(out, "The next sync carries the restored files.")?;
+    }
+    Ok(())
+}
+
 /// `check-ignore`: whether, and by which rule, each path is ignored.
 pub(crate) fn check_ignore(out: Out<'_, '_>, root: &Path, paths: &[String]) -> Result<(), Failure> {
     let rules = IgnoreRules::load(root, &global_ignore_files())

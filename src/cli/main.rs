@@ -130,6 +130,14 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
         Command::Show { spec } => inspect::show(out, &Repo::open(dir)?, spec),
         Command::Fsck => maintain::fsck(out, dir),
         Command::Gc { keep, wait } => maintain::gc(out, &wait.open(dir)?, *keep),
+        Command::Restore { paths, from, force } => {
+            // Restore only reads the store: a read-only open changes no byte of it.
+            let repo = match Repo::open_read_only(dir) {
+                Err(bmsync::RepoError::Store(bmsync::StoreError::NeedsRepair { .. })) => Repo::open(dir)?,
+                r => r?,
+            };
+            inspect::restore(out, &repo, paths, from, *force)
+        }
         Command::CheckIgnore { paths } => inspect::check_ignore(out, dir, paths),
         Command::UpdateRef { name, new, old } => {
             plumbing::update_ref(out, &Repo::open(dir)?, name, new, old.as_deref())

@@ -389,3 +389,87 @@ fn log_walks_merges_and_filters_by_path() {
     let human = text(&c.ok(&["log"]));
     assert!(human.contains("local edit of a") && human.contains("Merge:  "), "{human}");
 }
+
+/// Every file's bytes under the folder, `.bmsync/` left out.
+fn bytes_of_files(c: &Client) -> std::collections::BTreeMap<String, Vec<u8>> {
+    c.files()
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(c.path(&f)).expect("read");
+            (f, b)
+        })
+        .collect()
+}
+
+#[test]
+fn restore_brings_back_a_file_deleted_three_syncs_ago_and_a_folder() {
+    let (bucket, c) = file_client("alice");
+    c.write("a.md", "alpha\n");
+    c.write("notes/x.md", "ex\n");
+    c.write("notes/deep/y.md", "why\n");
+    c.write("other.md", "o1\n");
+    c.sync(0);
+    std::fs::remove_file(c.path("a.md")).expect("rm");
+    c.sync(0);
+    c.write("other.md", "o2\n");
+    c.sync(0);
+    c.write("other.md", "o3\n");
+    c.sync(0);
+
+    let before = bytes_of_files(&c);
+    let o = c.ok(&["--json", "restore", "a.md", "--from", "base~3"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["restored"], serde_json::json!(["a.md"]), "{r}");
+    assert_eq!(c.read("a.md").as_deref(), Some("alpha\n"));
+    let mut after = bytes_of_files(&c);
+    after.remove("a.md");
+    assert_eq!(after, before, "nothing else changed");
+    // A local change the next sync carries to the bucket.
+    let st: serde_json::Value = serde_json::from_slice(&c.ok(&["--json", "status"]).stdout).expect("json");
+    assert_eq!(st["changes"][0]["path"], "a.md", "{st}");
+    let s = c.sync(0);
+    assert_eq!(s["uploaded"], 1, "{s}");
+    let remote = bmsync::remote::FileRemote::open(bucket.path()).expect("open");
+    assert!(crate::sync::bucket_keys(&remote).contains(&"a.md".to_owned()));
+
+    // A whole folder, deleted and synced; a file made since stays.
+    std::fs::remove_dir_all(c.path("notes")).expect("rm");
+    c.sync(0);
+    c.write("notes/new.md", "new\n");
+    let o = c.ok(&["restore", "notes/", "--from", "base~1"]);
+    assert!(text(&o).contains("restored notes/deep/y.md"), "{}", text(&o));
+    assert_eq!(c.read("notes/x.md").as_deref(), Some("ex\n"));
+    assert_eq!(c.read("notes/deep/y.md").as_deref(), Some("why\n"));
+    assert_eq!(c.read("notes/new.md").as_deref(), Some("new\n"));
+}
+
+#[test]
+fn restore_refuses_to_overwrite_without_force_and_trashes_with_it() {
+    let (_b, c) = file_client("alice");
+    c.write("notes/x.md", "ex v1\n");
+    c.write("notes/z.md", "zed v1\n");
+    c.sync(0);
+    c.write("notes/x.md", "ex v2\n");
+    c.write("notes/z.md", "zed v2\n");
+    c.sync(0);
+    c.write("notes/x.md", "my unsaved work\n");
+    let before = bytes_of_files(&c);
+    let state = std::fs::read(c.path(".bmsync/store.redb")).expect("read");
+    let o = c.run(&["restore", "notes", "--from", "base~1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("notes/x.md") && stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(bytes_of_files(&c), before, "a refusal writes nothing");
+    assert!(std::fs::read(c.path(".bmsync/store.redb")).expect("read") == state, "the state changed");
+
+    let o = c.ok(&["--json", "restore", "notes/x.md", "--from", "base~1", "--force"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(c.read("notes/x.md").as_deref(), Some("ex v1\n"));
+    assert_eq!(c.read("notes/z.md").as_deref(), Some("zed v2\n"), "not named, not touched");
+    let trashed = r["trashed"][0][1].as_str().expect("a trash path");
+    assert!(trashed.starts_with(".bmsync/trash/"), "{r}");
+    assert_eq!(std::fs::read_to_string(c.path(trashed)).expect("trash"), "my unsaved work\n");
+    // Restoring what is already there is a no-op.
+    let o = c.ok(&["--json", "restore", "notes/z.md", "--from", "base"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["unchanged"], serde_json::json!(["notes/z.md"]), "{r}");
+}
