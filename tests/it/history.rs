@@ -473,3 +473,108 @@ fn restore_refuses_to_overwrite_without_force_and_trashes_with_it() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(r["unchanged"], serde_json::json!(["notes/z.md"]), "{r}");
 }
+
+/// Now as RFC 3339 with nanoseconds.
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+/// The bucket's past on a remote that reads at any instant: alice syncs a.md v1 (then
+/// TIME is taken), v2, deletes it, and edits b.md twice; bob joins only at the end.
+/// `show remote@{TIME}:a.md` gives bob v1, which he never downloaded, and `restore`
+/// brings it back from the bucket.
+fn bucket_past(url: &str, endpoint: Option<&str>) {
+    let alice = Client::new("alice", url, endpoint);
+    alice.write("a.md", "alpha v1\n");
+    alice.write("notes/b.md", "bravo v1\n");
+    alice.sync(0);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let t1 = now_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    alice.write("a.md", "alpha v2\n");
+    alice.sync(0);
+    let snap = log_json(&alice, &[])[0]["snapshot"].as_u64();
+    std::fs::remove_file(alice.path("a.md")).expect("rm");
+    alice.sync(0);
+    for v in 2..=3 {
+        alice.write("notes/b.md", &format!("bravo v{v}\n"));
+        alice.sync(0);
+    }
+    let bob = Client::new("bob", url, endpoint);
+    bob.sync(0);
+    assert_eq!(bob.files(), ["notes/b.md"]);
+
+    let show = |rev: &str| text(&bob.ok(&["show", rev]));
+    assert_eq!(show(&format!("remote@{{{t1}}}:a.md")), "alpha v1\n");
+    assert_eq!(show(&format!("remote@{{{t1}}}:notes/b.md")), "bravo v1\n");
+    assert_eq!(show(&format!("remote@{{{t1}}}:")), "a.md\nnotes/\n");
+    assert_eq!(show("remote:notes/b.md"), "bravo v3\n");
+    assert_eq!(show("remote:"), "notes/\n");
+    let v = snap.expect("a sync on a bucket with snapshots records its version");
+    assert_eq!(show(&format!("snapshot:{v}:a.md")), "alpha v2\n");
+    // Bob's own history does not have it: that is what the bucket's past is for.
+    assert_eq!(bob.run(&["show", &format!("@{{{t1}}}:a.md")]).status.code(), Some(1));
+
+    // restore from the bucket's past: only a.md is downloaded; b.md is not named.
+    let o = bob.ok(&["--json", "restore", "a.md", "--from", &format!("remote@{{{t1}}}")]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["restored"], serde_json::json!(["a.md"]), "{r}");
+    assert_eq!(r["downloaded_bytes"], "alpha v1\n".len(), "{r}");
+    assert_eq!(bob.read("a.md").as_deref(), Some("alpha v1\n"));
+    assert_eq!(bob.read("notes/b.md").as_deref(), Some("bravo v3\n"));
+    // A folder whose file is already as it was: nothing downloaded for it.
+    bob.write("notes/b.md", "bravo v1\n");
+    let o = bob.ok(&["--json", "restore", "notes", "--from", &format!("remote@{{{t1}}}")]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["unchanged"], serde_json::json!(["notes/b.md"]), "{r}");
+    assert_eq!(r["downloaded_bytes"], 0, "{r}");
+    // The restored file is a local change the next sync carries.
+    let s = bob.sync(0);
+    assert!(s["uploaded"].as_u64().expect("uploaded") >= 1, "{s}");
+    alice.sync(0);
+    assert_eq!(alice.read("a.md").as_deref(), Some("alpha v1\n"));
+}
+
+#[test]
+fn the_bucket_past_on_the_tigris_compatible_server() {
+    let server = crate::tigris_server::TigrisServer::start();
+    let ep = server.endpoint();
+    crate::remote_contract::create_bucket(
+        &ep,
+        crate::tigris_server::ACCESS_KEY,
+        crate::tigris_server::SECRET_KEY,
+        "team",
+        true,
+    );
+    bucket_past("s3://team/vault", Some(&ep));
+}
+
+#[test]
+fn the_bucket_past_on_the_file_remote() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    bucket_past(&format!("file://{}", bucket.path().display()), None);
+}
+
+#[test]
+fn the_bucket_past_on_a_bucket_without_snapshots_is_a_clear_error() {
+    let Some(ep) = crate::remote_contract::moto_endpoint("the_bucket_past_on_a_bucket_without_snapshots")
+    else {
+        return;
+    };
+    let bucket = format!("history-{}", std::process::id());
+    crate::remote_contract::create_bucket(&ep, "test", "test", &bucket, false);
+    let c = Client::new("carol", &format!("s3://{bucket}/vault"), Some(&ep));
+    c.write("a.md", "alpha\n");
+    c.sync(0);
+    assert_eq!(text(&c.ok(&["show", "remote:a.md"])), "alpha\n");
+    for rev in [format!("remote@{{{}}}:a.md", now_rfc3339()), "snapshot:1:a.md".to_owned()] {
+        let o = c.run(&["show", &rev]);
+        assert_eq!(o.status.code(), Some(1), "{rev}");
+        let err = stderr(&o);
+        assert!(err.contains("has no snapshots") && err.contains("@{TIME}"), "{rev}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let o = c.run(&["restore", "a.md", "--from", &format!("remote@{{{}}}", now_rfc3339())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("has no snapshots"), "{}", stderr(&o));
+}
