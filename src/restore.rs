@@ -161,6 +161,27 @@ fn check_parents(root: &Path, rel: &str) -> Result<(), RestoreError> {
     Ok(())
 }
 
+/// The bucket's listing carries no content ids: one HEAD for each file whose local copy
+/// has the same size tells whether that copy already holds the version (then nothing is
+/// downloaded for it).
+fn settle_from_heads(
+    root: &Path,
+    r: &dyn Remote,
+    at: Option<crate::remote::Version>,
+    targets: &mut [Target<'_>],
+) {
+    for t in targets {
+        if let (Source::Bucket(o), Some((local_id, _))) = (&t.source, t.now)
+            && root.join(&t.path).symlink_metadata().is_ok_and(|m| m.len() == o.size)
+            && let Ok(h) = r.head(&o.key, at)
+            && h.content == Some(local_id)
+        {
+            t.source = Source::Store(local_id);
+            t.kind = h.kind.unwrap_or(EntryKind::File);
+        }
+    }
+}
+
 impl Repo {
     /// Restores `paths` (files or folders, relative to the folder) as revision `from`
     /// has them: a local revision from the store, a bucket revision (`remote@{TIME}`,
@@ -208,7 +229,6 @@ impl Repo {
         targets.dedup_by(|a, b| a.path == b.path);
         let mut report = RestoreReport::default();
         // Every check first: what is there now, what is in the way, what is missing.
-        let mut overwrite = Vec::new();
         for t in &mut targets {
             check_parents(self.root(), &t.path)?;
             t.now = on_disk(&self.root().join(&t.path), &t.path)?;
@@ -220,31 +240,16 @@ impl Repo {
             }
         }
         if let Some(r) = &remote {
-            // The bucket's listing carries no content ids: one HEAD for each file whose
-            // size matches tells whether the local copy already holds it.
-            for t in &mut targets {
-                if let (Source::Bucket(o), Some((local_id, _))) = (&t.source, t.now)
-                    && self.root().join(&t.path).symlink_metadata().is_ok_and(|m| m.len() == o.size)
-                    && let Ok(h) = r.head(&o.key, tree.as_ref().and_then(|t| t.version))
-                    && h.content == Some(local_id)
-                {
-                    t.source = Source::Store(local_id);
-                    t.kind = h.kind.unwrap_or(EntryKind::File);
-                }
-            }
+            settle_from_heads(self.root(), r.as_ref(), tree.as_ref().and_then(|t| t.version), &mut targets);
         }
-        for t in &targets {
-            let same = match (&t.source, t.now) {
-                (Source::Store(id), Some((now, kind))) => *id == now && kind == t.kind,
-                _ => false,
-            };
-            if same {
-                continue;
-            }
-            if t.now.is_some() {
-                overwrite.push(t.path.clone());
-            }
-        }
+        let overwrite: Vec<String> = targets
+            .iter()
+            .filter(|t| {
+                let same = matches!((&t.source, t.now), (Source::Store(id), Some((now, kind))) if *id == now && kind == t.kind);
+                t.now.is_some() && !same
+            })
+            .map(|t| t.path.clone())
+            .collect();
         if !overwrite.is_empty() && !force {
             return Err(RestoreError::WouldOverwrite { paths: overwrite });
         }
@@ -281,11 +286,11 @@ impl Repo {
     }
 
     /// The files at or under `entry` (at `path`), with their blobs.
-    fn files_of<'a>(
+    fn files_of(
         &self,
         path: &str,
         entry: &crate::TreeEntry,
-        out: &mut Vec<Target<'a>>,
+        out: &mut Vec<Target<'_>>,
     ) -> Result<(), RestoreError> {
         if !entry.kind.is_tree() {
             out.push(Target {

@@ -51,57 +51,56 @@ fn bad(rev: &str, reason: impl Into<String>) -> RepoError {
 /// Parses RFC 3339 (`2026-11-20T10:00:00Z`, `2026-11-20 10:00:00.123456789+02:00`) into
 /// UNIX nanoseconds.
 pub fn parse_time(text: &str) -> Option<i128> {
-    let b = text.as_bytes();
+    let bytes = text.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(r)?;
-        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+        let digits = text.get(r)?;
+        if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
-        s.parse().ok()
+        digits.parse().ok()
     };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    let punctuated = bytes.len() >= 20
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && matches!(bytes[10], b'T' | b't' | b' ')
+        && bytes[13] == b':'
+        && bytes[16] == b':';
+    if !punctuated {
         return None;
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
+    let valid = (1..=12).contains(&month)
+        && (1..=days_in_month(year, month)).contains(&day)
+        && hour <= 23
+        && minute <= 59
+        && second <= 60;
+    if !valid {
         return None;
     }
-    let mut i = 19;
+    let mut pos = 19;
     let mut nanos: i128 = 0;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
+    if bytes.get(pos) == Some(&b'.') {
+        let start = pos + 1;
+        pos = start;
+        while bytes.get(pos).is_some_and(u8::is_ascii_digit) {
+            pos += 1;
         }
-        let digits = &text[start..i];
+        let digits = &text[start..pos];
         if digits.is_empty() || digits.len() > 9 {
             return None;
         }
         nanos = i128::from(digits.parse::<i64>().ok()?) * 10i128.pow(u32::try_from(9 - digits.len()).ok()?);
     }
-    let offset_s: i64 = match &text[i..] {
+    let offset_s: i64 = match &text[pos..] {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
-            if h > 23 || m > 59 {
+        zone if zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')) && &zone[3..4] == ":" => {
+            let (zh, zm) = (num(pos + 1..pos + 3)?, num(pos + 4..pos + 6)?);
+            if zh > 23 || zm > 59 {
                 return None;
             }
-            let s = h * 3600 + m * 60;
-            if o.starts_with('-') { -s } else { s }
+            let secs = zh * 3600 + zm * 60;
+            if zone.starts_with('-') { -secs } else { secs }
         }
         _ => return None,
     };

@@ -25,13 +25,12 @@ impl Store {
             keep.insert(id);
             let c = match self.get_commit(&id) {
                 Ok(c) => c,
-                Err(StoreError::NotFound { .. }) => continue,
                 // A ref may name a tree (plumbing): it is kept and walked as one.
                 Err(StoreError::WrongKind { found: ObjectKind::Tree, .. }) => {
                     trees.push(id);
                     continue;
                 }
-                Err(StoreError::WrongKind { .. }) => continue,
+                Err(StoreError::NotFound { .. } | StoreError::WrongKind { .. }) => continue,
                 Err(e) => return Err(e),
             };
             commits.extend(c.parents.iter().copied());
