@@ -299,8 +299,13 @@ pub(crate) enum Command {
         base: PathBuf,
         other: PathBuf,
     },
-    /// Show local changes since the last sync base.
-    Status,
+    /// Show local changes since the last sync base, and whether the bucket changed since
+    /// then (one listing; nothing is downloaded).
+    Status {
+        /// Do not look at the bucket.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Record the folder as a local commit.
     Commit {
         /// Commit message.

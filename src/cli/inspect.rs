@@ -69,10 +69,17 @@ pub(crate) fn collision_line(c: &bmsync::worktree::Collision) -> String {
     }
 }
 
-/// `status`: local changes since the last sync base.
-pub(crate) fn status(out: Out<'_, '_>, repo: &Repo) -> Result<(), Failure> {
+/// `status`: local changes since the last sync base, and (with `bucket`) how the bucket
+/// differs from it.
+pub(crate) fn status(out: Out<'_, '_>, repo: &Repo, bucket: bool) -> Result<(), Failure> {
     let st = repo.status()?;
     let conflicts = repo.open_conflicts()?;
+    // The bucket is looked at only when there is one; failing to reach it is a warning.
+    let drift = (bucket && repo.remote().is_some()).then(|| {
+        repo.connect_remote()
+            .map_err(|e| e.to_string())
+            .and_then(|r| repo.remote_drift(r.as_ref()).map_err(|e| e.to_string()))
+    });
     if out.json {
         let v = json!({
             "base": st.base,
@@ -83,6 +90,8 @@ pub(crate) fn status(out: Out<'_, '_>, repo: &Repo) -> Result<(), Failure> {
             "collisions": st.snapshot.report.collisions,
             "conflicts": conflicts,
             "stats": st.snapshot.stats,
+            "remote": drift.as_ref().and_then(|d| d.as_ref().ok()),
+            "remote_error": drift.as_ref().and_then(|d| d.as_ref().err()),
         });
         return out.json_line(&v);
     }
@@ -97,6 +106,27 @@ pub(crate) fn status(out: Out<'_, '_>, repo: &Repo) -> Result<(), Failure> {
         for c in &st.changes {
             writeln!(out, "  {}", describe(c))?;
         }
+    }
+    match &drift {
+        Some(Ok(d)) if d.is_empty() => writeln!(out, "The bucket is as the last sync left it")?,
+        Some(Ok(d)) => {
+            writeln!(
+                out,
+                "The bucket changed since the last sync ({} added, {} changed, {} deleted there; `bmsync sync` brings them):",
+                d.added.len(),
+                d.changed.len(),
+                d.deleted.len()
+            )?;
+            for (what, paths) in
+                [("added:   ", &d.added), ("changed: ", &d.changed), ("deleted: ", &d.deleted)]
+            {
+                for p in paths {
+                    writeln!(out, "  {what} {p}")?;
+                }
+            }
+        }
+        Some(Err(e)) => writeln!(out, "warning: the bucket was not checked: {e}")?,
+        None => {}
     }
     if !conflicts.is_empty() {
         writeln!(out, "Open conflicts (settle with `bmsync resolve PATH --keep ...`):")?;

@@ -103,7 +103,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             let repo = if *write { Some(Repo::open(dir)?) } else { None };
             plumbing::hash_object(out, repo.as_ref(), files)
         }
-        Command::Status => inspect::status(out, &Repo::open(dir)?),
+        Command::Status { offline } => inspect::status(out, &Repo::open(dir)?, !*offline),
         Command::MergeFile { stdout, labels, quiet, diff3: _, current, base, other } => {
             conflicts::merge_file(out, [current, base, other], labels, *stdout, *quiet)
         }

@@ -211,6 +211,69 @@ impl Default for LogOptions {
     }
 }
 
+impl Repo {
+    /// How the bucket differs from this client's base, from one listing of its live
+    /// state (no snapshot is taken, nothing is downloaded): paths added, changed (another
+    /// ETag) and deleted there since the last sync. bmsync's private keys, keys that are
+    /// not syncable paths and paths the ignore rules exclude are left out, as a sync does.
+    pub fn remote_drift(&self, remote: &dyn crate::remote::Remote) -> Result<RemoteDrift> {
+        let manifest = match self.base()? {
+            Some(b) => match self.store.get_commit(&b)?.baseline {
+                Some(bl) => Some(self.store.get_manifest(&bl.manifest)?),
+                None => None,
+            },
+            None => None,
+        };
+        let rules = crate::worktree::IgnoreRules::load(&self.root, &crate::worktree::global_ignore_files())
+            .map_err(|e| RepoError::Scan(e.into()))?;
+        let mut drift = RemoteDrift::default();
+        let mut listed = std::collections::HashSet::new();
+        let mut keys = Vec::new();
+        remote.list(None, &mut |l| {
+            if let crate::remote::Listed::Object(o) = l {
+                keys.push(o);
+            }
+        })?;
+        for o in keys {
+            if o.key.starts_with(crate::remote::PRIVATE_PREFIX)
+                || crate::object::check_path(&o.key).is_err()
+                || rules.matched_with_parents(&o.key, false).is_some()
+            {
+                continue;
+            }
+            match manifest.as_ref().and_then(|m| m.get(&o.key)) {
+                None => drift.added.push(o.key.clone()),
+                Some(e) if e.etag != o.etag => drift.changed.push(o.key.clone()),
+                Some(_) => {}
+            }
+            listed.insert(o.key);
+        }
+        if let Some(m) = &manifest {
+            drift.deleted =
+                m.entries().iter().filter(|e| !listed.contains(&e.path)).map(|e| e.path.clone()).collect();
+        }
+        Ok(drift)
+    }
+}
+
+/// How the bucket differs from the base (see [`Repo::remote_drift`]), paths sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteDrift {
+    /// Paths the bucket has and the base did not.
+    pub added: Vec<String>,
+    /// Paths whose object changed since the base.
+    pub changed: Vec<String>,
+    /// Paths of the base the bucket no longer has.
+    pub deleted: Vec<String>,
+}
+
+impl RemoteDrift {
+    /// Whether the bucket is as the base left it.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.deleted.is_empty()
+    }
+}
+
 /// What `status` found.
 #[derive(Clone, Debug)]
 pub struct Status {

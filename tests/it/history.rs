@@ -578,3 +578,49 @@ fn the_bucket_past_on_a_bucket_without_snapshots_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("has no snapshots"), "{}", stderr(&o));
 }
+
+#[test]
+fn status_tells_when_the_bucket_changed_since_the_base_without_downloading() {
+    let server = crate::tigris_server::TigrisServer::start();
+    let ep = server.endpoint();
+    let (key, secret) = (crate::tigris_server::ACCESS_KEY, crate::tigris_server::SECRET_KEY);
+    crate::remote_contract::create_bucket(&ep, key, secret, "team", true);
+    let alice = Client::new("alice", "s3://team/vault", Some(&ep));
+    let bob = Client::new("bob", "s3://team/vault", Some(&ep));
+    alice.write("a.md", "alpha\n");
+    alice.write("gone.md", "soon gone\n");
+    alice.sync(0);
+    bob.sync(0);
+    let st: serde_json::Value = serde_json::from_slice(&bob.ok(&["--json", "status"]).stdout).expect("json");
+    assert_eq!(st["remote"], serde_json::json!({"added": [], "changed": [], "deleted": []}), "{st}");
+    assert!(text(&bob.ok(&["status"])).contains("The bucket is as the last sync left it"));
+
+    alice.write("a.md", "alpha, edited\n");
+    alice.write("new.md", "new\n");
+    std::fs::remove_file(alice.path("gone.md")).expect("rm");
+    alice.sync(0);
+    let files = bytes_of_files(&bob);
+    let before = server.requests();
+    let st: serde_json::Value = serde_json::from_slice(&bob.ok(&["--json", "status"]).stdout).expect("json");
+    let cost = server.requests() - before;
+    assert_eq!(
+        st["remote"],
+        serde_json::json!({"added": ["new.md"], "changed": ["a.md"], "deleted": ["gone.md"]}),
+        "{st}"
+    );
+    // Connecting (HeadBucket, GetBucketVersioning) and one listing: no GET, no HEAD of an object.
+    assert!(cost <= 3, "status cost {cost} requests");
+    eprintln!("status against the Tigris-compatible server: {cost} requests");
+    assert_eq!(bytes_of_files(&bob), files, "nothing was downloaded");
+    let human = text(&bob.ok(&["status"]));
+    assert!(
+        human.contains("The bucket changed since the last sync (1 added, 1 changed, 1 deleted"),
+        "{human}"
+    );
+    assert!(!text(&bob.ok(&["status", "--offline"])).contains("bucket"));
+
+    // An unreachable bucket is a warning, not a failure.
+    drop(server);
+    let o = bob.ok(&["status"]);
+    assert!(text(&o).contains("warning: the bucket was not checked"), "{}", text(&o));
+}
