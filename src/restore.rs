@@ -46,6 +46,14 @@ pub enum RestoreError {
         /// The content id.
         id: ObjectId,
     },
+    /// `--from trash`: nothing in the trash at or under a path.
+    #[error("{path} is not in the trash{}; `bmsync trash` lists what is", at.as_ref().map(|t| format!(" at or before {t}")).unwrap_or_default())]
+    NotInTrash {
+        /// The path.
+        path: String,
+        /// The `TIME` of `trash@{TIME}`.
+        at: Option<String>,
+    },
     /// `--from local`: the folder is already what it names.
     #[error(
         "restoring from local changes nothing: give a commit, @{{TIME}}, remote@{{TIME}} or snapshot:VERSION"
@@ -102,6 +110,64 @@ pub struct RestoreReport {
 enum Source<'a> {
     Store(ObjectId),
     Bucket(&'a ObjectInfo),
+    /// A file in the trash, with its content id.
+    Trash(PathBuf, ObjectId),
+}
+
+impl Source<'_> {
+    /// The content id, when known before downloading.
+    fn known_id(&self) -> Option<ObjectId> {
+        match self {
+            Self::Store(id) | Self::Trash(_, id) => Some(*id),
+            Self::Bucket(_) => None,
+        }
+    }
+}
+
+/// One round of the trash: a folder of `.bmsync/trash/` named by its UNIX-ns stamp.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TrashRound {
+    /// The stamp (UNIX nanoseconds): when the files were moved there.
+    pub stamp: u64,
+    /// The files in it, relative to the folder they came from, sorted.
+    pub files: Vec<String>,
+}
+
+/// The trash's rounds, newest first. Folders not named by a stamp are left out.
+pub fn trash_rounds(root: &Path) -> Vec<TrashRound> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                walk(base, &p, out);
+            } else if let Some(rel) = p.strip_prefix(base).ok().and_then(|r| r.to_str()) {
+                out.push(rel.to_owned());
+            }
+        }
+    }
+    let trash = root.join(STATE_DIR).join(TRASH_DIR);
+    let mut rounds: Vec<TrashRound> = std::fs::read_dir(&trash)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let stamp = e.file_name().to_str()?.parse::<u64>().ok()?;
+            let mut files = Vec::new();
+            walk(&e.path(), &e.path(), &mut files);
+            files.sort();
+            Some(TrashRound { stamp, files })
+        })
+        .collect();
+    rounds.sort_by_key(|r| std::cmp::Reverse(r.stamp));
+    rounds
+}
+
+/// The content id of a file or symlink's target.
+fn content_of(abs: &Path) -> Result<(ObjectId, EntryKind), RestoreError> {
+    on_disk(abs, "")?
+        .ok_or_else(|| RestoreError::Io { path: abs.to_owned(), source: std::io::ErrorKind::NotFound.into() })
 }
 
 struct Target<'a> {
@@ -182,48 +248,60 @@ fn settle_from_heads(
     }
 }
 
+/// The bucket's files at or under each of `paths`.
+fn bucket_targets<'a>(
+    tree: &'a RemoteTree,
+    paths: &[String],
+    from: &str,
+    out: &mut Vec<Target<'a>>,
+) -> Result<(), RestoreError> {
+    for p in paths {
+        let files = tree.files_under(p);
+        if files.is_empty() {
+            return Err(RepoError::NoSuchPath { rev: from.to_owned(), path: p.clone() }.into());
+        }
+        for o in files {
+            let kind = o.kind.unwrap_or(EntryKind::File);
+            out.push(Target { path: o.key.clone(), kind, source: Source::Bucket(o), now: None });
+        }
+    }
+    Ok(())
+}
+
 impl Repo {
     /// Restores `paths` (files or folders, relative to the folder) as revision `from`
     /// has them: a local revision from the store, a bucket revision (`remote@{TIME}`,
     /// `snapshot:VERSION`, `remote`) by downloading only the files that differ, each
     /// checked against its content id when the bucket has one. See the module comment.
     pub fn restore(&self, paths: &[String], from: &str, force: bool) -> Result<RestoreReport, RestoreError> {
-        let rev = self.resolve_rev(from)?;
         let remote: Option<Box<dyn Remote>>;
         let tree: Option<RemoteTree>;
         let mut targets = Vec::new();
+        let rev =
+            if from == "trash" || from.starts_with("trash@{") { None } else { Some(self.resolve_rev(from)?) };
         match rev {
-            Rev::Local => return Err(RestoreError::FromLocal),
-            Rev::Remote(at) => {
-                let r = self.connect_remote()?;
-                tree = Some(RemoteTree::read(r.as_ref(), from, at)?);
-                remote = Some(r);
-                let t = tree.as_ref().expect("just set");
-                for p in paths {
-                    let files = t.files_under(p);
-                    if files.is_empty() {
-                        return Err(RepoError::NoSuchPath { rev: from.to_owned(), path: p.clone() }.into());
-                    }
-                    for o in files {
-                        let kind = o.kind.unwrap_or(EntryKind::File);
-                        targets.push(Target {
-                            path: o.key.clone(),
-                            kind,
-                            source: Source::Bucket(o),
-                            now: None,
-                        });
-                    }
-                }
-            }
-            _ => {
+            None => {
                 (remote, tree) = (None, None);
-                let root = self.resolve_tree(from)?.unwrap_or_else(|| crate::Tree::default().id());
-                for p in paths {
-                    let p = p.trim_start_matches("./").trim_end_matches('/');
-                    let entry = self.lookup(root, p, from)?;
-                    self.files_of(p, &entry, &mut targets)?;
-                }
+                self.trash_targets(paths, from, &mut targets)?;
             }
+            Some(rev) => match rev {
+                Rev::Local => return Err(RestoreError::FromLocal),
+                Rev::Remote(at) => {
+                    let r = self.connect_remote()?;
+                    tree = Some(RemoteTree::read(r.as_ref(), from, at)?);
+                    remote = Some(r);
+                    bucket_targets(tree.as_ref().expect("just set"), paths, from, &mut targets)?;
+                }
+                _ => {
+                    (remote, tree) = (None, None);
+                    let root = self.resolve_tree(from)?.unwrap_or_else(|| crate::Tree::default().id());
+                    for p in paths {
+                        let p = p.trim_start_matches("./").trim_end_matches('/');
+                        let entry = self.lookup(root, p, from)?;
+                        self.files_of(p, &entry, &mut targets)?;
+                    }
+                }
+            },
         }
         targets.sort_by(|a, b| a.path.cmp(&b.path));
         targets.dedup_by(|a, b| a.path == b.path);
@@ -245,7 +323,7 @@ impl Repo {
         let overwrite: Vec<String> = targets
             .iter()
             .filter(|t| {
-                let same = matches!((&t.source, t.now), (Source::Store(id), Some((now, kind))) if *id == now && kind == t.kind);
+                let same = matches!((t.source.known_id(), t.now), (Some(id), Some((now, kind))) if id == now && kind == t.kind);
                 t.now.is_some() && !same
             })
             .map(|t| t.path.clone())
@@ -256,10 +334,18 @@ impl Repo {
         let stamp = crate::clock::unix_ns();
         for t in &targets {
             let bytes = match &t.source {
-                Source::Store(id) if t.now.is_some_and(|(now, kind)| now == *id && kind == t.kind) => {
+                source
+                    if source
+                        .known_id()
+                        .is_some_and(|id| t.now.is_some_and(|(now, kind)| now == id && kind == t.kind)) =>
+                {
                     report.unchanged.push(t.path.clone());
                     continue;
                 }
+                Source::Trash(abs, _) if t.kind == EntryKind::Symlink => {
+                    std::fs::read_link(abs).map_err(io(abs))?.into_os_string().into_encoded_bytes()
+                }
+                Source::Trash(abs, _) => std::fs::read(abs).map_err(io(abs))?,
                 Source::Store(id) => self.store().get_kind(id, ObjectKind::Blob).map_err(RepoError::from)?,
                 Source::Bucket(o) => {
                     let (r, tree) =
@@ -283,6 +369,50 @@ impl Repo {
             report.restored.push(t.path.clone());
         }
         Ok(report)
+    }
+
+    /// The newest trashed copy of each file at or under `paths`, from rounds at or
+    /// before the TIME of `trash@{TIME}`.
+    fn trash_targets(
+        &self,
+        paths: &[String],
+        from: &str,
+        out: &mut Vec<Target<'_>>,
+    ) -> Result<(), RestoreError> {
+        let at = from.strip_prefix("trash@{").and_then(|t| t.strip_suffix('}'));
+        let limit = match at {
+            Some(t) => Some(crate::repo::parse_time(t).ok_or_else(|| RepoError::BadRevision {
+                rev: from.to_owned(),
+                reason: format!("{t:?} is not an RFC 3339 time"),
+            })?),
+            None => None,
+        };
+        let rounds: Vec<TrashRound> = trash_rounds(self.root())
+            .into_iter()
+            .filter(|r| limit.is_none_or(|l| i128::from(r.stamp) <= l))
+            .collect();
+        for p in paths {
+            let p = p.trim_start_matches("./").trim_end_matches('/');
+            let mut found = 0;
+            let mut seen = std::collections::HashSet::new();
+            for r in &rounds {
+                for f in &r.files {
+                    let under =
+                        p.is_empty() || f == p || f.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'));
+                    if under && seen.insert(f.clone()) {
+                        let abs =
+                            self.root().join(STATE_DIR).join(TRASH_DIR).join(r.stamp.to_string()).join(f);
+                        let (id, kind) = content_of(&abs)?;
+                        out.push(Target { path: f.clone(), kind, source: Source::Trash(abs, id), now: None });
+                        found += 1;
+                    }
+                }
+            }
+            if found == 0 {
+                return Err(RestoreError::NotInTrash { path: p.to_owned(), at: at.map(str::to_owned) });
+            }
+        }
+        Ok(())
     }
 
     /// The files at or under `entry` (at `path`), with their blobs.

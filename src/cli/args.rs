@@ -370,6 +370,9 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// List the trash: what syncs, `resolve` and `restore --force` moved aside, by round,
+    /// newest first. `restore PATH --from trash` brings a file back.
+    Trash,
     /// Explain whether, and by which rule, paths are ignored.
     CheckIgnore {
         /// Paths relative to the folder.

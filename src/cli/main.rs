@@ -138,6 +138,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             };
             inspect::restore(out, &repo, paths, from, *force)
         }
+        Command::Trash => maintain::trash(out, dir),
         Command::CheckIgnore { paths } => inspect::check_ignore(out, dir, paths),
         Command::UpdateRef { name, new, old } => {
             plumbing::update_ref(out, &Repo::open(dir)?, name, new, old.as_deref())

@@ -73,3 +73,29 @@ pub(crate) fn gc(out: Out<'_, '_>, repo: &bmsync::Repo, keep_days: u64) -> Resul
         r.removed, r.objects, r.reachable, r.trash_removed
     )
 }
+
+/// `trash`: the trash's rounds, newest first.
+pub(crate) fn trash(out: Out<'_, '_>, dir: &Path) -> Result<(), Failure> {
+    let rounds = bmsync::restore::trash_rounds(dir);
+    let when = |stamp: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(stamp))
+            .to_string()
+    };
+    if out.json {
+        let v: Vec<_> = rounds
+            .iter()
+            .map(|r| json!({ "stamp": r.stamp, "time": when(r.stamp), "files": r.files }))
+            .collect();
+        return out.json_line(&serde_json::Value::Array(v));
+    }
+    if rounds.is_empty() {
+        return writeln!(out, "The trash is empty");
+    }
+    for r in &rounds {
+        writeln!(out, "{} (.bmsync/trash/{})", when(r.stamp), r.stamp)?;
+        for f in &r.files {
+            writeln!(out, "  {f}")?;
+        }
+    }
+    Ok(())
+}

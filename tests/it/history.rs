@@ -624,3 +624,49 @@ fn status_tells_when_the_bucket_changed_since_the_base_without_downloading() {
     let o = bob.ok(&["status"]);
     assert!(text(&o).contains("warning: the bucket was not checked"), "{}", text(&o));
 }
+
+#[test]
+fn the_trash_is_listed_and_restore_from_trash_brings_a_file_back() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let alice = Client::new("alice", &url, None);
+    let bob = Client::new("bob", &url, None);
+    alice.write("notes/x.md", "ex\n");
+    alice.write("notes/y.md", "why\n");
+    alice.write("keep.md", "kept\n");
+    alice.sync(0);
+    bob.sync(0);
+    std::fs::remove_dir_all(alice.path("notes")).expect("rm");
+    alice.ok(&["sync", "--max-delete", "2"]);
+    bob.ok(&["sync", "--max-delete", "2"]); // bob's copies go to his trash
+    assert_eq!(bob.files(), ["keep.md"]);
+    assert_eq!(text(&alice.ok(&["trash"])), "The trash is empty\n");
+    let rounds: serde_json::Value =
+        serde_json::from_slice(&bob.ok(&["--json", "trash"]).stdout).expect("json");
+    let listed: Vec<&str> = rounds
+        .as_array()
+        .expect("rounds")
+        .iter()
+        .flat_map(|r| r["files"].as_array().expect("files").iter().map(|f| f.as_str().expect("path")))
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["notes/x.md", "notes/y.md"], "{rounds}");
+    assert!(text(&bob.ok(&["trash"])).contains("  notes/x.md"));
+
+    let o = bob.ok(&["--json", "restore", "notes/x.md", "--from", "trash"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["restored"], serde_json::json!(["notes/x.md"]), "{r}");
+    assert_eq!(bob.read("notes/x.md").as_deref(), Some("ex\n"));
+    assert!(bob.read("notes/y.md").is_none(), "not named, not restored");
+    bob.ok(&["restore", "notes", "--from", "trash"]);
+    assert_eq!(bob.read("notes/y.md").as_deref(), Some("why\n"));
+    let o = bob.run(&["restore", "never.md", "--from", "trash"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("never.md is not in the trash"), "{}", stderr(&o));
+    let o = bob.run(&["restore", "notes/x.md", "--from", "trash@{1999-01-01T00:00:00Z}"]);
+    assert!(stderr(&o).contains("not in the trash at or before"), "{}", stderr(&o));
+    // Restored from the trash, they are local changes the next sync carries back.
+    let s = bob.sync(0);
+    assert_eq!(s["uploaded"], 2, "{s}");
+}
