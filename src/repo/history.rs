@@ -117,10 +117,11 @@ impl Repo {
             },
         };
         let mut out = Vec::new();
-        for (id, c) in self.walk(&start.into_iter().collect::<Vec<_>>(), opts.first_parent)? {
+        for item in self.walk_lazily(&start.into_iter().collect::<Vec<_>>(), opts.first_parent)? {
             if out.len() >= opts.limit {
                 break;
             }
+            let (id, c) = item?;
             if opts.paths.is_empty() || self.changes_paths(&c, &opts.paths, opts.first_parent)? {
                 out.push((id, c));
             }
@@ -129,34 +130,28 @@ impl Repo {
     }
 
     /// Every commit reachable from `starts` (all parents, or only first parents), each
-    /// once, newest first by timestamp (a child before its parents when clocks tie).
+    /// once, newest first by timestamp (a parent never before the child that led to it).
     pub fn walk(&self, starts: &[ObjectId], first_parent: bool) -> Result<Vec<(ObjectId, Commit)>> {
-        let mut seen = std::collections::HashSet::new();
-        // Commits found, and a heap of (time, order found, index) over those not yet out.
-        let mut found: Vec<Option<(ObjectId, Commit)>> = Vec::new();
-        let mut queue = std::collections::BinaryHeap::new();
+        self.walk_lazily(starts, first_parent)?.collect()
+    }
+
+    /// [`Repo::walk`] one commit at a time, reading only as far as the caller goes.
+    pub fn walk_lazily(&self, starts: &[ObjectId], first_parent: bool) -> Result<Walk<'_>> {
+        let mut walk = Walk {
+            repo: self,
+            first_parent,
+            seen: std::collections::HashSet::new(),
+            found: Vec::new(),
+            queue: std::collections::BinaryHeap::new(),
+        };
         for s in starts {
-            if seen.insert(*s) {
+            if walk.seen.insert(*s) {
                 let c = self.store.get_commit(s)?;
-                queue.push((c.timestamp_ns, std::cmp::Reverse(found.len())));
-                found.push(Some((*s, c)));
+                walk.queue.push((c.timestamp_ns, std::cmp::Reverse(walk.found.len())));
+                walk.found.push(Some((*s, c)));
             }
         }
-        let mut out = Vec::new();
-        while let Some((_, std::cmp::Reverse(i))) = queue.pop() {
-            let (id, c) = found[i].take().expect("each commit is queued once");
-            let parents = if first_parent { &c.parents[..c.parents.len().min(1)] } else { &c.parents[..] };
-            for p in parents {
-                if seen.insert(*p) {
-                    let pc = self.store.get_commit(p)?;
-                    // A parent never sorts before the child that found it, whatever the clocks said.
-                    queue.push((pc.timestamp_ns.min(c.timestamp_ns), std::cmp::Reverse(found.len())));
-                    found.push(Some((*p, pc)));
-                }
-            }
-            out.push((id, c));
-        }
-        Ok(out)
+        Ok(walk)
     }
 
     /// Whether a commit changed what is at one of `paths`: differs there from every
@@ -190,6 +185,39 @@ impl Repo {
             }
         }
         Ok(false)
+    }
+}
+
+/// Commits in walk order (see [`Repo::walk_lazily`]).
+pub struct Walk<'r> {
+    repo: &'r Repo,
+    first_parent: bool,
+    seen: std::collections::HashSet<ObjectId>,
+    /// Commits found; each is taken out once it is walked.
+    found: Vec<Option<(ObjectId, Commit)>>,
+    /// (time, order found, index in `found`) of the commits not walked yet.
+    queue: std::collections::BinaryHeap<(i64, std::cmp::Reverse<usize>)>,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Result<(ObjectId, Commit)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (_, std::cmp::Reverse(i)) = self.queue.pop()?;
+        let (id, c) = self.found[i].take().expect("each commit is queued once");
+        let parents = if self.first_parent { &c.parents[..c.parents.len().min(1)] } else { &c.parents[..] };
+        for p in parents {
+            if self.seen.insert(*p) {
+                let pc = match self.repo.store.get_commit(p) {
+                    Ok(pc) => pc,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                // A parent never sorts before the child that found it, whatever the clocks said.
+                self.queue.push((pc.timestamp_ns.min(c.timestamp_ns), std::cmp::Reverse(self.found.len())));
+                self.found.push(Some((*p, pc)));
+            }
+        }
+        Some(Ok((id, c)))
     }
 }
 

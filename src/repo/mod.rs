@@ -10,7 +10,7 @@ mod rev;
 
 pub use crate::layout::{STATE_DIR, STORE_FILE, SYNC_LOCK_FILE};
 pub use error::RepoError;
-pub use history::{LogOptions, RemoteDrift, Status};
+pub use history::{LogOptions, RemoteDrift, Status, Walk};
 pub use lock::{SyncGuard, SyncLock};
 pub use maintain::{GC_BATCH, GcOptions, GcReport};
 pub use rev::{REVISION_FORMS, Rev, parse_time, split_rev_path};

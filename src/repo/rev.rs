@@ -256,6 +256,16 @@ impl Repo {
                 .commit_at(&starts, ns)
                 .and_then(|c| c.ok_or_else(|| bad(rev, format!("no local commit at or before {t}"))));
         }
+        if base == REV_LOCAL
+            || base == "remote"
+            || base.starts_with("remote@{")
+            || base.starts_with("snapshot:")
+        {
+            return Err(bad(
+                rev,
+                format!("{base} is not a commit of this folder's history (show and restore read it)"),
+            ));
+        }
         let lower = base.to_ascii_lowercase();
         let name = if lower == REF_BASE || lower == REF_HEAD { lower.as_str() } else { base };
         if let Ok(Some(id)) = self.store.get_ref(name) {

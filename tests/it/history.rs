@@ -670,3 +670,29 @@ fn the_trash_is_listed_and_restore_from_trash_brings_a_file_back() {
     let s = bob.sync(0);
     assert_eq!(s["uploaded"], 2, "{s}");
 }
+
+#[test]
+fn bytes_from_the_bucket_that_miss_their_content_id_are_refused() {
+    let server = crate::tigris_server::TigrisServer::start();
+    let ep = server.endpoint();
+    let (key, secret) = (crate::tigris_server::ACCESS_KEY, crate::tigris_server::SECRET_KEY);
+    crate::remote_contract::create_bucket(&ep, key, secret, "team", true);
+    let c = Client::new("carol", "s3://team/vault", Some(&ep));
+    let (rt, raw) = crate::remote_contract::raw_client(&ep, key, secret);
+    let claimed = ObjectId::for_blob(b"what the metadata claims");
+    rt.block_on(
+        raw.put_object()
+            .bucket("team")
+            .key("vault/liar.md")
+            .metadata(bmsync::remote::META_CONTENT_ID, claimed.to_hex())
+            .body(b"other bytes".to_vec().into())
+            .send(),
+    )
+    .expect("raw put");
+    let o = c.run(&["show", "remote:liar.md"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&format!("not to the recorded {claimed}")), "{}", stderr(&o));
+    let o = c.run(&["restore", "liar.md", "--from", "remote"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!c.path("liar.md").exists(), "nothing was written");
+}
