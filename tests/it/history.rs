@@ -696,3 +696,24 @@ fn bytes_from_the_bucket_that_miss_their_content_id_are_refused() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(!c.path("liar.md").exists(), "nothing was written");
 }
+
+#[test]
+fn keep_remote_says_where_your_version_went_and_restore_brings_it_back() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let alice = Client::new("alice", &url, None);
+    let bob = Client::new("bob", &url, None);
+    alice.write("x.md", "base\n");
+    alice.sync(0);
+    bob.sync(0);
+    alice.write("x.md", "alice's line\n");
+    alice.sync(0);
+    bob.write("x.md", "bob's line\n");
+    let o = bob.ok(&["sync", "--on-conflict", "keep-remote"]);
+    let said = text(&o);
+    assert!(said.contains("conflict resolved as asked: x.md; your version is in the trash"), "{said}");
+    assert!(said.contains("bmsync restore x.md --from trash"), "{said}");
+    assert_eq!(bob.read("x.md").as_deref(), Some("alice's line\n"));
+    bob.ok(&["restore", "x.md", "--from", "trash", "--force"]);
+    assert_eq!(bob.read("x.md").as_deref(), Some("bob's line\n"));
+}
