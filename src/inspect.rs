@@ -94,8 +94,10 @@ impl RemoteTree {
         }
         let mut objects = BTreeMap::new();
         remote.list(at, &mut |l| {
+            // As a sync's view: bmsync's own keys and keys that are no syncable path are left out.
             if let Listed::Object(o) = l
                 && !o.key.starts_with(PRIVATE_PREFIX)
+                && crate::object::check_path(&o.key).is_ok()
             {
                 objects.insert(o.key.clone(), o);
             }
@@ -129,7 +131,7 @@ impl RemoteTree {
 
     /// Every file at or under `path`.
     pub fn files_under(&self, path: &str) -> Vec<&ObjectInfo> {
-        let p = path.trim_matches('/');
+        let p = path.trim_start_matches("./").trim_matches('/');
         self.objects
             .values()
             .filter(|o| {
