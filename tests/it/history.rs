@@ -64,6 +64,11 @@ fn synced_client() -> (tempfile::TempDir, Client) {
     c.write("a.md", "alpha\n");
     c.write("notes/b.md", "bravo\n");
     c.write("notes/deep/c.md", "charlie\n");
+    // A symlink and a file stored in chunks, which fsck and gc must handle too.
+    std::os::unix::fs::symlink("a.md", c.path("link.md")).expect("symlink");
+    let big: Vec<u8> = (0..(3 << 19)).map(|i: u32| (i % 253) as u8).collect();
+    std::fs::create_dir_all(c.path("att")).expect("mkdir");
+    std::fs::write(c.path("att/big.pdf"), big).expect("write");
     c.sync(0);
     c.write("a.md", "alpha 2\n");
     c.ok(&["commit", "-m", "local edit"]);
@@ -150,6 +155,11 @@ fn gc_keeps_what_is_reachable_and_removes_what_is_not() {
     c.write("loose.txt", "nobody needs me\n");
     c.ok(&["hash-object", "-w", "loose.txt"]);
     std::fs::remove_file(c.path("loose.txt")).expect("rm");
+    // A large one too, stored in chunks: its chunk rows must go with it.
+    let big: Vec<u8> = (0..(5 << 19)).map(|i: u32| (i % 251) as u8).collect();
+    std::fs::write(c.path("big.bin"), &big).expect("write");
+    c.ok(&["hash-object", "-w", "big.bin"]);
+    std::fs::remove_file(c.path("big.bin")).expect("rm");
     c.write("a.md", "alpha 3\n");
     let made = c.ok(&["--json", "commit", "-m", "abandoned"]);
     let abandoned: serde_json::Value = serde_json::from_slice(&made.stdout).expect("json");
@@ -166,6 +176,7 @@ fn gc_keeps_what_is_reachable_and_removes_what_is_not() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let after = object_ids(&store_path(&c));
     assert!(!after.contains(&loose), "{r}");
+    assert!(!after.contains(&ObjectId::for_blob(&big)), "{r}");
     assert!(!after.iter().any(|id| id.to_hex() == abandoned), "{r}");
     assert_eq!(r["removed"].as_u64(), Some((before.len() - after.len()) as u64), "{r}");
     assert!(r["removed"].as_u64().expect("removed") >= 2, "{r}");
@@ -533,6 +544,11 @@ fn bucket_past(url: &str, endpoint: Option<&str>) {
     assert!(s["uploaded"].as_u64().expect("uploaded") >= 1, "{s}");
     alice.sync(0);
     assert_eq!(alice.read("a.md").as_deref(), Some("alpha v1\n"));
+    // Stores that uploaded, downloaded and restored are healthy.
+    for c in [&alice, &bob] {
+        let (code, report) = fsck(c);
+        assert_eq!(code, Some(0), "{report}");
+    }
 }
 
 #[test]
@@ -716,4 +732,17 @@ fn keep_remote_says_where_your_version_went_and_restore_brings_it_back() {
     assert_eq!(bob.read("x.md").as_deref(), Some("alice's line\n"));
     bob.ok(&["restore", "x.md", "--from", "trash", "--force"]);
     assert_eq!(bob.read("x.md").as_deref(), Some("bob's line\n"));
+    // Merges and conflicts leave healthy stores too.
+    alice.write("m.md", "one\ntwo\nthree\n");
+    alice.sync(0);
+    bob.sync(0);
+    alice.write("m.md", "ONE\ntwo\nthree\n");
+    bob.write("m.md", "one\ntwo\nTHREE\n");
+    alice.sync(0);
+    bob.sync(0);
+    assert_eq!(bob.read("m.md").as_deref(), Some("ONE\ntwo\nTHREE\n"));
+    for c in [&alice, &bob] {
+        let (code, report) = fsck(c);
+        assert_eq!(code, Some(0), "{report}");
+    }
 }
