@@ -309,6 +309,11 @@ fn revisions_name_commits_by_ref_prefix_ancestry_and_time() {
         assert_eq!(o.status.code(), Some(1), "{rev}");
         assert!(stderr(&o).contains(needle), "{rev}: {}", stderr(&o));
     }
+    // Every command that takes a revision documents the grammar in its help.
+    for cmd in ["show", "diff", "log", "restore"] {
+        let help = text(&c.ok(&[cmd, "--help"]));
+        assert!(help.contains("remote@{TIME}") && help.contains("2026-11-20T10:00:00Z"), "{cmd}: {help}");
+    }
     let o = c.run(&["show", "nosuchrev:a.md"]);
     for form in ["@{TIME}", "REV~N", "REV^N", "snapshot:VERSION", "head", "base", "RFC 3339"] {
         assert!(stderr(&o).contains(form), "{form}: {}", stderr(&o));
