@@ -3,10 +3,12 @@
 //!
 //! These are what the working-tree and plumbing commands show; the caller only prints.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::object::{Commit, EntryKind};
 use crate::reconcile::{Change, Leaf};
+use crate::remote::{Listed, ObjectInfo, PRIVATE_PREFIX, Remote, Version};
 use crate::{ObjectHasher, ObjectId, ObjectKind, Repo, RepoError, StoreError};
 
 /// Errors from reading content for display.
@@ -23,6 +25,31 @@ pub enum InspectError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The bucket could not be read.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+    /// A past instant of a bucket that keeps no history.
+    #[error(
+        "{remote} has no snapshots, so {rev} cannot read it as it was then; @{{TIME}} reads this folder's own history at that time"
+    )]
+    NoPointInTime {
+        /// The remote.
+        remote: String,
+        /// The revision asked for.
+        rev: String,
+    },
+    /// Bytes read from the bucket do not hash to the content id bmsync recorded for them.
+    #[error(
+        "{path}: the bucket's bytes hash to {actual}, not to the recorded {expected}; nothing was written"
+    )]
+    ContentMismatch {
+        /// The path.
+        path: String,
+        /// The content id recorded.
+        expected: ObjectId,
+        /// The id of the bytes read.
+        actual: ObjectId,
+    },
     /// A folder file no longer hashes to the id its scan found.
     #[error("{path} changed while it was read; try again")]
     Changed {
@@ -34,6 +61,97 @@ pub enum InspectError {
 impl From<StoreError> for InspectError {
     fn from(e: StoreError) -> Self {
         Self::Repo(e.into())
+    }
+}
+
+/// The bucket's files at one instant (`remote`, `remote@{TIME}`, `snapshot:VERSION`),
+/// from one listing; bytes are fetched only when asked for.
+#[derive(Clone, Debug)]
+pub struct RemoteTree {
+    /// The version read at (`None`: the live state).
+    pub version: Option<Version>,
+    /// Objects by key (which is the path), bmsync's private keys left out.
+    pub objects: BTreeMap<String, ObjectInfo>,
+}
+
+/// What a path names in a [`RemoteTree`].
+#[derive(Clone, Debug)]
+pub enum RemoteLookup<'a> {
+    /// A file.
+    File(&'a ObjectInfo),
+    /// A folder: its entries' names, a subfolder's with a trailing `/`.
+    Folder(Vec<String>),
+    /// Nothing.
+    Missing,
+}
+
+impl RemoteTree {
+    /// Lists the bucket at `at` (`None`: now). A past instant of a bucket without
+    /// snapshots is [`InspectError::NoPointInTime`].
+    pub fn read(remote: &dyn Remote, rev: &str, at: Option<Version>) -> Result<Self, InspectError> {
+        if at.is_some() && !remote.capabilities().snapshots {
+            return Err(InspectError::NoPointInTime { remote: remote.url(), rev: rev.to_owned() });
+        }
+        let mut objects = BTreeMap::new();
+        remote.list(at, &mut |l| {
+            // As a sync's view: bmsync's own keys and keys that are no syncable path are left out.
+            if let Listed::Object(o) = l
+                && !o.key.starts_with(PRIVATE_PREFIX)
+                && crate::object::check_path(&o.key).is_ok()
+            {
+                objects.insert(o.key.clone(), o);
+            }
+        })?;
+        Ok(Self { version: at, objects })
+    }
+
+    /// The file or folder at `path` (`""`: the top; a trailing slash allowed).
+    pub fn lookup(&self, path: &str) -> RemoteLookup<'_> {
+        let p = path.trim_matches('/');
+        if !p.is_empty()
+            && let Some(o) = self.objects.get(p)
+        {
+            return RemoteLookup::File(o);
+        }
+        let prefix = if p.is_empty() { String::new() } else { format!("{p}/") };
+        let mut names: Vec<String> = Vec::new();
+        for key in self.objects.range(prefix.clone()..).map(|(k, _)| k).take_while(|k| k.starts_with(&prefix))
+        {
+            let rest = &key[prefix.len()..];
+            let name = match rest.split_once('/') {
+                Some((dir, _)) => format!("{dir}/"),
+                None => rest.to_owned(),
+            };
+            if names.last() != Some(&name) {
+                names.push(name);
+            }
+        }
+        if names.is_empty() && !p.is_empty() { RemoteLookup::Missing } else { RemoteLookup::Folder(names) }
+    }
+
+    /// Every file at or under `path`.
+    pub fn files_under(&self, path: &str) -> Vec<&ObjectInfo> {
+        let p = path.trim_start_matches("./").trim_matches('/');
+        self.objects
+            .values()
+            .filter(|o| {
+                p.is_empty() || o.key == p || o.key.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
+            })
+            .collect()
+    }
+
+    /// Downloads one file as it was at this tree's version, checked against the content
+    /// id bmsync recorded on it, when it has one. Returns its blob id and bytes.
+    pub fn fetch(&self, remote: &dyn Remote, o: &ObjectInfo) -> Result<(ObjectId, Vec<u8>), InspectError> {
+        let mut bytes = Vec::new();
+        let info = remote.get(&o.key, self.version, &mut bytes)?;
+        let actual = ObjectId::for_blob(&bytes);
+        if let Some(expected) = info.content.or(o.content)
+            && expected != actual
+        {
+            return Err(InspectError::ContentMismatch { path: o.key.clone(), expected, actual });
+        }
+        Ok((actual, bytes))
     }
 }
 

@@ -40,6 +40,7 @@ pub mod object;
 pub mod reconcile;
 pub mod remote;
 pub mod repo;
+pub mod restore;
 pub mod store;
 pub mod worktree;
 

@@ -141,6 +141,21 @@ impl SyncArgs {
     }
 }
 
+/// The revision grammar, for the help of every command that takes one.
+pub(crate) const REVISIONS_HELP: &str = "Revisions:
+  a1b2c3d4              a commit id, or an unambiguous prefix of one (4+ hex)
+  head, HEAD, base      the last local commit; the last sync
+  local                 the folder as it is now
+  REV~N, REV^N          N first parents back; the Nth parent (of a merge)
+  @{TIME}               the newest local commit at or before TIME
+  remote                the bucket now
+  remote@{TIME}         the bucket as it was at TIME (a bucket with snapshots)
+  snapshot:VERSION      the bucket at a snapshot version (UNIX nanoseconds)
+  REV:PATH              a file or folder at REV (a trailing slash allowed)
+TIME is RFC 3339: 2026-11-20T10:00:00Z, 2026-11-20T11:00:00.250+01:00.
+Examples: show @{2026-11-20T10:00:00Z}:notes/idea.md, show remote@{2026-11-20T10:00:00Z}:notes/,
+  diff base~2 head -- notes/, restore notes/idea.md --from base~3";
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum RemoteCommand {
     /// Show the remote, what it guarantees (as last probed), and its latest snapshot.
@@ -284,8 +299,13 @@ pub(crate) enum Command {
         base: PathBuf,
         other: PathBuf,
     },
-    /// Show local changes since the last sync base.
-    Status,
+    /// Show local changes since the last sync base, and whether the bucket changed since
+    /// then (one listing; nothing is downloaded).
+    Status {
+        /// Do not look at the bucket.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Record the folder as a local commit.
     Commit {
         /// Commit message.
@@ -294,12 +314,14 @@ pub(crate) enum Command {
     },
     /// Show changes between two revisions (default: base and the folder now).
     ///
-    /// Revisions: base, head, local (the folder now), or a commit or tree id (4+ hex).
+    /// `diff PATH...` (no `--` needed when PATH is not a revision) compares base and the
+    /// folder under those paths.
+    #[command(after_help = REVISIONS_HELP)]
     Diff {
-        /// Old side (default: base).
-        from: Option<String>,
-        /// New side (default: local).
-        to: Option<String>,
+        /// [OLD [NEW]] [PATH...]: the old side (default: base) and the new side (default:
+        /// local), then paths; an argument that is not a revision starts the paths.
+        #[arg(value_name = "REV_OR_PATH")]
+        args: Vec<String>,
         /// Only paths under these.
         #[arg(last = true)]
         paths: Vec<String>,
@@ -310,19 +332,47 @@ pub(crate) enum Command {
         #[arg(long)]
         name_status: bool,
     },
-    /// List commits, newest first.
+    /// List commits, newest first: every ancestor once, what merges brought in too.
+    #[command(after_help = REVISIONS_HELP)]
     Log {
         /// Start here (default: head, else base).
         rev: Option<String>,
         /// Show at most N commits.
         #[arg(short = 'n', long, default_value_t = 50)]
         max_count: usize,
+        /// Follow only first parents (hide what merges brought in).
+        #[arg(long)]
+        first_parent: bool,
+        /// Only commits that changed these paths (files or folders).
+        #[arg(last = true)]
+        paths: Vec<String>,
     },
-    /// Show a commit (with its changes), a tree, or a file: REV or REV:PATH.
+    /// Show a commit (with its changes), a tree, or a file: REV or REV:PATH. A file's
+    /// bytes are printed exactly as they are.
+    #[command(after_help = REVISIONS_HELP)]
     Show {
         /// REV or REV:PATH.
         spec: String,
     },
+    /// Bring files or folders back as a revision has them: from the local store, or from
+    /// the bucket's past (`remote@{TIME}`, `snapshot:VERSION`). Restored files are local
+    /// changes the next sync carries. Nothing is deleted, and a file with other content
+    /// is overwritten only with `--force` (its old bytes go to .bmsync/trash/).
+    #[command(after_help = REVISIONS_HELP)]
+    Restore {
+        /// Files or folders, relative to the folder.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// The revision to restore from.
+        #[arg(long, value_name = "REV")]
+        from: String,
+        /// Overwrite files that exist with other content (the old bytes go to the trash).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the trash: what syncs, `resolve` and `restore --force` moved aside, by round,
+    /// newest first. `restore PATH --from trash` brings a file back.
+    Trash,
     /// Explain whether, and by which rule, paths are ignored.
     CheckIgnore {
         /// Paths relative to the folder.
@@ -337,6 +387,20 @@ pub(crate) enum Command {
         new: String,
         /// Expected current target (`none`: must not exist). Without it, any value.
         old: Option<String>,
+    },
+    /// Check the store: every object against its id, every tree, commit and manifest
+    /// decodes, what commits and refs name is stored, the stat cache and the journal.
+    /// Exit 0 when all is well, 1 with the findings listed.
+    Fsck,
+    /// Remove what nothing needs: objects no retained commit, ref, stat-cache record or
+    /// conflict reaches (every commit the refs reach is retained, with its ancestors),
+    /// and trash older than DAYS. Safe to interrupt at any point.
+    Gc {
+        /// Keep trash of the last DAYS days (default 30).
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        keep: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Print the object id of files (for blobs, the same hex as `b3sum`).
     HashObject {

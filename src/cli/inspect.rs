@@ -5,9 +5,9 @@ use std::path::Path;
 use bmsync::inspect::sides;
 use bmsync::object::Commit;
 use bmsync::reconcile::Change;
-use bmsync::repo::{REF_BASE, REF_HEAD};
+use bmsync::repo::{LogOptions, REF_BASE, REF_HEAD, Rev, split_rev_path};
 use bmsync::worktree::{IgnoreRules, ScanReport, global_ignore_files};
-use bmsync::{ObjectId, ObjectKind, Repo};
+use bmsync::{ObjectId, Repo};
 use serde_json::json;
 
 use crate::output::{Failure, Output};
@@ -69,10 +69,17 @@ pub(crate) fn collision_line(c: &bmsync::worktree::Collision) -> String {
     }
 }
 
-/// `status`: local changes since the last sync base.
-pub(crate) fn status(out: Out<'_, '_>, repo: &Repo) -> Result<(), Failure> {
+/// `status`: local changes since the last sync base, and (with `bucket`) how the bucket
+/// differs from it.
+pub(crate) fn status(out: Out<'_, '_>, repo: &Repo, bucket: bool) -> Result<(), Failure> {
     let st = repo.status()?;
     let conflicts = repo.open_conflicts()?;
+    // The bucket is looked at only when there is one; failing to reach it is a warning.
+    let drift = (bucket && repo.remote().is_some()).then(|| {
+        repo.connect_remote()
+            .map_err(|e| e.to_string())
+            .and_then(|r| repo.remote_drift(r.as_ref()).map_err(|e| e.to_string()))
+    });
     if out.json {
         let v = json!({
             "base": st.base,
@@ -83,6 +90,8 @@ pub(crate) fn status(out: Out<'_, '_>, repo: &Repo) -> Result<(), Failure> {
             "collisions": st.snapshot.report.collisions,
             "conflicts": conflicts,
             "stats": st.snapshot.stats,
+            "remote": drift.as_ref().and_then(|d| d.as_ref().ok()),
+            "remote_error": drift.as_ref().and_then(|d| d.as_ref().err()),
         });
         return out.json_line(&v);
     }
@@ -97,6 +106,27 @@ pub(crate) fn status(out: Out<'_, '_>, repo: &Repo) -> Result<(), Failure> {
         for c in &st.changes {
             writeln!(out, "  {}", describe(c))?;
         }
+    }
+    match &drift {
+        Some(Ok(d)) if d.is_empty() => writeln!(out, "The bucket is as the last sync left it")?,
+        Some(Ok(d)) => {
+            writeln!(
+                out,
+                "The bucket changed since the last sync ({} added, {} changed, {} deleted there; `bmsync sync` brings them):",
+                d.added.len(),
+                d.changed.len(),
+                d.deleted.len()
+            )?;
+            for (what, paths) in
+                [("added:   ", &d.added), ("changed: ", &d.changed), ("deleted: ", &d.deleted)]
+            {
+                for p in paths {
+                    writeln!(out, "  {what} {p}")?;
+                }
+            }
+        }
+        Some(Err(e)) => writeln!(out, "warning: the bucket was not checked: {e}")?,
+        None => {}
     }
     if !conflicts.is_empty() {
         writeln!(out, "Open conflicts (settle with `bmsync resolve PATH --keep ...`):")?;
@@ -205,18 +235,56 @@ fn commit_json(id: ObjectId, c: &Commit) -> serde_json::Value {
     json!({ "id": id, "commit": c })
 }
 
-fn print_commit(out: Out<'_, '_>, id: ObjectId, c: &Commit, marks: &[&str]) -> Result<(), Failure> {
-    let marks = if marks.is_empty() { String::new() } else { format!(" ({})", marks.join(", ")) };
-    writeln!(out, "commit {id}{marks}")?;
-    writeln!(out, "Client: {}", c.client_id)?;
-    let when = u64::try_from(c.timestamp_ns)
+/// RFC 3339 of a commit's timestamp (UTC, seconds), or the raw nanoseconds.
+fn commit_time(c: &Commit, fraction: bool) -> String {
+    u64::try_from(c.timestamp_ns)
         .ok()
         .map(|ns| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns))
         .map_or_else(
             || format!("{} ns", c.timestamp_ns),
-            |t| humantime::format_rfc3339_seconds(t).to_string(),
-        );
-    writeln!(out, "Date:   {when}")?;
+            |t| {
+                if fraction {
+                    humantime::format_rfc3339_nanos(t).to_string()
+                } else {
+                    humantime::format_rfc3339_seconds(t).to_string()
+                }
+            },
+        )
+}
+
+/// One commit of `log --json`: who, when, parents, the bucket's snapshot, and how many
+/// changes it made since its first parent.
+fn log_json(repo: &Repo, id: ObjectId, c: &Commit) -> Result<serde_json::Value, Failure> {
+    let (_, changes) = repo.commit_changes(&id)?;
+    let count = |f: fn(&Change) -> bool| changes.iter().filter(|c| f(c)).count();
+    Ok(json!({
+        "id": id,
+        "time": commit_time(c, true),
+        "timestamp_ns": c.timestamp_ns,
+        "client": c.client_id,
+        "parents": c.parents,
+        "snapshot": c.baseline.as_ref().and_then(|b| b.snapshot),
+        "remote": c.baseline.as_ref().map(|b| &b.remote),
+        "message": c.message,
+        "changes": {
+            "added": count(|c| matches!(c, Change::Added { .. })),
+            "modified": count(|c| matches!(c, Change::Modified { .. })),
+            "deleted": count(|c| matches!(c, Change::Deleted { .. })),
+            "renamed": count(|c| matches!(c, Change::Renamed { .. })),
+        },
+        "commit": c,
+    }))
+}
+
+fn print_commit(out: Out<'_, '_>, id: ObjectId, c: &Commit, marks: &[&str]) -> Result<(), Failure> {
+    let marks = if marks.is_empty() { String::new() } else { format!(" ({})", marks.join(", ")) };
+    writeln!(out, "commit {id}{marks}")?;
+    if c.parents.len() > 1 {
+        let names: Vec<_> = c.parents.iter().map(short).collect();
+        writeln!(out, "Merge:  {}", names.join(" "))?;
+    }
+    writeln!(out, "Client: {}", c.client_id)?;
+    writeln!(out, "Date:   {}", commit_time(c, false))?;
     if let Some(b) = &c.baseline {
         let snap = b.snapshot.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
         writeln!(out, "Synced: {}{snap}", b.remote)?;
@@ -229,12 +297,23 @@ fn print_commit(out: Out<'_, '_>, id: ObjectId, c: &Commit, marks: &[&str]) -> R
 }
 
 /// `log`: commits from `start` (default: head, else base), newest first.
-pub(crate) fn log(out: Out<'_, '_>, repo: &Repo, start: Option<&str>, limit: usize) -> Result<(), Failure> {
+pub(crate) fn log(
+    out: Out<'_, '_>,
+    repo: &Repo,
+    start: Option<&str>,
+    limit: usize,
+    first_parent: bool,
+    paths: &[String],
+) -> Result<(), Failure> {
     let start = start.map(|r| repo.resolve(r)).transpose()?;
-    let commits = repo.log(start, limit)?;
+    let mut opts = LogOptions::default();
+    opts.limit = limit;
+    opts.first_parent = first_parent;
+    opts.paths = paths.iter().map(|p| p.trim_start_matches("./").to_owned()).collect();
+    let commits = repo.log_with(start, &opts)?;
     let (base, head) = (repo.base()?, repo.head()?);
     if out.json {
-        let v: Vec<_> = commits.iter().map(|(id, c)| commit_json(*id, c)).collect();
+        let v = commits.iter().map(|(id, c)| log_json(repo, *id, c)).collect::<Result<Vec<_>, _>>()?;
         return out.json_line(&serde_json::Value::Array(v));
     }
     if commits.is_empty() {
@@ -258,10 +337,10 @@ pub(crate) fn log(out: Out<'_, '_>, repo: &Repo, start: Option<&str>, limit: usi
 
 /// `show`: a commit with its changes, a tree, or a file (`REV` or `REV:PATH`).
 pub(crate) fn show(out: Out<'_, '_>, repo: &Repo, spec: &str) -> Result<(), Failure> {
-    let (rev, path) = spec.split_once(':').map_or((spec, None), |(r, p)| (r, Some(p)));
-    if path.is_none() && rev != bmsync::repo::REV_LOCAL {
-        let id = repo.resolve(rev)?;
-        if let Some((ObjectKind::Commit, _)) = repo.store().stat(&id)? {
+    let (rev, path) = split_rev_path(spec);
+    let root = match repo.resolve_rev(rev)? {
+        Rev::Remote(at) => return show_remote(out, repo, rev, at, path.unwrap_or("")),
+        Rev::Commit(id) if path.is_none() => {
             let (c, changes) = repo.commit_changes(&id)?;
             if out.json {
                 let mut v = commit_json(id, &c);
@@ -275,9 +354,10 @@ pub(crate) fn show(out: Out<'_, '_>, repo: &Repo, spec: &str) -> Result<(), Fail
             }
             return Ok(());
         }
-    }
-    let root = repo.resolve_tree(rev)?.unwrap_or_else(|| bmsync::Tree::default().id());
-    let entry = repo.lookup(root, path.unwrap_or(""), rev)?;
+        _ => repo.resolve_tree(rev)?.unwrap_or_else(|| bmsync::Tree::default().id()),
+    };
+    let path = path.unwrap_or("");
+    let entry = repo.lookup(root, path, rev)?;
     if entry.kind.is_tree() {
         let tree = if entry.id == bmsync::Tree::default().id() {
             bmsync::Tree::default()
@@ -292,13 +372,127 @@ pub(crate) fn show(out: Out<'_, '_>, repo: &Repo, spec: &str) -> Result<(), Fail
         }
         return Ok(());
     }
-    let bytes = repo.read_blob(&entry.id, path.unwrap_or(""))?;
+    let bytes = repo.read_blob(&entry.id, path.trim_end_matches('/'))?;
+    show_bytes(out, entry.id, entry.kind, &bytes)
+}
+
+fn show_bytes(out: Out<'_, '_>, id: ObjectId, kind: bmsync::EntryKind, bytes: &[u8]) -> Result<(), Failure> {
     if out.json {
-        let text = std::str::from_utf8(&bytes).ok();
-        return out
-            .json_line(&json!({ "id": entry.id, "kind": entry.kind, "size": bytes.len(), "text": text }));
+        let text = std::str::from_utf8(bytes).ok();
+        return out.json_line(&json!({ "id": id, "kind": kind, "size": bytes.len(), "text": text }));
     }
-    out.write_all(&bytes)
+    out.write_all(bytes)
+}
+
+/// `show remote...:PATH`: a file or folder of the bucket, now or at a version.
+fn show_remote(
+    out: Out<'_, '_>,
+    repo: &Repo,
+    rev: &str,
+    at: Option<bmsync::remote::Version>,
+    path: &str,
+) -> Result<(), Failure> {
+    let remote = repo.connect_remote()?;
+    let tree = bmsync::inspect::RemoteTree::read(remote.as_ref(), rev, at)?;
+    match tree.lookup(path) {
+        bmsync::inspect::RemoteLookup::File(o) => {
+            let (id, bytes) = tree.fetch(remote.as_ref(), o)?;
+            show_bytes(out, id, o.kind.unwrap_or(bmsync::EntryKind::File), &bytes)
+        }
+        bmsync::inspect::RemoteLookup::Folder(names) => {
+            if out.json {
+                return out.json_line(&json!({ "kind": "tree", "version": tree.version, "entries": names }));
+            }
+            for n in names {
+                writeln!(out, "{n}")?;
+            }
+            Ok(())
+        }
+        bmsync::inspect::RemoteLookup::Missing => {
+            Err(bmsync::RepoError::NoSuchPath { rev: rev.to_owned(), path: path.to_owned() }.into())
+        }
+    }
+}
+
+/// Splits `diff`'s arguments as git does: up to two leading revisions, then paths. An
+/// argument that is not a revision is a path if the folder or the base has it.
+pub(crate) fn diff_args(
+    repo: &Repo,
+    args: &[String],
+    paths: &[String],
+) -> Result<(String, String, Vec<String>), Failure> {
+    let mut revs: Vec<&str> = Vec::new();
+    let mut rest: Vec<String> = Vec::new();
+    for a in args {
+        if rest.is_empty() && revs.len() < 2 {
+            match repo.resolve_rev(a) {
+                Ok(Rev::Remote(_)) => {
+                    return Err(Failure::new(
+                        format!("diff compares local revisions; {a:?} is the bucket"),
+                        Some(
+                            "use `bmsync show REV:PATH` to read the bucket, or `restore --from` to bring a version back",
+                        ),
+                    ));
+                }
+                Ok(_) => {
+                    revs.push(a);
+                    continue;
+                }
+                Err(e) if !is_path(repo, a) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+        rest.push(a.trim_start_matches("./").to_owned());
+    }
+    rest.extend(paths.iter().cloned());
+    let from = revs.first().copied().unwrap_or(REF_BASE).to_owned();
+    let to = revs.get(1).copied().unwrap_or(bmsync::repo::REV_LOCAL).to_owned();
+    Ok((from, to, rest))
+}
+
+/// Whether `p` names something in the folder or at the base.
+fn is_path(repo: &Repo, p: &str) -> bool {
+    let rel = p.trim_start_matches("./").trim_end_matches('/');
+    std::fs::symlink_metadata(repo.root().join(rel)).is_ok()
+        || repo
+            .resolve_tree(REF_BASE)
+            .ok()
+            .flatten()
+            .is_some_and(|root| repo.lookup(root, rel, REF_BASE).is_ok())
+}
+
+/// `restore`: files or folders back from a revision.
+pub(crate) fn restore(
+    out: Out<'_, '_>,
+    repo: &Repo,
+    paths: &[String],
+    from: &str,
+    force: bool,
+) -> Result<(), Failure> {
+    let r = repo.restore(paths, from, force).map_err(|e| match e {
+        bmsync::restore::RestoreError::Inspect(e) => Failure::from(e),
+        e @ bmsync::restore::RestoreError::WouldOverwrite { .. } => Failure::new(
+            e.to_string(),
+            Some("`bmsync diff` shows what differs; --force keeps the old bytes in the trash"),
+        ),
+        e => Failure::new(e.to_string(), None),
+    })?;
+    if out.json {
+        return out.json_line(&serde_json::to_value(&r).expect("reports serialise"));
+    }
+    for p in &r.restored {
+        writeln!(out, "restored {p}")?;
+    }
+    for (p, to) in &r.trashed {
+        writeln!(out, "  the old {p} is in {to}")?;
+    }
+    for p in &r.unchanged {
+        writeln!(out, "unchanged {p}")?;
+    }
+    if !r.restored.is_empty() {
+        writeln!(out, "The next sync carries the restored files.")?;
+    }
+    Ok(())
 }
 
 /// `check-ignore`: whether, and by which rule, each path is ignored.

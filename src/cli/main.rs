@@ -5,6 +5,7 @@
 mod args;
 mod conflicts;
 mod inspect;
+mod maintain;
 mod output;
 mod plumbing;
 mod setup;
@@ -102,7 +103,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             let repo = if *write { Some(Repo::open(dir)?) } else { None };
             plumbing::hash_object(out, repo.as_ref(), files)
         }
-        Command::Status => inspect::status(out, &Repo::open(dir)?),
+        Command::Status { offline } => inspect::status(out, &Repo::open(dir)?, !*offline),
         Command::MergeFile { stdout, labels, quiet, diff3: _, current, base, other } => {
             conflicts::merge_file(out, [current, base, other], labels, *stdout, *quiet)
         }
@@ -111,7 +112,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             conflicts::resolve(out, &wait.open(dir)?, path, (*keep).into())
         }
         Command::Commit { message } => inspect::commit(out, &Repo::open(dir)?, message),
-        Command::Diff { from, to, paths, stat, name_status } => {
+        Command::Diff { args, paths, stat, name_status } => {
             let repo = Repo::open(dir)?;
             let mode = if *stat {
                 inspect::DiffMode::Stat
@@ -120,12 +121,24 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             } else {
                 inspect::DiffMode::Patch
             };
-            let from = from.as_deref().unwrap_or(bmsync::repo::REF_BASE);
-            let to = to.as_deref().unwrap_or(bmsync::repo::REV_LOCAL);
-            inspect::diff(out, &repo, from, to, paths, mode)
+            let (from, to, paths) = inspect::diff_args(&repo, args, paths)?;
+            inspect::diff(out, &repo, &from, &to, &paths, mode)
         }
-        Command::Log { rev, max_count } => inspect::log(out, &Repo::open(dir)?, rev.as_deref(), *max_count),
+        Command::Log { rev, max_count, first_parent, paths } => {
+            inspect::log(out, &Repo::open(dir)?, rev.as_deref(), *max_count, *first_parent, paths)
+        }
         Command::Show { spec } => inspect::show(out, &Repo::open(dir)?, spec),
+        Command::Fsck => maintain::fsck(out, dir),
+        Command::Gc { keep, wait } => maintain::gc(out, &wait.open(dir)?, *keep),
+        Command::Restore { paths, from, force } => {
+            // Restore only reads the store: a read-only open changes no byte of it.
+            let repo = match Repo::open_read_only(dir) {
+                Err(bmsync::RepoError::Store(bmsync::StoreError::NeedsRepair { .. })) => Repo::open(dir)?,
+                r => r?,
+            };
+            inspect::restore(out, &repo, paths, from, *force)
+        }
+        Command::Trash => maintain::trash(out, dir),
         Command::CheckIgnore { paths } => inspect::check_ignore(out, dir, paths),
         Command::UpdateRef { name, new, old } => {
             plumbing::update_ref(out, &Repo::open(dir)?, name, new, old.as_deref())

@@ -47,6 +47,10 @@ impl From<InspectError> for Failure {
     fn from(e: InspectError) -> Self {
         match e {
             InspectError::Repo(e) => e.into(),
+            InspectError::Remote(e) => {
+                let hint = remote_hint(&e);
+                Self::new(e.to_string(), hint)
+            }
             e => Self::new(e.to_string(), None),
         }
     }

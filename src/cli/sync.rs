@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::output::{Bar, EXIT_CONFLICTS, Failure, LOST_UPDATES_HINT, Output, remote_hint, say};
 
 /// The text summary of a sync: what moved, then every conflict, race and warning.
-fn summary_text(remote_url: &str, s: &bmsync::apply::SyncSummary, secs: f64) -> String {
+fn summary_text(remote_url: &str, s: &bmsync::apply::SyncSummary, secs: f64, keep_remote: bool) -> String {
     let snap = s.snapshot.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
     let moves = s.moved_local + s.moved_remote;
     let moved = if moves > 0 { format!("{moves} moved, ") } else { String::new() };
@@ -47,7 +47,16 @@ fn summary_text(remote_url: &str, s: &bmsync::apply::SyncSummary, secs: f64) -> 
         );
     }
     for p in &s.resolved {
-        let _ = writeln!(text, "conflict resolved as asked: {p}");
+        // keep-remote moved this client's version to the trash: say where, and how back.
+        let yours = if keep_remote {
+            format!("; your version is in the trash (`bmsync restore {p} --from trash` brings it back)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(text, "conflict resolved as asked: {p}{yours}");
+    }
+    if s.deleted_local > 0 {
+        let _ = writeln!(text, "files deleted here are in .bmsync/trash/: `bmsync trash` lists them");
     }
     if s.held_back > 0 {
         let _ = writeln!(text, "{} changes left for the other direction", s.held_back);
@@ -103,7 +112,8 @@ pub(crate) fn sync(
         v["remote"] = json!(remote.url());
         out.json_line(&v)?;
     } else {
-        out.write_all(summary_text(&remote.url(), &s, secs).as_bytes())?;
+        let keep_remote = matches!(opts.on_conflict, Some(bmsync::apply::OnConflict::KeepRemote));
+        out.write_all(summary_text(&remote.url(), &s, secs, keep_remote).as_bytes())?;
     }
     if !s.raced.is_empty() {
         return Err(Failure::new(

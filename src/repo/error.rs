@@ -46,8 +46,16 @@ pub enum RepoError {
     #[error(transparent)]
     Remote(#[from] RemoteUrlError),
     /// A revision that names nothing.
-    #[error("unknown revision {0:?}: give an object id (at least 4 hex characters) or a ref name")]
+    #[error("unknown revision {0:?}: a revision is {forms}", forms = super::REVISION_FORMS)]
     UnknownRevision(String),
+    /// A revision that does not resolve, and why.
+    #[error("bad revision {rev:?}: {reason}")]
+    BadRevision {
+        /// The revision as given.
+        rev: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A meta record that is not what this build wrote.
     #[error("store record {key:?} is not valid UTF-8")]
     BadMeta {

@@ -1,31 +1,14 @@
 //! Revisions, status, commits and the log.
 
-use super::{META_COLLISIONS, REF_BASE, REF_HEAD, REV_LOCAL, Result};
-use crate::id::{ID_LEN, IdPrefix, ObjectId, ObjectKind};
+use super::rev::Rev;
+use super::{META_COLLISIONS, REF_BASE, REF_HEAD, Result};
+use crate::id::ObjectId;
 use crate::object::{Commit, EntryKind, TreeEntry};
 use crate::reconcile::Change;
-use crate::store::StoreError;
 use crate::worktree::{ScanOptions, Snapshot};
 use crate::{Repo, RepoError};
 
 impl Repo {
-    /// Resolves a revision: a ref name (`base`, `head`), a full id, or an abbreviated id.
-    pub fn resolve(&self, rev: &str) -> Result<ObjectId> {
-        if let Ok(Some(id)) = self.store.get_ref(rev) {
-            return Ok(id);
-        }
-        if rev.len() == ID_LEN * 2
-            && let Ok(id) = rev.parse::<ObjectId>()
-        {
-            if self.store.contains(&id)? {
-                return Ok(id);
-            }
-            return Err(StoreError::NotFound { id }.into());
-        }
-        let prefix = IdPrefix::parse(rev).map_err(|_| RepoError::UnknownRevision(rev.to_owned()))?;
-        Ok(self.store.resolve_prefix(&prefix)?)
-    }
-
     /// The last sync commit, if any.
     pub fn base(&self) -> Result<Option<ObjectId>> {
         Ok(self.store.get_ref(REF_BASE)?)
@@ -37,20 +20,18 @@ impl Repo {
     }
 
     /// The root tree a revision names: `local` (a fresh scan), `base`, `head`, a commit,
-    /// or a tree. `Ok(None)` is the empty tree of a ref not set yet.
+    /// a tree, or any other local form of [`Repo::resolve_rev`]. `Ok(None)` is the empty
+    /// tree of a ref not set yet. The bucket's revisions are not trees of the store.
     pub fn resolve_tree(&self, rev: &str) -> Result<Option<ObjectId>> {
-        if rev == REV_LOCAL {
-            return Ok(Some(self.scan(false)?.root));
-        }
-        if (rev == REF_BASE || rev == REF_HEAD) && self.store.get_ref(rev)?.is_none() {
-            return Ok(None);
-        }
-        let id = self.resolve(rev)?;
-        match self.store.stat(&id)?.map(|(k, _)| k) {
-            Some(ObjectKind::Commit) => Ok(Some(self.store.get_commit(&id)?.tree)),
-            Some(ObjectKind::Tree) => Ok(Some(id)),
-            Some(kind) => Err(RepoError::NotATree { rev: rev.to_owned(), kind }),
-            None => Err(StoreError::NotFound { id }.into()),
+        match self.resolve_rev(rev)? {
+            Rev::Local => Ok(Some(self.scan(false)?.root)),
+            Rev::Empty => Ok(None),
+            Rev::Commit(id) => Ok(Some(self.store.get_commit(&id)?.tree)),
+            Rev::Tree(id) => Ok(Some(id)),
+            Rev::Remote(_) => Err(RepoError::BadRevision {
+                rev: rev.to_owned(),
+                reason: "the bucket's revisions are read by show and restore only".to_owned(),
+            }),
         }
     }
 
@@ -120,10 +101,15 @@ impl Repo {
         Ok(Some((id, commit)))
     }
 
-    /// Commits along first parents from `start` (default: `head`, else `base`), newest
-    /// first, at most `limit`.
+    /// Commits from `start` (default: `head`, else `base`), newest first, at most
+    /// `limit`: every ancestor once, merges' other parents included (see [`Repo::walk`]).
     pub fn log(&self, start: Option<ObjectId>, limit: usize) -> Result<Vec<(ObjectId, Commit)>> {
-        let mut next = match start {
+        self.log_with(start, &LogOptions { limit, ..LogOptions::default() })
+    }
+
+    /// [`Repo::log`] with options: only first parents, only commits that changed paths.
+    pub fn log_with(&self, start: Option<ObjectId>, opts: &LogOptions) -> Result<Vec<(ObjectId, Commit)>> {
+        let start = match start {
             Some(s) => Some(s),
             None => match self.head()? {
                 Some(h) => Some(h),
@@ -131,15 +117,188 @@ impl Repo {
             },
         };
         let mut out = Vec::new();
-        while let Some(id) = next {
-            if out.len() >= limit {
+        for item in self.walk_lazily(&start.into_iter().collect::<Vec<_>>(), opts.first_parent)? {
+            if out.len() >= opts.limit {
                 break;
             }
-            let c = self.store.get_commit(&id)?;
-            next = c.parents.first().copied();
-            out.push((id, c));
+            let (id, c) = item?;
+            if opts.paths.is_empty() || self.changes_paths(&c, &opts.paths, opts.first_parent)? {
+                out.push((id, c));
+            }
         }
         Ok(out)
+    }
+
+    /// Every commit reachable from `starts` (all parents, or only first parents), each
+    /// once, newest first by timestamp (a parent never before the child that led to it).
+    pub fn walk(&self, starts: &[ObjectId], first_parent: bool) -> Result<Vec<(ObjectId, Commit)>> {
+        self.walk_lazily(starts, first_parent)?.collect()
+    }
+
+    /// [`Repo::walk`] one commit at a time, reading only as far as the caller goes.
+    pub fn walk_lazily(&self, starts: &[ObjectId], first_parent: bool) -> Result<Walk<'_>> {
+        let mut walk = Walk {
+            repo: self,
+            first_parent,
+            seen: std::collections::HashSet::new(),
+            found: Vec::new(),
+            queue: std::collections::BinaryHeap::new(),
+        };
+        for s in starts {
+            if walk.seen.insert(*s) {
+                let c = self.store.get_commit(s)?;
+                walk.queue.push((c.timestamp_ns, std::cmp::Reverse(walk.found.len())));
+                walk.found.push(Some((*s, c)));
+            }
+        }
+        Ok(walk)
+    }
+
+    /// Whether a commit changed what is at one of `paths`: differs there from every
+    /// parent (from its first with `first_parent`; a root commit: has something there).
+    fn changes_paths(&self, c: &Commit, paths: &[String], first_parent: bool) -> Result<bool> {
+        let at = |tree: ObjectId, p: &str| -> Result<Option<(EntryKind, ObjectId)>> {
+            match self.lookup(tree, p.trim_end_matches('/'), "") {
+                Ok(e) => Ok(Some((e.kind, e.id))),
+                Err(RepoError::NoSuchPath { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let parents = if first_parent { &c.parents[..c.parents.len().min(1)] } else { &c.parents[..] };
+        for p in paths {
+            let mine = at(c.tree, p)?;
+            if parents.is_empty() {
+                if mine.is_some() {
+                    return Ok(true);
+                }
+                continue;
+            }
+            let mut differs_from_all = true;
+            for parent in parents {
+                if at(self.store.get_commit(parent)?.tree, p)? == mine {
+                    differs_from_all = false;
+                    break;
+                }
+            }
+            if differs_from_all {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Commits in walk order (see [`Repo::walk_lazily`]).
+pub struct Walk<'r> {
+    repo: &'r Repo,
+    first_parent: bool,
+    seen: std::collections::HashSet<ObjectId>,
+    /// Commits found; each is taken out once it is walked.
+    found: Vec<Option<(ObjectId, Commit)>>,
+    /// (time, order found, index in `found`) of the commits not walked yet.
+    queue: std::collections::BinaryHeap<(i64, std::cmp::Reverse<usize>)>,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Result<(ObjectId, Commit)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (_, std::cmp::Reverse(i)) = self.queue.pop()?;
+        let (id, c) = self.found[i].take().expect("each commit is queued once");
+        let parents = if self.first_parent { &c.parents[..c.parents.len().min(1)] } else { &c.parents[..] };
+        for p in parents {
+            if self.seen.insert(*p) {
+                let pc = match self.repo.store.get_commit(p) {
+                    Ok(pc) => pc,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                // A parent never sorts before the child that found it, whatever the clocks said.
+                self.queue.push((pc.timestamp_ns.min(c.timestamp_ns), std::cmp::Reverse(self.found.len())));
+                self.found.push(Some((*p, pc)));
+            }
+        }
+        Some(Ok((id, c)))
+    }
+}
+
+/// Options for [`Repo::log_with`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LogOptions {
+    /// Most commits to return.
+    pub limit: usize,
+    /// Follow first parents only (hide what merges brought in).
+    pub first_parent: bool,
+    /// Only commits that changed one of these paths (files or folders).
+    pub paths: Vec<String>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self { limit: usize::MAX, first_parent: false, paths: Vec::new() }
+    }
+}
+
+impl Repo {
+    /// How the bucket differs from this client's base, from one listing of its live
+    /// state (no snapshot is taken, nothing is downloaded): paths added, changed (another
+    /// ETag) and deleted there since the last sync. bmsync's private keys, keys that are
+    /// not syncable paths and paths the ignore rules exclude are left out, as a sync does.
+    pub fn remote_drift(&self, remote: &dyn crate::remote::Remote) -> Result<RemoteDrift> {
+        let manifest = match self.base()? {
+            Some(b) => match self.store.get_commit(&b)?.baseline {
+                Some(bl) => Some(self.store.get_manifest(&bl.manifest)?),
+                None => None,
+            },
+            None => None,
+        };
+        let rules = crate::worktree::IgnoreRules::load(&self.root, &crate::worktree::global_ignore_files())
+            .map_err(|e| RepoError::Scan(e.into()))?;
+        let mut drift = RemoteDrift::default();
+        let mut listed = std::collections::HashSet::new();
+        let mut keys = Vec::new();
+        remote.list(None, &mut |l| {
+            if let crate::remote::Listed::Object(o) = l {
+                keys.push(o);
+            }
+        })?;
+        for o in keys {
+            if o.key.starts_with(crate::remote::PRIVATE_PREFIX)
+                || crate::object::check_path(&o.key).is_err()
+                || rules.matched_with_parents(&o.key, false).is_some()
+            {
+                continue;
+            }
+            match manifest.as_ref().and_then(|m| m.get(&o.key)) {
+                None => drift.added.push(o.key.clone()),
+                Some(e) if e.etag != o.etag => drift.changed.push(o.key.clone()),
+                Some(_) => {}
+            }
+            listed.insert(o.key);
+        }
+        if let Some(m) = &manifest {
+            drift.deleted =
+                m.entries().iter().filter(|e| !listed.contains(&e.path)).map(|e| e.path.clone()).collect();
+        }
+        Ok(drift)
+    }
+}
+
+/// How the bucket differs from the base (see [`Repo::remote_drift`]), paths sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteDrift {
+    /// Paths the bucket has and the base did not.
+    pub added: Vec<String>,
+    /// Paths whose object changed since the base.
+    pub changed: Vec<String>,
+    /// Paths of the base the bucket no longer has.
+    pub deleted: Vec<String>,
+}
+
+impl RemoteDrift {
+    /// Whether the bucket is as the base left it.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.deleted.is_empty()
     }
 }
 

@@ -5,11 +5,15 @@ pub(crate) mod connect;
 mod error;
 mod history;
 mod lock;
+mod maintain;
+mod rev;
 
 pub use crate::layout::{STATE_DIR, STORE_FILE, SYNC_LOCK_FILE};
 pub use error::RepoError;
-pub use history::Status;
+pub use history::{LogOptions, RemoteDrift, Status, Walk};
 pub use lock::{SyncGuard, SyncLock};
+pub use maintain::{GC_BATCH, GcOptions, GcReport};
+pub use rev::{REVISION_FORMS, Rev, parse_time, split_rev_path};
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};

@@ -13,6 +13,8 @@ use crate::object::{Commit, Manifest, Tree};
 
 mod batch;
 mod error;
+mod fsck;
+mod gc;
 pub(crate) mod rows;
 mod tables;
 #[cfg(test)]
@@ -22,6 +24,7 @@ mod tree_source;
 pub use batch::Batch;
 pub(crate) use batch::{Prepared, prepare};
 pub use error::StoreError;
+pub use fsck::{Finding, FindingKind, FsckReport};
 use rows::{CountingWriter, corrupt, parse_header, read_object};
 
 /// The store format this build writes and reads.

@@ -7,6 +7,7 @@ mod cli;
 mod folder_lock;
 mod golden;
 mod guarantees;
+mod history;
 mod merge_file;
 mod merge_sync;
 mod real_folders;
