@@ -2,7 +2,7 @@
 //! cases where a file and a folder claim one name: nothing is ever deleted without a copy
 //! unless it is exactly what the last sync saw.
 
-use super::local::{local_content, take_aside, trash_path};
+use super::local::{local_content, take_aside};
 use super::ops::Effects;
 use super::rounds::Round;
 use super::{ConflictReport, Direction, OnConflict, SyncError, conflict_name};
@@ -75,7 +75,7 @@ impl Round<'_> {
             let abs = self.abs(path);
             if base.as_ref() == Some(&l) {
                 replaced = true;
-                if take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
+                if take_aside(&abs, &self.trash(path), l.id)? {
                     effects.summary.deleted_local += 1;
                     effects.local.push((path.to_owned(), None));
                 }
@@ -233,7 +233,7 @@ impl Round<'_> {
         }
         let abs = self.abs(path);
         if let Some(l) = local {
-            if !take_aside(&abs, &trash_path(self.repo.root(), path), l.id)? {
+            if !take_aside(&abs, &self.trash(path), l.id)? {
                 effects.raced(path);
                 return Ok(());
             }

@@ -130,11 +130,39 @@ pub(super) fn remove_empty_folders(root: &Path, abs: &Path) {
     }
 }
 
-/// A fresh place in the trash inside `.bmsync/` for the local file `rel`, keeping its
-/// path under a folder named by the time.
-pub(super) fn trash_path(root: &Path, rel: &str) -> PathBuf {
-    let stamp = crate::clock::unix_ns();
-    root.join(STATE_DIR).join(TRASH_DIR).join(stamp.to_string()).join(rel)
+/// The trash folder of the round that started at `stamp` (UNIX ns): one folder per sync
+/// round, each file at its path inside it.
+pub(super) fn trash_round(root: &Path, stamp: u64) -> PathBuf {
+    root.join(STATE_DIR).join(TRASH_DIR).join(stamp.to_string())
+}
+
+/// A free place in the trash for the local file `rel`: in the round's folder, or, if that
+/// round already trashed a file at `rel`, in a folder named by the time now.
+pub(super) fn trash_place(root: &Path, stamp: u64, rel: &str) -> PathBuf {
+    let first = trash_round(root, stamp).join(rel);
+    if std::fs::symlink_metadata(&first).is_err() {
+        return first;
+    }
+    let mut now = crate::clock::unix_ns().max(stamp + 1);
+    loop {
+        let p = trash_round(root, now).join(rel);
+        if std::fs::symlink_metadata(&p).is_err() {
+            return p;
+        }
+        now += 1;
+    }
+}
+
+/// Removes the empty folders under `dir` (and `dir` itself if it ends up empty): a file
+/// staged in the trash and moved out again leaves no folder behind.
+pub(super) fn remove_empty_tree(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Puts the file `from` at `to` only if nothing is there (a hard link, then `from` is

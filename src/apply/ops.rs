@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::local::{
     TempGuard, folder_gives_way, folder_in_the_way, link_on_the_way, local_ok, make_kind, place_new,
-    take_aside, trash_path,
+    take_aside,
 };
 use super::options::io_err;
 use super::rounds::Round;
@@ -103,7 +103,7 @@ impl Round<'_> {
             }
             Action::DeleteLocal => {
                 let Some(LocalCond::Content(expected)) = pre.local else { return Ok(()) };
-                if !take_aside(&abs, &trash_path(self.repo.root(), path), expected)? {
+                if !take_aside(&abs, &self.trash(path), expected)? {
                     effects.raced(path);
                     return Ok(());
                 }
@@ -144,7 +144,7 @@ impl Round<'_> {
             effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: path.to_owned(), reason });
             return Ok(());
         }
-        let aside = trash_path(self.repo.root(), from);
+        let aside = self.trash(from);
         if !take_aside(&src, &aside, expected)? {
             effects.raced(path);
             return Ok(());
@@ -495,7 +495,7 @@ impl Round<'_> {
     ) -> Result<bool, SyncError> {
         match local {
             Some(LocalCond::Content(expected)) => {
-                let old = trash_path(self.repo.root(), path);
+                let old = self.trash(path);
                 if !take_aside(dest, &old, expected)? {
                     return Ok(false);
                 }

@@ -59,6 +59,11 @@ pub(super) struct Round<'a> {
 }
 
 impl Round<'_> {
+    /// Where this round puts a local file it takes away (see [`super::local::trash_place`]).
+    pub(super) fn trash(&self, rel: &str) -> std::path::PathBuf {
+        super::local::trash_place(self.repo.root(), self.started_ns, rel)
+    }
+
     /// Puts the files this round downloaded into the store, in one transaction; a file
     /// changed since is left out (the next scan stores what it holds then).
     fn keep_fetched(&self) -> Result<(), SyncError> {
@@ -222,6 +227,7 @@ pub(super) fn sync_rounds(
         for gone in std::mem::take(&mut *r.emptied.lock().expect("never poisoned")) {
             super::local::remove_empty_folders(repo.root(), &gone);
         }
+        super::local::remove_empty_tree(&super::local::trash_round(repo.root(), r.started_ns));
         let wrote = done.uploaded + done.deleted_remote + done.moved_remote > 0;
         let merged = !done.merged.is_empty();
         summary.absorb(done);

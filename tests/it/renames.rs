@@ -177,3 +177,38 @@ fn moves_send_and_receive_almost_nothing() {
         assert_eq!(alice.files(), bob.files(), "{}", b.name);
     }
 }
+
+#[test]
+fn a_sync_round_trashes_into_one_folder_and_leaves_no_empty_folder() {
+    let b = backends("trash_round").into_iter().next().expect("the file backend");
+    let (alice, bob) =
+        pair(&b, &[("a/one.md", "1\n"), ("a/two.md", "2\n"), ("b/three.md", "3\n"), ("c/four.md", "4\n")]);
+    std::fs::remove_file(alice.path("a/one.md")).expect("rm");
+    std::fs::remove_file(alice.path("a/two.md")).expect("rm");
+    mv(&alice, "b/three.md", "d/three.md");
+    alice.write("c/four.md", "4, edited\n");
+    alice.sync(0);
+    let s = bob.sync(0);
+    assert_eq!((n(&s, "deleted_local"), n(&s, "moved_local"), n(&s, "downloaded")), (2, 1, 1), "{s}");
+    let trash = bob.path(".bmsync/trash");
+    let rounds: Vec<_> = std::fs::read_dir(&trash).expect("trash").flatten().map(|e| e.path()).collect();
+    assert_eq!(rounds.len(), 1, "one folder for the round: {rounds:?}");
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    let mut stack = rounds.clone();
+    while let Some(d) = stack.pop() {
+        let entries: Vec<_> = std::fs::read_dir(&d).expect("read").flatten().collect();
+        assert!(!entries.is_empty(), "an empty folder is left in the trash: {}", d.display());
+        for e in entries {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+                stack.push(e.path());
+            } else {
+                files.push(e.path().strip_prefix(&rounds[0]).expect("inside").to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    assert_eq!(files, ["a/one.md", "a/two.md"], "the deleted files, at their paths; {dirs:?}");
+    assert!(!bob.path("a").exists() && !bob.path("b").exists(), "emptied folders are gone");
+}
