@@ -42,6 +42,7 @@ pub mod remote;
 pub mod repo;
 pub mod restore;
 pub mod store;
+pub mod watch;
 pub mod worktree;
 
 pub use id::{IdError, IdPrefix, ObjectHasher, ObjectId, ObjectKind};

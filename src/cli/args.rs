@@ -221,6 +221,22 @@ pub(crate) enum Command {
         #[arg(long, value_enum, value_name = "STYLE", default_value = "copy")]
         conflict_style: ConflictStyleArg,
     },
+    /// Sync continuously until Ctrl-C or SIGTERM: the folder's changes as they happen
+    /// (file events, debounced), the bucket's by a cheap probe every interval. Each round
+    /// is a `sync`; a failed one is retried with backoff. With --json, one event per line.
+    Watch {
+        #[command(flatten)]
+        args: SyncArgs,
+        /// Probe the bucket every SECS seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+        interval: f64,
+        /// Sync a change once the folder was quiet for SECS seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+        debounce: f64,
+        /// Sync fully every N probes (writes by other tools do not touch the marker).
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        full_every: u32,
+    },
     /// Send local changes to the remote only. Remote objects are deleted only with
     /// `--delete`; conflicts stop the push unless `--on-conflict` says how to resolve
     /// them.

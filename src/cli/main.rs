@@ -10,6 +10,7 @@ mod output;
 mod plumbing;
 mod setup;
 mod sync;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -67,6 +68,14 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
             opts.create = *create;
             opts.accept_lost_updates = *accept_lost_updates;
             setup::init(out, dir, &opts)
+        }
+        Command::Watch { args, interval, debounce, full_every } => {
+            let mut o = bmsync::watch::WatchOptions::default();
+            o.interval = std::time::Duration::from_secs_f64(interval.max(0.1));
+            o.debounce = std::time::Duration::from_secs_f64(debounce.max(0.05));
+            o.full_every = *full_every;
+            o.sync = args.options();
+            watch::watch(out, dir, &o)
         }
         Command::Sync { args, wait, on_conflict, conflict_style } => {
             let opts = {

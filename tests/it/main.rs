@@ -21,4 +21,5 @@ mod sync_faults;
 mod sync_table;
 mod tigris_server;
 mod tigris_server_tests;
+mod watch;
 mod worktree;

@@ -116,14 +116,14 @@ fn kill_9_during_a_2000_file_sync_then_a_clean_rerun() {
 
 /// A TCP proxy in front of a server, which can be cut: while it is down, open
 /// connections are shut and new ones are closed at once (a dead endpoint).
-struct Proxy {
-    addr: std::net::SocketAddr,
+pub(crate) struct Proxy {
+    pub(crate) addr: std::net::SocketAddr,
     down: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Proxy {
-    fn start(upstream: std::net::SocketAddr) -> Self {
+    pub(crate) fn start(upstream: std::net::SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let down = Arc::new(AtomicBool::new(false));
@@ -147,11 +147,11 @@ impl Proxy {
         Self { addr, down, open }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn set_down(&self, down: bool) {
+    pub(crate) fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
         if down {
             for s in self.open.lock().expect("lock").drain(..) {
