@@ -22,8 +22,12 @@
     clippy::unreadable_literal
 )]
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "support/genvault.rs"]
 mod genvault;
+
+use args::arg;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -49,15 +53,6 @@ const KEY: &str = "bench";
 const REGION: &str = "us-east-1";
 /// Kernel clock ticks a second, as `/proc/*/stat` counts CPU time (fixed on Linux).
 const TICKS: f64 = 100.0;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// moto's S3 server on a free local port, stopped on drop.
 struct Moto {

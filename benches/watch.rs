@@ -8,19 +8,13 @@
 
 #![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn bmsync(dir: &Path, args: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_bmsync"))
@@ -59,9 +53,9 @@ fn main() {
         println!("watch benchmark: run it with `cargo bench --bench watch`");
         return;
     }
-    let files = arg("--files", 100_000) as usize;
-    let idle = Duration::from_secs(arg("--idle", 60));
-    let interval = arg("--interval", 5);
+    let files = args::arg("--files", 100_000);
+    let idle = Duration::from_secs(args::arg("--idle", 60) as u64);
+    let interval = args::arg("--interval", 5) as u64;
     let tmp = tempfile::tempdir().expect("tmp");
     let (folder, bucket) = (tmp.path().join("vault"), tmp.path().join("bucket"));
     std::fs::create_dir_all(&bucket).expect("bucket");

@@ -13,8 +13,12 @@
 )]
 
 // Sizes are sampled as floats and clamped to a small positive range before the cast.
+#[path = "support/args.rs"]
+mod args;
 #[path = "support/genvault.rs"]
 mod genvault;
+
+use args::arg;
 
 use std::path::Path;
 use std::process::Command;
@@ -24,15 +28,6 @@ use bmsync::object::{EntryKind, Tree, TreeEntry};
 use bmsync::reconcile::{DiffStats, diff_trees};
 use bmsync::store::Store;
 use bmsync::{ObjectId, ObjectKind};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Runs a command in `dir`, returning its wall time; panics with its stderr on failure.
 fn timed(dir: &Path, prog: &str, args: &[&str]) -> (Duration, String) {
