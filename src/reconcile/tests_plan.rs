@@ -424,6 +424,16 @@ fn a_new_file_follows_its_renamed_folder() {
         moves(&plan)[2],
         mv("e/z.md", Action::MoveLocal, Reason::FolderRenamed, "d/z.md", Some(Action::Upload))
     );
+    // Never into a protected path: the new file then stays where it was added.
+    let mut f = Fixture::three_way(
+        &base,
+        &[("e/x.md", "1"), ("e/y.md", "2")],
+        &[("d/x.md", "1"), ("d/y.md", "2"), ("d/z.md", "3")],
+    );
+    f.protected.insert("e/z.md".into());
+    let plan = f.ok();
+    assert!(plan.ops.iter().any(|o| o.path == "d/z.md" && o.action == Action::Download), "{plan:?}");
+    assert!(plan.ops.iter().all(|o| o.path != "e/z.md"));
     // A folder that still holds a file on the renaming side was not renamed.
     let plan = Fixture::three_way(
         &[("d/x.md", "1"), ("d/y.md", "2")],

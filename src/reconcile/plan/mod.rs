@@ -95,6 +95,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         remote_root: remote_tree,
         remote: input.remote,
         similarity: input.similarity,
+        off_limits: [input.protected, input.ignored],
     };
     let mut ops = if p.mode == Mode::ThreeWay { renames::follow_renames(p.ops, &ctx) } else { p.ops };
     keep_last_copies(&mut ops, input.remote, manifest);

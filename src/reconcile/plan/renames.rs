@@ -82,6 +82,9 @@ pub(super) struct Context<'a> {
     pub(super) remote_root: Option<ObjectId>,
     pub(super) remote: &'a BTreeMap<String, RemoteObject>,
     pub(super) similarity: Option<&'a dyn Similarity>,
+    /// Paths no operation may touch (protected or ignored): a file never follows its
+    /// folder there.
+    pub(super) off_limits: [&'a BTreeSet<String>; 2],
 }
 
 impl Context<'_> {
@@ -383,7 +386,10 @@ fn follow_folders(
             continue;
         };
         let dest = format!("{to}{}", &op.path[dir.len()..]);
-        if taken.contains(dest.as_str()) || ctx.exists(Side::Local, &dest) || ctx.exists(Side::Remote, &dest)
+        if taken.contains(dest.as_str())
+            || ctx.exists(Side::Local, &dest)
+            || ctx.exists(Side::Remote, &dest)
+            || ctx.off_limits.iter().any(|set| super::covered(set, &dest))
         {
             continue;
         }
