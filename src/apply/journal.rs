@@ -129,8 +129,6 @@ pub struct Transfer {
     pub content: crate::id::ObjectId,
     /// An upload or a remote move (else a download or a local move).
     pub upload: bool,
-    /// Whether it was marked done (it ended; it may still have lost a race).
-    pub done: bool,
 }
 
 /// Cleans up after an interrupted sync, if the journal says there was one, then empties
@@ -160,7 +158,6 @@ pub fn recover(repo: &Repo, remote: &dyn Remote) -> Result<(Option<Recovery>, Ve
                 path: e.path.clone(),
                 content: c,
                 upload: matches!(e.op.as_str(), "upload" | "move_remote"),
-                done: e.done,
             });
             carried.push(Entry { tmp: None, multipart: false, carried: true, ..e.clone() });
         }

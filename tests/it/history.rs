@@ -558,15 +558,7 @@ fn bucket_past(url: &str, endpoint: Option<&str>) {
 
 #[test]
 fn the_bucket_past_on_the_tigris_compatible_server() {
-    let server = crate::tigris_server::TigrisServer::start();
-    let ep = server.endpoint();
-    crate::remote_contract::create_bucket(
-        &ep,
-        crate::tigris_server::ACCESS_KEY,
-        crate::tigris_server::SECRET_KEY,
-        "team",
-        true,
-    );
+    let (_server, ep) = crate::tigris_server::TigrisServer::with_bucket("team");
     bucket_past("s3://team/vault", Some(&ep));
 }
 

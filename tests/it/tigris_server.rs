@@ -104,6 +104,14 @@ impl TigrisServer {
         Self { addr, requests, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
+    /// A server holding one snapshot-enabled bucket `bucket`, and its endpoint.
+    pub fn with_bucket(bucket: &str) -> (Self, String) {
+        let server = Self::start();
+        let ep = server.endpoint();
+        crate::remote_contract::create_bucket(&ep, ACCESS_KEY, SECRET_KEY, bucket, true);
+        (server, ep)
+    }
+
     /// e.g. "http://127.0.0.1:PORT"
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)

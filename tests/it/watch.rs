@@ -98,15 +98,7 @@ fn a_watcher_keeps_the_folder_and_the_bucket_in_sync_and_stops_cleanly() {
 
 #[test]
 fn a_watcher_survives_an_outage_and_converges_after_it() {
-    let server = crate::tigris_server::TigrisServer::start();
-    let ep = server.endpoint();
-    crate::remote_contract::create_bucket(
-        &ep,
-        crate::tigris_server::ACCESS_KEY,
-        crate::tigris_server::SECRET_KEY,
-        "team",
-        true,
-    );
+    let (_server, ep) = crate::tigris_server::TigrisServer::with_bucket("team");
     let proxy = crate::sync_faults::Proxy::start(ep.trim_start_matches("http://").parse().expect("address"));
     let alice = Client::new("alice", "s3://team/vault", Some(&proxy.endpoint()));
     alice.write("keep.md", "k\n");
