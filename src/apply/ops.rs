@@ -69,6 +69,8 @@ impl Round<'_> {
         let path = op.path.as_str();
         let abs = self.abs(path);
         let pre = &op.precondition;
+        let from = op.from.as_deref().map(|f| format!(" from {f}")).unwrap_or_default();
+        tracing::info!(target: "bmsync::apply", "{} {path}{from} ({})", op.action.words(), op.reason.words());
         match op.action {
             Action::Upload => {
                 let Some(leaf) = &op.sides.local else { return Ok(()) };
@@ -122,7 +124,7 @@ impl Round<'_> {
             {
                 self.move_hidden_file(i, op, effects)?;
             }
-            Action::Skip => effects.summary.skipped.push(format!("{path}: {:?}", op.reason)),
+            Action::Skip => effects.summary.skipped.push(format!("{path}: {}", op.reason.words())),
         }
         Ok(())
     }

@@ -224,6 +224,8 @@ pub struct SyncSummary {
     pub skipped: Vec<String>,
     /// Changes left for the other direction (a push holds back downloads, and so on).
     pub held_back: u64,
+    /// Deletions a push or pull left undone because `--delete` was not given.
+    pub held_deletions: u64,
     /// Remote keys reported and skipped.
     pub remote_skipped: Vec<SkippedKey>,
     /// Names that collide: only one of each syncs; the others are left as they are.

@@ -10,7 +10,8 @@ use super::{PlantedBug, SyncError, SyncOptions};
 use crate::id::ObjectId;
 use crate::object::{EntryKind, Manifest, check_path};
 use crate::reconcile::{
-    Action, Base, ListingStatus, Overlay, Plan, PlanInput, Reason, RemoteObject, case_collisions, plan,
+    Action, Base, ListingStatus, Overlay, Plan, PlanError, PlanInput, Reason, RemoteObject, case_collisions,
+    check_deletions, plan,
 };
 use crate::remote::{Remote, RemoteView};
 use crate::repo::{Repo, RepoError};
@@ -158,6 +159,9 @@ pub struct Planned {
     /// Names that collide (Unicode forms in the folder; on a folder that ignores case,
     /// remote names that would alias a local one): only one of each syncs.
     pub collisions: Vec<Collision>,
+    /// What the mass-delete guard refuses in this plan: only a dry run (`bmsync plan`)
+    /// gets a plan the guard refuses, to preview the deletions; a sync fails instead.
+    pub refused: Option<PlanError>,
     pub(super) base: Option<BaseState>,
 }
 
@@ -187,7 +191,9 @@ pub(super) fn make_plan_knowing(
     transferred: &[super::journal::Transfer],
 ) -> Result<Planned, SyncError> {
     let scan_opts = crate::worktree::ScanOptions { store_blobs: !dry_run, dry_run, ..Default::default() };
+    let started = std::time::Instant::now();
     let local = repo.scan_with(&scan_opts)?;
+    tracing::info!(target: "bmsync::scan", "scanned the folder in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
     let rules =
         IgnoreRules::load(repo.root(), &global_ignore_files()).map_err(|e| RepoError::Scan(e.into()))?;
     let base = base_state(repo)?;
@@ -270,7 +276,8 @@ pub(super) fn make_plan_knowing(
             listing: ListingStatus::Complete,
             protected: &protected,
             ignored: &ignored,
-            max_delete: opts.max_delete,
+            // The guard below counts only the deletions this run carries out.
+            max_delete: Some(usize::MAX),
             allow_empty_remote: opts.allow_empty_remote || opts.planted(PlantedBug::EmptyListingAsDeletions),
             similarity: Some(&held),
         };
@@ -294,7 +301,12 @@ pub(super) fn make_plan_knowing(
             wrong |= view.verify_hint(remote, p)?;
         }
         if !wrong {
-            return Ok(Planned { local, view, plan, collisions, base });
+            let refused = match check_deletions(&plan.ops, plan.stats.base_files, opts.max_delete, |o| opts.carries(o))
+            {
+                Err(e) if !dry_run => return Err(SyncError::Plan(e)),
+                r => r.err(),
+            };
+            return Ok(Planned { local, view, plan, collisions, base, refused });
         }
     }
 }

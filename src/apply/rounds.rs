@@ -165,7 +165,16 @@ pub(super) fn sync_rounds(
         summary.collisions.clone_from(&planned.collisions);
         summary.local_skipped.clone_from(&planned.local.report.skipped);
         let carried: Vec<&Op> = planned.plan.ops.iter().filter(|o| opts.carries(o)).collect();
-        summary.held_back = (planned.plan.ops.len() - carried.len()) as u64;
+        let held = planned.plan.ops.iter().filter(|o| !opts.carries(o));
+        let (deletions, others): (Vec<&Op>, Vec<&Op>) = held.partition(|o| o.is_deletion());
+        summary.held_back = others.len() as u64;
+        summary.held_deletions = deletions.len() as u64;
+        tracing::info!(
+            target: "bmsync::plan",
+            "round {round}: operations planned: {}, carried in this direction: {}",
+            planned.plan.ops.len(),
+            carried.len()
+        );
         if opts.direction != Direction::Both && opts.on_conflict.is_none() {
             let paths: Vec<String> = carried
                 .iter()
@@ -178,7 +187,7 @@ pub(super) fn sync_rounds(
         }
         if carried.iter().all(|o| o.action == Action::Skip) && planned.base.is_some() {
             // Nothing to do, and the base already says so: no write at all.
-            summary.skipped = carried.iter().map(|o| format!("{}: {:?}", o.path, o.reason)).collect();
+            summary.skipped = carried.iter().map(|o| format!("{}: {}", o.path, o.reason.words())).collect();
             summary.base = planned.base.as_ref().map(|b| b.commit);
             summary.snapshot = planned.view.version;
             break;

@@ -14,9 +14,14 @@ pub(crate) struct Cli {
     /// Run as if started in DIR.
     #[arg(short = 'C', value_name = "DIR", global = true)]
     pub(crate) dir: Option<PathBuf>,
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text (errors too: an object on stdout).
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Say more: -v logs what a sync does (the listing, each operation, timings) on
+    /// stderr and adds request counts to summaries; -vv adds each request and retry.
+    /// BMSYNC_LOG (tracing's env-filter syntax, e.g. `bmsync=debug`) overrides it.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -89,7 +89,7 @@ fn resolve_failure(e: ResolveError) -> Failure {
     };
     match e {
         ResolveError::Store(e) => e.into(),
-        e => Failure::new(e.to_string(), hint),
+        e => Failure::new(e.to_string(), hint).kind("resolve"),
     }
 }
 
@@ -109,10 +109,8 @@ pub(crate) fn merge_file(
         labels: bmsync::merge::MergeLabels { current: label(0), base: label(1), other: label(2) },
         markers: true,
     };
-    let merged = bmsync::merge::merge_text(&base, &current, &other, &opts).map_err(|e| Failure {
-        code: 255,
-        message: format!("cannot merge {}: {e}", files[0].display()),
-        hint: None,
+    let merged = bmsync::merge::merge_text(&base, &current, &other, &opts).map_err(|e| {
+        Failure::new(format!("cannot merge {}: {e}", files[0].display()), None).code(255).kind("not_text")
     })?;
     if stdout {
         out.write_all(merged.bytes())?;
@@ -125,7 +123,11 @@ pub(crate) fn merge_file(
         return Ok(());
     }
     if !quiet {
-        crate::output::say(&format!("warning: {} conflicts in {}", merged.conflicts(), files[0].display()));
+        crate::output::say(&format!(
+            "warning: {} in {}",
+            crate::words::count(merged.conflicts(), "conflict"),
+            files[0].display()
+        ));
     }
-    Err(Failure { code, message: String::new(), hint: None })
+    Err(Failure::quiet(code))
 }

@@ -110,12 +110,15 @@ pub(crate) fn status(out: Out<'_, '_>, repo: &Repo, bucket: bool) -> Result<(), 
     match &drift {
         Some(Ok(d)) if d.is_empty() => writeln!(out, "The bucket is as the last sync left it")?,
         Some(Ok(d)) => {
+            let counts: Vec<String> = [(d.added.len(), "added"), (d.changed.len(), "changed"), (d.deleted.len(), "deleted")]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
             writeln!(
                 out,
-                "The bucket changed since the last sync ({} added, {} changed, {} deleted there; `bmsync sync` brings them):",
-                d.added.len(),
-                d.changed.len(),
-                d.deleted.len()
+                "The bucket changed since the last sync ({} there; `bmsync sync` brings them):",
+                crate::words::and_list(&counts)
             )?;
             for (what, paths) in
                 [("added:   ", &d.added), ("changed: ", &d.changed), ("deleted: ", &d.deleted)]
@@ -209,7 +212,13 @@ pub(crate) fn diff(
                     None => writeln!(out, " {name} | binary")?,
                 }
             }
-            writeln!(out, " {} files changed, {ins} insertions(+), {del} deletions(-)", changes.len())?;
+            writeln!(
+                out,
+                " {} changed, {}(+), {}(-)",
+                crate::words::count(changes.len(), "file"),
+                crate::words::count(ins, "insertion"),
+                crate::words::count(del, "deletion")
+            )?;
         }
         DiffMode::Patch => {
             for c in changes {

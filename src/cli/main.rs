@@ -5,12 +5,14 @@
 mod args;
 mod conflicts;
 mod inspect;
+mod logging;
 mod maintain;
 mod output;
 mod plumbing;
 mod setup;
 mod sync;
 mod watch;
+mod words;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,10 +32,14 @@ fn main() -> ExitCode {
             default_hook(info);
         }
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    logging::init(cli.verbose);
     let code = match enter(cli.dir.as_deref()).and_then(|dir| run(&cli, &dir)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => output::report(&f),
+        Err(f) => output::report(&f, cli.json),
     };
     // For the benchmark harness: the process's peak memory, from the kernel.
     if std::env::var_os("BMSYNC_REPORT_PEAK_RSS").is_some() {
@@ -43,6 +49,27 @@ fn main() -> ExitCode {
         }
     }
     code
+}
+
+/// A command line clap refused: its message (and, with `--json`, an error object on
+/// stdout), exit 2. `--help` and `--version` print as usual.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { ExitCode::from(2) } else { ExitCode::SUCCESS };
+    }
+    let _ = e.print();
+    if std::env::args().any(|a| a == "--json") {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or("the command line is not valid");
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        let v = serde_json::json!({ "error": { "kind": "usage", "message": message,
+                                               "hint": "`bmsync help` lists the commands and their flags", "exit_code": 2 } });
+        let mut out = std::io::stdout().lock();
+        let _ = std::io::Write::write_fmt(&mut out, format_args!("{v}\n"));
+    }
+    ExitCode::from(2)
 }
 
 /// Changes to `-C DIR` if given (like `git -C`: later relative paths are relative to
@@ -58,7 +85,7 @@ fn enter(dir: Option<&Path>) -> Result<PathBuf, Failure> {
 /// Runs one command: each arm opens what the command needs and hands it on.
 fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
-    let out = &mut Output::new(&mut stdout, cli.json);
+    let out = &mut Output::new(&mut stdout, cli.json, cli.verbose);
     match &cli.command {
         Command::Init { remote, client_id, endpoint, create, accept_lost_updates } => {
             let mut opts = InitOptions::default();

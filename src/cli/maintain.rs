@@ -40,14 +40,14 @@ pub(crate) fn fsck(out: Out<'_, '_>, dir: &Path) -> Result<(), Failure> {
         }
         writeln!(
             out,
-            "checked {} objects ({} commits) and {} refs: {}",
-            report.objects,
-            report.commits,
-            report.refs,
+            "checked {} ({}) and {}: {}",
+            crate::words::count(report.objects, "object"),
+            crate::words::count(report.commits, "commit"),
+            crate::words::count(report.refs, "ref"),
             if report.healthy() {
                 "no problems".to_owned()
             } else {
-                format!("{} problems", report.findings.len())
+                crate::words::count(report.findings.len(), "problem")
             }
         )?;
     }
@@ -55,7 +55,7 @@ pub(crate) fn fsck(out: Out<'_, '_>, dir: &Path) -> Result<(), Failure> {
         Ok(())
     } else {
         // The findings are the output; the exit code says there were some.
-        Err(Failure { code: crate::output::EXIT_FAILURE, message: String::new(), hint: None })
+        Err(Failure::quiet(crate::output::EXIT_FAILURE))
     }
 }
 
@@ -69,8 +69,12 @@ pub(crate) fn gc(out: Out<'_, '_>, repo: &bmsync::Repo, keep_days: u64) -> Resul
     }
     writeln!(
         out,
-        "removed {} of {} objects ({} kept: reachable), {} trash rounds older than {keep_days} days",
-        r.removed, r.objects, r.reachable, r.trash_removed
+        "removed {} of {} ({} kept: reachable), {} older than {}",
+        r.removed,
+        crate::words::count(r.objects, "object"),
+        r.reachable,
+        crate::words::count(r.trash_removed, "trash round"),
+        crate::words::count(keep_days, "day")
     )
 }
 

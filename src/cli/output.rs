@@ -1,5 +1,6 @@
 //! Failures, exit codes, hints, stdout and stderr, and the progress bar.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -17,23 +18,54 @@ pub(crate) const EXIT_CONFLICTS: u8 = 3;
 pub(crate) struct Failure {
     /// The exit code.
     pub(crate) code: u8,
+    /// A stable name of what went wrong, for `--json` (`unreachable`, `conflicts`...).
+    pub(crate) kind: &'static str,
     /// What went wrong; empty for a quiet end (a closed stdout).
     pub(crate) message: String,
     /// What to do about it.
-    pub(crate) hint: Option<&'static str>,
+    pub(crate) hint: Option<Cow<'static, str>>,
+    /// An outcome the command's output already told (open conflicts after a sync, exit
+    /// 3): said as a note, not as an error, and no JSON error object follows.
+    pub(crate) told: bool,
 }
 
 impl Failure {
     /// A failure with exit code 1.
     pub(crate) fn new(message: impl Into<String>, hint: Option<&'static str>) -> Self {
-        Self { code: EXIT_FAILURE, message: message.into(), hint }
+        Self { code: EXIT_FAILURE, kind: "error", message: message.into(), hint: hint.map(Cow::Borrowed), told: false }
+    }
+
+    /// The same failure with another kind.
+    pub(crate) fn kind(self, kind: &'static str) -> Self {
+        Self { kind, ..self }
+    }
+
+    /// The same failure with another exit code.
+    pub(crate) fn code(self, code: u8) -> Self {
+        Self { code, ..self }
+    }
+
+    /// The same failure with a hint made for it.
+    pub(crate) fn hint(self, hint: String) -> Self {
+        Self { hint: Some(Cow::Owned(hint)), ..self }
+    }
+
+    /// An end with `code` and nothing more to say (the output said it all).
+    pub(crate) fn quiet(code: u8) -> Self {
+        Self { code, kind: "quiet", message: String::new(), hint: None, told: true }
+    }
+
+    /// An outcome the output already told, with exit `code` and a closing note.
+    pub(crate) fn told(code: u8, kind: &'static str, note: String, hint: Option<&'static str>) -> Self {
+        Self { code, kind, message: note, hint: hint.map(Cow::Borrowed), told: true }
     }
 }
 
 impl From<RepoError> for Failure {
     fn from(e: RepoError) -> Self {
         let hint = repo_hint(&e);
-        Self::new(e.to_string(), hint)
+        let kind = repo_kind(&e);
+        Self::new(e.to_string(), hint).kind(kind)
     }
 }
 
@@ -47,12 +79,28 @@ impl From<InspectError> for Failure {
     fn from(e: InspectError) -> Self {
         match e {
             InspectError::Repo(e) => e.into(),
-            InspectError::Remote(e) => {
-                let hint = remote_hint(&e);
-                Self::new(e.to_string(), hint)
-            }
+            InspectError::Remote(e) => remote_failure(&e),
             e => Self::new(e.to_string(), None),
         }
+    }
+}
+
+/// A remote error as a failure: its one line, its hint and its kind.
+pub(crate) fn remote_failure(e: &bmsync::remote::RemoteError) -> Failure {
+    Failure::new(e.to_string(), remote_hint(e)).kind(e.kind())
+}
+
+/// The `--json` kind of a repository error.
+fn repo_kind(e: &RepoError) -> &'static str {
+    match e {
+        RepoError::NotInitialized(_) => "not_a_bmsync_folder",
+        RepoError::NoRemote => "no_remote",
+        RepoError::RemoteFailed(r) => r.kind(),
+        RepoError::Busy { .. } => "busy",
+        RepoError::LostUpdates { .. } => "lost_updates",
+        RepoError::Store(_) => "store",
+        RepoError::Scan(_) => "scan",
+        _ => "error",
     }
 }
 
@@ -104,6 +152,11 @@ pub(crate) fn remote_hint(e: &bmsync::remote::RemoteError) -> Option<&'static st
         E::Credentials { .. } | E::Permission { .. } => {
             Some("check the credentials in the AWS environment (keys, profile) and the bucket policy")
         }
+        E::NoCredentials { .. } => Some(
+            "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (Tigris: an access key from the console), or set AWS_PROFILE",
+        ),
+        E::WrongRegion { .. } => Some("set AWS_REGION to the bucket's region, or fix the endpoint with `bmsync remote set-url`"),
+        E::Transient { .. } => Some("nothing unsafe was done; try again in a moment"),
         E::NeedsRepair { .. } => Some("run `bmsync sync` or `bmsync remote show` once"),
         E::DiskFull { .. } => Some("free some space on the remote's disk, then sync again"),
         _ => None,
@@ -115,7 +168,7 @@ pub(crate) fn remote_hint(e: &bmsync::remote::RemoteError) -> Option<&'static st
 /// error.
 fn output_failure(e: &std::io::Error) -> Failure {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
-        Failure { code: 0, message: String::new(), hint: None }
+        Failure::quiet(0)
     } else {
         Failure::new(format!("writing output: {e}"), None)
     }
@@ -127,12 +180,14 @@ pub(crate) struct Output<'a> {
     w: &'a mut dyn Write,
     /// `--json`: print machine-readable JSON instead of text.
     pub(crate) json: bool,
+    /// `-v` given this many times: say more (request counts...).
+    pub(crate) verbose: u8,
 }
 
 impl<'a> Output<'a> {
     /// Output to `w`.
-    pub(crate) fn new(w: &'a mut dyn Write, json: bool) -> Self {
-        Self { w, json }
+    pub(crate) fn new(w: &'a mut dyn Write, json: bool, verbose: u8) -> Self {
+        Self { w, json, verbose }
     }
 
     /// What `write!` and `writeln!` call.
@@ -166,15 +221,27 @@ const DAMAGED: &str = "the local state is damaged";
 const DAMAGED_HINT: &str = "your notes are untouched. Move the state aside (`mv .bmsync .bmsync.damaged`) and run \
 `bmsync init --remote URL` again with the same remote: the next sync is then a union that deletes nothing";
 
-/// Prints a failure on stderr (`error: ...`, then `hint: ...`), in text with or without
-/// `--json`, and gives its exit code. The one place any command's failure is reported.
-pub(crate) fn report(f: &Failure) -> ExitCode {
+/// Prints a failure: `error: ...`, then `hint: ...`, on stderr; with `--json`, also an
+/// object on stdout (`{"error": {"kind", "message", "hint", "exit_code"}}`). An outcome
+/// the output already told is a plain note. Gives the exit code. The one place any
+/// command's failure is reported.
+pub(crate) fn report(f: &Failure, json: bool) -> ExitCode {
     // An empty message is a quiet end (a closed stdout).
     if !f.message.is_empty() {
-        say(&format!("error: {}", f.message));
-        let hint = if f.message.contains(DAMAGED) { Some(DAMAGED_HINT) } else { f.hint };
+        let hint = if f.message.contains(DAMAGED) { Some(DAMAGED_HINT) } else { f.hint.as_deref() };
+        if f.told {
+            say(&f.message);
+        } else {
+            say(&format!("error: {}", f.message));
+        }
         if let Some(h) = hint {
             say(&format!("hint: {h}"));
+        }
+        if json && !f.told {
+            let v = serde_json::json!({ "error": { "kind": f.kind, "message": f.message, "hint": hint,
+                                                   "exit_code": f.code } });
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{v}");
         }
     }
     ExitCode::from(f.code)

@@ -29,25 +29,14 @@ impl WatchSink for Printer<'_, '_> {
                 say(&format!("watching with {remote} (the bucket every {interval_secs} s); Ctrl-C stops"));
             }
             WatchEvent::Synced { trigger, summary: s } => {
-                let moved = s.moved_local + s.moved_remote;
-                let changed = moved + s.uploaded + s.downloaded + s.deleted_local + s.deleted_remote > 0;
-                if !changed && s.conflicts.is_empty() && s.merged.is_empty() {
+                let did = crate::sync::did(s);
+                if did.is_empty() {
                     // A line only for a round that changed something.
                     return;
                 }
-                let _ = writeln!(
-                    out,
-                    "synced ({}): {moved} moved, {} uploaded, {} downloaded, {} deleted here, {} deleted there, {} conflicts",
-                    serde_json::to_value(trigger)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    s.uploaded,
-                    s.downloaded,
-                    s.deleted_local,
-                    s.deleted_remote,
-                    s.conflicts.len()
-                );
+                let trigger =
+                    serde_json::to_value(trigger).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let _ = writeln!(out, "synced ({trigger}): {}", crate::words::and_list(&did));
                 for c in &s.conflicts {
                     let copy = c
                         .local_copy

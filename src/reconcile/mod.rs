@@ -15,6 +15,6 @@ pub use merge::Merge;
 pub use plan::{
     Action, Base, BuildTreeError, ListingStatus, LocalCond, MAX_SIMILAR_BYTES, MAX_SIMILAR_PAIRS, Mode, Op,
     PLAN_VERSION, Plan, PlanError, PlanInput, PlanStats, Precondition, RENAME_SIMILARITY, Reason, RemoteCond,
-    RemoteObject, Similarity, build_tree, plan, similarity,
+    RemoteObject, Similarity, build_tree, check_deletions, plan, similarity,
 };
 pub use source::{Overlay, TreeReadError, TreeSource};

@@ -1,5 +1,6 @@
 //! Request accounting: a remote wrapper that counts the requests a sync makes and the
-//! bytes they move, so a summary can say what a sync cost.
+//! bytes they move, so a summary can say what a sync cost, and logs each request (its
+//! precondition, outcome and time) at `debug` level, under the `bmsync::remote` target.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -56,6 +57,27 @@ impl<'a> Counted<'a> {
     }
 }
 
+/// Runs one request, logging what it was, how it ended and how long it took. Keys are
+/// logged; credentials never reach here.
+fn logged<T>(op: &str, key: &str, what: &str, f: impl FnOnce() -> Result<T, RemoteError>) -> Result<T, RemoteError> {
+    let started = std::time::Instant::now();
+    let r = f();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &r {
+        Ok(_) => tracing::debug!(target: "bmsync::remote", "{op} {key:?}{what}: ok in {ms:.1} ms"),
+        Err(e) => tracing::debug!(target: "bmsync::remote", "{op} {key:?}{what}: {e} (after {ms:.1} ms)"),
+    }
+    r
+}
+
+/// A condition as the log shows it.
+fn cond_words(cond: &Condition) -> String {
+    match cond {
+        Condition::IfAbsent => " if none exists (If-None-Match: *)".to_owned(),
+        Condition::IfMatch(etag) => format!(" if its ETag is still {etag} (If-Match)"),
+    }
+}
+
 struct CountingWriter<'w> {
     out: &'w mut dyn Write,
     n: u64,
@@ -81,15 +103,27 @@ impl Remote for Counted<'_> {
     }
     fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError> {
         self.count(|c| c.list += 1);
-        self.inner.list(at, each)
+        let started = std::time::Instant::now();
+        let mut n = 0u64;
+        let r = self.inner.list(at, &mut |l| {
+            n += 1;
+            each(l);
+        });
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let at = at.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
+        match &r {
+            Ok(()) => tracing::info!(target: "bmsync::remote", "listed {n} objects{at} in {ms:.1} ms"),
+            Err(e) => tracing::info!(target: "bmsync::remote", "listing{at} failed after {n} objects, {ms:.1} ms: {e}"),
+        }
+        r
     }
     fn head(&self, key: &str, at: Option<Version>) -> Result<ObjectInfo, RemoteError> {
         self.count(|c| c.head += 1);
-        self.inner.head(key, at)
+        logged("HEAD", key, "", || self.inner.head(key, at))
     }
     fn get(&self, key: &str, at: Option<Version>, out: &mut dyn Write) -> Result<ObjectInfo, RemoteError> {
         let mut w = CountingWriter { out, n: 0 };
-        let r = self.inner.get(key, at, &mut w);
+        let r = logged("GET", key, "", || self.inner.get(key, at, &mut w));
         let n = w.n;
         self.count(|c| {
             c.get += 1;
@@ -109,7 +143,8 @@ impl Remote for Counted<'_> {
             Body::Bytes(b) => b.len() as u64,
             Body::File(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
         };
-        let r = self.inner.put(key, body, content, kind, cond);
+        let what = format!(" ({size} bytes){}", cond_words(cond));
+        let r = logged("PUT", key, &what, || self.inner.put(key, body, content, kind, cond));
         self.count(|c| {
             c.put += 1;
             c.bytes_sent += size;
@@ -118,15 +153,17 @@ impl Remote for Counted<'_> {
     }
     fn delete(&self, key: &str, if_match: &str) -> Result<(), RemoteError> {
         self.count(|c| c.delete += 1);
-        self.inner.delete(key, if_match)
+        let what = format!(" if its ETag is still {if_match} (If-Match)");
+        logged("DELETE", key, &what, || self.inner.delete(key, if_match))
     }
     fn copy(&self, from: &str, if_match: &str, content: ObjectId, to: &str) -> Result<Written, RemoteError> {
         self.count(|c| c.copy += 1);
-        self.inner.copy(from, if_match, content, to)
+        let what = format!(" from {from:?} if its ETag is still {if_match}, none at the target");
+        logged("COPY", to, &what, || self.inner.copy(from, if_match, content, to))
     }
     fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {
         self.count(|c| c.snapshot += 1);
-        self.inner.snapshot(name)
+        logged("SNAPSHOT", name.unwrap_or(""), "", || self.inner.snapshot(name))
     }
     fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RemoteError> {
         self.count(|c| c.snapshot += 1);

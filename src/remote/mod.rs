@@ -262,6 +262,22 @@ pub enum RemoteError {
         /// What happened.
         detail: String,
     },
+    /// No credentials were found for an S3 remote.
+    #[error(
+        "no credentials for {endpoint}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    )]
+    NoCredentials {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// The bucket lives in another region than the one the request was signed for.
+    #[error("bucket {bucket:?} is in another region{}: set AWS_REGION{}", region.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(), region.as_deref().map(|r| format!("={r}")).unwrap_or_default())]
+    WrongRegion {
+        /// The bucket.
+        bucket: String,
+        /// Its region, where the remote said.
+        region: Option<String>,
+    },
     /// A snapshot operation on a remote without snapshots.
     #[error("{remote} has no snapshots (Tigris buckets must be created with snapshots enabled)")]
     NoSnapshots {
@@ -279,6 +295,32 @@ pub enum RemoteError {
 }
 
 impl RemoteError {
+    /// A stable name of what went wrong, for `--json` errors (`unreachable`,
+    /// `no_such_bucket`, `permission`...).
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::PreconditionFailed { .. } => "precondition_failed",
+            Self::ContentChanged { .. } => "content_changed",
+            Self::NotFound { .. } => "not_found",
+            Self::NoSuchBucket { .. } => "no_such_bucket",
+            Self::Credentials { .. } => "credentials_refused",
+            Self::NoCredentials { .. } => "no_credentials",
+            Self::WrongRegion { .. } => "wrong_region",
+            Self::MissingFolder { .. } => "missing_remote_folder",
+            Self::NeedsRepair { .. } => "remote_needs_repair",
+            Self::NotARemote { .. } => "not_a_remote",
+            Self::LocalRead { .. } => "local_read",
+            Self::DiskFull { .. } => "remote_disk_full",
+            Self::Storage { .. } => "remote_storage",
+            Self::Transient { .. } => "temporary_failure",
+            Self::Permission { .. } => "permission_denied",
+            Self::UnsafeKey { .. } => "unsafe_key",
+            Self::Unreachable { .. } => "unreachable",
+            Self::NoSnapshots { .. } => "no_snapshots",
+            Self::Other { .. } => "remote_error",
+        }
+    }
+
     /// Whether retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Transient { .. } | Self::Unreachable { .. })

@@ -100,23 +100,37 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     let mut ops = if p.mode == Mode::ThreeWay { renames::follow_renames(p.ops, &ctx) } else { p.ops };
     keep_last_copies(&mut ops, input.remote, manifest);
 
-    let deleted: Vec<String> = ops.iter().filter(|o| o.is_deletion()).map(|o| o.path.clone()).collect();
-    let limit = input.max_delete.unwrap_or(base_files / 2);
-    if deleted.len() > limit {
-        return Err(PlanError::TooManyDeletions {
-            deletions: deleted.len(),
-            base_files,
-            limit,
-            paths: deleted,
-        });
-    }
+    check_deletions(&ops, base_files, input.max_delete, |_| true)?;
     let mut stats = p.stats;
-    stats.deletions = deleted.len();
+    stats.deletions = ops.iter().filter(|o| o.is_deletion()).count();
     stats.conflicts = ops.iter().filter(|o| o.is_conflict()).count();
     stats.skipped = ops.iter().filter(|o| o.action == Action::Skip).count();
     stats.merges = ops.iter().filter(|o| o.action == Action::Merge || o.then == Some(Action::Merge)).count();
     stats.moves = ops.iter().filter(|o| matches!(o.action, Action::MoveLocal | Action::MoveRemote)).count();
     Ok(Plan { mode: p.mode, ops, stats })
+}
+
+/// The mass-delete guard: refuses `ops` when the deletions among them that `counted`
+/// accepts (those a run carries out) are more than `max_delete` (`None`: half of the
+/// base's `base_files`). Each side's share is in the error, and the paths.
+pub fn check_deletions(
+    ops: &[Op],
+    base_files: usize,
+    max_delete: Option<usize>,
+    counted: impl Fn(&Op) -> bool,
+) -> Result<(), PlanError> {
+    let deleting: Vec<&Op> = ops.iter().filter(|o| o.is_deletion() && counted(o)).collect();
+    let limit = max_delete.unwrap_or(base_files / 2);
+    if deleting.len() <= limit {
+        return Ok(());
+    }
+    Err(PlanError::TooManyDeletions {
+        deletions: deleting.len(),
+        here: deleting.iter().filter(|o| o.action == Action::DeleteLocal).count(),
+        base_files,
+        limit,
+        paths: deleting.iter().map(|o| o.path.clone()).collect(),
+    })
 }
 
 type Leaves = Vec<(String, Leaf)>;

@@ -195,9 +195,58 @@ impl Action {
             other => unreachable!("an action serialises as a string, not {other:?}"),
         }
     }
+
+    /// The action in plain words, for people: `upload`, `delete there`, `move here`.
+    pub const fn words(self) -> &'static str {
+        match self {
+            Self::Upload => "upload",
+            Self::Download => "download",
+            Self::DeleteRemote => "delete there",
+            Self::DeleteLocal => "delete here",
+            Self::MoveRemote => "move there",
+            Self::MoveLocal => "move here",
+            Self::Record => "in sync",
+            Self::Conflict => "conflict",
+            Self::Merge => "merge",
+            Self::Skip => "skip",
+        }
+    }
 }
 
 impl Reason {
+    /// The reason in plain words, for people: `edited here`, `new there`.
+    pub const fn words(self) -> &'static str {
+        match self {
+            Self::LocalAdded => "new here",
+            Self::LocalChanged => "edited here",
+            Self::LocalDeleted => "deleted here",
+            Self::LocalRenamed => "renamed here",
+            Self::RemoteAdded => "new there",
+            Self::RemoteChanged => "edited there",
+            Self::RemoteDeleted => "deleted there",
+            Self::RemoteRenamed => "renamed there",
+            Self::OnlyLocal => "only here (first sync)",
+            Self::OnlyRemote => "only there (first sync)",
+            Self::BothAdded => "same file on both sides",
+            Self::BothChanged => "same edit on both sides",
+            Self::BothDeleted => "deleted on both sides",
+            Self::RemoteEtagChanged => "rewritten there, same content",
+            Self::EditEdit => "edited on both sides",
+            Self::AddAdd => "added on both sides, differently",
+            Self::DeleteEdit => "deleted here, edited there",
+            Self::EditDelete => "edited here, deleted there",
+            Self::TypeChange => "a file on one side, a folder on the other",
+            Self::Protected => "protected",
+            Self::Ignored => "ignored here",
+            Self::InvalidRemoteKey => "the key is not a safe path",
+            Self::RemoteKeyCollision => "the key is both a file and a folder there",
+            Self::RenameDelete => "renamed on one side, deleted on the other: kept",
+            Self::RenameRename => "renamed differently on both sides",
+            Self::FolderRenamed => "follows its renamed folder",
+            Self::LastCopy => "the last copy of its content: kept",
+        }
+    }
+
     /// Whether this reason is a conflict.
     pub const fn is_conflict(self) -> bool {
         matches!(
@@ -370,10 +419,16 @@ pub enum PlanError {
         paths: Vec<String>,
     },
     /// More deletions than allowed.
-    #[error("the plan deletes {deletions} of the {base_files} files of the last sync, over the limit of {limit}; confirm with a higher max-delete: {}", list(.paths))]
+    #[error(
+        "the sync would delete {deletions} of the {base_files} files of the last sync ({here} here in the folder, {} there in the bucket), more than the limit of {limit}: {}",
+        deletions - here,
+        list(.paths)
+    )]
     TooManyDeletions {
         /// Planned deletions.
         deletions: usize,
+        /// Of them, local files (the rest are remote objects).
+        here: usize,
         /// Files in the base manifest.
         base_files: usize,
         /// The limit that applied.

@@ -84,7 +84,8 @@ pub(super) fn at_version(
     }
 }
 
-/// Maps an SDK failure to what the sync engine needs to know.
+/// Maps an SDK failure to what the sync engine needs to know, in one line a person can
+/// act on. The SDK's whole error chain goes to the log (`-vv`), not into the message.
 pub(super) fn map_err<E>(
     op: &'static str,
     key: &str,
@@ -94,17 +95,24 @@ pub(super) fn map_err<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let detail = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+    let full = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
+    tracing::debug!(target: "bmsync::remote", "{op} {key:?}: {full}");
+    let unreachable = |detail: &str| RemoteError::Unreachable { endpoint: endpoint.to_owned(), detail: detail.to_owned() };
     match e {
-        SdkError::DispatchFailure(d) if d.is_timeout() => RemoteError::Transient { op, detail },
-        SdkError::DispatchFailure(_) => RemoteError::Unreachable { endpoint: endpoint.to_owned(), detail },
-        SdkError::TimeoutError(_) => {
-            RemoteError::Unreachable { endpoint: endpoint.to_owned(), detail: format!("timed out: {detail}") }
+        SdkError::DispatchFailure(d) if d.is_timeout() => unreachable("no answer in time (timed out)"),
+        SdkError::DispatchFailure(_) => dispatch_failure(&full, endpoint),
+        SdkError::TimeoutError(_) => unreachable("no answer in time (timed out)"),
+        SdkError::ResponseError(_) => {
+            RemoteError::Transient { op, detail: "the answer could not be read (a broken connection?)".to_owned() }
         }
-        SdkError::ResponseError(_) => RemoteError::Transient { op, detail },
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();
             let code = s.err().code().unwrap_or_default();
+            let said = || {
+                let msg = s.err().message().unwrap_or_default();
+                let code = if code.is_empty() { format!("HTTP {status}") } else { format!("{code}, HTTP {status}") };
+                if msg.is_empty() { code } else { format!("{msg} ({code})") }
+            };
             match (status, code) {
                 (412, _) | (_, "PreconditionFailed" | "ConditionalRequestConflict") => {
                     RemoteError::PreconditionFailed { key: key.to_owned() }
@@ -113,6 +121,14 @@ where
                     RemoteError::NoSuchBucket { bucket: bucket.to_owned(), endpoint: endpoint.to_owned() }
                 }
                 (404, _) | (_, "NoSuchKey" | "NotFound") => RemoteError::NotFound { key: key.to_owned() },
+                (301, _) | (_, "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException") => {
+                    let region = s
+                        .raw()
+                        .headers()
+                        .get("x-amz-bucket-region")
+                        .map(ToOwned::to_owned);
+                    RemoteError::WrongRegion { bucket: bucket.to_owned(), region }
+                }
                 (
                     _,
                     "InvalidAccessKeyId"
@@ -121,15 +137,41 @@ where
                     | "ExpiredToken"
                     | "NotSignedUp",
                 ) => RemoteError::Credentials { op, detail: code.to_owned() },
-                (401 | 403, _) | (_, "AccessDenied") => RemoteError::Permission { op, detail },
-                (500..=599, _) | (_, "SlowDown" | "RequestTimeout" | "InternalError") => {
-                    RemoteError::Transient { op, detail }
+                (401 | 403, _) | (_, "AccessDenied") => RemoteError::Permission { op, detail: said() },
+                (429 | 503, _) | (_, "SlowDown" | "Throttling" | "TooManyRequests") => RemoteError::Transient {
+                    op,
+                    detail: format!("the remote is throttling requests, even after retries ({})", said()),
+                },
+                (500..=599, _) | (_, "RequestTimeout" | "InternalError") => {
+                    RemoteError::Transient { op, detail: format!("the server failed ({})", said()) }
                 }
-                _ => RemoteError::Other { op, detail },
+                _ => RemoteError::Other { op, detail: said() },
             }
         }
-        _ => RemoteError::Other { op, detail },
+        _ => RemoteError::Other { op, detail: "the request could not be made".to_owned() },
     }
+}
+
+/// A request that never got an answer, by what its error chain says.
+fn dispatch_failure(full: &str, endpoint: &str) -> RemoteError {
+    let has = |needles: &[&str]| needles.iter().any(|n| full.contains(n));
+    if has(&["loading credentials", "no credentials", "CredentialsNotLoaded", "credentials provider"]) {
+        return RemoteError::NoCredentials { endpoint: endpoint.to_owned() };
+    }
+    let detail = if has(&["onnection refused"]) {
+        "connection refused (is the server running, and is the port right?)"
+    } else if has(&["dns error", "failed to lookup address", "Name or service not known", "nodename nor servname"]) {
+        "the host name does not resolve (DNS)"
+    } else if has(&["certificate", "tls", "TLS", "InvalidContentType", "HandshakeFailure"]) {
+        "the TLS handshake failed (an untrusted certificate, or http:// meant?)"
+    } else if has(&["timed out", "Timeout"]) {
+        "no answer in time (timed out)"
+    } else if has(&["onnection reset", "broken pipe", "Broken pipe"]) {
+        "the connection was dropped"
+    } else {
+        "the connection failed"
+    };
+    RemoteError::Unreachable { endpoint: endpoint.to_owned(), detail: detail.to_owned() }
 }
 
 pub(super) fn content_from_meta(
