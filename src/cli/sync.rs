@@ -180,7 +180,7 @@ fn sync_failure(e: bmsync::apply::SyncError, d: Direction) -> Failure {
         E::Conflicts { ref paths } => {
             let (cmd, _) = command_words(d);
             Failure::new(
-                format!("{} stopped the {cmd}: {}", words::count(paths.len(), "conflict"), paths.join(", ")),
+                format!("{} stopped the {cmd}, so nothing was changed: {}", words::count(paths.len(), "conflict"), paths.join(", ")),
                 Some("resolve them with --on-conflict keep-local|keep-remote|keep-both, or run `bmsync sync`"),
             )
             .code(EXIT_CONFLICTS)

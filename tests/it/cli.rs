@@ -267,7 +267,7 @@ fn status_commit_diff_log_show_snapshots() {
     );
     assert_eq!(
         ok(&bmsync(d, &["diff", "--stat", "head", "local", "--", "notes/idea.md"])),
-        " notes/idea.md | +1 -0\n 1 files changed, 1 insertions(+), 0 deletions(-)\n"
+        " notes/idea.md | +1 -0\n 1 file changed, 1 insertion(+), 0 deletions(-)\n"
     );
     let v: serde_json::Value =
         serde_json::from_str(&ok(&bmsync(d, &["--json", "diff", "--stat", "head"]))).expect("json");

@@ -100,7 +100,7 @@ fn fsck_passes_a_healthy_store_and_finds_a_flipped_byte() {
     assert_eq!(findings(&report), [("corrupt_object".to_owned(), blob.to_hex())], "{report}");
     let o = c.run(&["fsck"]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains(&format!("corrupt_object {blob}")) && text.contains("1 problems"), "{text}");
+    assert!(text.contains(&format!("corrupt_object {blob}")) && text.contains("1 problem\n"), "{text}");
 }
 
 #[test]
@@ -627,7 +627,7 @@ fn status_tells_when_the_bucket_changed_since_the_base_without_downloading() {
     assert_eq!(bytes_of_files(&bob), files, "nothing was downloaded");
     let human = text(&bob.ok(&["status"]));
     assert!(
-        human.contains("The bucket changed since the last sync (1 added, 1 changed, 1 deleted"),
+        human.contains("The bucket changed since the last sync (1 added, 1 changed and 1 deleted there"),
         "{human}"
     );
     assert!(!text(&bob.ok(&["status", "--offline"])).contains("bucket"));

@@ -22,4 +22,5 @@ mod sync_table;
 mod tigris_server;
 mod tigris_server_tests;
 mod watch;
+mod words;
 mod worktree;

@@ -262,7 +262,7 @@ fn plan_shows_the_sync_and_writes_nothing() {
     );
     let text = String::from_utf8(alice.run(&["plan"]).stdout).expect("utf-8");
     assert!(
-        text.contains("3 operations") && text.contains("DeleteRemote") && text.contains("b.md"),
+        text.contains("3 operations") && text.contains("delete there") && text.contains("b.md"),
         "{text}"
     );
     assert!(state() == before, "plan must not write objects, refs or the stat cache");
