@@ -9,7 +9,7 @@ use crate::output::{Failure, say};
 
 /// Team-safe, Git-style two-way sync between a folder of notes and a bucket.
 #[derive(Parser, Debug)]
-#[command(name = "bmsync", version, about, propagate_version = true)]
+#[command(name = "bmsync", version, about, after_help = EXAMPLES)]
 pub(crate) struct Cli {
     /// Run as if started in DIR.
     #[arg(short = 'C', value_name = "DIR", global = true)]
@@ -146,6 +146,70 @@ impl SyncArgs {
     }
 }
 
+/// The examples of the top-level help.
+const EXAMPLES: &str = "Examples:
+  bmsync init --remote file:///mnt/team/notes --create   a folder, synced with a shared drive
+  bmsync init --project main --remote s3://team-notes    a Basic Memory project, with a bucket
+  bmsync status                                           what changed here, and in the bucket
+  bmsync sync                                             both ways; conflicts keep both versions
+  bmsync plan                                             what a sync would do, changing nothing
+  bmsync watch                                            keep syncing until Ctrl-C
+  bmsync --json sync                                      the same, for scripts and agents
+
+Any command works from a subfolder of a bmsync folder (or pass -C DIR).
+`bmsync help COMMAND` shows a command's flags; `bmsync completions SHELL` prints completions.";
+
+/// The exit codes of the commands that sync, for their help.
+const SYNC_EXIT_CODES: &str = "Exit codes:
+  0  synced (or nothing to do)
+  1  an error: nothing unsafe was done, and what succeeded is recorded (the message says
+     what to fix; the mass-delete guard's refusal names the flag to pass)
+  2  a usage error (a flag or argument clap did not accept)
+  3  conflicts: both versions were kept (`bmsync conflicts` lists them), or, for push and
+     pull, conflicts stopped the run before anything changed
+
+Examples:
+  bmsync sync                          both ways
+  bmsync sync --on-conflict keep-both  settle conflicts by keeping both versions
+  bmsync push --delete                 send local changes and deletions only
+  bmsync plan --max-delete 30          preview a sync that deletes up to 30 files";
+
+/// The commands in the groups the top-level help shows them in.
+const GROUPS: [(&str, &[&str]); 3] = [
+    ("Everyday", &["init", "status", "sync", "push", "pull", "plan", "watch", "conflicts", "resolve", "remote"]),
+    ("History", &["commit", "diff", "log", "show", "restore", "trash"]),
+    (
+        "Maintenance and plumbing",
+        &["fsck", "gc", "check-ignore", "merge-file", "hash-object", "cat-object", "update-ref", "completions", "manual"],
+    ),
+];
+
+/// The command line's definition, with the top-level help listing commands in groups.
+/// Completions and the manual are made from this same definition.
+pub(crate) fn command() -> clap::Command {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let width = cmd.get_subcommands().map(|c| c.get_name().len()).max().unwrap_or(0);
+    let mut groups = String::new();
+    for (title, names) in GROUPS {
+        groups.push_str(&format!("{title}:\n"));
+        for name in names {
+            let about = cmd
+                .find_subcommand(name)
+                .and_then(|c| c.get_about())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            // The gist: the about up to its first colon, full stop or parenthesis.
+            let end = [": ", ". ", " ("].iter().filter_map(|sep| about.find(sep)).min().unwrap_or(about.len());
+            let first = about[..end].trim_end_matches('.');
+            groups.push_str(&format!("  {name:<width$}  {first}\n"));
+        }
+        groups.push('\n');
+    }
+    cmd.help_template(format!(
+        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{groups}Options:\n{{options}}\n{{after-help}}"
+    ))
+}
+
 /// The revision grammar, for the help of every command that takes one.
 pub(crate) const REVISIONS_HELP: &str = "Revisions:
   a1b2c3d4              a commit id, or an unambiguous prefix of one (4+ hex)
@@ -212,6 +276,7 @@ pub(crate) enum Command {
     },
     /// Sync the folder with its remote: scan, read the remote at one snapshot, plan,
     /// apply under preconditions, and record the new base.
+    #[command(after_help = SYNC_EXIT_CODES)]
     Sync {
         #[command(flatten)]
         args: SyncArgs,
@@ -245,6 +310,7 @@ pub(crate) enum Command {
     /// Send local changes to the remote only. Remote objects are deleted only with
     /// `--delete`; conflicts stop the push unless `--on-conflict` says how to resolve
     /// them.
+    #[command(after_help = SYNC_EXIT_CODES)]
     Push {
         #[command(flatten)]
         args: SyncArgs,
@@ -256,6 +322,7 @@ pub(crate) enum Command {
     /// Bring remote changes into the folder only. Local files are deleted (to the trash)
     /// only with `--delete`; conflicts stop the pull unless `--on-conflict` says how to
     /// resolve them.
+    #[command(after_help = SYNC_EXIT_CODES)]
     Pull {
         #[command(flatten)]
         args: SyncArgs,
@@ -265,7 +332,9 @@ pub(crate) enum Command {
         one_way: OneWayArgs,
     },
     /// Show what a sync would do, writing nothing anywhere: not a byte of the folder, its
-    /// state, or the bucket (which is read live, without taking a snapshot).
+    /// state, or the bucket (which is read live, without taking a snapshot). Exit 1 when
+    /// the mass-delete guard would refuse the plan (the plan is shown), 3 when it holds
+    /// conflicts.
     Plan {
         #[command(flatten)]
         args: SyncArgs,
@@ -423,6 +492,16 @@ pub(crate) enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Print shell completions for bmsync (bash, zsh, fish, powershell, elvish).
+    ///
+    /// bash: `bmsync completions bash > ~/.local/share/bash-completion/completions/bmsync`;
+    /// zsh: into a folder on $fpath as `_bmsync`; fish: `~/.config/fish/completions/bmsync.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print bmsync's manual page (roff): `bmsync manual > bmsync.1; man ./bmsync.1`.
+    Manual,
     /// Print the object id of files (for blobs, the same hex as `b3sum`).
     HashObject {
         /// Files to hash.

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bmsync::{InitOptions, Repo};
-use clap::Parser;
 
 use crate::args::{Cli, Command, RemoteCommand};
 use crate::output::{Failure, Output, say};
@@ -32,7 +31,7 @@ fn main() -> ExitCode {
             default_hook(info);
         }
     }));
-    let cli = match Cli::try_parse() {
+    let cli = match args::command().try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
@@ -82,8 +81,47 @@ fn enter(dir: Option<&Path>) -> Result<PathBuf, Failure> {
     Ok(std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
 }
 
+/// The bmsync folder a command works on: the one `cwd` is in (found walking up, as git
+/// does), and where `cwd` is inside it. `init` and the commands that need no folder run
+/// in `cwd` itself.
+fn folder(command: &Command, cwd: &Path) -> Result<(PathBuf, PathBuf), Failure> {
+    let here = matches!(
+        command,
+        Command::Init { .. } | Command::MergeFile { .. } | Command::HashObject { write: false, .. } | Command::Completions { .. } | Command::Manual
+    );
+    if here {
+        return Ok((cwd.to_owned(), PathBuf::new()));
+    }
+    bmsync::repo::discover(cwd).ok_or_else(|| bmsync::RepoError::NotInitialized(cwd.to_owned()).into())
+}
+
+/// A path the user gave, relative to where they are, as a path in the folder.
+fn in_folder(inside: &Path, p: &str) -> String {
+    if inside.as_os_str().is_empty() {
+        return p.to_owned();
+    }
+    let mut parts: Vec<String> = inside.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if !parts.is_empty() => {
+                parts.pop();
+            }
+            c => parts.push(c.to_owned()),
+        }
+    }
+    let mut joined = parts.join("/");
+    if p.ends_with('/') && !joined.is_empty() {
+        joined.push('/');
+    }
+    joined
+}
+
 /// Runs one command: each arm opens what the command needs and hands it on.
-fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
+fn run(cli: &Cli, cwd: &Path) -> Result<(), Failure> {
+    let (root, inside) = folder(&cli.command, cwd)?;
+    let dir = root.as_path();
+    let here = |paths: &[String]| -> Vec<String> { paths.iter().map(|p| in_folder(&inside, p)).collect() };
     let mut stdout = std::io::stdout().lock();
     let out = &mut Output::new(&mut stdout, cli.json, cli.verbose);
     match &cli.command {
@@ -145,7 +183,7 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
         }
         Command::Conflicts => conflicts::list(out, &Repo::open(dir)?),
         Command::Resolve { path, keep, wait } => {
-            conflicts::resolve(out, &wait.open(dir)?, path, (*keep).into())
+            conflicts::resolve(out, &wait.open(dir)?, &in_folder(&inside, path), (*keep).into())
         }
         Command::Commit { message } => inspect::commit(out, &Repo::open(dir)?, message),
         Command::Diff { args, paths, stat, name_status } => {
@@ -158,10 +196,10 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                 inspect::DiffMode::Patch
             };
             let (from, to, paths) = inspect::diff_args(&repo, args, paths)?;
-            inspect::diff(out, &repo, &from, &to, &paths, mode)
+            inspect::diff(out, &repo, &from, &to, &here(&paths), mode)
         }
         Command::Log { rev, max_count, first_parent, paths } => {
-            inspect::log(out, &Repo::open(dir)?, rev.as_deref(), *max_count, *first_parent, paths)
+            inspect::log(out, &Repo::open(dir)?, rev.as_deref(), *max_count, *first_parent, &here(paths))
         }
         Command::Show { spec } => inspect::show(out, &Repo::open(dir)?, spec),
         Command::Fsck => maintain::fsck(out, dir),
@@ -172,10 +210,22 @@ fn run(cli: &Cli, dir: &Path) -> Result<(), Failure> {
                 Err(bmsync::RepoError::Store(bmsync::StoreError::NeedsRepair { .. })) => Repo::open(dir)?,
                 r => r?,
             };
-            inspect::restore(out, &repo, paths, from, *force)
+            inspect::restore(out, &repo, &here(paths), from, *force)
         }
         Command::Trash => maintain::trash(out, dir),
-        Command::CheckIgnore { paths } => inspect::check_ignore(out, dir, paths),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut args::command(), "bmsync", &mut buf);
+            out.write_all(&buf)
+        }
+        Command::Manual => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(args::command())
+                .render(&mut buf)
+                .map_err(|e| Failure::new(format!("writing the manual: {e}"), None))?;
+            out.write_all(&buf)
+        }
+        Command::CheckIgnore { paths } => inspect::check_ignore(out, dir, &here(paths)),
         Command::UpdateRef { name, new, old } => {
             plumbing::update_ref(out, &Repo::open(dir)?, name, new, old.as_deref())
         }

@@ -107,7 +107,9 @@ fn repo_kind(e: &RepoError) -> &'static str {
 /// What to do about a repository error, where something helps.
 pub(crate) fn repo_hint(e: &RepoError) -> Option<&'static str> {
     match e {
-        RepoError::NotInitialized(_) => Some("run `bmsync init` in the folder, or pass -C DIR"),
+        RepoError::NotInitialized(_) => {
+            Some("run `bmsync init --remote URL` in the folder of your notes (or `--project NAME`), or pass -C DIR")
+        }
         RepoError::Scan(bmsync::worktree::ScanError::Io { .. }) => {
             Some("nothing was recorded; fix the file's permissions (or ignore it in .bmignore) and retry")
         }

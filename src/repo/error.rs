@@ -37,7 +37,7 @@ pub enum RepoError {
         pid: Option<u32>,
     },
     /// No `.bmsync/` store.
-    #[error("{0} is not a bmsync folder")]
+    #[error("{0} is not in a bmsync folder (neither it nor a folder above it holds .bmsync/)")]
     NotInitialized(PathBuf),
     /// A bad client id.
     #[error(transparent)]

@@ -299,6 +299,16 @@ impl Repo {
     }
 }
 
+/// The bmsync folder `start` is in, as git finds its repository: `start` itself or the
+/// nearest folder above it holding `.bmsync/store.redb`. Gives the folder and the path
+/// of `start` inside it (empty for the folder itself).
+pub fn discover(start: &Path) -> Option<(PathBuf, PathBuf)> {
+    start.ancestors().find(|dir| dir.join(STATE_DIR).join(STORE_FILE).exists()).map(|root| {
+        let inside = start.strip_prefix(root).map(Path::to_owned).unwrap_or_default();
+        (root.to_owned(), inside)
+    })
+}
+
 /// The nearest strict ancestor of `root` that is a bmsync folder (holds
 /// `.bmsync/store.redb`), if any. Symlinks are resolved first, so a folder reached through
 /// a link is still found inside its real parent.
