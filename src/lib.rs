@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod basic_memory;
 mod clock;
 pub mod conflicts;
 #[cfg(feature = "fuzzing")]

@@ -165,6 +165,23 @@ pub struct Planned {
     pub(super) base: Option<BaseState>,
 }
 
+/// The mass-delete guard over the deletions this run carries: a sync fails; a dry run
+/// gets the refusal to show with its plan.
+fn guard(plan: &Plan, opts: &SyncOptions, dry_run: bool) -> Result<Option<PlanError>, SyncError> {
+    match check_deletions(&plan.ops, plan.stats.base_files, opts.max_delete, |o| opts.carries(o)) {
+        Err(e) if !dry_run => Err(SyncError::Plan(e)),
+        r => Ok(r.err()),
+    }
+}
+
+/// Runs `f`, logging how long it took.
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let r = f();
+    tracing::info!(target: "bmsync::plan", "{what} in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+    r
+}
+
 /// Scans, reads the remote at one snapshot, and plans. With `dry_run` it writes nothing
 /// at all (for `bmsync plan`: give it a read-only repo and remote): the remote is read
 /// live, without a snapshot, and the scan leaves the stat cache and its stamp alone.
@@ -191,9 +208,7 @@ pub(super) fn make_plan_knowing(
     transferred: &[super::journal::Transfer],
 ) -> Result<Planned, SyncError> {
     let scan_opts = crate::worktree::ScanOptions { store_blobs: !dry_run, dry_run, ..Default::default() };
-    let started = std::time::Instant::now();
-    let local = repo.scan_with(&scan_opts)?;
-    tracing::info!(target: "bmsync::scan", "scanned the folder in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+    let local = timed("scanned the folder", || repo.scan_with(&scan_opts))?;
     let rules =
         IgnoreRules::load(repo.root(), &global_ignore_files()).map_err(|e| RepoError::Scan(e.into()))?;
     let base = base_state(repo)?;
@@ -301,12 +316,8 @@ pub(super) fn make_plan_knowing(
             wrong |= view.verify_hint(remote, p)?;
         }
         if !wrong {
-            let refused = match check_deletions(&plan.ops, plan.stats.base_files, opts.max_delete, |o| opts.carries(o))
-            {
-                Err(e) if !dry_run => return Err(SyncError::Plan(e)),
-                r => r.err(),
-            };
-            return Ok(Planned { local, view, plan, collisions, base, refused });
+            let refused = guard(&plan, opts, dry_run)?;
+            return Ok(Planned { local, view, plan, collisions, refused, base });
         }
     }
 }

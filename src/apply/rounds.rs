@@ -165,16 +165,8 @@ pub(super) fn sync_rounds(
         summary.collisions.clone_from(&planned.collisions);
         summary.local_skipped.clone_from(&planned.local.report.skipped);
         let carried: Vec<&Op> = planned.plan.ops.iter().filter(|o| opts.carries(o)).collect();
-        let held = planned.plan.ops.iter().filter(|o| !opts.carries(o));
-        let (deletions, others): (Vec<&Op>, Vec<&Op>) = held.partition(|o| o.is_deletion());
-        summary.held_back = others.len() as u64;
-        summary.held_deletions = deletions.len() as u64;
-        tracing::info!(
-            target: "bmsync::plan",
-            "round {round}: operations planned: {}, carried in this direction: {}",
-            planned.plan.ops.len(),
-            carried.len()
-        );
+        (summary.held_back, summary.held_deletions) = held_back(&planned.plan.ops, opts);
+        tracing::info!(target: "bmsync::plan", "round {round}: {} ops planned, {} carried", planned.plan.ops.len(), carried.len());
         if opts.direction != Direction::Both && opts.on_conflict.is_none() {
             let paths: Vec<String> = carried
                 .iter()
@@ -261,6 +253,14 @@ pub(super) fn sync_rounds(
     summary.open_conflicts = crate::conflicts::after_sync(repo.store(), repo.root(), met)?;
     summary.remote_skipped.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(summary)
+}
+
+/// What a push or pull leaves undone: changes for the other direction, and deletions
+/// it carries only with `--delete`.
+fn held_back(ops: &[Op], opts: &SyncOptions) -> (u64, u64) {
+    let (deletions, others): (Vec<&Op>, Vec<&Op>) =
+        ops.iter().filter(|o| !opts.carries(o)).partition(|o| o.is_deletion());
+    (others.len() as u64, deletions.len() as u64)
 }
 
 /// The record of a conflict this sync met (`kept` and `at` are filled in as it is kept).

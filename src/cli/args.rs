@@ -1,5 +1,6 @@
 //! Arguments: the commands, their flags and their help.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use bmsync::Repo;
@@ -14,12 +15,16 @@ pub(crate) struct Cli {
     /// Run as if started in DIR.
     #[arg(short = 'C', value_name = "DIR", global = true)]
     pub(crate) dir: Option<PathBuf>,
+    /// Work on Basic Memory project NAME: its folder, as Basic Memory's config has it
+    /// (`config.json` in `$BASIC_MEMORY_CONFIG_DIR`, else in `~/.basic-memory`).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub(crate) project: Option<String>,
     /// Print machine-readable JSON instead of text (errors too: an object on stdout).
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// Say more: -v logs what a sync does (the listing, each operation, timings) on
     /// stderr and adds request counts to summaries; -vv adds each request and retry.
-    /// BMSYNC_LOG (tracing's env-filter syntax, e.g. `bmsync=debug`) overrides it.
+    /// `BMSYNC_LOG` (tracing's env-filter syntax, e.g. `bmsync=debug`) overrides it.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
     pub(crate) verbose: u8,
     #[command(subcommand)]
@@ -176,11 +181,24 @@ Examples:
 
 /// The commands in the groups the top-level help shows them in.
 const GROUPS: [(&str, &[&str]); 3] = [
-    ("Everyday", &["init", "status", "sync", "push", "pull", "plan", "watch", "conflicts", "resolve", "remote"]),
+    (
+        "Everyday",
+        &["init", "status", "sync", "push", "pull", "plan", "watch", "conflicts", "resolve", "remote"],
+    ),
     ("History", &["commit", "diff", "log", "show", "restore", "trash"]),
     (
         "Maintenance and plumbing",
-        &["fsck", "gc", "check-ignore", "merge-file", "hash-object", "cat-object", "update-ref", "completions", "manual"],
+        &[
+            "fsck",
+            "gc",
+            "check-ignore",
+            "merge-file",
+            "hash-object",
+            "cat-object",
+            "update-ref",
+            "completions",
+            "manual",
+        ],
     ),
 ];
 
@@ -191,7 +209,7 @@ pub(crate) fn command() -> clap::Command {
     let width = cmd.get_subcommands().map(|c| c.get_name().len()).max().unwrap_or(0);
     let mut groups = String::new();
     for (title, names) in GROUPS {
-        groups.push_str(&format!("{title}:\n"));
+        let _ = writeln!(groups, "{title}:");
         for name in names {
             let about = cmd
                 .find_subcommand(name)
@@ -199,9 +217,10 @@ pub(crate) fn command() -> clap::Command {
                 .map(ToString::to_string)
                 .unwrap_or_default();
             // The gist: the about up to its first colon, full stop or parenthesis.
-            let end = [": ", ". ", " ("].iter().filter_map(|sep| about.find(sep)).min().unwrap_or(about.len());
+            let end =
+                [": ", ". ", " ("].iter().filter_map(|sep| about.find(sep)).min().unwrap_or(about.len());
             let first = about[..end].trim_end_matches('.');
-            groups.push_str(&format!("  {name:<width$}  {first}\n"));
+            let _ = writeln!(groups, "  {name:<width$}  {first}");
         }
         groups.push('\n');
     }

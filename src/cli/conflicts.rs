@@ -112,8 +112,14 @@ pub(crate) fn merge_file(
     let merged = bmsync::merge::merge_text(&base, &current, &other, &opts).map_err(|e| {
         Failure::new(format!("cannot merge {}: {e}", files[0].display()), None).code(255).kind("not_text")
     })?;
+    if out.json {
+        let text = stdout.then(|| String::from_utf8_lossy(merged.bytes()).into_owned());
+        out.json_line(&serde_json::json!({ "path": files[0], "conflicts": merged.conflicts(), "written": !stdout, "text": text }))?;
+    }
     if stdout {
-        out.write_all(merged.bytes())?;
+        if !out.json {
+            out.write_all(merged.bytes())?;
+        }
     } else {
         std::fs::write(files[0], merged.bytes())
             .map_err(|e| Failure::new(format!("{}: {e}", files[0].display()), None))?;

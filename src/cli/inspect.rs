@@ -110,11 +110,12 @@ pub(crate) fn status(out: Out<'_, '_>, repo: &Repo, bucket: bool) -> Result<(), 
     match &drift {
         Some(Ok(d)) if d.is_empty() => writeln!(out, "The bucket is as the last sync left it")?,
         Some(Ok(d)) => {
-            let counts: Vec<String> = [(d.added.len(), "added"), (d.changed.len(), "changed"), (d.deleted.len(), "deleted")]
-                .iter()
-                .filter(|(n, _)| *n > 0)
-                .map(|(n, what)| format!("{n} {what}"))
-                .collect();
+            let counts: Vec<String> =
+                [(d.added.len(), "added"), (d.changed.len(), "changed"), (d.deleted.len(), "deleted")]
+                    .iter()
+                    .filter(|(n, _)| *n > 0)
+                    .map(|(n, what)| format!("{n} {what}"))
+                    .collect();
             writeln!(
                 out,
                 "The bucket changed since the last sync ({} there; `bmsync sync` brings them):",

@@ -31,12 +31,15 @@ fn main() -> ExitCode {
             default_hook(info);
         }
     }));
-    let cli = match args::command().try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m)) {
+    let cli = match args::command()
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
     logging::init(cli.verbose);
-    let code = match enter(cli.dir.as_deref()).and_then(|dir| run(&cli, &dir)) {
+    let code = match enter(cli.dir.as_deref(), cli.project.as_deref()).and_then(|dir| run(&cli, &dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => output::report(&f, cli.json),
     };
@@ -54,9 +57,18 @@ fn main() -> ExitCode {
 /// stdout), exit 2. `--help` and `--version` print as usual.
 fn usage_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
         let _ = e.print();
-        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     let _ = e.print();
     if std::env::args().any(|a| a == "--json") {
@@ -72,11 +84,25 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 /// Changes to `-C DIR` if given (like `git -C`: later relative paths are relative to
-/// DIR), and gives the folder the command runs in.
-fn enter(dir: Option<&Path>) -> Result<PathBuf, Failure> {
+/// DIR), then to the folder of `--project NAME` if given, and gives the folder the
+/// command runs in.
+fn enter(dir: Option<&Path>, project: Option<&str>) -> Result<PathBuf, Failure> {
     if let Some(dir) = dir {
         std::env::set_current_dir(dir)
             .map_err(|e| Failure::new(format!("cannot change to {}: {e}", dir.display()), None))?;
+    }
+    if let Some(name) = project {
+        let p = bmsync::basic_memory::project(name).map_err(|e| {
+            Failure::new(
+                e.to_string(),
+                Some("`bm project list` shows Basic Memory's projects; BASIC_MEMORY_CONFIG_DIR names its config folder"),
+            )
+            .kind("basic_memory_config")
+        })?;
+        std::env::set_current_dir(&p.path).map_err(|e| {
+            Failure::new(format!("project {name:?}: cannot open its folder {}: {e}", p.path.display()), None)
+                .kind("basic_memory_config")
+        })?;
     }
     Ok(std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
 }
@@ -87,7 +113,11 @@ fn enter(dir: Option<&Path>) -> Result<PathBuf, Failure> {
 fn folder(command: &Command, cwd: &Path) -> Result<(PathBuf, PathBuf), Failure> {
     let here = matches!(
         command,
-        Command::Init { .. } | Command::MergeFile { .. } | Command::HashObject { write: false, .. } | Command::Completions { .. } | Command::Manual
+        Command::Init { .. }
+            | Command::MergeFile { .. }
+            | Command::HashObject { write: false, .. }
+            | Command::Completions { .. }
+            | Command::Manual
     );
     if here {
         return Ok((cwd.to_owned(), PathBuf::new()));
@@ -135,12 +165,7 @@ fn run(cli: &Cli, cwd: &Path) -> Result<(), Failure> {
             setup::init(out, dir, &opts)
         }
         Command::Watch { args, interval, debounce, full_every } => {
-            let mut o = bmsync::watch::WatchOptions::default();
-            o.interval = std::time::Duration::from_secs_f64(interval.max(0.1));
-            o.debounce = std::time::Duration::from_secs_f64(debounce.max(0.05));
-            o.full_every = *full_every;
-            o.sync = args.options();
-            watch::watch(out, dir, &o)
+            watch::watch(out, dir, &watch::options(args, *interval, *debounce, *full_every))
         }
         Command::Sync { args, wait, on_conflict, conflict_style } => {
             let opts = {
@@ -213,18 +238,8 @@ fn run(cli: &Cli, cwd: &Path) -> Result<(), Failure> {
             inspect::restore(out, &repo, &here(paths), from, *force)
         }
         Command::Trash => maintain::trash(out, dir),
-        Command::Completions { shell } => {
-            let mut buf = Vec::new();
-            clap_complete::generate(*shell, &mut args::command(), "bmsync", &mut buf);
-            out.write_all(&buf)
-        }
-        Command::Manual => {
-            let mut buf = Vec::new();
-            clap_mangen::Man::new(args::command())
-                .render(&mut buf)
-                .map_err(|e| Failure::new(format!("writing the manual: {e}"), None))?;
-            out.write_all(&buf)
-        }
+        Command::Completions { shell } => plumbing::completions(out, *shell),
+        Command::Manual => plumbing::manual(out),
         Command::CheckIgnore { paths } => inspect::check_ignore(out, dir, &here(paths)),
         Command::UpdateRef { name, new, old } => {
             plumbing::update_ref(out, &Repo::open(dir)?, name, new, old.as_deref())

@@ -32,7 +32,13 @@ pub(crate) struct Failure {
 impl Failure {
     /// A failure with exit code 1.
     pub(crate) fn new(message: impl Into<String>, hint: Option<&'static str>) -> Self {
-        Self { code: EXIT_FAILURE, kind: "error", message: message.into(), hint: hint.map(Cow::Borrowed), told: false }
+        Self {
+            code: EXIT_FAILURE,
+            kind: "error",
+            message: message.into(),
+            hint: hint.map(Cow::Borrowed),
+            told: false,
+        }
     }
 
     /// The same failure with another kind.
@@ -107,9 +113,9 @@ fn repo_kind(e: &RepoError) -> &'static str {
 /// What to do about a repository error, where something helps.
 pub(crate) fn repo_hint(e: &RepoError) -> Option<&'static str> {
     match e {
-        RepoError::NotInitialized(_) => {
-            Some("run `bmsync init --remote URL` in the folder of your notes (or `--project NAME`), or pass -C DIR")
-        }
+        RepoError::NotInitialized(_) => Some(
+            "run `bmsync init --remote URL` in the folder of your notes (or `--project NAME`), or pass -C DIR",
+        ),
         RepoError::Scan(bmsync::worktree::ScanError::Io { .. }) => {
             Some("nothing was recorded; fix the file's permissions (or ignore it in .bmignore) and retry")
         }
@@ -157,7 +163,9 @@ pub(crate) fn remote_hint(e: &bmsync::remote::RemoteError) -> Option<&'static st
         E::NoCredentials { .. } => Some(
             "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (Tigris: an access key from the console), or set AWS_PROFILE",
         ),
-        E::WrongRegion { .. } => Some("set AWS_REGION to the bucket's region, or fix the endpoint with `bmsync remote set-url`"),
+        E::WrongRegion { .. } => {
+            Some("set AWS_REGION to the bucket's region, or fix the endpoint with `bmsync remote set-url`")
+        }
         E::Transient { .. } => Some("nothing unsafe was done; try again in a moment"),
         E::NeedsRepair { .. } => Some("run `bmsync sync` or `bmsync remote show` once"),
         E::DiskFull { .. } => Some("free some space on the remote's disk, then sync again"),

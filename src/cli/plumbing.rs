@@ -128,3 +128,27 @@ fn print_object(out: &mut Output<'_>, id: ObjectId, kind: ObjectKind, bytes: &[u
         }
     }
 }
+
+/// `completions SHELL`: the shell's completion script, from the command line's own
+/// definition.
+pub(crate) fn completions(out: &mut Output<'_>, shell: clap_complete::Shell) -> Result<(), Failure> {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut crate::args::command(), "bmsync", &mut buf);
+    if out.json {
+        return out
+            .json_line(&json!({ "shell": shell.to_string(), "script": String::from_utf8_lossy(&buf) }));
+    }
+    out.write_all(&buf)
+}
+
+/// `manual`: the manual page (roff), from the same definition.
+pub(crate) fn manual(out: &mut Output<'_>) -> Result<(), Failure> {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(crate::args::command())
+        .render(&mut buf)
+        .map_err(|e| Failure::new(format!("writing the manual: {e}"), None))?;
+    if out.json {
+        return out.json_line(&json!({ "manual": String::from_utf8_lossy(&buf) }));
+    }
+    out.write_all(&buf)
+}

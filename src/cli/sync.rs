@@ -74,7 +74,13 @@ fn headline(remote_url: &str, d: Direction, s: &bmsync::apply::SyncSummary, secs
 }
 
 /// The text summary of a sync: what moved, then every conflict, race and warning.
-fn summary_text(remote_url: &str, opts: &bmsync::apply::SyncOptions, s: &bmsync::apply::SyncSummary, secs: f64, verbose: u8) -> String {
+fn summary_text(
+    remote_url: &str,
+    opts: &bmsync::apply::SyncOptions,
+    s: &bmsync::apply::SyncSummary,
+    secs: f64,
+    verbose: u8,
+) -> String {
     let keep_remote = matches!(opts.on_conflict, Some(bmsync::apply::OnConflict::KeepRemote));
     let mut text = headline(remote_url, opts.direction, s, secs);
     if verbose > 0 {
@@ -82,7 +88,15 @@ fn summary_text(remote_url: &str, opts: &bmsync::apply::SyncOptions, s: &bmsync:
         let _ = writeln!(
             text,
             "requests: {} list, {} head, {} get, {} put, {} copy, {} delete, {} snapshot ({} sent, {} received)",
-            r.list, r.head, r.get, r.put, r.copy, r.delete, r.snapshot, words::size(r.bytes_sent), words::size(r.bytes_received)
+            r.list,
+            r.head,
+            r.get,
+            r.put,
+            r.copy,
+            r.delete,
+            r.snapshot,
+            words::size(r.bytes_sent),
+            words::size(r.bytes_received)
         );
     }
     for (path, from) in &s.renames_kept {
@@ -132,14 +146,22 @@ fn summary_text(remote_url: &str, opts: &bmsync::apply::SyncOptions, s: &bmsync:
             Direction::Pull => ("remote deletion", "moves the files here to the trash too"),
             _ => ("local deletion", "deletes them in the bucket too"),
         };
-        let _ = writeln!(text, "{} not carried: `bmsync {deleting}` {what}", words::count(s.held_deletions, deletions));
+        let _ = writeln!(
+            text,
+            "{} not carried: `bmsync {deleting}` {what}",
+            words::count(s.held_deletions, deletions)
+        );
     }
     if s.held_back > 0 {
         let (changes, other) = match opts.direction {
             Direction::Pull => ("local change", "push"),
             _ => ("remote change", "pull"),
         };
-        let _ = writeln!(text, "{} left for `bmsync {other}` (or `bmsync sync`)", words::count(s.held_back, changes));
+        let _ = writeln!(
+            text,
+            "{} left for `bmsync {other}` (or `bmsync sync`)",
+            words::count(s.held_back, changes)
+        );
     }
     for p in &s.changed_after_apply {
         let _ = writeln!(text, "changed by a teammate right after this sync, left for next time: {p}");
@@ -180,8 +202,14 @@ fn sync_failure(e: bmsync::apply::SyncError, d: Direction) -> Failure {
         E::Conflicts { ref paths } => {
             let (cmd, _) = command_words(d);
             Failure::new(
-                format!("{} stopped the {cmd}, so nothing was changed: {}", words::count(paths.len(), "conflict"), paths.join(", ")),
-                Some("resolve them with --on-conflict keep-local|keep-remote|keep-both, or run `bmsync sync`"),
+                format!(
+                    "{} stopped the {cmd}, so nothing was changed: {}",
+                    words::count(paths.len(), "conflict"),
+                    paths.join(", ")
+                ),
+                Some(
+                    "resolve them with --on-conflict keep-local|keep-remote|keep-both, or run `bmsync sync`",
+                ),
             )
             .code(EXIT_CONFLICTS)
             .kind("conflicts")
@@ -289,7 +317,8 @@ fn plan_text(remote_url: &str, plan: &bmsync::reconcile::Plan) -> String {
         bmsync::reconcile::Mode::ThreeWay => "changes since the last sync",
         bmsync::reconcile::Mode::Union => "first sync with this remote: both sides combined, nothing deleted",
     };
-    let mut text = format!("Plan against {remote_url} ({mode}): {}\n", words::count(plan.ops.len(), "operation"));
+    let mut text =
+        format!("Plan against {remote_url} ({mode}): {}\n", words::count(plan.ops.len(), "operation"));
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for op in &plan.ops {
         *counts.entry(op.action.words()).or_default() += 1;

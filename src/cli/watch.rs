@@ -34,8 +34,10 @@ impl WatchSink for Printer<'_, '_> {
                     // A line only for a round that changed something.
                     return;
                 }
-                let trigger =
-                    serde_json::to_value(trigger).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let trigger = serde_json::to_value(trigger)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
                 let _ = writeln!(out, "synced ({trigger}): {}", crate::words::and_list(&did));
                 for c in &s.conflicts {
                     let copy = c
@@ -81,4 +83,19 @@ pub(crate) fn watch(out: &mut Output<'_>, dir: &Path, opts: &WatchOptions) -> Re
     bmsync::watch::watch(&repo, remote.as_ref(), opts, &stop, &printer).map_err(|e| {
         Failure::new(e.to_string(), Some("the folder and the bucket are as the last round left them"))
     })
+}
+
+/// The watcher's options from its flags (intervals bounded below, so a typo cannot spin).
+pub(crate) fn options(
+    args: &crate::args::SyncArgs,
+    interval: f64,
+    debounce: f64,
+    full_every: u32,
+) -> bmsync::watch::WatchOptions {
+    let mut o = bmsync::watch::WatchOptions::default();
+    o.interval = std::time::Duration::from_secs_f64(interval.max(0.1));
+    o.debounce = std::time::Duration::from_secs_f64(debounce.max(0.05));
+    o.full_every = full_every;
+    o.sync = args.options();
+    o
 }

@@ -59,7 +59,12 @@ impl<'a> Counted<'a> {
 
 /// Runs one request, logging what it was, how it ended and how long it took. Keys are
 /// logged; credentials never reach here.
-fn logged<T>(op: &str, key: &str, what: &str, f: impl FnOnce() -> Result<T, RemoteError>) -> Result<T, RemoteError> {
+fn logged<T>(
+    op: &str,
+    key: &str,
+    what: &str,
+    f: impl FnOnce() -> Result<T, RemoteError>,
+) -> Result<T, RemoteError> {
     let started = std::time::Instant::now();
     let r = f();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -113,7 +118,9 @@ impl Remote for Counted<'_> {
         let at = at.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
         match &r {
             Ok(()) => tracing::info!(target: "bmsync::remote", "listed {n} objects{at} in {ms:.1} ms"),
-            Err(e) => tracing::info!(target: "bmsync::remote", "listing{at} failed after {n} objects, {ms:.1} ms: {e}"),
+            Err(e) => {
+                tracing::info!(target: "bmsync::remote", "listing{at} failed after {n} objects, {ms:.1} ms: {e}");
+            }
         }
         r
     }

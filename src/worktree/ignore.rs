@@ -1,5 +1,6 @@
-//! Ignore rules: a built-in set that always applies, plus gitignore-style `.bmignore`
-//! files (the folder's own, and the user's global ones).
+//! Ignore rules: a built-in set that always applies, plus what Basic Memory applies: the
+//! global `.bmignore` in its folder (or its default rules where there is none), and the
+//! project's own `.bmignore` and `.gitignore`.
 
 use std::path::{Path, PathBuf};
 
@@ -59,17 +60,53 @@ pub struct IgnoreRules {
     user: Gitignore,
 }
 
-/// The user's global ignore files: `~/.basic-memory/.bmignore` and, when
-/// `BASIC_MEMORY_CONFIG_DIR` is set, `$BASIC_MEMORY_CONFIG_DIR/.bmignore`.
+/// What Basic Memory ignores when its global `.bmignore` does not exist (its
+/// `DEFAULT_IGNORE_PATTERNS`): applied then too, so bmsync skips what `bm` skips.
+pub const BASIC_MEMORY_DEFAULTS: &[&str] = &[
+    ".*",
+    "*.db",
+    "*.db-shm",
+    "*.db-wal",
+    "config.json",
+    ".git",
+    ".svn",
+    "__pycache__",
+    "*.pyc",
+    "*.pyo",
+    "*.pyd",
+    ".pytest_cache",
+    ".coverage",
+    "*.egg-info",
+    ".tox",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".venv",
+    "venv",
+    "env",
+    ".env",
+    "node_modules",
+    "build",
+    "dist",
+    ".cache",
+    ".idea",
+    ".vscode",
+    ".DS_Store",
+    "Thumbs.db",
+    "desktop.ini",
+    ".obsidian",
+    "*.tmp",
+    "*.swp",
+    "*.swo",
+    "*~",
+];
+
+/// The project's `.gitignore` at its root, which Basic Memory applies too.
+pub const GITIGNORE: &str = ".gitignore";
+
+/// The user's global ignore file, as Basic Memory has it: `.bmignore` in its folder
+/// (`$BASIC_MEMORY_CONFIG_DIR`, else `~/.basic-memory`).
 pub fn global_ignore_files() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Some(home) = std::env::var_os("HOME") {
-        v.push(Path::new(&home).join(".basic-memory").join(BMIGNORE));
-    }
-    if let Some(dir) = std::env::var_os("BASIC_MEMORY_CONFIG_DIR") {
-        v.push(Path::new(&dir).join(BMIGNORE));
-    }
-    v
+    crate::basic_memory::config_dir().map(|d| d.join(BMIGNORE)).into_iter().collect()
 }
 
 impl IgnoreRules {
@@ -85,8 +122,19 @@ impl IgnoreRules {
         let builtin =
             b.build().map_err(|e| IgnoreError { path: "built-in".into(), message: e.to_string() })?;
         let mut u = GitignoreBuilder::new(root);
+        if let [global, ..] = global_files
+            && !global_files.iter().any(|f| f.exists())
+        {
+            let source =
+                PathBuf::from(format!("Basic Memory's defaults ({} does not exist)", global.display()));
+            for rule in BASIC_MEMORY_DEFAULTS {
+                u.add_line(Some(source.clone()), rule)
+                    .map_err(|e| IgnoreError { path: source.clone(), message: e.to_string() })?;
+            }
+        }
         let mut files: Vec<PathBuf> = global_files.to_vec();
         files.push(root.join(BMIGNORE));
+        files.push(root.join(GITIGNORE));
         for f in &files {
             let text = match std::fs::read_to_string(f) {
                 Ok(t) => t,

@@ -6,7 +6,10 @@ mod scan;
 mod snapshot;
 pub(crate) mod stat_cache;
 
-pub use ignore::{BMIGNORE, BUILTIN_RULES, IgnoreError, IgnoreMatch, IgnoreRules, global_ignore_files};
+pub use ignore::{
+    BASIC_MEMORY_DEFAULTS, BMIGNORE, BUILTIN_RULES, GITIGNORE, IgnoreError, IgnoreMatch, IgnoreRules,
+    global_ignore_files,
+};
 pub use scan::{META_WORKTREE_STAMP, scan};
 pub use snapshot::{
     Collision, CollisionKind, ScanError, ScanOptions, ScanReport, ScanStats, Skipped, Snapshot, find_on_disk,

@@ -17,8 +17,8 @@ use crate::store::StoreError;
 pub struct ScanOptions {
     /// Also store every blob (for `commit`); `status` only hashes.
     pub store_blobs: bool,
-    /// Global ignore files (default: `~/.basic-memory/.bmignore` and
-    /// `$BASIC_MEMORY_CONFIG_DIR/.bmignore`).
+    /// Global ignore files (default: `.bmignore` in Basic Memory's folder,
+    /// `$BASIC_MEMORY_CONFIG_DIR` or else `~/.basic-memory`).
     pub global_ignore_files: Vec<PathBuf>,
     /// Write nothing to the store (for `plan`): new trees are returned in
     /// [`Snapshot::unstored_trees`] instead, and the stat cache is left as it was.

@@ -4,6 +4,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 mod cli;
+mod ecosystem;
 mod folder_lock;
 mod golden;
 mod guarantees;

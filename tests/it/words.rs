@@ -10,22 +10,23 @@ fn redact(text: &[u8], remote: &str) -> String {
     let s = String::from_utf8_lossy(text).replace(remote, "<remote>");
     let mut out = String::new();
     let mut rest = s.as_str();
-    while let Some(i) = rest.find(|c: char| c == ' ' || c == '\n') {
+    while let Some(i) = rest.find([' ', '\n']) {
         out.push_str(&rest[..=i]);
         rest = &rest[i + 1..];
         // " in 0.04 s" and ", snapshot 2026-12-01T18:04:13Z".
-        if let Some(after) = rest.strip_prefix("in ") {
-            if let Some(end) = after.find(" s") {
-                if after[..end].chars().all(|c| c.is_ascii_digit() || c == '.') {
-                    out.push_str("in <secs>");
-                    rest = &after[end + 2..];
-                }
-            }
-        } else if let Some(after) = rest.strip_prefix("snapshot ") {
-            if after.len() >= 20 && after.as_bytes()[4] == b'-' && after.as_bytes()[19] == b'Z' {
-                out.push_str("snapshot <time>");
-                rest = &after[20..];
-            }
+        let secs = rest.strip_prefix("in ").and_then(|a| a.find(" s").map(|end| (a, end)));
+        if let Some((after, end)) = secs
+            && after[..end].chars().all(|c| c.is_ascii_digit() || c == '.')
+        {
+            out.push_str("in <secs>");
+            rest = &after[end + 2..];
+        } else if let Some(after) = rest.strip_prefix("snapshot ")
+            && after.len() >= 20
+            && after.as_bytes()[4] == b'-'
+            && after.as_bytes()[19] == b'Z'
+        {
+            out.push_str("snapshot <time>");
+            rest = &after[20..];
         }
     }
     out.push_str(rest);
@@ -70,7 +71,10 @@ fn summaries_plans_and_the_guard_in_plain_words() {
          action        why                              path\n\
          move there    renamed here                     notes/a.md (from a.md)\n"
     );
-    assert_eq!(say(&alice, &["sync"], &remote).stdout, "Synced with <remote>: 1 moved in <secs>, snapshot <time>\n");
+    assert_eq!(
+        say(&alice, &["sync"], &remote).stdout,
+        "Synced with <remote>: 1 moved in <secs>, snapshot <time>\n"
+    );
 
     // A first sync is a union, in words.
     let bob = Client::new("bob", &remote, None);
@@ -113,23 +117,47 @@ fn summaries_plans_and_the_guard_in_plain_words() {
     );
     let s = say(&alice, &["plan"], &remote);
     assert_eq!(s.code, Some(1), "plan previews what the guard refuses, and exits 1");
-    assert!(s.stdout.contains("       3  delete there\n") && s.stdout.contains("delete there  deleted here"), "{}", s.stdout);
-    assert!(s.stderr.starts_with("a sync would refuse this plan: the sync would delete 3 of the 4"), "{}", s.stderr);
+    assert!(
+        s.stdout.contains("       3  delete there\n") && s.stdout.contains("delete there  deleted here"),
+        "{}",
+        s.stdout
+    );
+    assert!(
+        s.stderr.starts_with("a sync would refuse this plan: the sync would delete 3 of the 4"),
+        "{}",
+        s.stderr
+    );
     assert!(s.stderr.contains("hint: if these deletions are meant, pass --max-delete 3"), "{}", s.stderr);
     let s = say(&alice, &["push", "--delete", "--max-delete", "3"], &remote);
     assert_eq!(s.stdout, "Pushed to <remote>: 3 deleted there in <secs>, snapshot <time>\n");
+}
 
-    // Open conflicts end with exit 3 and a note, not an error.
+#[test]
+fn open_conflicts_end_with_exit_3_and_a_note_not_an_error() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let remote = format!("file://{}", bucket.path().display());
+    let alice = Client::new("alice", &remote, None);
+    let bob = Client::new("bob", &remote, None);
     alice.write("x.md", "first\n");
     alice.ok(&["sync"]);
-    bob.ok(&["sync", "--max-delete", "3"]);
+    bob.ok(&["sync"]);
     alice.write("x.md", "alice's line\n");
     bob.write("x.md", "bob's line\n");
     bob.ok(&["sync"]);
     let s = say(&alice, &["sync"], &remote);
     assert_eq!(s.code, Some(3));
-    assert!(s.stdout.starts_with("Synced with <remote>: 1 uploaded, 1 downloaded and 1 conflict (13 B up, 22 B down) in <secs>"), "{}", s.stdout);
-    assert!(s.stdout.contains("conflict: x.md (edit/edit); your version is in x.conflict-alice-"), "{}", s.stdout);
+    assert!(
+        s.stdout.starts_with(
+            "Synced with <remote>: 1 uploaded, 1 downloaded and 1 conflict (13 B up, 22 B down) in <secs>"
+        ),
+        "{}",
+        s.stdout
+    );
+    assert!(
+        s.stdout.contains("conflict: x.md (edit/edit); your version is in x.conflict-alice-"),
+        "{}",
+        s.stdout
+    );
     assert!(s.stderr.starts_with("1 conflict open: both versions were kept\nhint: "), "{}", s.stderr);
     for said in [&s.stdout, &s.stderr] {
         for rust in ["EditEdit", "Union", "ThreeWay", "OnlyLocal", "1 conflicts", "error:"] {

@@ -97,20 +97,23 @@ where
 {
     let full = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
     tracing::debug!(target: "bmsync::remote", "{op} {key:?}: {full}");
-    let unreachable = |detail: &str| RemoteError::Unreachable { endpoint: endpoint.to_owned(), detail: detail.to_owned() };
+    let unreachable =
+        |detail: &str| RemoteError::Unreachable { endpoint: endpoint.to_owned(), detail: detail.to_owned() };
     match e {
         SdkError::DispatchFailure(d) if d.is_timeout() => unreachable("no answer in time (timed out)"),
         SdkError::DispatchFailure(_) => dispatch_failure(&full, endpoint),
         SdkError::TimeoutError(_) => unreachable("no answer in time (timed out)"),
-        SdkError::ResponseError(_) => {
-            RemoteError::Transient { op, detail: "the answer could not be read (a broken connection?)".to_owned() }
-        }
+        SdkError::ResponseError(_) => RemoteError::Transient {
+            op,
+            detail: "the answer could not be read (a broken connection?)".to_owned(),
+        },
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();
             let code = s.err().code().unwrap_or_default();
             let said = || {
                 let msg = s.err().message().unwrap_or_default();
-                let code = if code.is_empty() { format!("HTTP {status}") } else { format!("{code}, HTTP {status}") };
+                let code =
+                    if code.is_empty() { format!("HTTP {status}") } else { format!("{code}, HTTP {status}") };
                 if msg.is_empty() { code } else { format!("{msg} ({code})") }
             };
             match (status, code) {
@@ -121,12 +124,14 @@ where
                     RemoteError::NoSuchBucket { bucket: bucket.to_owned(), endpoint: endpoint.to_owned() }
                 }
                 (404, _) | (_, "NoSuchKey" | "NotFound") => RemoteError::NotFound { key: key.to_owned() },
-                (301, _) | (_, "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException") => {
-                    let region = s
-                        .raw()
-                        .headers()
-                        .get("x-amz-bucket-region")
-                        .map(ToOwned::to_owned);
+                (301, _)
+                | (
+                    _,
+                    "PermanentRedirect"
+                    | "AuthorizationHeaderMalformed"
+                    | "IllegalLocationConstraintException",
+                ) => {
+                    let region = s.raw().headers().get("x-amz-bucket-region").map(ToOwned::to_owned);
                     RemoteError::WrongRegion { bucket: bucket.to_owned(), region }
                 }
                 (
@@ -138,10 +143,12 @@ where
                     | "NotSignedUp",
                 ) => RemoteError::Credentials { op, detail: code.to_owned() },
                 (401 | 403, _) | (_, "AccessDenied") => RemoteError::Permission { op, detail: said() },
-                (429 | 503, _) | (_, "SlowDown" | "Throttling" | "TooManyRequests") => RemoteError::Transient {
-                    op,
-                    detail: format!("the remote is throttling requests, even after retries ({})", said()),
-                },
+                (429 | 503, _) | (_, "SlowDown" | "Throttling" | "TooManyRequests") => {
+                    RemoteError::Transient {
+                        op,
+                        detail: format!("the remote is throttling requests, even after retries ({})", said()),
+                    }
+                }
                 (500..=599, _) | (_, "RequestTimeout" | "InternalError") => {
                     RemoteError::Transient { op, detail: format!("the server failed ({})", said()) }
                 }
@@ -160,7 +167,12 @@ fn dispatch_failure(full: &str, endpoint: &str) -> RemoteError {
     }
     let detail = if has(&["onnection refused"]) {
         "connection refused (is the server running, and is the port right?)"
-    } else if has(&["dns error", "failed to lookup address", "Name or service not known", "nodename nor servname"]) {
+    } else if has(&[
+        "dns error",
+        "failed to lookup address",
+        "Name or service not known",
+        "nodename nor servname",
+    ]) {
         "the host name does not resolve (DNS)"
     } else if has(&["certificate", "tls", "TLS", "InvalidContentType", "HandshakeFailure"]) {
         "the TLS handshake failed (an untrusted certificate, or http:// meant?)"
