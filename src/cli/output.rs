@@ -169,6 +169,9 @@ pub(crate) fn remote_hint(e: &bmsync::remote::RemoteError) -> Option<&'static st
         E::Transient { .. } => Some("nothing unsafe was done; try again in a moment"),
         E::NeedsRepair { .. } => Some("run `bmsync sync` or `bmsync remote show` once"),
         E::DiskFull { .. } => Some("free some space on the remote's disk, then sync again"),
+        E::ReadOnly { .. } => Some(
+            "ask for write access to the remote folder (or mount it read-write), or point this folder elsewhere with `bmsync remote set-url URL`",
+        ),
         _ => None,
     }
 }

@@ -222,6 +222,14 @@ pub enum RemoteError {
         /// What happened.
         detail: String,
     },
+    /// A `file://` remote this user may not write (permissions, a read-only drive).
+    #[error("{op}: the remote folder cannot be written from here (no write permission, or a read-only drive): {detail}")]
+    ReadOnly {
+        /// The operation.
+        op: &'static str,
+        /// What happened.
+        detail: String,
+    },
     /// The storage of a `file://` remote failed (I/O or database error).
     #[error("{op}: the remote's storage failed: {detail}")]
     Storage {
@@ -312,6 +320,7 @@ impl RemoteError {
             Self::LocalRead { .. } => "local_read",
             Self::DiskFull { .. } => "remote_disk_full",
             Self::Storage { .. } => "remote_storage",
+            Self::ReadOnly { .. } => "read_only_remote",
             Self::Transient { .. } => "temporary_failure",
             Self::Permission { .. } => "permission_denied",
             Self::UnsafeKey { .. } => "unsafe_key",

@@ -77,8 +77,17 @@ fn other(op: &'static str, e: impl std::error::Error + 'static) -> RemoteError {
     let full = io_cause(&e).is_some_and(|io| {
         matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
     });
+    let denied = io_cause(&e).is_some_and(|io| {
+        matches!(io.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
+    });
     let detail = e.to_string();
-    if full { RemoteError::DiskFull { op, detail } } else { RemoteError::Storage { op, detail } }
+    if full {
+        RemoteError::DiskFull { op, detail }
+    } else if denied {
+        RemoteError::ReadOnly { op, detail }
+    } else {
+        RemoteError::Storage { op, detail }
+    }
 }
 
 /// A storage failure about one key.
@@ -90,6 +99,7 @@ fn other_at(op: &'static str, key: &str, e: std::io::Error) -> RemoteError {
         RemoteError::Storage { op, detail } => {
             RemoteError::Storage { op, detail: format!("{key}: {detail}") }
         }
+        RemoteError::ReadOnly { op, detail } => RemoteError::ReadOnly { op, detail: format!("{key}: {detail}") },
         e => e,
     }
 }
@@ -131,9 +141,11 @@ impl FileRemote {
 
     /// Opens the remote folder at `root`, creating it (and missing parents) first.
     pub fn create(root: &Path) -> Result<Self, RemoteError> {
-        fs::create_dir_all(root).map_err(|e| RemoteError::Unreachable {
-            endpoint: format!("file://{}", root.display()),
-            detail: e.to_string(),
+        fs::create_dir_all(root).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                RemoteError::ReadOnly { op: "create the remote folder", detail: format!("{}: {e}", root.display()) }
+            }
+            _ => RemoteError::Unreachable { endpoint: format!("file://{}", root.display()), detail: e.to_string() },
         })?;
         Self::open(root)
     }

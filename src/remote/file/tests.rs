@@ -133,9 +133,14 @@ fn a_full_disk_is_reported_as_such_through_io_and_the_index() {
     assert!(matches!(other("put", commit), RemoteError::DiskFull { .. }));
     let txn = redb::TransactionError::Storage(redb::StorageError::Io(enospc()));
     assert!(matches!(other("put", txn), RemoteError::DiskFull { .. }));
+    // A folder that cannot be written is said as such (a read-only share or drive).
+    for kind in [std::io::ErrorKind::PermissionDenied, std::io::ErrorKind::ReadOnlyFilesystem] {
+        let e = other("put", redb::StorageError::Io(std::io::Error::from(kind)));
+        assert!(matches!(e, RemoteError::ReadOnly { op: "put", .. }) && !e.is_race(), "{e}");
+        assert!(e.to_string().starts_with("put: the remote folder cannot be written"), "{e}");
+    }
     // Any other failure is a storage failure: never a lost race.
-    let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-    let e = other("put", denied);
+    let e = other("put", std::io::Error::other("bad sector"));
     assert!(matches!(e, RemoteError::Storage { .. }) && !e.is_race(), "{e}");
     assert!(!other("put", enospc()).is_race());
 }
