@@ -140,28 +140,20 @@ fn summary_text(
     if s.deleted_local > 0 {
         let _ = writeln!(text, "files deleted here are in .bmsync/trash/: `bmsync trash` lists them");
     }
+    // What a push or pull left: deletions its --delete would carry, and the other
+    // direction's changes.
+    let pull = opts.direction == Direction::Pull;
     let (_, deleting) = command_words(opts.direction);
-    if s.held_deletions > 0 {
-        let (deletions, what) = match opts.direction {
-            Direction::Pull => ("remote deletion", "moves the files here to the trash too"),
-            _ => ("local deletion", "deletes them in the bucket too"),
-        };
-        let _ = writeln!(
-            text,
-            "{} not carried: `bmsync {deleting}` {what}",
-            words::count(s.held_deletions, deletions)
-        );
-    }
-    if s.held_back > 0 {
-        let (changes, other) = match opts.direction {
-            Direction::Pull => ("local change", "push"),
-            _ => ("remote change", "pull"),
-        };
-        let _ = writeln!(
-            text,
-            "{} left for `bmsync {other}` (or `bmsync sync`)",
-            words::count(s.held_back, changes)
-        );
+    let (side, other) = if pull { ("local", "push") } else { ("remote", "pull") };
+    let deletions = if pull { "remote deletion" } else { "local deletion" };
+    let carry = if pull { "moves the files here to the trash too" } else { "deletes them in the bucket too" };
+    for (n, what, then) in [
+        (s.held_deletions, deletions.to_owned(), format!("not carried: `bmsync {deleting}` {carry}")),
+        (s.held_back, format!("{side} change"), format!("left for `bmsync {other}` (or `bmsync sync`)")),
+    ] {
+        if n > 0 {
+            let _ = writeln!(text, "{} {then}", words::count(n, &what));
+        }
     }
     for p in &s.changed_after_apply {
         let _ = writeln!(text, "changed by a teammate right after this sync, left for next time: {p}");

@@ -223,7 +223,9 @@ pub enum RemoteError {
         detail: String,
     },
     /// A `file://` remote this user may not write (permissions, a read-only drive).
-    #[error("{op}: the remote folder cannot be written from here (no write permission, or a read-only drive): {detail}")]
+    #[error(
+        "{op}: the remote folder cannot be written from here (no write permission, or a read-only drive): {detail}"
+    )]
     ReadOnly {
         /// The operation.
         op: &'static str,

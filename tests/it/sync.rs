@@ -243,7 +243,8 @@ fn plan_shows_the_sync_and_writes_nothing() {
     let o = alice.run(&["--json", "plan"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(v["version"], 3);
+    assert_eq!(v["version"], 4);
+    assert_eq!(v["refused"], serde_json::Value::Null);
     let ops: Vec<(String, String)> = v["ops"]
         .as_array()
         .expect("ops")

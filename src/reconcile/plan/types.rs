@@ -10,7 +10,7 @@ use crate::reconcile::merge::Merge;
 use crate::reconcile::source::{TreeReadError, TreeSource};
 
 /// The version of the plan's JSON form (`format-spec/plan.md`).
-pub const PLAN_VERSION: u32 = 3;
+pub const PLAN_VERSION: u32 = 4;
 
 /// One object of the remote listing, as of one consistent instant.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -99,7 +99,9 @@ fn other_at(op: &'static str, key: &str, e: std::io::Error) -> RemoteError {
         RemoteError::Storage { op, detail } => {
             RemoteError::Storage { op, detail: format!("{key}: {detail}") }
         }
-        RemoteError::ReadOnly { op, detail } => RemoteError::ReadOnly { op, detail: format!("{key}: {detail}") },
+        RemoteError::ReadOnly { op, detail } => {
+            RemoteError::ReadOnly { op, detail: format!("{key}: {detail}") }
+        }
         e => e,
     }
 }
@@ -143,9 +145,15 @@ impl FileRemote {
     pub fn create(root: &Path) -> Result<Self, RemoteError> {
         fs::create_dir_all(root).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                RemoteError::ReadOnly { op: "create the remote folder", detail: format!("{}: {e}", root.display()) }
+                RemoteError::ReadOnly {
+                    op: "create the remote folder",
+                    detail: format!("{}: {e}", root.display()),
+                }
             }
-            _ => RemoteError::Unreachable { endpoint: format!("file://{}", root.display()), detail: e.to_string() },
+            _ => RemoteError::Unreachable {
+                endpoint: format!("file://{}", root.display()),
+                detail: e.to_string(),
+            },
         })?;
         Self::open(root)
     }
