@@ -202,8 +202,8 @@ fn commands_work_from_a_subfolder_with_paths_relative_to_it() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
 }
 
-/// A server on 127.0.0.1 that answers every request with 403 `AccessDenied`.
-fn forbidding_server() -> String {
+/// A server on 127.0.0.1 that answers every request with `status` and an S3 error `code`.
+fn refusing_server(status: &'static str, code: &'static str) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -231,9 +231,11 @@ fn forbidding_server() -> String {
                     }
                     let mut body = vec![0; len];
                     let _ = r.read_exact(&mut body);
-                    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
+                    let xml = format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>Refused</Message></Error>"
+                    );
                     let answer = format!(
-                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
                         xml.len()
                     );
                     if s.write_all(answer.as_bytes()).is_err() {
@@ -255,15 +257,17 @@ fn each_remote_failure_is_one_line_with_a_hint_and_a_json_kind() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}", l.local_addr().expect("addr"))
     };
-    let forbidden = forbidding_server();
-    let cases: [(&str, &str, &str, &str); 3] = [
+    let forbidden = refusing_server("403 Forbidden", "AccessDenied");
+    let throttled = refusing_server("503 Slow Down", "SlowDown");
+    let cases: [(&str, &str, &str, &str); 4] = [
         ("s3://team/vault", &closed, "unreachable", "connection refused"),
         (
             "s3://team/vault",
             &forbidden,
             "permission_denied",
-            "permission denied: Access Denied (AccessDenied, HTTP 403)",
+            "permission denied: Refused (AccessDenied, HTTP 403)",
         ),
+        ("s3://team/vault", &throttled, "temporary_failure", "throttling requests, even after retries"),
         ("s3://missing/vault", &ep, "no_such_bucket", "bucket \"missing\" does not exist"),
     ];
     for (url, endpoint, kind, words) in cases {
@@ -300,6 +304,13 @@ fn each_remote_failure_is_one_line_with_a_hint_and_a_json_kind() {
         // The whole chain is in the log, for whoever asks.
         let o = bm(dir.path(), dir.path(), None, &[&["-vv"], &args[..]].concat());
         assert!(text(&o.stderr).lines().count() > 2, "{kind}: -vv logs more: {}", text(&o.stderr));
+        if kind == "temporary_failure" {
+            assert!(
+                text(&o.stderr).contains("retrying HEAD") && text(&o.stderr).contains("(attempt 2)"),
+                "each retry is logged: {}",
+                text(&o.stderr)
+            );
+        }
     }
     // No credentials at all.
     let dir = tempfile::tempdir().expect("tmp");

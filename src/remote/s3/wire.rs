@@ -8,8 +8,10 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
@@ -18,7 +20,7 @@ use crate::id::ObjectId;
 use crate::object::EntryKind;
 
 /// Adds `X-Tigris-Consistent: true` to every request, so reads and conditional writes
-/// go to the leader. Other S3 services ignore it.
+/// go to the leader (other S3 services ignore it), and logs each retry the SDK makes.
 #[derive(Debug)]
 pub(super) struct Consistent;
 
@@ -34,6 +36,22 @@ impl Intercept for Consistent {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         context.request_mut().headers_mut().insert("X-Tigris-Consistent", "true");
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, RequestAttempts::attempts);
+        if attempt > 1 {
+            // The path only: a query string could hold a signature.
+            let r = context.request();
+            let path = r.uri().split('?').next().unwrap_or_default();
+            tracing::info!(target: "bmsync::remote", "retrying {} {path} (attempt {attempt})", r.method());
+        }
         Ok(())
     }
 }
