@@ -259,7 +259,14 @@ fn each_remote_failure_is_one_line_with_a_hint_and_a_json_kind() {
     };
     let forbidden = refusing_server("403 Forbidden", "AccessDenied");
     let throttled = refusing_server("503 Slow Down", "SlowDown");
-    let cases: [(&str, &str, &str, &str); 4] = [
+    let elsewhere = refusing_server("301 Moved Permanently", "PermanentRedirect");
+    let cases: [(&str, &str, &str, &str); 5] = [
+        (
+            "s3://team/vault",
+            &elsewhere,
+            "wrong_region",
+            "bucket \"team\" is in another region: set AWS_REGION",
+        ),
         ("s3://team/vault", &closed, "unreachable", "connection refused"),
         (
             "s3://team/vault",

@@ -223,3 +223,40 @@ pub(super) fn object_meta(content: ObjectId, kind: EntryKind) -> std::collection
 pub(super) fn kind_from(meta: Option<&std::collections::HashMap<String, String>>) -> EntryKind {
     kind_from_meta(meta.and_then(|m| m.get(META_KIND)).map(String::as_str))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_connection_is_said_in_words() {
+        let cases = [
+            (
+                "dispatch failure: io error: client error (Connect): tcp connect error: Connection refused (os error 111)",
+                "connection refused",
+            ),
+            (
+                "dispatch failure: io error: dns error: failed to lookup address information: Name or service not known",
+                "does not resolve",
+            ),
+            ("dispatch failure: io error: invalid peer certificate: UnknownIssuer", "TLS handshake failed"),
+            ("dispatch failure: timeout: operation timed out", "no answer in time"),
+            ("dispatch failure: io error: Connection reset by peer (os error 104)", "dropped"),
+            ("dispatch failure: other: something new", "the connection failed"),
+        ];
+        for (chain, words) in cases {
+            let e = dispatch_failure(chain, "https://t3.storage.dev");
+            assert!(matches!(e, RemoteError::Unreachable { .. }), "{chain}: {e:?}");
+            let said = e.to_string();
+            assert!(
+                said.starts_with("cannot reach https://t3.storage.dev: ") && said.contains(words),
+                "{chain}: {said}"
+            );
+        }
+        let e = dispatch_failure(
+            "dispatch failure: other: an error occurred while loading credentials: no credentials in the chain",
+            "AWS S3",
+        );
+        assert!(matches!(e, RemoteError::NoCredentials { .. }), "{e:?}");
+    }
+}
