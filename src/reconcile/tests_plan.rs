@@ -781,7 +781,7 @@ fn json_schema() {
     let value = serde_json::to_value(fixture.ok()).expect("serialises");
     let lf = |c: &str| serde_json::json!({ "kind": "file", "id": id(c).to_hex(), "size": c.len() });
     let expected = serde_json::json!({
-        "version": 3,
+        "version": 4,
         "mode": "three_way",
         "ops": [
             {

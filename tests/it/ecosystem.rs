@@ -371,6 +371,11 @@ fn the_secret_never_reaches_logs_or_state() {
     ] {
         let o = bm(dir.path(), dir.path(), None, args);
         assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        if args.contains(&"--json") {
+            // The log never reaches stdout: it is the command's JSON, and only that.
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON unchanged by -vv");
+            assert!(v["requests"]["list"].as_u64() >= Some(1), "{v}");
+        }
         said.extend(o.stdout);
         said.extend(o.stderr);
     }
