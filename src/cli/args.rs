@@ -531,3 +531,20 @@ pub(crate) enum Command {
         write: bool,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_in_one_help_group() {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let grouped: Vec<&str> = GROUPS.iter().flat_map(|(_, names)| names.iter().copied()).collect();
+        for c in cmd.get_subcommands() {
+            let n = grouped.iter().filter(|g| **g == c.get_name()).count();
+            assert_eq!(n, 1, "{} is in {n} help groups", c.get_name());
+        }
+        assert_eq!(grouped.len(), cmd.get_subcommands().count(), "a group names a command that is gone");
+        command().debug_assert();
+    }
+}
