@@ -104,6 +104,13 @@ impl Store {
     /// that goes with them, read in one transaction so the two always match. The
     /// worktree module owns the value formats.
     pub fn worktree_state(&self, stamp: &str) -> Result<(WorktreeRecords, Option<Vec<u8>>)> {
+        let (records, mut meta) = self.worktree_state_with(&[stamp])?;
+        Ok((records, meta.pop().flatten()))
+    }
+
+    /// Like [`worktree_state`](Self::worktree_state), with any number of meta records,
+    /// all read in the one transaction that reads the records.
+    pub fn worktree_state_with(&self, keys: &[&str]) -> Result<(WorktreeRecords, Vec<Option<Vec<u8>>>)> {
         contain(&self.path, || {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(WORKTREE)?;
@@ -114,8 +121,10 @@ impl Store {
                     Ok((k.value().to_owned(), v.value().to_vec()))
                 })
                 .collect::<Result<_>>()?;
-            let stamp = txn.open_table(META)?.get(stamp)?.map(|v| v.value().to_vec());
-            Ok((records, stamp))
+            let meta = txn.open_table(META)?;
+            let values =
+                keys.iter().map(|k| Ok(meta.get(*k)?.map(|v| v.value().to_vec()))).collect::<Result<_>>()?;
+            Ok((records, values))
         })
     }
 

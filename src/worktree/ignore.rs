@@ -57,6 +57,7 @@ pub struct IgnoreError {
 pub struct IgnoreRules {
     builtin: Gitignore,
     user: Gitignore,
+    digest: [u8; 32],
 }
 
 /// The user's global ignore files: `~/.basic-memory/.bmignore` and, when
@@ -87,12 +88,20 @@ impl IgnoreRules {
         let mut u = GitignoreBuilder::new(root);
         let mut files: Vec<PathBuf> = global_files.to_vec();
         files.push(root.join(BMIGNORE));
+        // Every rule in force, and where it came from: what a stat-cache listing was
+        // filtered by (see `digest`).
+        let mut h = blake3::Hasher::new();
+        for rule in BUILTIN_RULES {
+            h.update(rule.as_bytes()).update(b"\n");
+        }
         for f in &files {
+            h.update(b"\0").update(f.as_os_str().as_encoded_bytes()).update(b"\0");
             let text = match std::fs::read_to_string(f) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(IgnoreError { path: f.clone(), message: e.to_string() }),
             };
+            h.update(&(text.len() as u64).to_le_bytes()).update(text.as_bytes());
             for line in text.lines() {
                 u.add_line(Some(f.clone()), line)
                     .map_err(|e| IgnoreError { path: f.clone(), message: e.to_string() })?;
@@ -100,7 +109,13 @@ impl IgnoreRules {
         }
         let user =
             u.build().map_err(|e| IgnoreError { path: root.join(BMIGNORE), message: e.to_string() })?;
-        Ok(Self { builtin, user })
+        Ok(Self { builtin, user, digest: *h.finalize().as_bytes() })
+    }
+
+    /// A hash of every rule and the file it came from: equal digests, equal rules. The
+    /// scanner trusts a cached folder listing only under the rules it was filtered by.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
     }
 
     /// Whether `rel` (relative, `/`-separated) is ignored by a rule naming it directly.

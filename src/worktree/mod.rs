@@ -7,7 +7,7 @@ mod snapshot;
 pub(crate) mod stat_cache;
 
 pub use ignore::{BMIGNORE, BUILTIN_RULES, IgnoreError, IgnoreMatch, IgnoreRules, global_ignore_files};
-pub use scan::{META_WORKTREE_STAMP, scan};
+pub use scan::{META_WORKTREE_RULES, META_WORKTREE_STAMP, scan};
 pub use snapshot::{
     Collision, CollisionKind, ScanError, ScanOptions, ScanReport, ScanStats, Skipped, Snapshot, find_on_disk,
 };

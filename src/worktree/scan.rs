@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use unicode_normalization::UnicodeNormalization;
 
 use super::ignore::IgnoreRules;
-use super::stat_cache::{Child, DirRecord, Stat};
+use super::stat_cache::{Child, ChildRef, DirRecord, DirStat, RecordView, Stat};
 use super::{Collision, CollisionKind, ScanError, ScanOptions, ScanReport, ScanStats, Skipped, Snapshot};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
 use crate::layout::{STAMP_FILE, STATE_DIR};
@@ -25,6 +25,9 @@ use crate::store::{self, CHUNK_SIZE, Prepared, Store, StoreError};
 /// Meta key: the filesystem time at which the scan that wrote the stat cache started
 /// (i64 LE nanoseconds). Files modified at or after it are re-hashed ("racy" entries).
 pub const META_WORKTREE_STAMP: &str = "worktree-stamp";
+/// Meta key: the digest of the ignore rules (`IgnoreRules::digest`) the stat cache's
+/// folder listings were filtered by. Under other rules no cached listing is trusted.
+pub const META_WORKTREE_RULES: &str = "worktree-rules";
 /// How often a file that changes while it is read is retried before giving up.
 const READ_ATTEMPTS: usize = 3;
 
@@ -48,6 +51,9 @@ struct Scanner<'a> {
     records: &'a HashMap<String, Vec<u8>>,
     /// Entries with an mtime before this are trusted on a stat match.
     trusted_before: Option<i64>,
+    /// Whether a cached listing may stand in for `readdir`: the ignore rules are the ones
+    /// the cached listings were filtered by.
+    trust_listings: bool,
     store_blobs: bool,
     dry_run: bool,
     unstored: Mutex<HashMap<ObjectId, Vec<u8>>>,
@@ -58,9 +64,18 @@ struct Scanner<'a> {
     racy: AtomicBool,
     files: AtomicU64,
     dirs: AtomicU64,
+    listed: AtomicU64,
     hashed: AtomicU64,
     hashed_bytes: AtomicU64,
     reused_trees: AtomicU64,
+}
+
+/// What the stat cache's listing of a folder gave.
+enum Unlisted {
+    /// Trusted: the folder's tree (or `None`, not kept), as `scan_dir` returns it.
+    Done(Option<(ObjectId, u64)>),
+    /// Not trusted: list the folder.
+    List,
 }
 
 /// One entry of a folder as listed, before it is classified.
@@ -86,6 +101,37 @@ fn stat_of(m: &Metadata) -> Stat {
     }
 }
 
+/// Stat data from a raw `stat` (field types differ between targets, hence the
+/// conversions that are no-ops on some).
+#[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+fn stat_of_raw(st: &rustix::fs::Stat) -> Stat {
+    let ns = |secs, nsec| time_ns(i64::from(secs), i64::try_from(nsec).unwrap_or(0));
+    Stat {
+        size: u64::try_from(st.st_size).unwrap_or(u64::MAX),
+        mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+        ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+        ino: u64::from(st.st_ino),
+        mode: u32::from(st.st_mode),
+    }
+}
+
+fn dir_stat_of(s: &Stat) -> DirStat {
+    DirStat { mtime_ns: s.mtime_ns, ctime_ns: s.ctime_ns, ino: s.ino }
+}
+
+/// Opens a folder for reading its entries' stat data relative to it (one name to look
+/// up per file, not a path). Below the root, a symlink is never followed.
+fn open_dir(abs: &Path, follow: bool) -> Result<(rustix::fd::OwnedFd, DirStat)> {
+    use rustix::fs::OFlags;
+    let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let fd = rustix::fs::open(abs, flags, rustix::fs::Mode::empty()).map_err(|e| io_err(abs)(e.into()))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| io_err(abs)(e.into()))?;
+    Ok((fd, dir_stat_of(&stat_of_raw(&st))))
+}
+
 fn kind_of(m: &Metadata) -> Option<EntryKind> {
     let ft = m.file_type();
     if ft.is_symlink() {
@@ -103,11 +149,8 @@ fn kind_of(m: &Metadata) -> Option<EntryKind> {
 /// `store_blobs`, every blob) and updating the stat cache, all in one transaction.
 pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> {
     let rules = IgnoreRules::load(root, &opts.global_ignore_files)?;
-    let (records, stamp_prev) = store.worktree_state(META_WORKTREE_STAMP)?;
-    let trusted_before = stamp_prev
-        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-        .map(i64::from_le_bytes)
-        .filter(|_| !records.is_empty());
+    let digest = rules.digest();
+    let (records, trusted_before, rules_changed) = cache_state(store, &digest)?;
     // A dry run commits nothing, so it needs no stamp, and leaves the stamp file alone.
     let stamp = if opts.dry_run { None } else { Some(take_stamp(root)?) };
     let (tx, rx) = sync_channel::<Msg>(256);
@@ -116,6 +159,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         rules,
         records: &records,
         trusted_before,
+        trust_listings: !rules_changed,
         store_blobs: opts.store_blobs && !opts.dry_run,
         dry_run: opts.dry_run,
         unstored: Mutex::default(),
@@ -126,6 +170,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         racy: AtomicBool::new(false),
         files: AtomicU64::new(0),
         dirs: AtomicU64::new(0),
+        listed: AtomicU64::new(0),
         hashed: AtomicU64::new(0),
         hashed_bytes: AtomicU64::new(0),
         reused_trees: AtomicU64::new(0),
@@ -140,6 +185,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
                 racy,
                 files,
                 dirs,
+                listed,
                 hashed,
                 hashed_bytes,
                 reused_trees,
@@ -150,6 +196,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             let stats = ScanStats {
                 files: files.into_inner(),
                 dirs: dirs.into_inner(),
+                listed_dirs: listed.into_inner(),
                 hashed: hashed.into_inner(),
                 hashed_bytes: hashed_bytes.into_inner(),
                 reused_trees: reused_trees.into_inner(),
@@ -187,7 +234,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         if opts.dry_run {
             return Ok(Snapshot { root: root_id, size, report, stats, unstored_trees, disk_names });
         }
-        if batch.is_some() || racy || !stale.is_empty() {
+        if batch.is_some() || racy || !stale.is_empty() || rules_changed {
             let b = match batch.take() {
                 Some(b) => b,
                 None => store.batch()?,
@@ -197,10 +244,26 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             }
             let stamp = stamp.expect("a scan that is not a dry run takes its stamp");
             b.set_meta(META_WORKTREE_STAMP, &stamp.to_le_bytes())?;
+            // Every listing this scan left in the cache was filtered (or, trusted, was
+            // already filtered) by these rules.
+            b.set_meta(META_WORKTREE_RULES, &digest)?;
             b.commit()?;
         }
         Ok(Snapshot { root: root_id, size, report, stats, unstored_trees, disk_names })
     })
+}
+
+/// What the last scan that wrote the stat cache left: its records, the trust bound (its
+/// stamp), and whether the ignore rules differ from the ones its listings followed.
+fn cache_state(store: &Store, digest: &[u8; 32]) -> Result<(store::WorktreeRecords, Option<i64>, bool)> {
+    let (records, meta) = store.worktree_state_with(&[META_WORKTREE_STAMP, META_WORKTREE_RULES])?;
+    let [stamp_prev, rules_prev]: [Option<Vec<u8>>; 2] = meta.try_into().expect("two keys asked, two values");
+    let trusted_before = stamp_prev
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map(i64::from_le_bytes)
+        .filter(|_| !records.is_empty());
+    let rules_changed = rules_prev.as_deref() != Some(digest.as_slice());
+    Ok((records, trusted_before, rules_changed))
 }
 
 fn write_loop<'s>(
@@ -296,10 +359,22 @@ impl Scanner<'_> {
     /// Scans one folder; `None` if nothing in it is synced (empty folders are not kept).
     fn scan_dir(&self, rel: &str, abs: &Path) -> Result<Option<(ObjectId, u64)>> {
         self.dirs.fetch_add(1, Ordering::Relaxed);
-        let kids = self.list_dir(rel, abs)?;
-        let old = self.records.get(rel).and_then(|b| DirRecord::decode(b));
-        let old_children: HashMap<&str, &Child> =
-            old.iter().flat_map(|o| o.children.iter()).map(|c| (c.entry.name.as_str(), c)).collect();
+        self.visited.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(rel.to_owned());
+        let old_bytes = self.records.get(rel).map(Vec::as_slice);
+        let old = old_bytes.and_then(RecordView::parse);
+        // The folder's stat comes before its listing: a change during the listing then
+        // leaves the recorded stat older than the folder, and the next scan lists again.
+        let (fd, now) = open_dir(abs, rel.is_empty())?;
+        if let Some(o) = &old
+            && let Unlisted::Done(done) = self.scan_unlisted(rel, abs, &fd, now, o)?
+        {
+            return Ok(done);
+        }
+        drop(fd);
+        self.listed.fetch_add(1, Ordering::Relaxed);
+        let (kids, clean) = self.list_dir(rel, abs)?;
+        let old_children: HashMap<&str, ChildRef<'_>> =
+            old.iter().flat_map(RecordView::children).map(|c| (c.name, c)).collect();
         let scan = |k: &DirItem| self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied());
         // Folders fan out across threads; files were stat'ed with the listing, so most of
         // them cost a lookup and are cheaper to do in line than to schedule.
@@ -312,9 +387,104 @@ impl Scanner<'_> {
         for r in sub {
             children.extend(r?);
         }
-        self.visited.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(rel.to_owned());
+        // The listing can stand in for `readdir` next time only if it is all there is:
+        // nothing reported, renamed or left out (an empty folder, a link not followed),
+        // since those are found again only by listing.
+        let complete = clean
+            && children.len() == kids.len()
+            && children.iter().all(|c| c.entry.kind != EntryKind::Symlink);
+        self.finish_dir(rel, old.as_ref(), old_bytes, children, complete.then_some(now))
+    }
+
+    /// The stat cache's listing of a folder in place of `readdir`, when the folder is as
+    /// the cache saw it (same mtime, ctime and inode: nothing was added, removed or
+    /// renamed in it) and that was before the last scan began (git's racy-timestamp rule,
+    /// applied to the folder). Each file is still stat'ed by name, relative to the open
+    /// folder. `None` when the cache cannot be trusted here, or a file in it changed: the
+    /// caller then lists the folder.
+    fn scan_unlisted(
+        &self,
+        rel: &str,
+        abs: &Path,
+        fd: &rustix::fd::OwnedFd,
+        now: DirStat,
+        old: &RecordView<'_>,
+    ) -> Result<Unlisted> {
+        if !self.trust_listings || old.listing != Some(now) {
+            return Ok(Unlisted::List);
+        }
+        if self.trusted_before.is_none_or(|t| now.mtime_ns >= t) {
+            // Changed too close to the last scan to trust; listed now, and the stamp
+            // moves on, so that the next scan can trust it.
+            self.racy.store(true, Ordering::Relaxed);
+            return Ok(Unlisted::List);
+        }
+        let mut subdirs = Vec::new();
+        let mut files = 0;
+        for c in old.children() {
+            if c.kind.is_tree() {
+                subdirs.push(c);
+                continue;
+            }
+            if c.kind == EntryKind::Symlink || (self.store_blobs && !c.stored) {
+                return Ok(Unlisted::List);
+            }
+            let Ok(st) = rustix::fs::statat(fd, c.name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else {
+                return Ok(Unlisted::List);
+            };
+            let stat = stat_of_raw(&st);
+            // Equal stat data includes the mode, so the kind is the same too.
+            if stat != c.stat || self.trusted_before.is_none_or(|t| stat.mtime_ns >= t) {
+                return Ok(Unlisted::List);
+            }
+            files += 1;
+        }
+        self.files.fetch_add(files, Ordering::Relaxed);
+        let subs: Vec<Result<Option<(ObjectId, u64)>>> =
+            subdirs.par_iter().map(|c| self.scan_dir(&join_path(rel, c.name), &abs.join(c.name))).collect();
+        let mut results = Vec::with_capacity(subs.len());
+        let mut same = true;
+        for (c, r) in subdirs.iter().zip(subs) {
+            let r = r?;
+            same &= r == Some((c.id, c.size));
+            results.push(r);
+        }
+        if same {
+            self.reused_trees.fetch_add(1, Ordering::Relaxed);
+            let size = old.children().map(|c| c.size).fold(0, u64::saturating_add);
+            return Ok(Unlisted::Done(Some((old.tree, size))));
+        }
+        // A folder below changed: this folder's listing still holds, its tree does not.
+        let mut results = results.into_iter();
+        let mut complete = true;
+        let mut children = Vec::with_capacity(old.count());
+        for c in old.children() {
+            if !c.kind.is_tree() {
+                children.push(c.to_child());
+            } else if let Some((id, size)) = results.next().expect("one result per subfolder") {
+                let entry = TreeEntry { name: c.name.to_owned(), kind: c.kind, id, size };
+                children.push(Child { entry, stat: Stat::default(), stored: true });
+            } else {
+                // Now empty: it leaves the tree, and the listing no longer says it all.
+                complete = false;
+            }
+        }
+        let old_bytes = self.records.get(rel).map(Vec::as_slice);
+        self.finish_dir(rel, Some(old), old_bytes, children, complete.then_some(now)).map(Unlisted::Done)
+    }
+
+    /// Builds a folder's tree from its children (reusing the cached tree when the
+    /// entries are the same) and queues its record if that changed.
+    fn finish_dir(
+        &self,
+        rel: &str,
+        old: Option<&RecordView<'_>>,
+        old_bytes: Option<&[u8]>,
+        mut children: Vec<Child>,
+        listing: Option<DirStat>,
+    ) -> Result<Option<(ObjectId, u64)>> {
         if children.is_empty() {
-            if old.is_some() {
+            if old_bytes.is_some() {
                 self.send(Msg::Record(rel.to_owned(), None))?;
             }
             return Ok(None);
@@ -323,11 +493,16 @@ impl Scanner<'_> {
             entry_order(&a.entry.name, a.entry.kind.is_tree(), &b.entry.name, b.entry.kind.is_tree())
         });
         let size = children.iter().map(|c| c.entry.size).fold(0, u64::saturating_add);
-        let same_entries = old.as_ref().is_some_and(|o| {
-            o.children.len() == children.len()
-                && o.children.iter().zip(&children).all(|(a, b)| a.entry == b.entry)
+        let same_entries = old.is_some_and(|o| {
+            o.count() == children.len()
+                && o.children().zip(&children).all(|(a, b)| {
+                    a.name == b.entry.name
+                        && a.kind == b.entry.kind
+                        && a.id == b.entry.id
+                        && a.size == b.entry.size
+                })
         });
-        let tree = match &old {
+        let tree = match old {
             Some(o) if same_entries => {
                 self.reused_trees.fetch_add(1, Ordering::Relaxed);
                 o.tree
@@ -337,27 +512,31 @@ impl Scanner<'_> {
                 self.put_object(ObjectKind::Tree, t.encode())?
             }
         };
-        let record = DirRecord { tree, children };
-        if old.as_ref() != Some(&record) {
-            self.send(Msg::Record(rel.to_owned(), Some(record.encode())))?;
+        let bytes = DirRecord { tree, listing, children }.encode();
+        if old_bytes != Some(bytes.as_slice()) {
+            self.send(Msg::Record(rel.to_owned(), Some(bytes)))?;
         }
         Ok(Some((tree, size)))
     }
 
     /// Lists a folder: UTF-8, valid, NFC-normalised, not ignored; collisions reported.
-    fn list_dir(&self, rel: &str, abs: &Path) -> Result<Vec<DirItem>> {
+    /// Also says whether the listing is clean: nothing reported, every name as on disk.
+    fn list_dir(&self, rel: &str, abs: &Path) -> Result<(Vec<DirItem>, bool)> {
         let mut kids: Vec<DirItem> = Vec::new();
+        let mut clean = true;
         for ent in fs::read_dir(abs).map_err(io_err(abs))? {
             let ent = ent.map_err(io_err(abs))?;
             let os_name = ent.file_name();
             let Some(raw) = os_name.to_str() else {
                 self.skip(join_path(rel, &os_name.to_string_lossy()), "name is not valid UTF-8");
+                clean = false;
                 continue;
             };
             let name: String = if raw.is_ascii() { raw.to_owned() } else { raw.nfc().collect() };
             let child_rel = join_path(rel, &name);
             if let Err(e) = check_name(&name) {
                 self.skip(child_rel, &format!("name cannot be synced: {e}"));
+                clean = false;
                 continue;
             }
             let ft = ent.file_type().map_err(io_err(&ent.path()))?;
@@ -366,14 +545,16 @@ impl Scanner<'_> {
             }
             if !(ft.is_file() || ft.is_dir() || ft.is_symlink()) {
                 self.skip(child_rel, "special file (socket, fifo or device)");
+                clean = false;
                 continue;
             }
             let meta = if ft.is_dir() { None } else { Some(ent.metadata().map_err(io_err(&ent.path()))?) };
             kids.push(DirItem { name, os_name, meta });
         }
         kids.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.os_name.cmp(&b.os_name)));
-        self.find_collisions(rel, &mut kids);
+        clean &= !self.find_collisions(rel, &mut kids);
         for k in kids.iter().filter(|k| k.os_name.to_str() != Some(k.name.as_str())) {
+            clean = false;
             let on_disk = abs.join(&k.os_name);
             if let Some(d) = on_disk.strip_prefix(self.root).ok().and_then(Path::to_str) {
                 self.disk_names
@@ -382,7 +563,7 @@ impl Scanner<'_> {
                     .insert(join_path(rel, &k.name), d.to_owned());
             }
         }
-        Ok(kids)
+        Ok((kids, clean))
     }
 
     /// Several on-disk names that normalise to one NFC name: keep the one already in
@@ -390,7 +571,7 @@ impl Scanner<'_> {
     /// never uploaded, and nothing the sync writes ever lands on them. (Names that differ
     /// only by case are distinct names here; on a folder that ignores case they cannot
     /// both exist, and the sync refuses to write the second.)
-    fn find_collisions(&self, rel: &str, kids: &mut Vec<DirItem>) {
+    fn find_collisions(&self, rel: &str, kids: &mut Vec<DirItem>) -> bool {
         let mut found = Vec::new();
         let mut i = 0;
         while i < kids.len() {
@@ -411,12 +592,20 @@ impl Scanner<'_> {
                 i = j;
             }
         }
-        if !found.is_empty() {
-            self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).collisions.extend(found);
+        if found.is_empty() {
+            return false;
         }
+        self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).collisions.extend(found);
+        true
     }
 
-    fn scan_child(&self, rel: &str, abs: &Path, kid: &DirItem, old: Option<&Child>) -> Result<Option<Child>> {
+    fn scan_child(
+        &self,
+        rel: &str,
+        abs: &Path,
+        kid: &DirItem,
+        old: Option<ChildRef<'_>>,
+    ) -> Result<Option<Child>> {
         let path = abs.join(&kid.os_name);
         let child_rel = join_path(rel, &kid.name);
         let meta = match &kid.meta {
@@ -445,12 +634,12 @@ impl Scanner<'_> {
             }
         }
         self.files.fetch_add(1, Ordering::Relaxed);
-        let cached = old.filter(|o| o.entry.kind == kind && o.stat == stat);
+        let cached = old.filter(|o| o.kind == kind && o.stat == stat);
         if let Some(o) = cached {
             if self.trusted_before.is_some_and(|t| stat.mtime_ns < t) {
-                let mut c = o.clone();
+                let mut c = o.to_child();
                 if self.store_blobs && !o.stored {
-                    self.store_known(&path, kind, o.entry.id)?;
+                    self.store_known(&path, kind, o.id)?;
                     c.stored = true;
                 }
                 return Ok(Some(c));
@@ -550,7 +739,11 @@ mod tests {
             let entry = TreeEntry { name: "n.md".into(), kind: EntryKind::File, id: stale, size: stat.size };
             let tree = Tree::new(vec![entry.clone()]).expect("tree");
             repo.store().put_tree(&tree).expect("put");
-            let rec = DirRecord { tree: tree.id(), children: vec![Child { entry, stat, stored: false }] };
+            let rec = DirRecord {
+                tree: tree.id(),
+                listing: None,
+                children: vec![Child { entry, stat, stored: false }],
+            };
             let b = repo.store().batch().expect("batch");
             b.set_worktree_record("", Some(&rec.encode())).expect("record");
             b.set_meta(META_WORKTREE_STAMP, &stamp.to_le_bytes()).expect("stamp");
@@ -567,5 +760,79 @@ mod tests {
         plant(stat.mtime_ns + 1);
         let s = scan(d.path(), repo.store(), &opts).expect("scan");
         assert_eq!((id_of(&s), s.stats.hashed), (stale, 0));
+    }
+
+    /// The racy rule for a folder's listing, cell by cell: plant a record whose listing
+    /// matches the folder's stat exactly but lacks a file that is there (what an addition
+    /// within one timestamp tick of the listing leaves behind), and whose one file has a
+    /// stale id; then scan with the cache's stamp at the folder's mtime, at the file's,
+    /// and after both.
+    #[test]
+    fn racy_folders_are_listed_and_racy_files_in_trusted_folders_rehashed() {
+        use std::time::{Duration, SystemTime};
+        let d = tempfile::tempdir().expect("tmp");
+        let repo = Repo::init(d.path(), &InitOptions::default()).expect("init");
+        let sub = d.path().join("sub");
+        fs::create_dir(&sub).expect("mkdir");
+        fs::write(sub.join("n.md"), b"new content").expect("write");
+        fs::write(sub.join("added.md"), b"added").expect("write");
+        let set = |p: &Path, ago: u64| {
+            let t = SystemTime::now() - Duration::from_secs(ago);
+            File::open(p).expect("open").set_modified(t).expect("set mtime");
+        };
+        set(&sub.join("n.md"), 200);
+        set(&sub, 100);
+        let (_, folder) = open_dir(&sub, false).expect("open");
+        let stale = ObjectId::for_blob(b"old content");
+        let plant = |stamp: i64| {
+            let file = stat_of(&fs::symlink_metadata(sub.join("n.md")).expect("stat"));
+            let entry = TreeEntry { name: "n.md".into(), kind: EntryKind::File, id: stale, size: file.size };
+            let tree = Tree::new(vec![entry.clone()]).expect("tree");
+            repo.store().put_tree(&tree).expect("put");
+            let rec = DirRecord {
+                tree: tree.id(),
+                listing: Some(folder),
+                children: vec![Child { entry, stat: file, stored: false }],
+            };
+            let b = repo.store().batch().expect("batch");
+            b.set_worktree_record("", None).expect("no root record");
+            b.set_worktree_record("sub", Some(&rec.encode())).expect("record");
+            b.set_meta(META_WORKTREE_STAMP, &stamp.to_le_bytes()).expect("stamp");
+            b.set_meta(META_WORKTREE_RULES, &IgnoreRules::load(d.path(), &[]).expect("rules").digest())
+                .expect("rules");
+            b.commit().expect("commit");
+            file
+        };
+        let opts = ScanOptions { store_blobs: false, global_ignore_files: vec![], dry_run: false };
+        let sub_of = |s: &Snapshot| {
+            let root = repo.store().get_tree(&s.root).expect("root");
+            let sub = repo.store().get_tree(&root.entries()[0].id).expect("sub");
+            sub.entries().iter().map(|e| (e.name.clone(), e.id)).collect::<Vec<_>>()
+        };
+        let fresh = vec![
+            ("added.md".to_owned(), ObjectId::for_blob(b"added")),
+            ("n.md".to_owned(), ObjectId::for_blob(b"new content")),
+        ];
+        // The file is old; the folder was listed in the tick the cache was written:
+        // listed again, and the added file seen (the old file is trusted: its own stat
+        // is older than the cache).
+        plant(folder.mtime_ns);
+        let s = scan(d.path(), repo.store(), &opts).expect("scan");
+        let listed = vec![("added.md".to_owned(), ObjectId::for_blob(b"added")), ("n.md".to_owned(), stale)];
+        assert_eq!((sub_of(&s), s.stats.listed_dirs), (listed, 2));
+        // Both strictly older than the cache: trusted without listing or reading (which
+        // is why the rules tested here are what keep a same-tick change from being missed).
+        plant(folder.mtime_ns + 1);
+        let s = scan(d.path(), repo.store(), &opts).expect("scan");
+        let trusted = vec![("n.md".to_owned(), stale)];
+        assert_eq!((sub_of(&s), s.stats.listed_dirs, s.stats.hashed), (trusted, 1, 0));
+        // The folder is trusted, but its file was written in the cache's tick: the file
+        // is read again (and its folder listed with it).
+        set(&sub.join("n.md"), 50);
+        let file = plant(0);
+        plant(file.mtime_ns);
+        let s = scan(d.path(), repo.store(), &opts).expect("scan");
+        assert_eq!((sub_of(&s), s.stats.listed_dirs), (fresh, 2));
+        assert!(s.stats.hashed >= 1);
     }
 }
