@@ -26,6 +26,7 @@ pub(crate) use batch::{Prepared, prepare};
 pub use error::StoreError;
 pub use fsck::{Finding, FindingKind, FsckReport};
 use rows::{CountingWriter, corrupt, parse_header, read_object};
+pub use tables::WorktreeReader;
 
 /// The store format this build writes and reads.
 pub const STORE_FORMAT_VERSION: u32 = 1;

@@ -1,7 +1,7 @@
 //! The store's keyed tables besides objects: prefixes, refs, worktree records, the
 //! journal and metadata.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::rows::parse_header;
 use super::{
@@ -104,13 +104,6 @@ impl Store {
     /// that goes with them, read in one transaction so the two always match. The
     /// worktree module owns the value formats.
     pub fn worktree_state(&self, stamp: &str) -> Result<(WorktreeRecords, Option<Vec<u8>>)> {
-        let (records, mut meta) = self.worktree_state_with(&[stamp])?;
-        Ok((records, meta.pop().flatten()))
-    }
-
-    /// Like [`worktree_state`](Self::worktree_state), with any number of meta records,
-    /// all read in the one transaction that reads the records.
-    pub fn worktree_state_with(&self, keys: &[&str]) -> Result<(WorktreeRecords, Vec<Option<Vec<u8>>>)> {
         contain(&self.path, || {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(WORKTREE)?;
@@ -121,10 +114,22 @@ impl Store {
                     Ok((k.value().to_owned(), v.value().to_vec()))
                 })
                 .collect::<Result<_>>()?;
+            let stamp = txn.open_table(META)?.get(stamp)?.map(|v| v.value().to_vec());
+            Ok((records, stamp))
+        })
+    }
+
+    /// The stat cache and the meta records `keys`, as one read transaction sees them:
+    /// records are read in place, one folder at a time, rather than copied out at once.
+    pub fn worktree_reader(&self, keys: &[&str]) -> Result<WorktreeReader> {
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
             let meta = txn.open_table(META)?;
-            let values =
+            let meta =
                 keys.iter().map(|k| Ok(meta.get(*k)?.map(|v| v.value().to_vec()))).collect::<Result<_>>()?;
-            Ok((records, values))
+            let table = txn.open_table(WORKTREE)?;
+            let len = table.len()?;
+            Ok(WorktreeReader { table, meta, len, path: self.path.clone() })
         })
     }
 
@@ -209,5 +214,40 @@ impl Store {
             txn.commit()?;
             Ok(())
         })
+    }
+}
+
+/// The stat cache at one point in time (see [`Store::worktree_reader`]).
+pub struct WorktreeReader {
+    table: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    meta: Vec<Option<Vec<u8>>>,
+    len: u64,
+    path: std::path::PathBuf,
+}
+
+impl WorktreeReader {
+    /// The record of one directory, borrowed from the store's pages.
+    pub fn get(&self, dir: &str) -> Result<Option<redb::AccessGuard<'static, &'static [u8]>>> {
+        contain(&self.path, || Ok(self.table.get(dir)?))
+    }
+
+    /// The meta records asked for, in the order asked.
+    pub fn meta(&self) -> &[Option<Vec<u8>>] {
+        &self.meta
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every directory that has a record, in key order.
+    pub fn dirs(&self) -> Result<Vec<String>> {
+        contain(&self.path, || self.table.iter()?.map(|item| Ok(item?.0.value().to_owned())).collect())
     }
 }

@@ -48,7 +48,9 @@ enum Msg {
 struct Scanner<'a> {
     root: &'a Path,
     rules: IgnoreRules,
-    records: &'a HashMap<String, Vec<u8>>,
+    records: &'a store::WorktreeReader,
+    /// Folders visited that have a record: when that is all of them, none is stale.
+    with_record: AtomicU64,
     /// Entries with an mtime before this are trusted on a stat match.
     trusted_before: Option<i64>,
     /// Whether a cached listing may stand in for `readdir`: the ignore rules are the ones
@@ -158,6 +160,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         root,
         rules,
         records: &records,
+        with_record: AtomicU64::new(0),
         trusted_before,
         trust_listings: !rules_changed,
         store_blobs: opts.store_blobs && !opts.dry_run,
@@ -191,6 +194,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
                 reused_trees,
                 unstored,
                 disk_names,
+                with_record,
                 ..
             } = ctx;
             let stats = ScanStats {
@@ -206,31 +210,28 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
             let visited = visited.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
             let unstored = unstored.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
             let disk_names = disk_names.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (res, report, visited, racy.into_inner(), stats, unstored, disk_names)
+            let with_record = with_record.into_inner();
+            (res, report, visited, racy.into_inner(), stats, unstored, disk_names, with_record)
         });
         let mut batch = None;
         let mut stored_blobs = 0;
         let written = write_loop(store, &rx, &mut batch, &mut stored_blobs);
         // On a writer error, hang up so the walker stops at its next send.
         drop(rx);
-        let (res, mut report, visited, racy, mut stats, unstored, disk_names) =
+        let (res, mut report, visited, racy, mut stats, unstored, disk_names, with_record) =
             walker.join().expect("the scan walker does not panic");
         written?;
         let (root_id, size) = res?;
         stats.stored_blobs = stored_blobs;
         report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
         report.collisions.sort_by(|a, b| a.paths.cmp(&b.paths));
-        let stale: Vec<&String> = records.keys().filter(|k| !visited.contains(*k)).collect();
-        let unstored_trees = unstored
-            .into_iter()
-            .map(|(id, bytes)| {
-                Ok((
-                    id,
-                    Tree::decode(&bytes)
-                        .map_err(|e| StoreError::Invalid { kind: ObjectKind::Tree, source: e })?,
-                ))
-            })
-            .collect::<Result<HashMap<_, _>>>()?;
+        // Rows of folders this scan did not visit (gone, renamed, now ignored).
+        let stale: Vec<String> = if with_record == records.len() {
+            Vec::new()
+        } else {
+            records.dirs()?.into_iter().filter(|k| !visited.contains(k)).collect()
+        };
+        let unstored_trees = decode_unstored(unstored)?;
         if opts.dry_run {
             return Ok(Snapshot { root: root_id, size, report, stats, unstored_trees, disk_names });
         }
@@ -239,7 +240,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
                 Some(b) => b,
                 None => store.batch()?,
             };
-            for k in stale {
+            for k in &stale {
                 b.set_worktree_record(k, None)?;
             }
             let stamp = stamp.expect("a scan that is not a dry run takes its stamp");
@@ -253,13 +254,26 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
     })
 }
 
+/// The trees a dry run did not store, decoded.
+fn decode_unstored(unstored: HashMap<ObjectId, Vec<u8>>) -> Result<HashMap<ObjectId, Tree>> {
+    unstored
+        .into_iter()
+        .map(|(id, bytes)| {
+            let tree = Tree::decode(&bytes)
+                .map_err(|e| StoreError::Invalid { kind: ObjectKind::Tree, source: e })?;
+            Ok((id, tree))
+        })
+        .collect()
+}
+
 /// What the last scan that wrote the stat cache left: its records, the trust bound (its
 /// stamp), and whether the ignore rules differ from the ones its listings followed.
-fn cache_state(store: &Store, digest: &[u8; 32]) -> Result<(store::WorktreeRecords, Option<i64>, bool)> {
-    let (records, meta) = store.worktree_state_with(&[META_WORKTREE_STAMP, META_WORKTREE_RULES])?;
-    let [stamp_prev, rules_prev]: [Option<Vec<u8>>; 2] = meta.try_into().expect("two keys asked, two values");
+fn cache_state(store: &Store, digest: &[u8; 32]) -> Result<(store::WorktreeReader, Option<i64>, bool)> {
+    let records = store.worktree_reader(&[META_WORKTREE_STAMP, META_WORKTREE_RULES])?;
+    let [stamp_prev, rules_prev] = records.meta() else { unreachable!("two keys asked, two values") };
     let trusted_before = stamp_prev
-        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .as_deref()
+        .and_then(|v| <[u8; 8]>::try_from(v).ok())
         .map(i64::from_le_bytes)
         .filter(|_| !records.is_empty());
     let rules_changed = rules_prev.as_deref() != Some(digest.as_slice());
@@ -360,13 +374,15 @@ impl Scanner<'_> {
     fn scan_dir(&self, rel: &str, abs: &Path) -> Result<Option<(ObjectId, u64)>> {
         self.dirs.fetch_add(1, Ordering::Relaxed);
         self.visited.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(rel.to_owned());
-        let old_bytes = self.records.get(rel).map(Vec::as_slice);
+        let guard = self.records.get(rel)?;
+        let old_bytes = guard.as_ref().map(redb::AccessGuard::value);
+        self.with_record.fetch_add(u64::from(old_bytes.is_some()), Ordering::Relaxed);
         let old = old_bytes.and_then(RecordView::parse);
         // The folder's stat comes before its listing: a change during the listing then
         // leaves the recorded stat older than the folder, and the next scan lists again.
         let (fd, now) = open_dir(abs, rel.is_empty())?;
         if let Some(o) = &old
-            && let Unlisted::Done(done) = self.scan_unlisted(rel, abs, &fd, now, o)?
+            && let Unlisted::Done(done) = self.scan_unlisted(rel, abs, &fd, now, o, old_bytes)?
         {
             return Ok(done);
         }
@@ -409,6 +425,7 @@ impl Scanner<'_> {
         fd: &rustix::fd::OwnedFd,
         now: DirStat,
         old: &RecordView<'_>,
+        old_bytes: Option<&[u8]>,
     ) -> Result<Unlisted> {
         if !self.trust_listings || old.listing != Some(now) {
             return Ok(Unlisted::List);
@@ -469,7 +486,6 @@ impl Scanner<'_> {
                 complete = false;
             }
         }
-        let old_bytes = self.records.get(rel).map(Vec::as_slice);
         self.finish_dir(rel, Some(old), old_bytes, children, complete.then_some(now)).map(Unlisted::Done)
     }
 
