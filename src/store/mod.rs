@@ -117,6 +117,11 @@ pub fn panic_is_contained() -> bool {
 
 /// Runs one store operation with redb's panics (on damaged pages) and its corruption
 /// errors turned into [`StoreError::Damaged`], naming the file.
+/// redb's page cache (read cache and write buffer together). Its default, 1 GiB, is what
+/// a large first commit's peak memory grew to; beyond this, pages are read from (and
+/// written to) the file, which the OS caches anyway.
+const CACHE_BYTES: usize = 64 << 20;
+
 fn contain<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let damaged = |detail: String| StoreError::Damaged { path: path.to_owned(), detail };
     match catch_damage(f) {
@@ -218,7 +223,10 @@ impl Store {
 
     fn init_file(path: &Path, meta: &[(&str, &[u8])]) -> Result<Self> {
         contain(path, || {
-            let db = Database::create(path).map_err(|e| open_error(path, e))?;
+            let db = Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)
+                .map_err(|e| open_error(path, e))?;
             let txn = db.begin_write()?;
             {
                 let mut m = txn.open_table(META)?;
@@ -243,7 +251,10 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         contain(path, || {
             check_exists(path)?;
-            let db = Database::open(path).map_err(|e| open_error(path, e))?;
+            let db = Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .open(path)
+                .map_err(|e| open_error(path, e))?;
             check_format(path, &db)?;
             Ok(Self { db: Db::Write(db), path: path.to_owned() })
         })
@@ -255,10 +266,12 @@ impl Store {
     pub fn open_read_only(path: &Path) -> Result<Self> {
         contain(path, || {
             check_exists(path)?;
-            let db = redb::ReadOnlyDatabase::open(path).map_err(|e| match e {
-                redb::DatabaseError::RepairAborted => StoreError::NeedsRepair { path: path.to_owned() },
-                e => open_error(path, e),
-            })?;
+            let db = Database::builder().set_cache_size(CACHE_BYTES).open_read_only(path).map_err(
+                |e| match e {
+                    redb::DatabaseError::RepairAborted => StoreError::NeedsRepair { path: path.to_owned() },
+                    e => open_error(path, e),
+                },
+            )?;
             check_format(path, &db)?;
             Ok(Self { db: Db::Read(db), path: path.to_owned() })
         })

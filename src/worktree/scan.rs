@@ -43,7 +43,21 @@ enum Msg {
     Large(ObjectKind, Vec<u8>),
     LargeBlob(PathBuf, ObjectId),
     Record(String, Option<Vec<u8>>),
+    /// Several of the above, in order: one hand-off per folder (or per few dozen
+    /// objects), not one per file.
+    Many(Vec<Msg>),
 }
+
+/// Messages queued by one folder's scan, sent together.
+type Out = Vec<Msg>;
+/// Queued messages are sent once there are this many...
+const OUT_MSGS: usize = 64;
+/// ...or once they hold this many bytes.
+const OUT_BYTES: usize = 8 << 20;
+/// The writer commits its transaction once this much has gone into it, and opens a
+/// new one: memory stays bounded however large the first commit is. (Unit tests use a
+/// small bound, so that their scans go through several transactions.)
+const BATCH_BYTES: usize = if cfg!(test) { 4096 } else { 64 << 20 };
 
 struct Scanner<'a> {
     root: &'a Path,
@@ -155,7 +169,8 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
     let (records, trusted_before, rules_changed) = cache_state(store, &digest)?;
     // A dry run commits nothing, so it needs no stamp, and leaves the stamp file alone.
     let stamp = if opts.dry_run { None } else { Some(take_stamp(root)?) };
-    let (tx, rx) = sync_channel::<Msg>(256);
+    // Each message is a folder's worth (up to OUT_BYTES): a short queue bounds memory.
+    let (tx, rx) = sync_channel::<Msg>(8);
     let ctx = Scanner {
         root,
         rules,
@@ -215,7 +230,7 @@ pub fn scan(root: &Path, store: &Store, opts: &ScanOptions) -> Result<Snapshot> 
         });
         let mut batch = None;
         let mut stored_blobs = 0;
-        let written = write_loop(store, &rx, &mut batch, &mut stored_blobs);
+        let written = write_loop(store, &rx, &mut batch, &mut stored_blobs, rules_changed);
         // On a writer error, hang up so the walker stops at its next send.
         drop(rx);
         let (res, mut report, visited, racy, mut stats, unstored, disk_names, with_record) =
@@ -285,30 +300,70 @@ fn write_loop<'s>(
     rx: &std::sync::mpsc::Receiver<Msg>,
     batch: &mut Option<store::Batch<'s>>,
     stored_blobs: &mut u64,
+    rules_changed: bool,
 ) -> Result<()> {
+    let mut written = 0;
     for msg in rx {
-        if batch.is_none() {
+        write_msg(store, msg, batch, stored_blobs, &mut written)?;
+        if written >= BATCH_BYTES {
+            // Objects (and records, which only follow the objects they name: each
+            // folder's messages come after its files' and its subfolders') become
+            // durable now. The stamp waits for the last transaction: an older stamp only
+            // trusts less. Until then, no cached listing is trusted if the rules changed.
+            let b = batch.take().expect("something was written into it");
+            if rules_changed {
+                b.set_meta(META_WORKTREE_RULES, b"")?;
+            }
+            b.commit()?;
+            // The last transaction, whatever it holds, sets the stamp.
             *batch = Some(store.batch()?);
+            written = 0;
         }
-        let b = batch.as_ref().expect("set just above");
-        match msg {
-            Msg::Object(p) => {
-                let new = b.put_prepared(&p)?;
-                *stored_blobs += u64::from(new && p.kind() == ObjectKind::Blob);
+    }
+    Ok(())
+}
+
+fn write_msg<'s>(
+    store: &'s Store,
+    msg: Msg,
+    batch: &mut Option<store::Batch<'s>>,
+    stored_blobs: &mut u64,
+    written: &mut usize,
+) -> Result<()> {
+    if batch.is_none() {
+        *batch = Some(store.batch()?);
+    }
+    let b = batch.as_ref().expect("set just above");
+    match msg {
+        Msg::Many(msgs) => {
+            for m in msgs {
+                write_msg(store, m, batch, stored_blobs, written)?;
             }
-            Msg::Large(kind, bytes) => {
-                let (_, new) = b.put(kind, &bytes)?;
-                *stored_blobs += u64::from(new && kind == ObjectKind::Blob);
-            }
-            Msg::LargeBlob(path, id) => {
-                let mut f = File::open(&path).map_err(io_err(&path))?;
-                match b.put_blob_from_reader(id, &mut f) {
-                    Ok((_, new)) => *stored_blobs += u64::from(new),
-                    Err(StoreError::BlobChanged { .. }) => return Err(ScanError::Unstable { path }),
-                    Err(e) => return Err(e.into()),
+        }
+        Msg::Object(p) => {
+            let new = b.put_prepared(&p)?;
+            *stored_blobs += u64::from(new && p.kind() == ObjectKind::Blob);
+            *written += p.len();
+        }
+        Msg::Large(kind, bytes) => {
+            let (_, new) = b.put(kind, &bytes)?;
+            *stored_blobs += u64::from(new && kind == ObjectKind::Blob);
+            *written += bytes.len();
+        }
+        Msg::LargeBlob(path, id) => {
+            let mut f = File::open(&path).map_err(io_err(&path))?;
+            match b.put_blob_from_reader(id, &mut f) {
+                Ok((n, new)) => {
+                    *stored_blobs += u64::from(new);
+                    *written += usize::try_from(n).unwrap_or(usize::MAX);
                 }
+                Err(StoreError::BlobChanged { .. }) => return Err(ScanError::Unstable { path }),
+                Err(e) => return Err(e.into()),
             }
-            Msg::Record(dir, value) => b.set_worktree_record(&dir, value.as_deref())?,
+        }
+        Msg::Record(dir, value) => {
+            *written += value.as_ref().map_or(0, Vec::len);
+            b.set_worktree_record(&dir, value.as_deref())?;
         }
     }
     Ok(())
@@ -323,13 +378,38 @@ fn take_stamp(root: &Path) -> Result<i64> {
     Ok(time_ns(m.mtime(), m.mtime_nsec()))
 }
 
+impl Msg {
+    /// Bytes held (roughly), for bounding what is queued.
+    fn len(&self) -> usize {
+        match self {
+            Msg::Object(p) => p.len(),
+            Msg::Large(_, b) => b.len(),
+            Msg::LargeBlob(..) => 0,
+            Msg::Record(_, v) => v.as_ref().map_or(0, Vec::len),
+            Msg::Many(m) => m.iter().map(Msg::len).sum(),
+        }
+    }
+}
+
 impl Scanner<'_> {
-    fn send(&self, msg: Msg) -> Result<()> {
+    /// Queues a message for the writer; sends the queue when it is long enough.
+    fn send(&self, out: &mut Out, msg: Msg) -> Result<()> {
         if self.dry_run {
             return Ok(());
         }
+        out.push(msg);
+        let bytes: usize = out.iter().map(Msg::len).sum();
+        if out.len() >= OUT_MSGS || bytes >= OUT_BYTES { self.flush(out) } else { Ok(()) }
+    }
+
+    /// Sends what is queued. Each folder flushes before it returns, so a record always
+    /// reaches the writer after every object it names.
+    fn flush(&self, out: &mut Out) -> Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
         // The writer hung up: it failed, and its error is the one reported.
-        self.tx.send(msg).map_err(|_| ScanError::Io {
+        self.tx.send(Msg::Many(std::mem::take(out))).map_err(|_| ScanError::Io {
             path: PathBuf::new(),
             source: std::io::Error::other("the store writer stopped"),
         })
@@ -343,7 +423,7 @@ impl Scanner<'_> {
             .push(Skipped { path, reason: reason.to_owned() });
     }
 
-    fn put_object(&self, kind: ObjectKind, bytes: Vec<u8>) -> Result<ObjectId> {
+    fn put_object(&self, out: &mut Out, kind: ObjectKind, bytes: Vec<u8>) -> Result<ObjectId> {
         if self.dry_run {
             let id = ObjectId::hash(kind, &bytes);
             if kind == ObjectKind::Tree {
@@ -353,21 +433,24 @@ impl Scanner<'_> {
         }
         if bytes.len() > CHUNK_SIZE {
             let id = ObjectId::hash(kind, &bytes);
-            self.send(Msg::Large(kind, bytes))?;
+            self.send(out, Msg::Large(kind, bytes))?;
             Ok(id)
         } else {
             let p = store::prepare(kind, &bytes)?;
             let id = p.id;
-            self.send(Msg::Object(p))?;
+            self.send(out, Msg::Object(p))?;
             Ok(id)
         }
     }
 
     fn scan_root(&self, root: &Path) -> Result<(ObjectId, u64)> {
-        match self.scan_dir("", root)? {
-            Some(x) => Ok(x),
-            None => Ok((self.put_object(ObjectKind::Tree, Tree::default().encode())?, 0)),
+        if let Some(x) = self.scan_dir("", root)? {
+            return Ok(x);
         }
+        let mut out = Out::new();
+        let id = self.put_object(&mut out, ObjectKind::Tree, Tree::default().encode())?;
+        self.flush(&mut out)?;
+        Ok((id, 0))
     }
 
     /// Scans one folder; `None` if nothing in it is synced (empty folders are not kept).
@@ -391,14 +474,26 @@ impl Scanner<'_> {
         let (kids, clean) = self.list_dir(rel, abs)?;
         let old_children: HashMap<&str, ChildRef<'_>> =
             old.iter().flat_map(RecordView::children).map(|c| (c.name, c)).collect();
-        let scan = |k: &DirItem| self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied());
+        let scan = |k: &DirItem, out: &mut Out| {
+            self.scan_child(rel, abs, k, old_children.get(k.name.as_str()).copied(), out)
+        };
         // Folders fan out across threads; files were stat'ed with the listing, so most of
         // them cost a lookup and are cheaper to do in line than to schedule.
         let (dirs, files): (Vec<&DirItem>, Vec<&DirItem>) = kids.iter().partition(|k| k.meta.is_none());
-        let sub: Vec<Result<Option<Child>>> = dirs.par_iter().map(|k| scan(k)).collect();
+        let sub: Vec<Result<Option<Child>>> = dirs
+            .par_iter()
+            .map(|k| {
+                // A folder flushes its own; this catches one that turned into a file.
+                let mut out = Out::new();
+                let r = scan(k, &mut out);
+                self.flush(&mut out)?;
+                r
+            })
+            .collect();
+        let mut out = Out::new();
         let mut children = Vec::with_capacity(kids.len());
         for k in files {
-            children.extend(scan(k)?);
+            children.extend(scan(k, &mut out)?);
         }
         for r in sub {
             children.extend(r?);
@@ -409,7 +504,9 @@ impl Scanner<'_> {
         let complete = clean
             && children.len() == kids.len()
             && children.iter().all(|c| c.entry.kind != EntryKind::Symlink);
-        self.finish_dir(rel, old.as_ref(), old_bytes, children, complete.then_some(now))
+        let r = self.finish_dir(rel, old.as_ref(), old_bytes, children, complete.then_some(now), &mut out)?;
+        self.flush(&mut out)?;
+        Ok(r)
     }
 
     /// The stat cache's listing of a folder in place of `readdir`, when the folder is as
@@ -486,7 +583,10 @@ impl Scanner<'_> {
                 complete = false;
             }
         }
-        self.finish_dir(rel, Some(old), old_bytes, children, complete.then_some(now)).map(Unlisted::Done)
+        let mut out = Out::new();
+        let r = self.finish_dir(rel, Some(old), old_bytes, children, complete.then_some(now), &mut out)?;
+        self.flush(&mut out)?;
+        Ok(Unlisted::Done(r))
     }
 
     /// Builds a folder's tree from its children (reusing the cached tree when the
@@ -498,10 +598,11 @@ impl Scanner<'_> {
         old_bytes: Option<&[u8]>,
         mut children: Vec<Child>,
         listing: Option<DirStat>,
+        out: &mut Out,
     ) -> Result<Option<(ObjectId, u64)>> {
         if children.is_empty() {
             if old_bytes.is_some() {
-                self.send(Msg::Record(rel.to_owned(), None))?;
+                self.send(out, Msg::Record(rel.to_owned(), None))?;
             }
             return Ok(None);
         }
@@ -525,12 +626,12 @@ impl Scanner<'_> {
             }
             _ => {
                 let t = Tree::new(children.iter().map(|c| c.entry.clone()).collect())?;
-                self.put_object(ObjectKind::Tree, t.encode())?
+                self.put_object(out, ObjectKind::Tree, t.encode())?
             }
         };
         let bytes = DirRecord { tree, listing, children }.encode();
         if old_bytes != Some(bytes.as_slice()) {
-            self.send(Msg::Record(rel.to_owned(), Some(bytes)))?;
+            self.send(out, Msg::Record(rel.to_owned(), Some(bytes)))?;
         }
         Ok(Some((tree, size)))
     }
@@ -621,6 +722,7 @@ impl Scanner<'_> {
         abs: &Path,
         kid: &DirItem,
         old: Option<ChildRef<'_>>,
+        out: &mut Out,
     ) -> Result<Option<Child>> {
         let path = abs.join(&kid.os_name);
         let child_rel = join_path(rel, &kid.name);
@@ -655,7 +757,7 @@ impl Scanner<'_> {
             if self.trusted_before.is_some_and(|t| stat.mtime_ns < t) {
                 let mut c = o.to_child();
                 if self.store_blobs && !o.stored {
-                    self.store_known(&path, kind, o.id)?;
+                    self.store_known(&path, kind, o.id, out)?;
                     c.stored = true;
                 }
                 return Ok(Some(c));
@@ -663,7 +765,7 @@ impl Scanner<'_> {
             // Racy: modified too close to the last scan to trust the stat match.
             self.racy.store(true, Ordering::Relaxed);
         }
-        let (id, stat) = self.read_blob(&path, kind)?;
+        let (id, stat) = self.read_blob(&path, kind, out)?;
         Ok(Some(Child {
             entry: TreeEntry { name: kid.name.clone(), kind, id, size: stat.size },
             stat,
@@ -673,23 +775,23 @@ impl Scanner<'_> {
 
     /// Stores a blob the stat cache already knows the id of, checking the bytes still
     /// hash to it.
-    fn store_known(&self, path: &Path, kind: EntryKind, id: ObjectId) -> Result<()> {
-        let (got, _) = self.read_blob(path, kind)?;
+    fn store_known(&self, path: &Path, kind: EntryKind, id: ObjectId, out: &mut Out) -> Result<()> {
+        let (got, _) = self.read_blob(path, kind, out)?;
         if got == id { Ok(()) } else { Err(ScanError::Unstable { path: path.to_owned() }) }
     }
 
     /// Reads and hashes a file or symlink target (and queues it for storing), retrying
     /// when it changes underneath us.
-    fn read_blob(&self, path: &Path, kind: EntryKind) -> Result<(ObjectId, Stat)> {
+    fn read_blob(&self, path: &Path, kind: EntryKind, out: &mut Out) -> Result<(ObjectId, Stat)> {
         for _ in 0..READ_ATTEMPTS {
-            if let Some(r) = self.try_read_blob(path, kind)? {
+            if let Some(r) = self.try_read_blob(path, kind, out)? {
                 return Ok(r);
             }
         }
         Err(ScanError::Unstable { path: path.to_owned() })
     }
 
-    fn try_read_blob(&self, path: &Path, kind: EntryKind) -> Result<Option<(ObjectId, Stat)>> {
+    fn try_read_blob(&self, path: &Path, kind: EntryKind, out: &mut Out) -> Result<Option<(ObjectId, Stat)>> {
         self.hashed.fetch_add(1, Ordering::Relaxed);
         if kind == EntryKind::Symlink {
             let before = fs::symlink_metadata(path).map_err(io_err(path))?;
@@ -701,7 +803,7 @@ impl Scanner<'_> {
             }
             self.hashed_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             let id = if self.store_blobs {
-                self.put_object(ObjectKind::Blob, bytes)?
+                self.put_object(out, ObjectKind::Blob, bytes)?
             } else {
                 ObjectId::for_blob(&bytes)
             };
@@ -726,9 +828,9 @@ impl Scanner<'_> {
         }
         self.hashed_bytes.fetch_add(read, Ordering::Relaxed);
         if let Some(bytes) = bytes {
-            self.put_object(ObjectKind::Blob, bytes)?;
+            self.put_object(out, ObjectKind::Blob, bytes)?;
         } else if self.store_blobs {
-            self.send(Msg::LargeBlob(path.to_owned(), id))?;
+            self.send(out, Msg::LargeBlob(path.to_owned(), id))?;
         }
         Ok(Some((id, after)))
     }
