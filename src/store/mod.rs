@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
@@ -90,6 +91,43 @@ impl Db {
 pub struct Store {
     db: Db,
     path: PathBuf,
+    trees: Arc<Mutex<TreeCache>>,
+}
+
+/// Trees already read and verified, by id. A tree's bytes never change (its id is their
+/// hash), so a second read of one (the base tree's folders, read by each diff of a sync)
+/// costs a copy, not a lookup, a decompression and a hash. Bounded: emptied when full,
+/// and by garbage collection, so that a deleted tree is not served.
+#[derive(Default)]
+pub(crate) struct TreeCache {
+    map: std::collections::HashMap<ObjectId, Arc<[u8]>>,
+    bytes: usize,
+}
+
+/// The most bytes of trees [`TreeCache`] holds.
+const TREE_CACHE_BYTES: usize = 32 << 20;
+
+impl TreeCache {
+    fn get(cache: &Mutex<Self>, id: &ObjectId) -> Option<Vec<u8>> {
+        cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).map.get(id).map(|b| b.to_vec())
+    }
+
+    fn put(cache: &Mutex<Self>, id: ObjectId, bytes: &[u8]) {
+        let mut c = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.bytes + bytes.len() > TREE_CACHE_BYTES {
+            c.map.clear();
+            c.bytes = 0;
+        }
+        if bytes.len() <= TREE_CACHE_BYTES && c.map.insert(id, bytes.into()).is_none() {
+            c.bytes += bytes.len();
+        }
+    }
+
+    pub(crate) fn clear(cache: &Mutex<Self>) {
+        let mut c = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.map.clear();
+        c.bytes = 0;
+    }
 }
 
 impl Drop for Store {
@@ -242,7 +280,7 @@ impl Store {
                 txn.open_table(JOURNAL)?;
             }
             txn.commit()?;
-            Ok(Self { db: Db::Write(db), path: path.to_owned() })
+            Ok(Self { db: Db::Write(db), path: path.to_owned(), trees: Arc::default() })
         })
     }
 
@@ -256,7 +294,7 @@ impl Store {
                 .open(path)
                 .map_err(|e| open_error(path, e))?;
             check_format(path, &db)?;
-            Ok(Self { db: Db::Write(db), path: path.to_owned() })
+            Ok(Self { db: Db::Write(db), path: path.to_owned(), trees: Arc::default() })
         })
     }
 
@@ -273,7 +311,7 @@ impl Store {
                 },
             )?;
             check_format(path, &db)?;
-            Ok(Self { db: Db::Read(db), path: path.to_owned() })
+            Ok(Self { db: Db::Read(db), path: path.to_owned(), trees: Arc::default() })
         })
     }
 
@@ -341,8 +379,16 @@ impl Store {
 
     /// Reads an object that must be of `kind`.
     pub fn get_kind(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
+        if kind == ObjectKind::Tree
+            && let Some(bytes) = TreeCache::get(&self.trees, id)
+        {
+            return Ok(bytes);
+        }
         let mut out = Vec::new();
         self.read_into(id, Some(kind), &mut out)?;
+        if kind == ObjectKind::Tree {
+            TreeCache::put(&self.trees, *id, &out);
+        }
         Ok(out)
     }
 
@@ -380,7 +426,9 @@ impl Store {
     /// A consistent read view for many lookups (a tree walk): one read transaction
     /// instead of one a lookup.
     pub fn reader(&self) -> Result<StoreReader> {
-        contain(&self.path, || Ok(StoreReader { txn: self.db.begin_read()?, path: self.path.clone() }))
+        contain(&self.path, || {
+            Ok(StoreReader { txn: self.db.begin_read()?, path: self.path.clone(), trees: self.trees.clone() })
+        })
     }
 }
 
@@ -388,15 +436,25 @@ impl Store {
 pub struct StoreReader {
     txn: redb::ReadTransaction,
     path: PathBuf,
+    trees: Arc<Mutex<TreeCache>>,
 }
 
 impl StoreReader {
     /// Reads an object that must be of `kind`, verified against its id.
     pub fn get_kind(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
-        contain(&self.path, || {
+        if kind == ObjectKind::Tree
+            && let Some(bytes) = TreeCache::get(&self.trees, id)
+        {
+            return Ok(bytes);
+        }
+        let out = contain(&self.path, || {
             let mut out = Vec::new();
             read_object(&self.txn, id, Some(kind), &mut out)?;
             Ok(out)
-        })
+        })?;
+        if kind == ObjectKind::Tree {
+            TreeCache::put(&self.trees, *id, &out);
+        }
+        Ok(out)
     }
 }
