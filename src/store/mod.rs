@@ -156,9 +156,12 @@ pub fn panic_is_contained() -> bool {
 /// Runs one store operation with redb's panics (on damaged pages) and its corruption
 /// errors turned into [`StoreError::Damaged`], naming the file.
 /// redb's page cache (read cache and write buffer together). Its default, 1 GiB, is what
-/// a large first commit's peak memory grew to; beyond this, pages are read from (and
-/// written to) the file, which the OS caches anyway.
-const CACHE_BYTES: usize = 64 << 20;
+/// a large first commit's peak memory grew to, and every page read stays in it: `status`
+/// kept all of the stat cache's records. Beyond this, pages are read from (and written
+/// to) the file, which the OS caches anyway: on 100,000 files, `status` and the first
+/// commit take the same time with 8 MiB as with 64 MiB, in 22 and 31 MiB of RSS instead
+/// of 33 and 97.
+const CACHE_BYTES: usize = 8 << 20;
 
 fn contain<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let damaged = |detail: String| StoreError::Damaged { path: path.to_owned(), detail };
