@@ -58,6 +58,10 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+fn ms_f(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
 }
@@ -269,11 +273,39 @@ fn plan_bench() {
         visited = p.stats.trees_visited;
     }
     times.sort();
+    let builds = time_remote_tree(&remote);
     println!("\n## plan: 100,000-file base, 50 local + 50 remote changes (in-memory trees)");
+    println!(
+        "remote tree alone    {:>10}   (median of 5: build_tree over the 100,000 listed objects)",
+        ms(builds[2])
+    );
     println!(
         "median of 5          {:>10}   ({visited} tree nodes visited; includes building the remote tree from 100,000 listed objects)",
         ms(times[2])
     );
+    println!("BENCH plan {:.3} {:.3} {:.3}", ms_f(times[2]), ms_f(times[0]), ms_f(times[4]));
+    println!("BENCH remote-tree {:.3} {:.3} {:.3}", ms_f(builds[2]), ms_f(builds[0]), ms_f(builds[4]));
+}
+
+/// Where the planner's time goes: building the remote tree from the listing alone (five
+/// runs, sorted).
+fn time_remote_tree(
+    remote: &std::collections::BTreeMap<String, bmsync::reconcile::RemoteObject>,
+) -> Vec<Duration> {
+    use bmsync::reconcile::{Leaf, build_tree};
+    let mut builds: Vec<Duration> = (0..5)
+        .map(|_| {
+            let leaves = remote.iter().map(|(p, o)| {
+                let l = Leaf { kind: o.kind, id: o.content.expect("known content"), size: o.size };
+                (p.clone(), l)
+            });
+            let t = Instant::now();
+            build_tree(leaves).expect("remote tree");
+            t.elapsed()
+        })
+        .collect();
+    builds.sort();
+    builds
 }
 
 /// Two 1,000,000-entry trees differing in 100 files. The shape follows the generated
@@ -334,6 +366,8 @@ fn tree_diff_bench(dir: &Path) {
     println!("\n## tree diff: two 1,000,000-entry trees (100x100x100), 100 changed files");
     println!("first run            {:>10}   ({loaded} trees loaded of 20,202)", ms(first));
     println!("median of 9          {:>10}   (target < 5 ms)", ms(times[4]));
+    // For scripts/bench: median, fastest, slowest, in ms.
+    println!("BENCH tree-diff {:.3} {:.3} {:.3}", ms_f(times[4]), ms_f(times[0]), ms_f(times[8]));
 }
 
 fn list_files(p: &Path) -> Vec<std::path::PathBuf> {

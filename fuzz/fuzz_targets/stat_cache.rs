@@ -1,14 +1,17 @@
 //! `DirRecord::decode` (a stat-cache record from the store's `worktree` table) never
 //! panics, and what it accepts re-encodes to the input byte for byte, except for the
-//! bytes decoding drops on purpose: flag bits other than "stored", and the stat fields
-//! of a subdirectory (always zero in a record bmsync writes).
+//! bytes decoding drops on purpose: flag bits other than "stored" (and, in the header,
+//! other than "listing"), the directory stat of a record without a listing, and the stat
+//! fields of a subdirectory (always zero in a record bmsync writes). A version 1 input
+//! re-encodes as version 2, so only its children are compared.
 #![no_main]
 
 use bmsync::fuzzing::DirRecord;
 use libfuzzer_sys::fuzz_target;
 
-/// Header: magic, version, tree id, child count.
-const HEADER: usize = 4 + 1 + 32 + 4;
+/// Headers: magic, version, tree id, (version 2: flags, directory stat,) child count.
+const HEADER_V1: usize = 4 + 1 + 32 + 4;
+const HEADER_V2: usize = 4 + 1 + 32 + 1 + 24 + 4;
 
 fuzz_target!(|data: &[u8]| {
     let Some(rec) = DirRecord::decode(data) else { return };
@@ -18,8 +21,20 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(redecoded.encode(), again, "encoding is not a fixed point");
 
     // The input with the ignored bits cleared must equal the re-encoding.
-    let mut canon = data.to_vec();
-    let mut at = HEADER;
+    let header = if data[4] == 1 { HEADER_V1 } else { HEADER_V2 };
+    let mut canon = again[..HEADER_V2].to_vec();
+    canon.extend_from_slice(&data[header..]);
+    if data[4] == 2 {
+        // The header as read: only the listing bit, and a stat only with it.
+        let mut h = data[..HEADER_V2].to_vec();
+        h[37] &= 1;
+        if h[37] == 0 {
+            h[38..62].fill(0);
+        }
+        canon[..HEADER_V2].copy_from_slice(&h);
+    }
+    let data = canon.clone();
+    let mut at = HEADER_V2;
     for child in &rec.children {
         at += 2 + child.entry.name.len() + 1;
         canon[at] &= 1; // flags: only bit 0 (stored) is read

@@ -148,11 +148,18 @@ fn diff_into(
             }
             Ordering::Equal => {
                 let (x, y) = (&ae[i], &be[j]);
-                let path = join_path(prefix, x.name);
+                // Most entries of a tree on the path of a change are equal: they cost a
+                // comparison, not a path.
                 if x.kind.is_tree() {
-                    diff_into(src, &path, Some(x.id), Some(y.id), stats, out)?;
+                    if x.id != y.id {
+                        diff_into(src, &join_path(prefix, x.name), Some(x.id), Some(y.id), stats, out)?;
+                    }
                 } else if x.id != y.id || x.kind != y.kind {
-                    out.push(Change::Modified { path, old: x.into(), new: y.into() });
+                    out.push(Change::Modified {
+                        path: join_path(prefix, x.name),
+                        old: x.into(),
+                        new: y.into(),
+                    });
                 }
                 i += 1;
                 j += 1;

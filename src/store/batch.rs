@@ -174,6 +174,11 @@ impl Prepared {
     pub fn kind(&self) -> ObjectKind {
         self.kind
     }
+
+    /// Bytes of its row (compressed).
+    pub fn len(&self) -> usize {
+        self.row.len()
+    }
 }
 
 /// Hashes and compresses an object of at most [`CHUNK_SIZE`] bytes (larger blobs go

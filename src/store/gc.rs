@@ -76,7 +76,8 @@ impl Store {
     /// Deletes objects (rows and chunks) in one durable transaction; returns how many
     /// were there.
     pub(crate) fn delete_objects(&self, ids: &[ObjectId]) -> Result<usize> {
-        contain(&self.path, || {
+        // A deleted tree must read as missing, not from memory.
+        let deleted = contain(&self.path, || {
             let txn = self.db.writer(&self.path)?.begin_write()?;
             let mut n = 0;
             {
@@ -96,6 +97,8 @@ impl Store {
             }
             txn.commit()?;
             Ok(n)
-        })
+        });
+        super::TreeCache::clear(&self.trees);
+        deleted
     }
 }

@@ -1,7 +1,7 @@
 //! The store's keyed tables besides objects: prefixes, refs, worktree records, the
 //! journal and metadata.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::rows::parse_header;
 use super::{
@@ -119,6 +119,20 @@ impl Store {
         })
     }
 
+    /// The stat cache and the meta records `keys`, as one read transaction sees them:
+    /// records are read in place, one folder at a time, rather than copied out at once.
+    pub fn worktree_reader(&self, keys: &[&str]) -> Result<WorktreeReader> {
+        contain(&self.path, || {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let meta =
+                keys.iter().map(|k| Ok(meta.get(*k)?.map(|v| v.value().to_vec()))).collect::<Result<_>>()?;
+            let table = txn.open_table(WORKTREE)?;
+            let len = table.len()?;
+            Ok(WorktreeReader { table, meta, len, path: self.path.clone() })
+        })
+    }
+
     /// Every intent-journal entry, in sequence order. The journal records what a sync is
     /// about to do and what it has done, so that the next run can clean up after a crash;
     /// the apply module owns the entries' format. A store made before the journal existed
@@ -200,5 +214,40 @@ impl Store {
             txn.commit()?;
             Ok(())
         })
+    }
+}
+
+/// The stat cache at one point in time (see [`Store::worktree_reader`]).
+pub struct WorktreeReader {
+    table: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    meta: Vec<Option<Vec<u8>>>,
+    len: u64,
+    path: std::path::PathBuf,
+}
+
+impl WorktreeReader {
+    /// The record of one directory, borrowed from the store's pages.
+    pub fn get(&self, dir: &str) -> Result<Option<redb::AccessGuard<'static, &'static [u8]>>> {
+        contain(&self.path, || Ok(self.table.get(dir)?))
+    }
+
+    /// The meta records asked for, in the order asked.
+    pub fn meta(&self) -> &[Option<Vec<u8>>] {
+        &self.meta
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every directory that has a record, in key order.
+    pub fn dirs(&self) -> Result<Vec<String>> {
+        contain(&self.path, || self.table.iter()?.map(|item| Ok(item?.0.value().to_owned())).collect())
     }
 }

@@ -140,3 +140,21 @@ fn create_refuses_existing_and_open_refuses_missing() {
     drop(s);
     Store::open(&path).expect("reopen");
 }
+
+#[test]
+fn a_tree_read_once_and_then_deleted_reads_as_missing() {
+    let (_d, s) = temp_store();
+    let blob = s.put(ObjectKind::Blob, b"x").expect("put").0;
+    let tree = Tree::new(vec![TreeEntry { name: "x.md".into(), kind: EntryKind::File, id: blob, size: 1 }])
+        .expect("valid tree");
+    let tid = s.put_tree(&tree).expect("put tree");
+    // Read twice, through the store and through a reader: the second read is from memory.
+    assert_eq!(s.get_tree(&tid).expect("get tree"), tree);
+    let r = s.reader().expect("reader");
+    assert_eq!(Tree::decode(&r.get_kind(&tid, ObjectKind::Tree).expect("read")).expect("decode"), tree);
+    drop(r);
+    assert_eq!(s.delete_objects(&[tid]).expect("delete"), 1);
+    assert!(matches!(s.get_tree(&tid), Err(StoreError::NotFound { id }) if id == tid));
+    let r = s.reader().expect("reader");
+    assert!(r.get_kind(&tid, ObjectKind::Tree).is_err(), "a reader does not serve it either");
+}

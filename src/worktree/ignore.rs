@@ -58,6 +58,7 @@ pub struct IgnoreError {
 pub struct IgnoreRules {
     builtin: Gitignore,
     user: Gitignore,
+    digest: [u8; 32],
 }
 
 /// What Basic Memory ignores when its global `.bmignore` does not exist (its
@@ -122,12 +123,20 @@ impl IgnoreRules {
         let builtin =
             b.build().map_err(|e| IgnoreError { path: "built-in".into(), message: e.to_string() })?;
         let mut u = GitignoreBuilder::new(root);
+        // Every rule in force, and where it came from: what a stat-cache listing was
+        // filtered by (see `digest`).
+        let mut h = blake3::Hasher::new();
+        for rule in BUILTIN_RULES {
+            h.update(rule.as_bytes()).update(b"\n");
+        }
         if let [global, ..] = global_files
             && !global_files.iter().any(|f| f.exists())
         {
             let source =
                 PathBuf::from(format!("Basic Memory's defaults ({} does not exist)", global.display()));
+            h.update(b"\0defaults\0");
             for rule in BASIC_MEMORY_DEFAULTS {
+                h.update(rule.as_bytes()).update(b"\n");
                 u.add_line(Some(source.clone()), rule)
                     .map_err(|e| IgnoreError { path: source.clone(), message: e.to_string() })?;
             }
@@ -136,11 +145,13 @@ impl IgnoreRules {
         files.push(root.join(BMIGNORE));
         files.push(root.join(GITIGNORE));
         for f in &files {
+            h.update(b"\0").update(f.as_os_str().as_encoded_bytes()).update(b"\0");
             let text = match std::fs::read_to_string(f) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(IgnoreError { path: f.clone(), message: e.to_string() }),
             };
+            h.update(&(text.len() as u64).to_le_bytes()).update(text.as_bytes());
             for line in text.lines() {
                 u.add_line(Some(f.clone()), line)
                     .map_err(|e| IgnoreError { path: f.clone(), message: e.to_string() })?;
@@ -148,7 +159,13 @@ impl IgnoreRules {
         }
         let user =
             u.build().map_err(|e| IgnoreError { path: root.join(BMIGNORE), message: e.to_string() })?;
-        Ok(Self { builtin, user })
+        Ok(Self { builtin, user, digest: *h.finalize().as_bytes() })
+    }
+
+    /// A hash of every rule and the file it came from: equal digests, equal rules. The
+    /// scanner trusts a cached folder listing only under the rules it was filtered by.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
     }
 
     /// Whether `rel` (relative, `/`-separated) is ignored by a rule naming it directly.

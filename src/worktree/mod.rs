@@ -10,7 +10,7 @@ pub use ignore::{
     BASIC_MEMORY_DEFAULTS, BMIGNORE, BUILTIN_RULES, GITIGNORE, IgnoreError, IgnoreMatch, IgnoreRules,
     global_ignore_files,
 };
-pub use scan::{META_WORKTREE_STAMP, scan};
+pub use scan::{META_WORKTREE_RULES, META_WORKTREE_STAMP, scan};
 pub use snapshot::{
     Collision, CollisionKind, ScanError, ScanOptions, ScanReport, ScanStats, Skipped, Snapshot, find_on_disk,
 };

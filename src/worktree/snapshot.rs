@@ -91,6 +91,9 @@ pub struct ScanStats {
     pub files: u64,
     /// Folders visited.
     pub dirs: u64,
+    /// Folders whose entries were listed (`readdir`); the others' listings were trusted
+    /// from the stat cache.
+    pub listed_dirs: u64,
     /// Files read and hashed (the rest were trusted from the stat cache).
     pub hashed: u64,
     /// Bytes read to hash them.

@@ -53,6 +53,7 @@ fn meta_constants() -> BTreeMap<&'static str, &'static str> {
         ("META_PROBE", bmsync::repo::META_PROBE),
         ("META_ACCEPT_LOST_UPDATES", bmsync::repo::META_ACCEPT_LOST_UPDATES),
         ("META_WORKTREE_STAMP", bmsync::worktree::META_WORKTREE_STAMP),
+        ("META_WORKTREE_RULES", bmsync::worktree::META_WORKTREE_RULES),
         ("META_COLLISIONS", bmsync::repo::META_COLLISIONS),
         ("META_CONFLICTS", bmsync::conflicts::META_CONFLICTS),
     ]

@@ -313,3 +313,136 @@ fn status_pairs_renames_and_sees_edits_and_deletes() {
         .collect();
     assert_eq!(got, ["M a.md", "R dir/b.md b-moved.md", "D c.md", "A new.md"]);
 }
+
+/// Sets the mtime of every folder under `root` (itself included) `secs` seconds from now,
+/// as if nothing had been added to any of them for a while.
+fn age_folders(root: &Path, secs: i64) {
+    fn go(p: &Path, t: SystemTime) {
+        for e in fs::read_dir(p).expect("read_dir").flatten() {
+            if e.file_type().expect("type").is_dir() && e.file_name() != ".bmsync" {
+                go(&e.path(), t);
+            }
+        }
+        fs::File::open(p).expect("open folder").set_modified(t).expect("set folder mtime");
+    }
+    go(root, SystemTime::now() - Duration::from_secs(secs.unsigned_abs()));
+}
+
+/// Every file under `root` (outside `.bmsync`) aged by `secs` seconds.
+fn age_files(root: &Path, secs: i64) {
+    for e in fs::read_dir(root).expect("read_dir").flatten() {
+        if e.file_name() == ".bmsync" {
+            continue;
+        }
+        if e.file_type().expect("type").is_dir() {
+            age_files(&e.path(), secs);
+        } else {
+            set_mtime(&e.path(), secs);
+        }
+    }
+}
+
+#[test]
+fn an_unchanged_folder_is_not_listed_again_but_its_files_are_still_stated() {
+    let (d, r) = repo();
+    for i in 0..30 {
+        write(d.path(), &format!("n{}/deep/note{i}.md", i % 3), format!("note {i}").as_bytes());
+    }
+    age_files(d.path(), -100);
+    age_folders(d.path(), -100);
+    let first = scan_of(&r, false);
+    assert_eq!((first.stats.dirs, first.stats.listed_dirs), (7, 7));
+    let second = scan_of(&r, false);
+    assert_eq!(second.root, first.root);
+    assert_eq!((second.stats.files, second.stats.hashed), (30, 0));
+    assert_eq!(
+        (second.stats.dirs, second.stats.listed_dirs),
+        (7, 0),
+        "no folder changed: none is read again"
+    );
+    // An edit in place changes no folder, and is still seen: each file is stat'ed.
+    write(d.path(), "n1/deep/note4.md", b"edited!");
+    set_mtime(&d.path().join("n1/deep/note4.md"), -50);
+    let third = scan_of(&r, false);
+    assert_ne!(third.root, first.root);
+    assert_eq!(third.stats.hashed, 1);
+    assert_eq!(third.stats.listed_dirs, 1, "only the edited file's folder is read again");
+    assert!(paths(&r, third.root).contains(&"n1/deep/note4.md".to_owned()));
+    // A new file changes its folder's mtime: that folder is listed, the file found.
+    write(d.path(), "n2/deep/new.md", b"new");
+    let fourth = scan_of(&r, false);
+    assert!(paths(&r, fourth.root).contains(&"n2/deep/new.md".to_owned()));
+    assert_eq!(fourth.stats.files, 31);
+}
+
+#[test]
+fn a_file_added_to_a_folder_the_tree_leaves_out_is_seen() {
+    // An empty folder, and one holding only ignored files, have no tree: their parent's
+    // tree does not name them, so its cached listing must not stand in for reading it.
+    let (d, r) = repo();
+    write(d.path(), "a/keep.md", b"k");
+    fs::create_dir_all(d.path().join("a/empty")).expect("mkdir");
+    write(d.path(), "a/scratch/x.tmp", b"ignored");
+    age_files(d.path(), -100);
+    age_folders(d.path(), -100);
+    let first = scan_of(&r, false);
+    let second = scan_of(&r, false);
+    assert_eq!(paths(&r, second.root), ["a/keep.md"]);
+    assert_eq!(first.root, second.root);
+    // Adding a file changes only the mtime of the folder it lands in.
+    write(d.path(), "a/empty/new.md", b"n");
+    write(d.path(), "a/scratch/note.md", b"n");
+    let third = scan_of(&r, false);
+    assert_eq!(paths(&r, third.root), ["a/empty/new.md", "a/keep.md", "a/scratch/note.md"]);
+}
+
+#[test]
+fn a_changed_bmignore_reads_every_folder_again() {
+    // Rewriting .bmignore in place changes no folder's mtime, yet it changes what each
+    // listing keeps: no cached listing is trusted under other rules.
+    let (d, r) = repo();
+    write(d.path(), ".bmignore", b"secret.md\n");
+    write(d.path(), "a/secret.md", b"s");
+    write(d.path(), "a/open.md", b"o");
+    age_files(d.path(), -100);
+    age_folders(d.path(), -100);
+    scan_of(&r, false);
+    let trusted = scan_of(&r, false);
+    assert_eq!(trusted.stats.listed_dirs, 0);
+    assert_eq!(paths(&r, trusted.root), ["a/open.md"]);
+    fs::write(d.path().join(".bmignore"), b"open.md\n").expect("rewrite");
+    let after = scan_of(&r, false);
+    assert_eq!(paths(&r, after.root), ["a/secret.md"]);
+    assert_eq!(after.stats.listed_dirs, 2);
+    // A global ignore file counts as much as the folder's own.
+    let g = tempfile::tempdir().expect("tmp");
+    let global = g.path().join(".bmignore");
+    fs::write(&global, b"secret.md\n").expect("global");
+    let mut o = opts(false);
+    o.global_ignore_files = vec![global];
+    let with_global = scan(r.root(), r.store(), &o).expect("scan");
+    assert!(paths(&r, with_global.root).is_empty(), "{:?}", paths(&r, with_global.root));
+}
+
+#[test]
+fn what_a_listing_reports_is_reported_on_every_scan() {
+    // Names not in NFC, collisions and links are found by listing; a folder holding one
+    // is listed on every scan, so each scan reports the same.
+    let (d, r) = repo();
+    write(d.path(), "sub/\u{212b}ngstr\u{f6}m.md", b"nfd-ish name");
+    write(d.path(), "twins/caf\u{e9}.md", b"composed");
+    write(d.path(), "twins/cafe\u{301}.md", b"decomposed");
+    write(d.path(), "links/t.md", b"t");
+    symlink("t.md", d.path().join("links/l.md")).expect("symlink");
+    symlink("/etc/hostname", d.path().join("links/out.md")).expect("symlink");
+    age_files(d.path(), -100);
+    age_folders(d.path(), -100);
+    let first = scan_of(&r, false);
+    let second = scan_of(&r, false);
+    assert_eq!(second.root, first.root);
+    assert_eq!(second.disk_names, first.disk_names);
+    assert_eq!(second.disk_names.len(), 1);
+    assert_eq!(second.report, first.report);
+    assert_eq!((second.report.collisions.len(), second.report.skipped.len()), (1, 1));
+    assert_eq!((second.stats.dirs, second.stats.listed_dirs), (4, 3), "only the root's listing is trusted");
+}

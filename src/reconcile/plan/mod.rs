@@ -184,13 +184,23 @@ impl Planner<'_> {
         }
         // A key that is also a folder of other keys cannot be a file in a tree. Keep the
         // folder: the file's path then shows a type change, which deletes nothing.
-        let files: BTreeSet<&str> = leaves.iter().map(|(p, _)| p.as_str()).collect();
-        let clashing: BTreeSet<String> = leaves
-            .iter()
-            .flat_map(|(p, _)| p.match_indices('/').map(|(i, _)| &p[..i]))
-            .filter(|dir| files.contains(dir))
-            .map(str::to_owned)
-            .collect();
+        // (Hashed, and each folder's prefixes looked up once, not once per file in it: this
+        // runs over the whole listing on every plan.)
+        let files: std::collections::HashSet<&str> = leaves.iter().map(|(p, _)| p.as_str()).collect();
+        let mut clashing: BTreeSet<String> = BTreeSet::new();
+        let mut last_dir = None;
+        for (p, _) in &leaves {
+            let dir = p.rsplit_once('/').map(|(d, _)| d);
+            if dir == last_dir {
+                continue;
+            }
+            last_dir = dir;
+            for dir in p.match_indices('/').map(|(i, _)| &p[..i]) {
+                if files.contains(dir) {
+                    clashing.insert(dir.to_owned());
+                }
+            }
+        }
         let mut kept = Vec::with_capacity(leaves.len());
         for (path, leaf) in leaves {
             if clashing.contains(&path) {
