@@ -214,7 +214,9 @@ pub(super) fn make_plan_knowing(
     let base = base_state(repo)?;
     let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
     // A plan takes no snapshot: it reads the live state (taking one is a write).
-    let mut view = RemoteView::fetch_with(remote, base.as_ref().map(|b| &b.manifest), ignored_now, !dry_run)?;
+    let jobs = opts.jobs.unwrap_or(super::options::DEFAULT_JOBS);
+    let mut view =
+        RemoteView::fetch_with(remote, base.as_ref().map(|b| &b.manifest), ignored_now, !dry_run, jobs)?;
     let mut protected: BTreeSet<String> = local.report.protected_paths().into_iter().collect();
     // A key in another Unicode form (which the view skips) still holds that note: its NFC
     // path is never taken for deleted there.

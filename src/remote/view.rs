@@ -73,16 +73,19 @@ impl RemoteView {
         base: Option<&Manifest>,
         ignored: impl Fn(&str) -> bool,
     ) -> Result<Self, RemoteError> {
-        Self::fetch_with(remote, base, ignored, true)
+        Self::fetch_with(remote, base, ignored, true, HEADS_IN_FLIGHT)
     }
 
     /// [`fetch`](Self::fetch), or with `snapshot` false, a read of the live state that
     /// takes no snapshot (for `plan`, which must write nothing, not even a snapshot).
+    /// `jobs` HEADs are in flight at once; 1 sends them in listing order on this thread
+    /// (the simulator's reproducible traces need that).
     pub fn fetch_with(
         remote: &dyn Remote,
         base: Option<&Manifest>,
         ignored: impl Fn(&str) -> bool,
         snapshot: bool,
+        jobs: usize,
     ) -> Result<Self, RemoteError> {
         let version =
             if snapshot && remote.capabilities().snapshots { Some(remote.snapshot(None)?) } else { None };
@@ -110,7 +113,7 @@ impl RemoteView {
             .filter(|o| check_path(&o.key).is_ok() && !ignored(&o.key) && known(o).is_none())
             .map(|o| o.key.clone())
             .collect();
-        let mut heads = head_all(remote, &need, version);
+        let mut heads = head_all(remote, &need, version, jobs);
         let mut objects = BTreeMap::new();
         for o in listed {
             if let Err(e) = check_path(&o.key) {
@@ -189,16 +192,16 @@ impl RemoteView {
     }
 }
 
-/// Downloads an object and hashes it.
 /// How many objects are sent a HEAD at once.
-const HEADS_IN_FLIGHT: usize = 8;
+pub const HEADS_IN_FLIGHT: usize = 8;
 
-/// Sends a HEAD for each of `keys`, [`HEADS_IN_FLIGHT`] at a time; each key's result (errors included, for
-/// the caller to meet in listing order).
+/// Sends a HEAD for each of `keys`, `jobs` at a time; each key's result (errors included, for
+/// the caller to meet in listing order). A panic in a request thread goes on as itself.
 fn head_all<'k>(
     remote: &dyn Remote,
     keys: &'k [String],
     at: Option<Version>,
+    jobs: usize,
 ) -> std::collections::HashMap<&'k str, Result<ObjectInfo, RemoteError>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
@@ -216,18 +219,21 @@ fn head_all<'k>(
             }
         }
     };
-    match keys.len() {
-        0 => {}
+    match jobs.clamp(1, keys.len().max(1)) {
         1 => work(),
         n => std::thread::scope(|s| {
-            for _ in 0..HEADS_IN_FLIGHT.min(n) {
-                s.spawn(work);
+            let threads: Vec<_> = (0..n).map(|_| s.spawn(work)).collect();
+            for t in threads {
+                if let Err(panic) = t.join() {
+                    std::panic::resume_unwind(panic);
+                }
             }
         }),
     }
     out.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Downloads an object and hashes it.
 fn hash_remote(remote: &dyn Remote, key: &str, at: Option<Version>) -> Result<ObjectId, RemoteError> {
     struct HashWriter(ObjectHasher);
     impl std::io::Write for HashWriter {
