@@ -98,6 +98,19 @@ impl RemoteView {
         // Only a non-ASCII key can have a twin in another Unicode form.
         let keys: std::collections::BTreeSet<String> =
             listed.iter().filter(|o| !o.key.is_ascii()).map(|o| o.key.clone()).collect();
+        let known = |o: &ObjectInfo| {
+            base.and_then(|m| m.get(&o.key))
+                .filter(|e| e.etag == o.etag && e.size == o.size)
+                .and_then(|e| e.content.map(|c| (c, e.kind)))
+        };
+        // The objects the base does not know get a HEAD, for their content metadata, many
+        // at once (one round trip each; a fresh download HEADs every object).
+        let need: Vec<String> = listed
+            .iter()
+            .filter(|o| check_path(&o.key).is_ok() && !ignored(&o.key) && known(o).is_none())
+            .map(|o| o.key.clone())
+            .collect();
+        let mut heads = head_all(remote, &need, version);
         let mut objects = BTreeMap::new();
         for o in listed {
             if let Err(e) = check_path(&o.key) {
@@ -120,15 +133,14 @@ impl RemoteView {
                     .push(SkippedKey { key: o.key, reason: "ignored by the local ignore rules".to_owned() });
                 continue;
             }
-            let known = base
-                .and_then(|m| m.get(&o.key))
-                .filter(|e| e.etag == o.etag && e.size == o.size)
-                .and_then(|e| e.content.map(|c| (c, e.kind)));
-            let (mut content, kind, mut hinted) = if let Some((c, kind)) = known {
+            let (mut content, kind, mut hinted) = if let Some((c, kind)) = known(&o) {
                 stats.from_base += 1;
                 (c, kind, false)
             } else {
-                let head = remote.head(&o.key, version)?;
+                let head = match heads.remove(o.key.as_str()) {
+                    Some(h) => h?,
+                    None => remote.head(&o.key, version)?,
+                };
                 let kind = head.kind.unwrap_or(EntryKind::File);
                 if let Some(c) = head.content {
                     // A hint from metadata; the bytes are hashed again when downloaded.
@@ -178,6 +190,44 @@ impl RemoteView {
 }
 
 /// Downloads an object and hashes it.
+/// How many objects are sent a HEAD at once.
+const HEADS_IN_FLIGHT: usize = 8;
+
+/// Sends a HEAD for each of `keys`, [`HEADS_IN_FLIGHT`] at a time; each key's result (errors included, for
+/// the caller to meet in listing order).
+fn head_all<'k>(
+    remote: &dyn Remote,
+    keys: &'k [String],
+    at: Option<Version>,
+) -> std::collections::HashMap<&'k str, Result<ObjectInfo, RemoteError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let out = std::sync::Mutex::new(std::collections::HashMap::with_capacity(keys.len()));
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(key) = keys.get(i) else { break };
+            let r = remote.head(key, at);
+            let failed = r.is_err();
+            out.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.as_str(), r);
+            if failed {
+                // The first error ends the view anyway: stop sending more.
+                next.store(keys.len(), Ordering::Relaxed);
+            }
+        }
+    };
+    match keys.len() {
+        0 => {}
+        1 => work(),
+        n => std::thread::scope(|s| {
+            for _ in 0..HEADS_IN_FLIGHT.min(n) {
+                s.spawn(work);
+            }
+        }),
+    }
+    out.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn hash_remote(remote: &dyn Remote, key: &str, at: Option<Version>) -> Result<ObjectId, RemoteError> {
     struct HashWriter(ObjectHasher);
     impl std::io::Write for HashWriter {
