@@ -60,26 +60,6 @@ pub struct IgnoreRules {
     digest: [u8; 32],
 }
 
-/// Adds one rule to `b`, and to `h`, the digest of the rules in force (with its set and
-/// the file it came from, each length-prefixed).
-fn add(
-    b: &mut GitignoreBuilder,
-    h: &mut blake3::Hasher,
-    set: &[u8],
-    from: Option<&PathBuf>,
-    line: &str,
-) -> Result<(), IgnoreError> {
-    let source = from.map_or(&b""[..], |f| f.as_os_str().as_encoded_bytes());
-    for part in [set, source, line.as_bytes()] {
-        h.update(&(part.len() as u64).to_le_bytes()).update(part);
-    }
-    b.add_line(from.cloned(), line).map_err(|e| IgnoreError {
-        path: from.cloned().unwrap_or_else(|| "built-in".into()),
-        message: e.to_string(),
-    })?;
-    Ok(())
-}
-
 /// The user's global ignore files: `~/.basic-memory/.bmignore` and, when
 /// `BASIC_MEMORY_CONFIG_DIR` is set, `$BASIC_MEMORY_CONFIG_DIR/.bmignore`.
 pub fn global_ignore_files() -> Vec<PathBuf> {
@@ -98,26 +78,33 @@ impl IgnoreRules {
     /// files are fine; unreadable or invalid ones are an error, since silently dropping
     /// a rule could sync what the user meant to keep private).
     pub fn load(root: &Path, global_files: &[PathBuf]) -> Result<Self, IgnoreError> {
-        // Every rule goes through `add`, which also hashes it with its source and set:
-        // the digest is of the rules in force, whatever they came from.
-        let mut h = blake3::Hasher::new();
         let mut b = GitignoreBuilder::new(root);
         for rule in BUILTIN_RULES {
-            add(&mut b, &mut h, b"built-in", None, rule)?;
+            b.add_line(None, rule)
+                .map_err(|e| IgnoreError { path: "built-in".into(), message: e.to_string() })?;
         }
         let builtin =
             b.build().map_err(|e| IgnoreError { path: "built-in".into(), message: e.to_string() })?;
         let mut u = GitignoreBuilder::new(root);
         let mut files: Vec<PathBuf> = global_files.to_vec();
         files.push(root.join(BMIGNORE));
+        // Every rule in force, and where it came from: what a stat-cache listing was
+        // filtered by (see `digest`).
+        let mut h = blake3::Hasher::new();
+        for rule in BUILTIN_RULES {
+            h.update(rule.as_bytes()).update(b"\n");
+        }
         for f in &files {
+            h.update(b"\0").update(f.as_os_str().as_encoded_bytes()).update(b"\0");
             let text = match std::fs::read_to_string(f) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(IgnoreError { path: f.clone(), message: e.to_string() }),
             };
+            h.update(&(text.len() as u64).to_le_bytes()).update(text.as_bytes());
             for line in text.lines() {
-                add(&mut u, &mut h, b"user", Some(f), line)?;
+                u.add_line(Some(f.clone()), line)
+                    .map_err(|e| IgnoreError { path: f.clone(), message: e.to_string() })?;
             }
         }
         let user =
