@@ -464,12 +464,16 @@ impl Scanner<'_> {
         // The folder's stat comes before its listing: a change during the listing then
         // leaves the recorded stat older than the folder, and the next scan lists again.
         let (fd, now) = open_dir(abs, rel.is_empty())?;
-        if let Some(o) = &old
-            && let Unlisted::Done(done) = self.scan_unlisted(rel, abs, &fd, now, o, old_bytes)?
-        {
+        // (The folder is closed before its subfolders are opened, either way.)
+        let unlisted = if let Some(o) = &old {
+            self.scan_unlisted(rel, abs, fd, now, o, old_bytes)?
+        } else {
+            drop(fd);
+            Unlisted::List
+        };
+        if let Unlisted::Done(done) = unlisted {
             return Ok(done);
         }
-        drop(fd);
         self.listed.fetch_add(1, Ordering::Relaxed);
         let (kids, clean) = self.list_dir(rel, abs)?;
         let old_children: HashMap<&str, ChildRef<'_>> =
@@ -519,7 +523,7 @@ impl Scanner<'_> {
         &self,
         rel: &str,
         abs: &Path,
-        fd: &rustix::fd::OwnedFd,
+        fd: rustix::fd::OwnedFd,
         now: DirStat,
         old: &RecordView<'_>,
         old_bytes: Option<&[u8]>,
@@ -543,7 +547,7 @@ impl Scanner<'_> {
             if c.kind == EntryKind::Symlink || (self.store_blobs && !c.stored) {
                 return Ok(Unlisted::List);
             }
-            let Ok(st) = rustix::fs::statat(fd, c.name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else {
+            let Ok(st) = rustix::fs::statat(&fd, c.name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else {
                 return Ok(Unlisted::List);
             };
             let stat = stat_of_raw(&st);
@@ -554,6 +558,9 @@ impl Scanner<'_> {
             files += 1;
         }
         self.files.fetch_add(files, Ordering::Relaxed);
+        // Closed before descending: one open folder per level in flight, not per level
+        // per thread's stolen work.
+        drop(fd);
         let subs: Vec<Result<Option<(ObjectId, u64)>>> =
             subdirs.par_iter().map(|c| self.scan_dir(&join_path(rel, c.name), &abs.join(c.name))).collect();
         let mut results = Vec::with_capacity(subs.len());
