@@ -1,5 +1,7 @@
 //! The scanner: walks the folder in parallel and builds its Merkle tree bottom-up,
-//! trusting the stat cache where it safely can.
+//! trusting the stat cache where it safely can. It is long because the walk, the
+//! cached-listing fast path and the store writer share one set of invariants (the racy
+//! rules in `format-spec/store.md`), which are easier to check read together.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
