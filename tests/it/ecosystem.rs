@@ -471,3 +471,40 @@ fn every_command_speaks_json() {
         "{out}"
     );
 }
+
+#[test]
+fn a_changed_gitignore_or_basic_memory_default_is_seen_by_the_next_scan() {
+    let home = tempfile::tempdir().expect("tmp");
+    let cfg = home.path().join("bm");
+    let root = home.path().join("vault");
+    for d in [cfg.as_path(), &root.join("drafts"), &root.join("build")] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(root.join(".gitignore"), "drafts/\n").expect("write");
+    std::fs::write(root.join("drafts/d.md"), "d\n").expect("write");
+    std::fs::write(root.join("build/b.md"), "b\n").expect("write");
+    std::fs::write(root.join("a.md"), "a\n").expect("write");
+    let run = |args: &[&str]| bm(&root, home.path(), Some(&cfg), args);
+    ok(&run(&["init"]));
+    let paths = |o: &Output| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        let mut p: Vec<String> = v["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .filter_map(|c| c["path"].as_str().map(str::to_owned))
+            .collect();
+        p.sort();
+        p
+    };
+    // Twice: the second scan trusts the cached listings.
+    for _ in 0..2 {
+        assert_eq!(paths(&run(&["--json", "status", "--offline"])), ["a.md"]);
+    }
+    // The project's .gitignore goes: drafts/ is no longer ignored.
+    std::fs::remove_file(root.join(".gitignore")).expect("rm");
+    assert_eq!(paths(&run(&["--json", "status", "--offline"])), ["a.md", "drafts/d.md"]);
+    // A global .bmignore appears: Basic Memory's defaults (which ignore build/) no longer apply.
+    std::fs::write(cfg.join(".bmignore"), "# mine\n").expect("write");
+    assert_eq!(paths(&run(&["--json", "status", "--offline"])), ["a.md", "build/b.md", "drafts/d.md"]);
+}
