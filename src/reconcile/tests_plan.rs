@@ -397,6 +397,27 @@ fn a_rename_survives_a_deletion() {
 }
 
 #[test]
+fn no_rename_is_read_out_of_a_protected_path() {
+    // Moved locally out of a protected folder the remote deleted: the new file is an
+    // addition of its own, and nothing names the protected path.
+    let base = [("a/a/a", "x"), ("b/b", "y"), ("k", "k"), ("k2", "k2")];
+    let mut f = Fixture::three_way(
+        &base,
+        &[("a/a/a", "x"), ("a/a/b", "y"), ("k", "k"), ("k2", "k2")],
+        &[("a/a/a", "x"), ("k", "k"), ("k2", "k2")],
+    );
+    f.protected.insert("b".into());
+    let plan = f.ok();
+    let added: Vec<_> = plan.ops.iter().filter(|o| o.path == "a/a/b").collect();
+    assert_eq!(added.len(), 1, "{plan:?}");
+    assert_eq!((added[0].action, added[0].from.as_deref()), (Action::Upload, None), "{plan:?}");
+    assert!(
+        plan.ops.iter().all(|o| o.path != "b/b" || matches!(o.action, Action::Skip | Action::Record)),
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn a_new_file_follows_its_renamed_folder() {
     let base = [("d/x.md", "1"), ("d/y.md", "2")];
     let plan = Fixture::three_way(

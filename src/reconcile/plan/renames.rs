@@ -142,15 +142,18 @@ fn name(path: &str) -> &str {
 /// One side's renames: deletion index → addition index. Exact content first (same kind
 /// and id, in path order), then, among what is left, the most similar text above
 /// [`RENAME_SIMILARITY`] (ties to the first in path order).
-fn pair(ops: &[Op], side: Side, similarity: Option<&dyn Similarity>) -> BTreeMap<usize, usize> {
+/// A protected or ignored path takes no part: no rename is read into what is not synced.
+fn pair(ops: &[Op], side: Side, ctx: &Context<'_>) -> BTreeMap<usize, usize> {
+    let similarity = ctx.similarity;
+    let open = |o: &Op| !ctx.off_limits.iter().any(|set| super::covered(set, &o.path));
     let mut by_content: HashMap<(EntryKind, ObjectId), VecDeque<usize>> = HashMap::new();
-    for (i, op) in ops.iter().enumerate().filter(|(_, o)| deleted(o, side)) {
+    for (i, op) in ops.iter().enumerate().filter(|(_, o)| deleted(o, side) && open(o)) {
         let old = op.sides.base.as_ref().expect("a deletion has a base");
         by_content.entry((old.kind, old.id)).or_default().push_back(i);
     }
     let mut pairs = BTreeMap::new();
     let mut unpaired_adds = Vec::new();
-    for (j, op) in ops.iter().enumerate().filter(|(_, o)| added(o, side)) {
+    for (j, op) in ops.iter().enumerate().filter(|(_, o)| added(o, side) && open(o)) {
         let new = side.leaf(op).expect("an addition has the new leaf");
         match by_content.get_mut(&(new.kind, new.id)).and_then(VecDeque::pop_front) {
             Some(i) => {
@@ -249,8 +252,8 @@ fn claim(replaced: &mut BTreeMap<usize, Option<Op>>, gone: &[usize], at: usize, 
 /// Reconciles renames. Expects `ops` in path order, each path once; returns them in path
 /// order.
 pub(super) fn follow_renames(ops: Vec<Op>, ctx: &Context<'_>) -> Vec<Op> {
-    let local = pair(&ops, Side::Local, ctx.similarity);
-    let remote = pair(&ops, Side::Remote, ctx.similarity);
+    let local = pair(&ops, Side::Local, ctx);
+    let remote = pair(&ops, Side::Remote, ctx);
     if local.is_empty() && remote.is_empty() {
         return ops;
     }
