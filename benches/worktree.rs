@@ -256,7 +256,7 @@ fn plan_bench() {
     for _ in 0..5 {
         let input = PlanInput {
             trees: &trees,
-            base: Some(Base { tree: base_root, manifest: &manifest }),
+            base: Some(Base { tree: base_root, manifest: &manifest, manifest_tree: base_root }),
             local: local_root,
             remote: &remote,
             listing: ListingStatus::Complete,

@@ -136,16 +136,30 @@ pub(super) struct BaseState {
     pub(super) tree: Option<ObjectId>,
     /// Its remote manifest.
     pub(super) manifest: Manifest,
+    /// The tree of the manifest's entries, when the store records it (`manifest-tree`).
+    pub(super) manifest_tree: Option<ObjectId>,
+}
+
+/// The meta record naming the tree of the base manifest's entries: the manifest's id,
+/// then the tree's (32 bytes each).
+pub(super) const META_MANIFEST_TREE: &str = "manifest-tree";
+
+/// The tree the store records for `manifest` (by id), if the record is about it.
+fn manifest_tree(repo: &Repo, manifest: &ObjectId) -> Result<Option<ObjectId>, SyncError> {
+    let Some(v) = repo.store().meta(META_MANIFEST_TREE)? else { return Ok(None) };
+    let Some((m, t)) = v.split_at_checked(32) else { return Ok(None) };
+    let (Ok(m), Ok(t)) = (<[u8; 32]>::try_from(m), <[u8; 32]>::try_from(t)) else { return Ok(None) };
+    Ok((ObjectId::from_bytes(m) == *manifest).then_some(ObjectId::from_bytes(t)))
 }
 
 pub(super) fn base_state(repo: &Repo) -> Result<Option<BaseState>, SyncError> {
     let Some(id) = repo.base()? else { return Ok(None) };
     let c = repo.store().get_commit(&id)?;
-    let manifest = match &c.baseline {
-        Some(b) => repo.store().get_manifest(&b.manifest)?,
-        None => Manifest::default(),
+    let (manifest, manifest_tree) = match &c.baseline {
+        Some(b) => (repo.store().get_manifest(&b.manifest)?, manifest_tree(repo, &b.manifest)?),
+        None => (Manifest::default(), None),
     };
-    Ok(Some(BaseState { commit: id, tree: Some(c.tree), manifest }))
+    Ok(Some(BaseState { commit: id, tree: Some(c.tree), manifest, manifest_tree }))
 }
 
 /// Everything a plan is made from, read once.
@@ -285,8 +299,12 @@ pub(super) fn make_plan_knowing(
         let input = PlanInput {
             trees: &trees,
             base: match &known {
-                Some((root, _, manifest)) => Some(Base { tree: *root, manifest }),
-                None => base.as_ref().map(|b| Base { tree: b.tree, manifest: &b.manifest }),
+                Some((root, _, manifest)) => Some(Base { tree: *root, manifest, manifest_tree: None }),
+                None => base.as_ref().map(|b| Base {
+                    tree: b.tree,
+                    manifest: &b.manifest,
+                    manifest_tree: b.manifest_tree,
+                }),
             },
             local: Some(local.root),
             remote: &remote_objects,

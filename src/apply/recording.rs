@@ -122,7 +122,8 @@ pub(super) fn record_base(
         }
     }
     let leaves: Vec<(String, Leaf)> = converged.iter().map(|(p, (l, _))| (p.clone(), l.clone())).collect();
-    let (root, manifest_id) = put_state(repo, leaves, converged.into_values().map(|(_, e)| e).collect())?;
+    let (root, manifest_id) =
+        put_state(repo, leaves, converged.into_values().map(|(_, e)| e).collect(), true)?;
     let old_base = planned.base.as_ref().map(|b| b.commit);
     let head = repo.head()?;
     let theirs = if merged { Some(remote_commit(repo, remote, planned, old_base)?) } else { None };
@@ -143,24 +144,49 @@ pub(super) fn record_base(
 }
 
 /// Stores the tree of `leaves` and the manifest of `entries` in one batch. Returns the
-/// root tree's id (the empty tree's when there are no leaves) and the manifest's.
+/// root tree's id (the empty tree's when there are no leaves) and the manifest's. For a
+/// `base`, also the tree of the manifest's own entries and the `manifest-tree` record
+/// naming it, so the next plan patches that tree instead of building the remote one
+/// from the whole listing. (It is the root tree itself, unless a path's local and remote
+/// leaves differ in size.)
 fn put_state(
     repo: &Repo,
     leaves: Vec<(String, Leaf)>,
     entries: Vec<ManifestEntry>,
+    base: bool,
 ) -> Result<(ObjectId, ObjectId), SyncError> {
-    let (root, trees) = build_tree(leaves).map_err(|e| SyncError::Plan(PlanError::RemoteTree(e)))?;
+    let tree_error = |e| SyncError::Plan(PlanError::RemoteTree(e));
+    let of_entries = |m: &Manifest| -> Vec<(String, Leaf)> {
+        m.entries()
+            .iter()
+            .filter_map(|e| e.content.map(|id| (e.path.clone(), Leaf { kind: e.kind, id, size: e.size })))
+            .collect()
+    };
     let manifest = Manifest::new(entries)
         .map_err(|e| SyncError::Io { path: PathBuf::from("manifest"), source: std::io::Error::other(e) })?;
+    let manifest_leaves = base.then(|| of_entries(&manifest)).filter(|m| *m != leaves);
+    let (root, mut trees) = build_tree(leaves).map_err(tree_error)?;
+    let mut manifest_root = root;
+    if let Some(m) = manifest_leaves {
+        let (r, t) = build_tree(m).map_err(tree_error)?;
+        manifest_root = r;
+        trees.extend(t);
+    }
     let batch = repo.store().batch()?;
     for t in trees.values() {
         batch.put(ObjectKind::Tree, &t.encode())?;
     }
+    let empty = || batch.put(ObjectKind::Tree, &crate::object::Tree::default().encode()).map(|(id, _)| id);
     let root = match root {
         Some(r) => r,
-        None => batch.put(ObjectKind::Tree, &crate::object::Tree::default().encode())?.0,
+        None => empty()?,
     };
     let (manifest_id, _) = batch.put(ObjectKind::Manifest, &manifest.encode())?;
+    if base && let Some(t) = manifest_root {
+        let mut record = manifest_id.as_bytes().to_vec();
+        record.extend_from_slice(t.as_bytes());
+        batch.set_meta(super::planning::META_MANIFEST_TREE, &record)?;
+    }
     batch.commit()?;
     Ok((root, manifest_id))
 }
@@ -186,7 +212,7 @@ fn remote_commit(
             kind: o.kind,
         })
         .collect();
-    let (root, manifest_id) = put_state(repo, leaves.collect(), entries)?;
+    let (root, manifest_id) = put_state(repo, leaves.collect(), entries, false)?;
     let commit = Commit {
         tree: root,
         parents: parent.into_iter().collect(),

@@ -138,14 +138,31 @@ impl Fixture {
         self
     }
 
+    /// Plans twice, with the remote tree built from the whole listing and patched into
+    /// the base manifest's tree, and checks both plans are one.
     fn plan(&self) -> Result<Plan, PlanError> {
-        plan(&self.input())
+        let full = plan(&self.input(false));
+        let patched = plan(&self.input(true));
+        match (&full, patched) {
+            (Ok(full), Ok(mut patched)) => {
+                patched.stats.remote_trees_built = full.stats.remote_trees_built;
+                assert_eq!(full, &patched, "the patched remote tree plans otherwise");
+            }
+            (full, patched) => assert_eq!(format!("{full:?}"), format!("{patched:?}")),
+        }
+        full
     }
 
-    fn input(&self) -> PlanInput<'_> {
+    /// The input, with the base tree given as the manifest's (the fixture builds both
+    /// from the same leaves) when `patch`.
+    fn input(&self, patch: bool) -> PlanInput<'_> {
         PlanInput {
             trees: &self.trees,
-            base: self.base.as_ref().map(|(tree, manifest)| Base { tree: *tree, manifest }),
+            base: self.base.as_ref().map(|(tree, manifest)| Base {
+                tree: *tree,
+                manifest,
+                manifest_tree: tree.filter(|_| patch),
+            }),
             local: self.local,
             remote: &self.remote,
             listing: self.listing.clone(),
@@ -477,7 +494,7 @@ impl crate::reconcile::Similarity for FixedScore {
 fn similar_content_pairs_an_edited_rename() {
     let f = Fixture::three_way(&[("a.md", "old text")], &[("b.md", "new text")], &[("a.md", "theirs!")]);
     let plan_with = |s: Option<&dyn crate::reconcile::Similarity>| {
-        plan(&PlanInput { similarity: s, ..f.input() }).expect("plans")
+        plan(&PlanInput { similarity: s, ..f.input(true) }).expect("plans")
     };
     // Under the threshold (or with no judge): not a rename, and both paths stay.
     for s in [None, Some(&FixedScore(RENAME_SIMILARITY - 1) as &dyn crate::reconcile::Similarity)] {

@@ -9,7 +9,7 @@ use bmsync::apply::PlantedBug;
 use simlib::{Backend, Config, Failure, run_seeds};
 
 /// Seeds every CI run checks (`BMSYNC_SIM_CI_SEEDS` overrides).
-const CI_SEEDS: u64 = 2000;
+const CI_SEEDS: u64 = 1200;
 
 fn ci_seeds() -> u64 {
     std::env::var("BMSYNC_SIM_CI_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(CI_SEEDS)

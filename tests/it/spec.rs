@@ -191,7 +191,11 @@ impl Case {
     fn plan(&self) -> Plan {
         plan(&PlanInput {
             trees: &self.trees,
-            base: self.base.as_ref().map(|(tree, manifest)| Base { tree: *tree, manifest }),
+            base: self.base.as_ref().map(|(tree, manifest)| Base {
+                tree: *tree,
+                manifest,
+                manifest_tree: None,
+            }),
             local: self.local,
             remote: &self.remote,
             listing: ListingStatus::Complete,

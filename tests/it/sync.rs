@@ -272,6 +272,38 @@ fn plan_shows_the_sync_and_writes_nothing() {
     assert_eq!(bucket_keys(&inspect), ["a.md", "b.md"], "plan must not write to the bucket");
 }
 
+#[test]
+fn a_plan_rebuilds_only_the_remote_folders_a_teammate_changed() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let (alice, bob) = (Client::new("alice", &url, None), Client::new("bob", &url, None));
+    for i in 0..40 {
+        alice.write(&format!("d{}/e{}/n{i}.md", i % 5, i % 4), &format!("note {i}\n"));
+    }
+    alice.sync(0);
+    bob.sync(0);
+    alice.write("d1/e1/n1.md", "note 1, edited\n");
+    alice.sync(0);
+    let plan = |c: &Client| -> serde_json::Value {
+        let o = c.run(&["--json", "plan"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let v = plan(&bob);
+    assert_eq!(v["ops"].as_array().expect("ops").len(), 1, "{v}");
+    assert_eq!(v["ops"][0]["action"], "download");
+    // The root, d1 and d1/e1, not the 26 folders of the whole listing: the last sync's
+    // manifest tree was patched.
+    assert_eq!(v["stats"]["remote_trees_built"], 3, "{v}");
+    // A record that names another manifest is no hint: the same plan, built in full.
+    let repo = bmsync::Repo::open(bob.dir.path()).expect("open");
+    repo.store().set_meta("manifest-tree", &[0; 64]).expect("meta");
+    drop(repo);
+    let full = plan(&bob);
+    assert_eq!(full["ops"], v["ops"]);
+    assert_eq!(full["stats"]["remote_trees_built"], 26, "{full}");
+}
+
 /// Everything about every entry under `root` (itself included): kind, mode, mtime, and
 /// bytes or link target. Two equal fingerprints mean nothing there changed.
 type Fingerprint = std::collections::BTreeMap<PathBuf, (u32, i64, i64, Vec<u8>)>;

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use crate::id::ObjectId;
-use crate::object::{EntryKind, NameError, Tree, TreeEntry, check_path, join_path, path_order};
+use crate::object::{EntryKind, NameError, Tree, TreeEntry, TreeRef, check_path, join_path, path_order};
 use crate::reconcile::diff::Leaf;
+use crate::reconcile::source::{TreeReadError, TreeSource};
 
 /// Why leaves do not make a tree.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,4 +117,156 @@ fn close_folder(
         size,
     });
     Ok(())
+}
+
+/// The tree `build_tree` would make of `root`'s leaves with `edits` applied (a leaf set
+/// at a path, or `None`: no file there any more), building only the folders on the edited
+/// paths: the root id and the trees made. `Ok(None)` when the result would hold a file
+/// and a folder of one name, which `build_tree` over all the leaves reports (the caller
+/// falls back to it). `edits` are in path order, each path once, each a valid path.
+pub(super) fn patch_tree(
+    src: &dyn TreeSource,
+    root: Option<ObjectId>,
+    edits: &[(String, Option<Leaf>)],
+) -> Result<Option<(Option<ObjectId>, HashMap<ObjectId, Tree>)>, TreeReadError> {
+    let rest: Vec<(&str, Option<&Leaf>)> = edits.iter().map(|(p, l)| (p.as_str(), l.as_ref())).collect();
+    let mut trees = HashMap::new();
+    Ok(patch_folder(src, root, &rest, &mut trees)?.map(|made| (made.map(|(id, _)| id), trees)))
+}
+
+/// One folder of [`patch_tree`]: `edits` are paths relative to it. `Ok(None)`: a clash;
+/// `Ok(Some(None))`: the folder is left empty (so it goes, as folders come only from
+/// paths); otherwise its new id and total size.
+#[allow(clippy::option_option)]
+fn patch_folder(
+    src: &dyn TreeSource,
+    id: Option<ObjectId>,
+    edits: &[(&str, Option<&Leaf>)],
+    trees: &mut HashMap<ObjectId, Tree>,
+) -> Result<Option<Option<(ObjectId, u64)>>, TreeReadError> {
+    let mut entries: std::collections::BTreeMap<String, TreeEntry> = std::collections::BTreeMap::new();
+    if let Some(id) = id {
+        let bytes = src.tree_bytes(&id)?;
+        let tree =
+            TreeRef::decode(&bytes).map_err(|e| TreeReadError::Corrupt { id, reason: e.to_string() })?;
+        for e in tree.entries() {
+            entries.insert(
+                e.name.to_owned(),
+                TreeEntry { name: e.name.to_owned(), kind: e.kind, id: e.id, size: e.size },
+            );
+        }
+    }
+    // Per name: the edit of that very path, and the edits beneath it (paths under one
+    // folder are contiguous in path order, but the folder's own name may sort apart).
+    let mut by_name: std::collections::BTreeMap<&str, (Option<Option<&Leaf>>, Vec<(&str, Option<&Leaf>)>)> =
+        std::collections::BTreeMap::new();
+    for &(path, leaf) in edits {
+        match path.split_once('/') {
+            Some((name, below)) => by_name.entry(name).or_default().1.push((below, leaf)),
+            None => by_name.entry(path).or_default().0 = Some(leaf),
+        }
+    }
+    for (name, (here, below)) in by_name {
+        let old = entries.get(name);
+        let mut new: Option<TreeEntry> = old.cloned();
+        if matches!(here, Some(None)) && old.is_some_and(|e| !e.kind.is_tree()) {
+            new = None;
+        }
+        if !below.is_empty() {
+            let folder = match &new {
+                Some(e) if e.kind.is_tree() => Some(e.id),
+                Some(_) => return Ok(None),
+                None => None,
+            };
+            let Some(made) = patch_folder(src, folder, &below, trees)? else { return Ok(None) };
+            new = made.map(|(id, size)| TreeEntry { name: name.to_owned(), kind: EntryKind::Tree, id, size });
+        }
+        if let Some(Some(leaf)) = here {
+            if new.as_ref().is_some_and(|e| e.kind.is_tree()) {
+                return Ok(None);
+            }
+            new = Some(TreeEntry { name: name.to_owned(), kind: leaf.kind, id: leaf.id, size: leaf.size });
+        }
+        match new {
+            Some(e) => entries.insert(name.to_owned(), e),
+            None => entries.remove(name),
+        };
+    }
+    if entries.is_empty() {
+        return Ok(Some(None));
+    }
+    // Names were valid and are unique by construction; anything else is left to the
+    // full build, which names the path.
+    let Ok(tree) = Tree::new(entries.into_values().collect()) else { return Ok(None) };
+    let (id, size) = (tree.id(), tree.total_size());
+    trees.insert(id, tree);
+    Ok(Some(Some((id, size))))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn leaves() -> impl Strategy<Value = BTreeMap<String, Option<Leaf>>> {
+        let path = prop::collection::vec(prop::sample::select(vec!["a", "b", "a-b", "a.md"]), 1..=3)
+            .prop_map(|v| v.join("/"));
+        let leaf = (prop_oneof![Just(EntryKind::File), Just(EntryKind::Executable)], 0u8..3)
+            .prop_map(|(kind, d)| Leaf { kind, id: ObjectId::for_blob(&[d]), size: u64::from(d) + 1 });
+        prop::collection::btree_map(path, prop::option::of(leaf), 0..8)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Patching a tree gives the tree of the patched leaves, or says the patched
+        /// leaves make no tree (or leaves it to the full build).
+        #[test]
+        fn a_patched_tree_is_the_tree_of_the_patched_leaves(start in leaves(), edits in leaves()) {
+            let start: BTreeMap<String, Leaf> = start.into_iter().filter_map(|(p, l)| Some((p, l?))).collect();
+            let Ok((root, trees)) = build_tree(start.clone()) else { return Ok(()) };
+            let mut after = start;
+            for (p, l) in &edits {
+                match l {
+                    Some(l) => after.insert(p.clone(), l.clone()),
+                    None => after.remove(p),
+                };
+            }
+            let edits: Vec<(String, Option<Leaf>)> = edits.into_iter().collect();
+            let patched = patch_tree(&trees, root, &edits).expect("every tree is at hand");
+            match (build_tree(after), patched) {
+                (Ok((want, _)), Some((got, made))) => {
+                    prop_assert_eq!(want, got);
+                    // Every tree the patched root needs is at hand.
+                    let all: HashMap<ObjectId, Tree> = trees.into_iter().chain(made).collect();
+                    if let Some(r) = got {
+                        prop_assert!(all.contains_key(&r));
+                    }
+                }
+                (Err(_), Some(_)) => prop_assert!(false, "a patch made a tree of leaves that make none"),
+                (_, None) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_patch_builds_only_the_folders_on_its_paths() {
+        let leaf = Leaf { kind: EntryKind::File, id: ObjectId::for_blob(b"x"), size: 1 };
+        let start: Vec<(String, Leaf)> =
+            (0..100).map(|i| (format!("d{}/e{}/f{i}", i / 10, i % 10), leaf.clone())).collect();
+        let (root, trees) = build_tree(start.clone()).expect("a tree");
+        let new = Leaf { kind: EntryKind::File, id: ObjectId::for_blob(b"y"), size: 1 };
+        let edits = vec![("d3/e4/f34".to_owned(), Some(new.clone())), ("d3/e5/f35".to_owned(), None)];
+        let (got, made) = patch_tree(&trees, root, &edits).expect("read").expect("no clash");
+        // The root, d3, d3/e4; d3/e5 is left empty and goes.
+        assert_eq!(made.len(), 3);
+        let after = start.into_iter().filter(|(p, _)| p != "d3/e5/f35").map(|(p, l)| {
+            let l = if p == "d3/e4/f34" { new.clone() } else { l };
+            (p, l)
+        });
+        assert_eq!(got, build_tree(after).expect("a tree").0);
+    }
 }

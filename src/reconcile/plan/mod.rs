@@ -14,7 +14,7 @@ mod passes;
 mod renames;
 mod types;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -32,6 +32,34 @@ use crate::object::{EntryKind, Manifest, Tree, TreeRef, check_path, join_path, p
 /// Whether `path` or a folder above it is in `set`.
 fn covered(set: &BTreeSet<String>, path: &str) -> bool {
     !set.is_empty() && (set.contains(path) || path.match_indices('/').any(|(i, _)| set.contains(&path[..i])))
+}
+
+/// The listing's differences from the base manifest, in one pass over both (both are in
+/// path order): the listed objects that are not exactly as the manifest records them
+/// (another ETag, kind or size, or content the listing or the manifest does not agree
+/// on), and the manifest's paths the listing no longer holds.
+fn listing_changes<'r>(
+    remote: &'r BTreeMap<String, RemoteObject>,
+    manifest: &Manifest,
+) -> (Vec<(&'r String, &'r RemoteObject)>, Vec<String>) {
+    let (mut changed, mut gone) = (Vec::new(), Vec::new());
+    let mut base = manifest.entries().iter().peekable();
+    for (path, obj) in remote {
+        while let Some(e) = base.next_if(|e| e.path.as_str() < path.as_str()) {
+            gone.push(e.path.clone());
+        }
+        let same = base.next_if(|e| e.path == *path).is_some_and(|e| {
+            e.etag == obj.etag
+                && e.kind == obj.kind
+                && e.size == obj.size
+                && e.content.is_some_and(|c| obj.content.unwrap_or(c) == c)
+        });
+        if !same {
+            changed.push((path, obj));
+        }
+    }
+    gone.extend(base.map(|e| e.path.clone()));
+    (changed, gone)
 }
 
 /// The tree `id` among those loaded for one node (`None` stays `None`).
@@ -67,8 +95,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         ops: Vec::new(),
         stats: PlanStats { base_files, ..PlanStats::default() },
     };
-    let (leaves, etag_only) = p.remote_leaves(manifest)?;
-    let (remote_tree, built) = build_tree(leaves)?;
+    let (remote_tree, built, etag_only) =
+        p.remote_side(manifest, input.base.and_then(|b| b.manifest_tree))?;
     p.stats.remote_trees_built = built.len();
     let src = Overlay { mem: &built, inner: input.trees };
     p.walk(&src, "", Merge::new(base_tree, input.local, remote_tree))?;
@@ -145,14 +173,53 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
+    /// The remote side as a tree: its root, the trees made for it, and the paths whose
+    /// ETag changed but whose content did not. With the base manifest's tree at hand
+    /// (`manifest_tree`), only the listing's differences from the manifest are looked at
+    /// and patched into that tree, so the cost follows the changes; otherwise (or where
+    /// the differences make a file and a folder of one name) the tree is built from the
+    /// whole listing. Both give the same tree and the same operations.
+    fn remote_side(
+        &mut self,
+        manifest: &Manifest,
+        manifest_tree: Option<ObjectId>,
+    ) -> Result<(Option<ObjectId>, HashMap<ObjectId, Tree>, Leaves), PlanError> {
+        if let Some(root) = manifest_tree.filter(|_| !manifest.entries().is_empty()) {
+            let (ops, protected) = (self.ops.len(), self.protected.clone());
+            let (changed, gone) = listing_changes(self.input.remote, manifest);
+            let (leaves, etag_only) = self.remote_leaves(manifest, changed.iter().copied())?;
+            // Every changed path the manifest held loses its old leaf unless it has a new one.
+            let mut edits: BTreeMap<String, Option<Leaf>> = gone.into_iter().map(|p| (p, None)).collect();
+            for (path, _) in &changed {
+                if manifest.get(path).is_some() {
+                    edits.insert((*path).clone(), None);
+                }
+            }
+            edits.extend(leaves.into_iter().map(|(p, l)| (p, Some(l))));
+            let edits: Vec<(String, Option<Leaf>)> = edits.into_iter().collect();
+            // (A tree that cannot be read is only a hint lost: the full build follows.)
+            if let Ok(Some((tree, built))) = build::patch_tree(self.input.trees, Some(root), &edits) {
+                return Ok((tree, built, etag_only));
+            }
+            self.ops.truncate(ops);
+            self.protected = protected;
+        }
+        let (leaves, etag_only) = self.remote_leaves(manifest, self.input.remote)?;
+        let (tree, built) = build_tree(leaves)?;
+        Ok((tree, built, etag_only))
+    }
+
     /// The listing as leaves with known content, plus the paths whose ETag changed but
     /// whose content did not. Keys that make no valid path are skipped and protect the
     /// path they would normalise to.
-    fn remote_leaves(&mut self, manifest: &Manifest) -> Result<(Leaves, Leaves), PlanError> {
+    fn remote_leaves<'r>(
+        &mut self,
+        manifest: &Manifest,
+        objects: impl IntoIterator<Item = (&'r String, &'r RemoteObject)>,
+    ) -> Result<(Leaves, Leaves), PlanError> {
         let base_entry = |path: &str| manifest.get(path);
         let (mut leaves, mut etag_only, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
-        let remote = self.input.remote;
-        for (path, obj) in remote {
+        for (path, obj) in objects {
             if check_path(path).is_err() || obj.kind.is_tree() {
                 let nfc: String = path.nfc().collect();
                 if nfc != *path && check_path(&nfc).is_ok() {

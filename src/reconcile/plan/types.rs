@@ -53,6 +53,11 @@ pub struct Base<'a> {
     pub tree: Option<ObjectId>,
     /// Its remote manifest: per path the key, ETag, size and content id then.
     pub manifest: &'a Manifest,
+    /// The tree [`build_tree`](super::build_tree) makes of the manifest's entries that
+    /// have a content id, when the caller has it (readable from `trees`): the planner
+    /// then patches it with the listing's differences instead of building the remote
+    /// tree from the whole listing. `None` costs time, never correctness.
+    pub manifest_tree: Option<ObjectId>,
 }
 
 /// Everything the planner looks at.
