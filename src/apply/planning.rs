@@ -140,13 +140,9 @@ pub(super) struct BaseState {
     pub(super) manifest_tree: Option<ObjectId>,
 }
 
-/// The meta record naming the tree of the base manifest's entries: the manifest's id,
-/// then the tree's (32 bytes each).
-pub(super) const META_MANIFEST_TREE: &str = "manifest-tree";
-
 /// The tree the store records for `manifest` (by id), if the record is about it.
 fn manifest_tree(repo: &Repo, manifest: &ObjectId) -> Result<Option<ObjectId>, SyncError> {
-    let Some(v) = repo.store().meta(META_MANIFEST_TREE)? else { return Ok(None) };
+    let Some(v) = repo.store().meta(crate::repo::META_MANIFEST_TREE)? else { return Ok(None) };
     let Some((m, t)) = v.split_at_checked(32) else { return Ok(None) };
     let (Ok(m), Ok(t)) = (<[u8; 32]>::try_from(m), <[u8; 32]>::try_from(t)) else { return Ok(None) };
     Ok((ObjectId::from_bytes(m) == *manifest).then_some(ObjectId::from_bytes(t)))

@@ -185,7 +185,7 @@ fn put_state(
     if base && let Some(t) = manifest_root {
         let mut record = manifest_id.as_bytes().to_vec();
         record.extend_from_slice(t.as_bytes());
-        batch.set_meta(super::planning::META_MANIFEST_TREE, &record)?;
+        batch.set_meta(crate::repo::META_MANIFEST_TREE, &record)?;
     }
     batch.commit()?;
     Ok((root, manifest_id))

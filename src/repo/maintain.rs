@@ -54,7 +54,16 @@ impl Repo {
         let conflicts = crate::conflicts::load(&self.store)?;
         let extra: Vec<ObjectId> =
             conflicts.iter().flat_map(|c| [c.base, c.local, c.remote, c.kept]).flatten().collect();
-        let keep = self.store.reachable(&extra)?;
+        // The manifest's tree the planner patches (a tree of its own where a path's local
+        // and remote leaves differ), with what it holds.
+        let trees: Vec<ObjectId> = self
+            .store
+            .meta(super::META_MANIFEST_TREE)?
+            .and_then(|v| v.get(32..).and_then(|t| <[u8; 32]>::try_from(t).ok()))
+            .map(ObjectId::from_bytes)
+            .into_iter()
+            .collect();
+        let keep = self.store.reachable(&extra, &trees)?;
         let all = self.store.object_ids()?;
         let drop: Vec<ObjectId> = all.iter().filter(|id| !keep.contains(id)).copied().collect();
         let mut report =

@@ -40,6 +40,9 @@ pub const META_ENDPOINT: &str = "endpoint";
 pub const META_CASE_INSENSITIVE: &str = "case-insensitive";
 /// Meta key: the name collisions the last sync reported (JSON), for `status`.
 pub const META_COLLISIONS: &str = "collisions";
+/// Meta key: the base manifest's id and the id of the tree of its entries, which the
+/// planner patches with the listing's changes (a hint; see `format-spec/store.md`).
+pub const META_MANIFEST_TREE: &str = "manifest-tree";
 /// Meta key for what the last probe of the remote found (JSON, see [`ProbeRecord`]).
 pub const META_PROBE: &str = "remote-probe";
 /// Meta key for the opt-in to lost updates on a remote that ignores conditional PUTs

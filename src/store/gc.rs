@@ -10,13 +10,14 @@ use crate::id::{ObjectId, ObjectKind};
 impl Store {
     /// Every object something needs: what the refs reach (commits and all their
     /// ancestors, their trees, subtrees and blobs, their manifests and the content ids
-    /// those name), what the stat cache names, and `extra` (conflict records' ids).
+    /// those name), what the stat cache names, `extra` (conflict records' ids), and the
+    /// trees `extra_trees` with everything beneath them (the `manifest-tree` record's).
     /// A missing object is skipped (`fsck` reports it); one that does not read or decode
     /// is an error, since what it names cannot be known.
-    pub fn reachable(&self, extra: &[ObjectId]) -> Result<HashSet<ObjectId>> {
+    pub fn reachable(&self, extra: &[ObjectId], extra_trees: &[ObjectId]) -> Result<HashSet<ObjectId>> {
         let mut keep: HashSet<ObjectId> = extra.iter().copied().collect();
         let mut commits: Vec<ObjectId> = self.refs()?.into_iter().map(|(_, id)| id).collect();
-        let mut trees = Vec::new();
+        let mut trees = extra_trees.to_vec();
         let mut seen_commits = HashSet::new();
         while let Some(id) = commits.pop() {
             if !seen_commits.insert(id) {

@@ -743,3 +743,25 @@ fn keep_remote_says_where_your_version_went_and_restore_brings_it_back() {
         assert_eq!(code, Some(0), "{report}");
     }
 }
+
+#[test]
+fn gc_keeps_the_manifest_tree_the_planner_patches() {
+    let (_b, c) = synced_client();
+    let repo = bmsync::Repo::open(c.dir.path()).expect("open");
+    // A tree (and one beneath it, and a blob) that only the `manifest-tree` record names.
+    let (blob, _) = repo.store().put(ObjectKind::Blob, b"only the manifest tree holds this\n").expect("put");
+    let entry = |name: &str, kind, id| bmsync::TreeEntry { name: name.into(), kind, id, size: 34 };
+    let inner = bmsync::Tree::new(vec![entry("x.md", bmsync::EntryKind::File, blob)]).expect("tree");
+    let (inner_id, _) = repo.store().put(ObjectKind::Tree, &inner.encode()).expect("put");
+    let outer = bmsync::Tree::new(vec![entry("d", bmsync::EntryKind::Tree, inner_id)]).expect("tree");
+    let (outer_id, _) = repo.store().put(ObjectKind::Tree, &outer.encode()).expect("put");
+    let mut record = vec![0; 32];
+    record.extend_from_slice(outer_id.as_bytes());
+    repo.store().set_meta(bmsync::repo::META_MANIFEST_TREE, &record).expect("meta");
+    repo.gc(&bmsync::repo::GcOptions::default()).expect("gc");
+    let ids = repo.store().object_ids().expect("ids");
+    for id in [blob, inner_id, outer_id] {
+        assert!(ids.contains(&id), "{id} was removed");
+    }
+    assert!(repo.store().fsck().healthy(), "{:?}", repo.store().fsck());
+}

@@ -55,6 +55,7 @@ fn meta_constants() -> BTreeMap<&'static str, &'static str> {
         ("META_WORKTREE_STAMP", bmsync::worktree::META_WORKTREE_STAMP),
         ("META_WORKTREE_RULES", bmsync::worktree::META_WORKTREE_RULES),
         ("META_COLLISIONS", bmsync::repo::META_COLLISIONS),
+        ("META_MANIFEST_TREE", bmsync::repo::META_MANIFEST_TREE),
         ("META_CONFLICTS", bmsync::conflicts::META_CONFLICTS),
     ]
     .into_iter()
