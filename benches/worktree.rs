@@ -280,7 +280,7 @@ fn plan_bench() {
         ms(builds[2])
     );
     println!(
-        "median of 5          {:>10}   ({visited} tree nodes visited; includes building the remote tree from 100,000 listed objects)",
+        "median of 5          {:>10}   ({visited} tree nodes visited; the base manifest's tree patched with the listing's changes)",
         ms(times[2])
     );
     println!("BENCH plan {:.3} {:.3} {:.3}", ms_f(times[2]), ms_f(times[0]), ms_f(times[4]));
