@@ -75,10 +75,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         let rendered = e.render().to_string();
         let first = rendered.lines().next().unwrap_or("the command line is not valid");
         let message = first.strip_prefix("error: ").unwrap_or(first);
-        let v = serde_json::json!({ "error": { "kind": "usage", "message": message,
-                                               "hint": "`bmsync help` lists the commands and their flags", "exit_code": 2 } });
-        let mut out = std::io::stdout().lock();
-        let _ = std::io::Write::write_fmt(&mut out, format_args!("{v}\n"));
+        output::print_json_error("usage", message, Some("`bmsync help` lists the commands and their flags"), 2);
     }
     ExitCode::from(2)
 }

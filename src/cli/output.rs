@@ -251,13 +251,17 @@ pub(crate) fn report(f: &Failure, json: bool) -> ExitCode {
             say(&format!("hint: {h}"));
         }
         if json && !f.told {
-            let v = serde_json::json!({ "error": { "kind": f.kind, "message": f.message, "hint": hint,
-                                                   "exit_code": f.code } });
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{v}");
+            print_json_error(f.kind, &f.message, hint, f.code);
         }
     }
     ExitCode::from(f.code)
+}
+
+/// The `--json` error object on stdout: `{"error": {kind, message, hint, exit_code}}`.
+pub(crate) fn print_json_error(kind: &str, message: &str, hint: Option<&str>, code: u8) {
+    let v = serde_json::json!({ "error": { "kind": kind, "message": message, "hint": hint, "exit_code": code } });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
 }
 
 /// A progress bar on stderr, drawn only on a terminal and never with `--json`: files
