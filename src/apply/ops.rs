@@ -448,9 +448,15 @@ impl Round<'_> {
         // Removed however this ends short of placing it (an error, a panic); after a
         // kill -9 the journal names it for the next run to remove.
         let _guard = TempGuard(&tmp_path);
-        let Some(got) = self.download_to(&tmp_path, &obj.key)? else {
-            effects.raced(path);
-            return Ok(None);
+        let got = match self.take_staged(path, &tmp_path) {
+            Some(got) => got,
+            None => {
+                let Some(got) = self.download_to(&tmp_path, &obj.key)? else {
+                    effects.raced(path);
+                    return Ok(None);
+                };
+                got
+            }
         };
         if let Some(reason) = make_kind(&tmp_path, into, got.kind)? {
             effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });
@@ -512,6 +518,16 @@ impl Round<'_> {
             }
             Some(LocalCond::Absent) | None => place_new(tmp, dest),
         }
+    }
+
+    /// The object the remote view already read whole for `path`, moved to `tmp`: the
+    /// bytes of the view's instant, as a GET at the view's snapshot would read them, under
+    /// the ETag that came with them. `None` when there is none (or it cannot be moved:
+    /// another file system, already taken): then it is downloaded.
+    fn take_staged(&self, path: &str, tmp: &Path) -> Option<RemoteSide> {
+        let s = self.planned.view.staged.get(path)?;
+        std::fs::rename(&s.file, tmp).ok()?;
+        Some(RemoteSide { etag: s.etag.clone(), content: s.content, size: s.size, kind: s.kind })
     }
 
     /// Writes the object into `tmp` and fsyncs it. Returns its size, its content id as

@@ -158,6 +158,19 @@ pub(super) fn base_state(repo: &Repo) -> Result<Option<BaseState>, SyncError> {
     Ok(Some(BaseState { commit: id, tree: Some(c.tree), manifest, manifest_tree }))
 }
 
+/// The folder where a sync's remote view keeps the objects it read whole, for the apply
+/// step to place (`.bmsync/stage`); emptied before each plan and after each sync.
+pub(super) fn stage_dir(repo: &Repo) -> std::path::PathBuf {
+    repo.root().join(crate::layout::STATE_DIR).join("stage")
+}
+
+/// Removes the stage folder, if there is one (what is left in it was not needed).
+pub(super) fn clear_stage(dir: &std::path::Path) {
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// Everything a plan is made from, read once.
 pub struct Planned {
     /// The folder as scanned.
@@ -225,8 +238,19 @@ pub(super) fn make_plan_knowing(
     let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
     // A plan takes no snapshot: it reads the live state (taking one is a write).
     let jobs = opts.jobs.unwrap_or(super::options::DEFAULT_JOBS);
-    let mut view =
-        RemoteView::fetch_with(remote, base.as_ref().map(|b| &b.manifest), ignored_now, !dry_run, jobs)?;
+    // A sync reads what the base does not know whole, once (a dry run only HEADs it).
+    let stage = (!dry_run).then(|| stage_dir(repo));
+    if let Some(dir) = &stage {
+        clear_stage(dir);
+    }
+    let mut view = RemoteView::fetch_with(
+        remote,
+        base.as_ref().map(|b| &b.manifest),
+        ignored_now,
+        !dry_run,
+        jobs,
+        stage.as_deref(),
+    )?;
     let mut protected: BTreeSet<String> = local.report.protected_paths().into_iter().collect();
     // A key in another Unicode form (which the view skips) still holds that note: its NFC
     // path is never taken for deleted there.

@@ -101,6 +101,7 @@ pub fn sync_with_progress(
         .lock_sync(opts.lock_wait.unwrap_or(DEFAULT_LOCK_WAIT), &mut |pid| progress.waiting_for_lock(pid))?;
     let counted = crate::remote::Counted::new(remote);
     let result = sync_rounds(repo, &counted, opts, progress);
+    super::planning::clear_stage(&super::planning::stage_dir(repo));
     progress.finish();
     result.map(|s| SyncSummary { requests: counted.counts(), ..s })
 }

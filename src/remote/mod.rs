@@ -214,6 +214,14 @@ pub enum RemoteError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// A local file receiving an object could not be written (a full disk, say).
+    #[error("writing {path}: {source}")]
+    LocalWrite {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
     /// The disk holding a `file://` remote is full.
     #[error("{op}: the remote's disk is full: {detail}")]
     DiskFull {
@@ -320,6 +328,7 @@ impl RemoteError {
             Self::NeedsRepair { .. } => "remote_needs_repair",
             Self::NotARemote { .. } => "not_a_remote",
             Self::LocalRead { .. } => "local_read",
+            Self::LocalWrite { .. } => "local_write",
             Self::DiskFull { .. } => "remote_disk_full",
             Self::Storage { .. } => "remote_storage",
             Self::ReadOnly { .. } => "read_only_remote",

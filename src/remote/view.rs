@@ -51,6 +51,22 @@ pub struct ViewStats {
     pub downloaded: u64,
 }
 
+/// An object the view read whole (in place of a HEAD), kept in a file for the apply
+/// step, so that a download costs one request, not two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Staged {
+    /// The file holding the bytes (fsynced), inside the stage folder.
+    pub file: std::path::PathBuf,
+    /// The ETag the GET returned (the listing's).
+    pub etag: String,
+    /// BLAKE3 of the bytes, as hashed while they were written.
+    pub content: ObjectId,
+    /// Bytes written.
+    pub size: u64,
+    /// The kind bmsync's metadata names (a plain file without it).
+    pub kind: EntryKind,
+}
+
 /// The remote as of one instant.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RemoteView {
@@ -62,6 +78,9 @@ pub struct RemoteView {
     pub skipped: Vec<SkippedKey>,
     /// What it cost.
     pub stats: ViewStats,
+    /// Objects read whole into the stage folder, by path (see [`Staged`]).
+    #[serde(skip)]
+    pub staged: BTreeMap<String, Staged>,
 }
 
 impl RemoteView {
@@ -73,19 +92,23 @@ impl RemoteView {
         base: Option<&Manifest>,
         ignored: impl Fn(&str) -> bool,
     ) -> Result<Self, RemoteError> {
-        Self::fetch_with(remote, base, ignored, true, HEADS_IN_FLIGHT)
+        Self::fetch_with(remote, base, ignored, true, HEADS_IN_FLIGHT, None)
     }
 
     /// [`fetch`](Self::fetch), or with `snapshot` false, a read of the live state that
     /// takes no snapshot (for `plan`, which must write nothing, not even a snapshot).
     /// `jobs` HEADs are in flight at once; 1 sends them in listing order on this thread
-    /// (the simulator's reproducible traces need that).
+    /// (the simulator's reproducible traces need that). With a `stage` folder, an object
+    /// the base does not know is read whole into it instead (one GET, and its content id
+    /// hashed, not hinted), for the apply step to place without reading it again; where
+    /// the GET does not return the listed ETag and size, a HEAD follows as without.
     pub fn fetch_with(
         remote: &dyn Remote,
         base: Option<&Manifest>,
         ignored: impl Fn(&str) -> bool,
         snapshot: bool,
         jobs: usize,
+        stage: Option<&std::path::Path>,
     ) -> Result<Self, RemoteError> {
         let version =
             if snapshot && remote.capabilities().snapshots { Some(remote.snapshot(None)?) } else { None };
@@ -113,8 +136,28 @@ impl RemoteView {
             .filter(|o| check_path(&o.key).is_ok() && !ignored(&o.key) && known(o).is_none())
             .map(|o| o.key.clone())
             .collect();
-        let mut heads = head_all(remote, &need, version, jobs);
+        // Which of them are read whole: small ones, unless one may be a file the base knew
+        // under another path (the size of a path no longer listed), which a rename
+        // carries without reading it.
+        let read: Vec<bool> = match stage.filter(|_| !need.is_empty()) {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| RemoteError::LocalWrite { path: dir.to_owned(), source })?;
+                let here: std::collections::HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+                let gone: std::collections::HashSet<u64> = base
+                    .iter()
+                    .flat_map(|m| m.entries())
+                    .filter(|e| !here.contains(e.key.as_str()))
+                    .map(|e| e.size)
+                    .collect();
+                let size: BTreeMap<&str, u64> = listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
+                need.iter().map(|k| size[k.as_str()] <= STAGE_MAX_BYTES && !gone.contains(&size[k.as_str()])).collect()
+            }
+            None => vec![false; need.len()],
+        };
+        let mut heads = head_all(remote, &need, &read, version, jobs, stage);
         let mut objects = BTreeMap::new();
+        let mut staged = BTreeMap::new();
         for o in listed {
             if let Err(e) = check_path(&o.key) {
                 let reason = match e {
@@ -141,7 +184,27 @@ impl RemoteView {
                 (c, kind, false)
             } else {
                 let head = match heads.remove(o.key.as_str()) {
-                    Some(h) => h?,
+                    Some(Fetched::Read(s)) if s.etag == o.etag && s.size == o.size => {
+                        stats.downloaded += 1;
+                        let (content, kind) = (s.content, s.kind);
+                        staged.insert(o.key.clone(), s);
+                        if content == ObjectId::for_blob(TOMBSTONE) {
+                            continue;
+                        }
+                        objects.insert(
+                            o.key.clone(),
+                            RemoteEntry { key: o.key, etag: o.etag, size: o.size, content, kind, hinted: false },
+                        );
+                        continue;
+                    }
+                    Some(Fetched::Read(s)) => {
+                        // Read after a change the listing did not show: not the listed
+                        // object's bytes.
+                        let _ = std::fs::remove_file(&s.file);
+                        remote.head(&o.key, version)?
+                    }
+                    Some(Fetched::Head(h)) => h,
+                    Some(Fetched::Failed(e)) => return Err(e),
                     None => remote.head(&o.key, version)?,
                 };
                 let kind = head.kind.unwrap_or(EntryKind::File);
@@ -171,7 +234,7 @@ impl RemoteView {
                 RemoteEntry { key: o.key, etag: o.etag, size: o.size, content, kind, hinted },
             );
         }
-        Ok(Self { version, objects, skipped, stats })
+        Ok(Self { version, objects, skipped, stats, staged })
     }
 }
 
@@ -195,14 +258,31 @@ impl RemoteView {
 /// How many objects are sent a HEAD at once.
 pub const HEADS_IN_FLIGHT: usize = 8;
 
-/// Sends a HEAD for each of `keys`, `jobs` at a time; each key's result (errors included, for
-/// the caller to meet in listing order). A panic in a request thread goes on as itself.
+/// Objects up to this size that the base does not know are read whole by a sync's view
+/// (one GET, which costs about what a HEAD does) rather than sent a HEAD and then a GET.
+pub const STAGE_MAX_BYTES: u64 = 1 << 20;
+
+/// What [`head_all`] learnt of one key.
+enum Fetched {
+    /// Its metadata (a HEAD).
+    Head(ObjectInfo),
+    /// Its bytes, in the stage folder (a GET).
+    Read(Staged),
+    /// The request failed.
+    Failed(RemoteError),
+}
+
+/// Sends a HEAD for each of `keys` (a GET into the `stage` folder for those `read`
+/// marks), `jobs` at a time; each key's result (errors included, for the caller to meet in listing order). A
+/// panic in a request thread goes on as itself.
 fn head_all<'k>(
     remote: &dyn Remote,
     keys: &'k [String],
+    read: &[bool],
     at: Option<Version>,
     jobs: usize,
-) -> std::collections::HashMap<&'k str, Result<ObjectInfo, RemoteError>> {
+    stage: Option<&std::path::Path>,
+) -> std::collections::HashMap<&'k str, Fetched> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     let out = std::sync::Mutex::new(std::collections::HashMap::with_capacity(keys.len()));
@@ -210,8 +290,12 @@ fn head_all<'k>(
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(key) = keys.get(i) else { break };
-            let r = remote.head(key, at);
-            let failed = r.is_err();
+            let r = match stage.filter(|_| read[i]) {
+                Some(dir) => read_into(remote, key, at, &dir.join(i.to_string())).map(Fetched::Read),
+                None => remote.head(key, at).map(Fetched::Head),
+            };
+            let r = r.unwrap_or_else(Fetched::Failed);
+            let failed = matches!(r, Fetched::Failed(_));
             out.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.as_str(), r);
             if failed {
                 // The first error ends the view anyway: stop sending more.
@@ -231,6 +315,36 @@ fn head_all<'k>(
         }),
     }
     out.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Downloads an object into `file` (fsynced), hashing it on the way.
+fn read_into(
+    remote: &dyn Remote,
+    key: &str,
+    at: Option<Version>,
+    file: &std::path::Path,
+) -> Result<Staged, RemoteError> {
+    struct Tee<'a>(&'a mut std::fs::File, &'a mut ObjectHasher, u64);
+    impl std::io::Write for Tee<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(buf)?;
+            self.1.update(&buf[..n]);
+            self.2 += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    let local = |source: std::io::Error| RemoteError::LocalWrite { path: file.to_owned(), source };
+    let mut f = std::fs::File::create(file).map_err(local)?;
+    let mut h = ObjectHasher::new(ObjectKind::Blob);
+    let mut tee = Tee(&mut f, &mut h, 0);
+    let info = remote.get(key, at, &mut tee)?;
+    let size = tee.2;
+    f.sync_all().map_err(local)?;
+    let kind = info.kind.filter(|k| !k.is_tree()).unwrap_or(EntryKind::File);
+    Ok(Staged { file: file.to_owned(), etag: info.etag, content: h.finalize(), size, kind })
 }
 
 /// Downloads an object and hashes it.

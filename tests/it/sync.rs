@@ -273,6 +273,29 @@ fn plan_shows_the_sync_and_writes_nothing() {
 }
 
 #[test]
+fn a_fresh_download_reads_each_object_once() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let (alice, bob) = (Client::new("alice", &url, None), Client::new("bob", &url, None));
+    for i in 0..20 {
+        alice.write(&format!("notes/n{i}.md"), &format!("note {i}\n"));
+    }
+    std::fs::write(alice.path("notes/run.sh"), "#!/bin/sh\n").expect("write");
+    let mut mode = std::fs::metadata(alice.path("notes/run.sh")).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    std::fs::set_permissions(alice.path("notes/run.sh"), mode).expect("chmod");
+    alice.sync(0);
+    let got = bob.sync(0);
+    let req = |k: &str| got["requests"][k].as_u64().unwrap_or_else(|| panic!("{k} in {got}"));
+    // One GET per object and no HEAD of any: the view's read is the download.
+    assert_eq!((req("get"), req("head")), (21, 0), "{got}");
+    assert_eq!(alice.files(), bob.files());
+    let mode = std::fs::metadata(bob.path("notes/run.sh")).expect("stat").permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111, 0o111, "the kind came with the GET");
+    assert!(!bob.path(".bmsync/stage").exists(), "the stage folder is gone after the sync");
+}
+
+#[test]
 fn a_plan_rebuilds_only_the_remote_folders_a_teammate_changed() {
     let bucket = tempfile::tempdir().expect("tmp");
     let url = format!("file://{}", bucket.path().display());
