@@ -448,15 +448,13 @@ impl Round<'_> {
         // Removed however this ends short of placing it (an error, a panic); after a
         // kill -9 the journal names it for the next run to remove.
         let _guard = TempGuard(&tmp_path);
-        let got = match self.take_staged(path, &tmp_path) {
-            Some(got) => got,
-            None => {
-                let Some(got) = self.download_to(&tmp_path, &obj.key)? else {
-                    effects.raced(path);
-                    return Ok(None);
-                };
-                got
-            }
+        let got = if let Some(got) = self.take_staged(path, &tmp_path) {
+            got
+        } else if let Some(got) = self.download_to(&tmp_path, &obj.key)? {
+            got
+        } else {
+            effects.raced(path);
+            return Ok(None);
         };
         if let Some(reason) = make_kind(&tmp_path, into, got.kind)? {
             effects.summary.remote_skipped.push(crate::remote::SkippedKey { key: obj.key.clone(), reason });

@@ -140,6 +140,12 @@ pub(super) struct BaseState {
     pub(super) manifest_tree: Option<ObjectId>,
 }
 
+impl BaseState {
+    fn as_base(&self) -> Base<'_> {
+        Base { tree: self.tree, manifest: &self.manifest, manifest_tree: self.manifest_tree }
+    }
+}
+
 /// The tree the store records for `manifest` (by id), if the record is about it.
 fn manifest_tree(repo: &Repo, manifest: &ObjectId) -> Result<Option<ObjectId>, SyncError> {
     let Some(v) = repo.store().meta(crate::repo::META_MANIFEST_TREE)? else { return Ok(None) };
@@ -169,6 +175,23 @@ pub(super) fn clear_stage(dir: &std::path::Path) {
     if dir.exists() {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// The remote view of a plan: a sync reads what the base does not know whole, once, into
+/// a fresh stage folder (a dry run only sends HEADs, and takes no snapshot).
+fn fetch_view(
+    repo: &Repo,
+    remote: &dyn Remote,
+    base: Option<&Manifest>,
+    ignored: impl Fn(&str) -> bool,
+    dry_run: bool,
+    jobs: usize,
+) -> Result<RemoteView, SyncError> {
+    let stage = (!dry_run).then(|| stage_dir(repo));
+    if let Some(dir) = &stage {
+        clear_stage(dir);
+    }
+    Ok(RemoteView::fetch_with(remote, base, ignored, !dry_run, jobs, stage.as_deref())?)
 }
 
 /// Everything a plan is made from, read once.
@@ -238,19 +261,7 @@ pub(super) fn make_plan_knowing(
     let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
     // A plan takes no snapshot: it reads the live state (taking one is a write).
     let jobs = opts.jobs.unwrap_or(super::options::DEFAULT_JOBS);
-    // A sync reads what the base does not know whole, once (a dry run only HEADs it).
-    let stage = (!dry_run).then(|| stage_dir(repo));
-    if let Some(dir) = &stage {
-        clear_stage(dir);
-    }
-    let mut view = RemoteView::fetch_with(
-        remote,
-        base.as_ref().map(|b| &b.manifest),
-        ignored_now,
-        !dry_run,
-        jobs,
-        stage.as_deref(),
-    )?;
+    let mut view = fetch_view(repo, remote, base.as_ref().map(|b| &b.manifest), ignored_now, dry_run, jobs)?;
     let mut protected: BTreeSet<String> = local.report.protected_paths().into_iter().collect();
     // A key in another Unicode form (which the view skips) still holds that note: its NFC
     // path is never taken for deleted there.
@@ -320,11 +331,7 @@ pub(super) fn make_plan_knowing(
             trees: &trees,
             base: match &known {
                 Some((root, _, manifest)) => Some(Base { tree: *root, manifest, manifest_tree: None }),
-                None => base.as_ref().map(|b| Base {
-                    tree: b.tree,
-                    manifest: &b.manifest,
-                    manifest_tree: b.manifest_tree,
-                }),
+                None => base.as_ref().map(BaseState::as_base),
             },
             local: Some(local.root),
             remote: &remote_objects,

@@ -75,7 +75,12 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         let rendered = e.render().to_string();
         let first = rendered.lines().next().unwrap_or("the command line is not valid");
         let message = first.strip_prefix("error: ").unwrap_or(first);
-        output::print_json_error("usage", message, Some("`bmsync help` lists the commands and their flags"), 2);
+        output::print_json_error(
+            "usage",
+            message,
+            Some("`bmsync help` lists the commands and their flags"),
+            2,
+        );
     }
     ExitCode::from(2)
 }

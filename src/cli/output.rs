@@ -259,7 +259,8 @@ pub(crate) fn report(f: &Failure, json: bool) -> ExitCode {
 
 /// The `--json` error object on stdout: `{"error": {kind, message, hint, exit_code}}`.
 pub(crate) fn print_json_error(kind: &str, message: &str, hint: Option<&str>, code: u8) {
-    let v = serde_json::json!({ "error": { "kind": kind, "message": message, "hint": hint, "exit_code": code } });
+    let v =
+        serde_json::json!({ "error": { "kind": kind, "message": message, "hint": hint, "exit_code": code } });
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{v}");
 }

@@ -139,38 +139,13 @@ impl RemoteView {
         // Which of them are read whole: small ones, unless one may be a file the base knew
         // under another path (the size of a path no longer listed), which a rename
         // carries without reading it.
-        let read: Vec<bool> = match stage.filter(|_| !need.is_empty()) {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|source| RemoteError::LocalWrite { path: dir.to_owned(), source })?;
-                let here: std::collections::HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
-                let gone: std::collections::HashSet<u64> = base
-                    .iter()
-                    .flat_map(|m| m.entries())
-                    .filter(|e| !here.contains(e.key.as_str()))
-                    .map(|e| e.size)
-                    .collect();
-                let size: BTreeMap<&str, u64> = listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
-                need.iter().map(|k| size[k.as_str()] <= STAGE_MAX_BYTES && !gone.contains(&size[k.as_str()])).collect()
-            }
-            None => vec![false; need.len()],
-        };
+        let read = read_whole(&listed, &need, base, stage)?;
         let mut heads = head_all(remote, &need, &read, version, jobs, stage);
         let mut objects = BTreeMap::new();
         let mut staged = BTreeMap::new();
         for o in listed {
             if let Err(e) = check_path(&o.key) {
-                let reason = match e {
-                    NameError::NotNfc => {
-                        let nfc: String = o.key.nfc().collect();
-                        let twin = if keys.contains(nfc.as_str()) { "collides with the key" } else { "is" };
-                        format!(
-                            "its name is in decomposed Unicode (NFD, as macOS tools write it) and {twin} \
-                             {nfc:?} in NFC, the form bmsync syncs; it is left as it is in the bucket"
-                        )
-                    }
-                    e => format!("not a path bmsync can sync: {e}"),
-                };
+                let reason = unsyncable(&e, &o.key, &keys);
                 skipped.push(SkippedKey { key: o.key, reason });
                 continue;
             }
@@ -193,7 +168,14 @@ impl RemoteView {
                         }
                         objects.insert(
                             o.key.clone(),
-                            RemoteEntry { key: o.key, etag: o.etag, size: o.size, content, kind, hinted: false },
+                            RemoteEntry {
+                                key: o.key,
+                                etag: o.etag,
+                                size: o.size,
+                                content,
+                                kind,
+                                hinted: false,
+                            },
                         );
                         continue;
                     }
@@ -261,6 +243,47 @@ pub const HEADS_IN_FLIGHT: usize = 8;
 /// Objects up to this size that the base does not know are read whole by a sync's view
 /// (one GET, which costs about what a HEAD does) rather than sent a HEAD and then a GET.
 pub const STAGE_MAX_BYTES: u64 = 1 << 20;
+
+/// Why a key that is not a valid path is left out (`keys`: the listing's non-ASCII keys).
+fn unsyncable(e: &NameError, key: &str, keys: &std::collections::BTreeSet<String>) -> String {
+    match e {
+        NameError::NotNfc => {
+            let nfc: String = key.nfc().collect();
+            let twin = if keys.contains(nfc.as_str()) { "collides with the key" } else { "is" };
+            format!(
+                "its name is in decomposed Unicode (NFD, as macOS tools write it) and {twin} \
+                 {nfc:?} in NFC, the form bmsync syncs; it is left as it is in the bucket"
+            )
+        }
+        e => format!("not a path bmsync can sync: {e}"),
+    }
+}
+
+/// Which of `need` a sync reads whole into `stage` (see [`RemoteView::fetch_with`]),
+/// which is made when there is any.
+fn read_whole(
+    listed: &[ObjectInfo],
+    need: &[String],
+    base: Option<&Manifest>,
+    stage: Option<&std::path::Path>,
+) -> Result<Vec<bool>, RemoteError> {
+    let Some(dir) = stage.filter(|_| !need.is_empty()) else { return Ok(vec![false; need.len()]) };
+    std::fs::create_dir_all(dir)
+        .map_err(|source| RemoteError::LocalWrite { path: dir.to_owned(), source })?;
+    let here: std::collections::HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+    let gone: std::collections::HashSet<u64> = base
+        .iter()
+        .flat_map(|m| m.entries())
+        .filter(|e| !here.contains(e.key.as_str()))
+        .map(|e| e.size)
+        .collect();
+    let size: std::collections::HashMap<&str, u64> =
+        listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
+    Ok(need
+        .iter()
+        .map(|k| size.get(k.as_str()).is_some_and(|&n| n <= STAGE_MAX_BYTES && !gone.contains(&n)))
+        .collect())
+}
 
 /// What [`head_all`] learnt of one key.
 enum Fetched {

@@ -119,6 +119,12 @@ fn close_folder(
     Ok(())
 }
 
+/// A root (`None`: no leaves) and the trees made for it, by id.
+pub(super) type Built = (Option<ObjectId>, HashMap<ObjectId, Tree>);
+
+/// Edits below one folder: paths relative to it, and what each becomes.
+type Edits<'a> = Vec<(&'a str, Option<&'a Leaf>)>;
+
 /// The tree `build_tree` would make of `root`'s leaves with `edits` applied (a leaf set
 /// at a path, or `None`: no file there any more), building only the folders on the edited
 /// paths: the root id and the trees made. `Ok(None)` when the result would hold a file
@@ -128,8 +134,8 @@ pub(super) fn patch_tree(
     src: &dyn TreeSource,
     root: Option<ObjectId>,
     edits: &[(String, Option<Leaf>)],
-) -> Result<Option<(Option<ObjectId>, HashMap<ObjectId, Tree>)>, TreeReadError> {
-    let rest: Vec<(&str, Option<&Leaf>)> = edits.iter().map(|(p, l)| (p.as_str(), l.as_ref())).collect();
+) -> Result<Option<Built>, TreeReadError> {
+    let rest: Edits<'_> = edits.iter().map(|(p, l)| (p.as_str(), l.as_ref())).collect();
     let mut trees = HashMap::new();
     Ok(patch_folder(src, root, &rest, &mut trees)?.map(|made| (made.map(|(id, _)| id), trees)))
 }
@@ -158,7 +164,7 @@ fn patch_folder(
     }
     // Per name: the edit of that very path, and the edits beneath it (paths under one
     // folder are contiguous in path order, but the folder's own name may sort apart).
-    let mut by_name: std::collections::BTreeMap<&str, (Option<Option<&Leaf>>, Vec<(&str, Option<&Leaf>)>)> =
+    let mut by_name: std::collections::BTreeMap<&str, (Option<Option<&Leaf>>, Edits<'_>)> =
         std::collections::BTreeMap::new();
     for &(path, leaf) in edits {
         match path.split_once('/') {

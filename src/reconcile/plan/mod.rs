@@ -14,7 +14,7 @@ mod passes;
 mod renames;
 mod types;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -95,7 +95,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
         ops: Vec::new(),
         stats: PlanStats { base_files, ..PlanStats::default() },
     };
-    let (remote_tree, built, etag_only) =
+    let ((remote_tree, built), etag_only) =
         p.remote_side(manifest, input.base.and_then(|b| b.manifest_tree))?;
     p.stats.remote_trees_built = built.len();
     let src = Overlay { mem: &built, inner: input.trees };
@@ -183,7 +183,7 @@ impl Planner<'_> {
         &mut self,
         manifest: &Manifest,
         manifest_tree: Option<ObjectId>,
-    ) -> Result<(Option<ObjectId>, HashMap<ObjectId, Tree>, Leaves), PlanError> {
+    ) -> Result<(build::Built, Leaves), PlanError> {
         if let Some(root) = manifest_tree.filter(|_| !manifest.entries().is_empty()) {
             let (ops, protected) = (self.ops.len(), self.protected.clone());
             let (changed, gone) = listing_changes(self.input.remote, manifest);
@@ -198,15 +198,14 @@ impl Planner<'_> {
             edits.extend(leaves.into_iter().map(|(p, l)| (p, Some(l))));
             let edits: Vec<(String, Option<Leaf>)> = edits.into_iter().collect();
             // (A tree that cannot be read is only a hint lost: the full build follows.)
-            if let Ok(Some((tree, built))) = build::patch_tree(self.input.trees, Some(root), &edits) {
-                return Ok((tree, built, etag_only));
+            if let Ok(Some(built)) = build::patch_tree(self.input.trees, Some(root), &edits) {
+                return Ok((built, etag_only));
             }
             self.ops.truncate(ops);
             self.protected = protected;
         }
         let (leaves, etag_only) = self.remote_leaves(manifest, self.input.remote)?;
-        let (tree, built) = build_tree(leaves)?;
-        Ok((tree, built, etag_only))
+        Ok((build_tree(leaves)?, etag_only))
     }
 
     /// The listing as leaves with known content, plus the paths whose ETag changed but
