@@ -24,18 +24,28 @@ use crate::worktree::{Collision, CollisionKind, IgnoreRules, Snapshot, global_ig
 struct HeldBytes<'a> {
     repo: &'a Repo,
     local: &'a Snapshot,
-    paths: BTreeMap<String, crate::reconcile::Leaf>,
+    /// The folder's files by path, listed on first use (a plan without a rename to judge
+    /// never holds them all).
+    paths: std::cell::OnceCell<BTreeMap<String, crate::reconcile::Leaf>>,
     cache: RefCell<HashMap<ObjectId, Option<std::rc::Rc<Vec<u8>>>>>,
 }
 
 impl HeldBytes<'_> {
+    fn paths(&self) -> Result<&BTreeMap<String, crate::reconcile::Leaf>, SyncError> {
+        if let Some(p) = self.paths.get() {
+            return Ok(p);
+        }
+        let p = leaves(self.repo, self.local.root, &self.local.unstored_trees)?;
+        Ok(self.paths.get_or_init(|| p))
+    }
+
     fn bytes(&self, id: ObjectId) -> Option<std::rc::Rc<Vec<u8>>> {
         if let Some(b) = self.cache.borrow().get(&id) {
             return b.clone();
         }
         let from_store = self.repo.store().get_kind(&id, crate::id::ObjectKind::Blob).ok();
         let bytes = from_store.or_else(|| {
-            let (path, _) = self.paths.iter().find(|(_, l)| l.id == id)?;
+            let (path, _) = self.paths().ok()?.iter().find(|(_, l)| l.id == id)?;
             let b = std::fs::read(self.local.disk_path(self.repo.root(), path)).ok()?;
             (ObjectId::for_blob(&b) == id).then_some(b)
         });
@@ -300,13 +310,13 @@ pub(super) fn make_plan_knowing(
         .map(|b| b.manifest.entries().iter().map(|e| e.path.clone()).filter(|p| ignored_now(p)).collect())
         .unwrap_or_default();
     let reader = repo.store().reader()?;
-    let held = HeldBytes {
-        repo,
-        local: &local,
-        paths: leaves(repo, local.root, &local.unstored_trees)?,
-        cache: RefCell::default(),
+    let held =
+        HeldBytes { repo, local: &local, paths: std::cell::OnceCell::new(), cache: RefCell::default() };
+    let known = if transferred.is_empty() {
+        None
+    } else {
+        known_base(repo, base.as_ref(), &view, transferred, held.paths()?)?
     };
-    let known = known_base(repo, base.as_ref(), &view, transferred, &held.paths)?;
     let mut mem = local.unstored_trees.clone();
     if let Some((_, trees, _)) = &known {
         mem.extend(trees.iter().map(|(id, t)| (*id, t.clone())));

@@ -161,7 +161,7 @@ pub fn panic_is_contained() -> bool {
 /// to) the file, which the OS caches anyway: on 100,000 files, `status` and the first
 /// commit take the same time with 8 MiB as with 64 MiB, in 22 and 31 MiB of RSS instead
 /// of 33 and 97.
-const CACHE_BYTES: usize = 8 << 20;
+pub(crate) const CACHE_BYTES: usize = 8 << 20;
 
 fn contain<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let damaged = |detail: String| StoreError::Damaged { path: path.to_owned(), detail };
