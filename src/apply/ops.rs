@@ -525,7 +525,14 @@ impl Round<'_> {
     fn take_staged(&self, path: &str, tmp: &Path) -> Option<RemoteSide> {
         let s = self.planned.view.staged.get(path)?;
         std::fs::rename(&s.file, tmp).ok()?;
-        Some(RemoteSide { etag: s.etag.clone(), content: s.content, size: s.size, kind: s.kind })
+        // Hashed again (at most 1 MiB): only the bytes the view read are placed as them.
+        let bytes = std::fs::read(tmp).ok()?;
+        (ObjectId::for_blob(&bytes) == s.content && bytes.len() as u64 == s.size).then(|| RemoteSide {
+            etag: s.etag.clone(),
+            content: s.content,
+            size: s.size,
+            kind: s.kind,
+        })
     }
 
     /// Writes the object into `tmp` and fsyncs it. Returns its size, its content id as

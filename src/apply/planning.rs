@@ -195,9 +195,11 @@ fn fetch_view(
     base: Option<&Manifest>,
     ignored: impl Fn(&str) -> bool,
     dry_run: bool,
-    jobs: usize,
+    opts: &SyncOptions,
 ) -> Result<RemoteView, SyncError> {
-    let stage = (!dry_run).then(|| stage_dir(repo));
+    let jobs = opts.jobs.unwrap_or(super::options::DEFAULT_JOBS);
+    // (A push writes no local file, so it reads no object whole.)
+    let stage = (!dry_run && opts.direction != super::options::Direction::Push).then(|| stage_dir(repo));
     if let Some(dir) = &stage {
         clear_stage(dir);
     }
@@ -270,8 +272,7 @@ pub(super) fn make_plan_knowing(
     let base = base_state(repo)?;
     let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
     // A plan takes no snapshot: it reads the live state (taking one is a write).
-    let jobs = opts.jobs.unwrap_or(super::options::DEFAULT_JOBS);
-    let mut view = fetch_view(repo, remote, base.as_ref().map(|b| &b.manifest), ignored_now, dry_run, jobs)?;
+    let mut view = fetch_view(repo, remote, base.as_ref().map(|b| &b.manifest), ignored_now, dry_run, opts)?;
     let mut protected: BTreeSet<String> = local.report.protected_paths().into_iter().collect();
     // A key in another Unicode form (which the view skips) still holds that note: its NFC
     // path is never taken for deleted there.

@@ -268,8 +268,6 @@ fn read_whole(
     stage: Option<&std::path::Path>,
 ) -> Result<Vec<bool>, RemoteError> {
     let Some(dir) = stage.filter(|_| !need.is_empty()) else { return Ok(vec![false; need.len()]) };
-    std::fs::create_dir_all(dir)
-        .map_err(|source| RemoteError::LocalWrite { path: dir.to_owned(), source })?;
     let here: std::collections::HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
     let gone: std::collections::HashSet<u64> = base
         .iter()
@@ -279,10 +277,15 @@ fn read_whole(
         .collect();
     let size: std::collections::HashMap<&str, u64> =
         listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
-    Ok(need
+    let read: Vec<bool> = need
         .iter()
         .map(|k| size.get(k.as_str()).is_some_and(|&n| n <= STAGE_MAX_BYTES && !gone.contains(&n)))
-        .collect())
+        .collect();
+    if read.contains(&true) {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| RemoteError::LocalWrite { path: dir.to_owned(), source })?;
+    }
+    Ok(read)
 }
 
 /// What [`head_all`] learnt of one key.
@@ -314,7 +317,14 @@ fn head_all<'k>(
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(key) = keys.get(i) else { break };
             let r = match stage.filter(|_| read[i]) {
-                Some(dir) => read_into(remote, key, at, &dir.join(i.to_string())).map(Fetched::Read),
+                // A read that fails here (a full disk, an object a GET cannot read)
+                // only costs the saving: a HEAD follows, as without a stage.
+                Some(dir) => {
+                    read_into(remote, key, at, &dir.join(i.to_string())).map(Fetched::Read).or_else(|_| {
+                        let _ = std::fs::remove_file(dir.join(i.to_string()));
+                        remote.head(key, at).map(Fetched::Head)
+                    })
+                }
                 None => remote.head(key, at).map(Fetched::Head),
             };
             let r = r.unwrap_or_else(Fetched::Failed);

@@ -285,6 +285,12 @@ fn a_fresh_download_reads_each_object_once() {
     std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
     std::fs::set_permissions(alice.path("notes/run.sh"), mode).expect("chmod");
     alice.sync(0);
+    // A push writes no local file, so it reads nothing whole: HEADs only.
+    let o = bob.run(&["--json", "push"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pushed: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(pushed["requests"]["get"], 0, "{pushed}");
+    assert!(!bob.path(".bmsync/stage").exists());
     let got = bob.sync(0);
     let req = |k: &str| got["requests"][k].as_u64().unwrap_or_else(|| panic!("{k} in {got}"));
     // One GET per object and no HEAD of any: the view's read is the download.
