@@ -246,41 +246,61 @@ impl Repo {
     /// not syncable paths and paths the ignore rules exclude are left out, as a sync does.
     pub fn remote_drift(&self, remote: &dyn crate::remote::Remote) -> Result<RemoteDrift> {
         let manifest = match self.base()? {
-            Some(b) => match self.store.get_commit(&b)?.baseline {
-                Some(bl) => Some(self.store.get_manifest(&bl.manifest)?),
-                None => None,
-            },
+            Some(b) => self.store.get_commit(&b)?.baseline.map(|bl| bl.manifest),
             None => None,
         };
         let rules = crate::worktree::IgnoreRules::load(&self.root, &crate::worktree::global_ignore_files())
             .map_err(|e| RepoError::Scan(e.into()))?;
-        let mut drift = RemoteDrift::default();
-        let mut listed = std::collections::HashSet::new();
-        let mut keys = Vec::new();
-        remote.list(None, &mut |l| {
-            if let crate::remote::Listed::Object(o) = l {
-                keys.push(o);
-            }
-        })?;
-        for o in keys {
-            if o.key.starts_with(crate::remote::PRIVATE_PREFIX)
-                || crate::object::check_path(&o.key).is_err()
-                || rules.matched_with_parents(&o.key, false).is_some()
-            {
-                continue;
-            }
-            match manifest.as_ref().and_then(|m| m.get(&o.key)) {
-                None => drift.added.push(o.key.clone()),
-                Some(e) if e.etag != o.etag => drift.changed.push(o.key.clone()),
-                Some(_) => {}
-            }
-            listed.insert(o.key);
+        // What a sync leaves out of the bucket's side.
+        let left_out = |key: &str| {
+            key.starts_with(crate::remote::PRIVATE_PREFIX)
+                || crate::object::check_path(key).is_err()
+                || rules.matched_with_parents(key, false).is_some()
+        };
+        let drift = |entries: &[crate::object::ManifestEntryRef<'_>]| -> Result<RemoteDrift> {
+            let mut drift = RemoteDrift::default();
+            let mut seen = vec![false; entries.len()];
+            // The listing comes in key order and the manifest in path order, which agree
+            // for every key that is its own path: try the next entry before searching.
+            let mut next = 0;
+            remote.list(None, &mut |l| {
+                let crate::remote::Listed::Object(o) = l else { return };
+                let at = if entries.get(next).is_some_and(|e| e.path == o.key) {
+                    Some(next)
+                } else {
+                    entries.binary_search_by(|e| crate::object::path_order(e.path, &o.key)).ok()
+                };
+                if let Some(i) = at {
+                    next = i + 1;
+                    // An unchanged object needs no more checks (most of a large bucket).
+                    if entries[i].etag == o.etag {
+                        seen[i] = true;
+                        return;
+                    }
+                }
+                if left_out(&o.key) {
+                    return;
+                }
+                match at {
+                    None => drift.added.push(o.key),
+                    Some(i) => {
+                        seen[i] = true;
+                        drift.changed.push(o.key);
+                    }
+                }
+            })?;
+            drift.deleted = entries
+                .iter()
+                .zip(&seen)
+                .filter(|&(e, &seen)| !seen && !left_out(e.path))
+                .map(|(e, _)| e.path.to_owned())
+                .collect();
+            Ok(drift)
+        };
+        match manifest {
+            Some(id) => self.store.with_manifest(&id, |m| drift(m.entries()))?,
+            None => drift(&[]),
         }
-        if let Some(m) = &manifest {
-            drift.deleted =
-                m.entries().iter().filter(|e| !listed.contains(&e.path)).map(|e| e.path.clone()).collect();
-        }
-        Ok(drift)
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use crate::id::{ID_LEN, ObjectId, ObjectKind};
-use crate::object::{Commit, Manifest, Tree};
+use crate::object::{Commit, Manifest, ManifestRef, Tree};
 
 mod batch;
 mod error;
@@ -411,6 +411,14 @@ impl Store {
     pub fn get_manifest(&self, id: &ObjectId) -> Result<Manifest> {
         let bytes = self.get_kind(id, ObjectKind::Manifest)?;
         Manifest::decode(&bytes).map_err(|e| corrupt(id, e.to_string()))
+    }
+
+    /// Reads a manifest and hands it to `f` decoded in place (no owned copy of its
+    /// entries: a base of a million paths is read in its own bytes).
+    pub fn with_manifest<R>(&self, id: &ObjectId, f: impl FnOnce(&ManifestRef<'_>) -> R) -> Result<R> {
+        let bytes = self.get_kind(id, ObjectKind::Manifest)?;
+        let m = ManifestRef::decode(&bytes).map_err(|e| corrupt(id, e.to_string()))?;
+        Ok(f(&m))
     }
 
     /// Streams a blob to `out` chunk by chunk, verifying as it goes; returns its size.

@@ -639,6 +639,30 @@ fn status_tells_when_the_bucket_changed_since_the_base_without_downloading() {
 }
 
 #[test]
+fn status_leaves_paths_the_rules_now_ignore_out_of_the_bucket_drift() {
+    let bucket = tempfile::tempdir().expect("tmp");
+    let url = format!("file://{}", bucket.path().display());
+    let alice = Client::new("alice", &url, None);
+    let bob = Client::new("bob", &url, None);
+    alice.write("a.md", "alpha\n");
+    alice.write("drafts/x.md", "draft\n");
+    alice.write("drafts/y.md", "draft\n");
+    alice.sync(0);
+    bob.sync(0);
+    // Bob now ignores drafts/; in the bucket x stays as it was, y is deleted.
+    bob.write(".bmignore", "drafts/\n");
+    std::fs::remove_file(alice.path("drafts/y.md")).expect("rm");
+    alice.sync(0);
+    let st: serde_json::Value = serde_json::from_slice(&bob.ok(&["--json", "status"]).stdout).expect("json");
+    // A sync leaves ignored paths alone on both sides, so they are no drift of the bucket.
+    assert_eq!(st["remote"], serde_json::json!({"added": [], "changed": [], "deleted": []}), "{st}");
+    // Nor does his sync delete them from the bucket.
+    bob.sync(0);
+    alice.sync(0);
+    assert_eq!(alice.files(), ["a.md", "drafts/x.md"]);
+}
+
+#[test]
 fn the_trash_is_listed_and_restore_from_trash_brings_a_file_back() {
     let bucket = tempfile::tempdir().expect("tmp");
     let url = format!("file://{}", bucket.path().display());
