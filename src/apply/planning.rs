@@ -10,7 +10,7 @@ use super::{PlantedBug, SyncError, SyncOptions};
 use crate::id::ObjectId;
 use crate::object::{EntryKind, Manifest, check_path};
 use crate::reconcile::{
-    Action, Base, ListingStatus, Overlay, Plan, PlanError, PlanInput, Reason, RemoteObject, case_collisions,
+    Action, Base, ListingStatus, Overlay, Plan, PlanError, PlanInput, Reason, case_collisions,
     check_deletions, plan,
 };
 use crate::remote::{Remote, RemoteView};
@@ -81,7 +81,7 @@ fn known_base(
         // (A path the base has at other content: the transfer is newer, it replaces it.)
         .filter(|t| manifest.get(&t.path).is_none_or(|e| e.content != Some(t.content)))
         .filter_map(|t| {
-            let there = view.objects.get(&t.path).filter(|e| e.content == t.content);
+            let there = view.objects.get(&t.path).filter(|e| e.content == Some(t.content));
             // Sure to have been on both sides at the path. An upload: the bucket holds
             // it there (whoever wrote it, the folder held it there when planned), or at a
             // path the base does not know, where a teammate can only have moved it. A
@@ -91,7 +91,7 @@ fn known_base(
             let here = local.get(&t.path).is_some_and(|l| l.id == t.content)
                 || local.iter().any(|(p, l)| l.id == t.content && manifest.get(p).is_none());
             let moved_there =
-                view.objects.iter().any(|(p, e)| e.content == t.content && manifest.get(p).is_none());
+                view.objects.iter().any(|(p, e)| e.content == Some(t.content) && manifest.get(p).is_none());
             let sure = if t.upload { there.is_some() || moved_there } else { here };
             if !sure {
                 return None;
@@ -324,20 +324,6 @@ pub(super) fn make_plan_knowing(
     }
     let trees = Overlay { mem: &mem, inner: &reader };
     loop {
-        let remote_objects: BTreeMap<String, RemoteObject> = view
-            .objects
-            .iter()
-            .map(|(p, e)| {
-                let o = RemoteObject {
-                    key: e.key.clone(),
-                    etag: e.etag.clone(),
-                    size: e.size,
-                    kind: e.kind,
-                    content: Some(e.content),
-                };
-                (p.clone(), o)
-            })
-            .collect();
         let input = PlanInput {
             trees: &trees,
             base: match &known {
@@ -345,7 +331,7 @@ pub(super) fn make_plan_knowing(
                 None => base.as_ref().map(BaseState::as_base),
             },
             local: Some(local.root),
-            remote: &remote_objects,
+            remote: &view.objects,
             listing: ListingStatus::Complete,
             protected: &protected,
             ignored: &ignored,
@@ -365,7 +351,7 @@ pub(super) fn make_plan_knowing(
             .filter(|o| {
                 o.action == Action::Record
                     && matches!(o.reason, Reason::BothAdded | Reason::BothChanged | Reason::RemoteEtagChanged)
-                    && view.objects.get(&o.path).is_some_and(|e| e.hinted)
+                    && view.hinted.contains(&o.path)
             })
             .map(|o| o.path.clone())
             .collect();

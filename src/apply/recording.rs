@@ -200,7 +200,9 @@ fn remote_commit(
     parent: Option<ObjectId>,
 ) -> Result<ObjectId, SyncError> {
     let objects = &planned.view.objects;
-    let leaves = objects.iter().map(|(p, o)| (p.clone(), Leaf { kind: o.kind, id: o.content, size: o.size }));
+    let leaves = objects.iter().map(|(p, o)| {
+        (p.clone(), Leaf { kind: o.kind, id: crate::remote::RemoteView::content_of(o), size: o.size })
+    });
     let entries = objects
         .iter()
         .map(|(p, o)| ManifestEntry {
@@ -208,7 +210,7 @@ fn remote_commit(
             key: o.key.clone(),
             etag: o.etag.clone(),
             size: o.size,
-            content: Some(o.content),
+            content: o.content,
             kind: o.kind,
         })
         .collect();

@@ -192,8 +192,12 @@ pub(super) fn sync_rounds(
                 .objects
                 .iter()
                 .map(|(p, e)| {
-                    let side =
-                        RemoteSide { etag: e.etag.clone(), content: e.content, size: e.size, kind: e.kind };
+                    let side = RemoteSide {
+                        etag: e.etag.clone(),
+                        content: crate::remote::RemoteView::content_of(e),
+                        size: e.size,
+                        kind: e.kind,
+                    };
                     (p.clone(), side)
                 })
                 .collect(),

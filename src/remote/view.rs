@@ -3,7 +3,7 @@
 //! safe: an ETag equal to the base manifest's means unchanged; otherwise bmsync's
 //! metadata (one HEAD), and failing that, downloading and hashing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Listed, ObjectInfo, PRIVATE_PREFIX, Remote, RemoteError, TOMBSTONE, Version};
 use crate::id::{ObjectHasher, ObjectId, ObjectKind};
@@ -11,23 +11,10 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::object::{EntryKind, Manifest, NameError, check_path};
 
-/// One object of the view, keyed by its path.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct RemoteEntry {
-    /// The key (equal to the path).
-    pub key: String,
-    /// The ETag as listed.
-    pub etag: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// BLAKE3 of the content.
-    pub content: ObjectId,
-    /// File, executable or symlink, as bmsync's metadata says (a plain file without it).
-    pub kind: EntryKind,
-    /// Whether `content` is only bmsync's metadata on the object (a hint), not known from
-    /// the base or from hashing the bytes.
-    pub hinted: bool,
-}
+/// One object of the view, keyed by its path: the planner's own type, so that a plan reads
+/// the view's objects in place (a copy of a million-object listing is hundreds of MiB).
+/// In a view, `content` is always known.
+pub use crate::reconcile::RemoteObject as RemoteEntry;
 
 /// A key left out of the view, and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -68,18 +55,20 @@ pub struct Staged {
 }
 
 /// The remote as of one instant.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct RemoteView {
     /// The snapshot version the listing was read at, when the remote has snapshots.
     pub version: Option<Version>,
-    /// Objects by path.
+    /// Objects by path, each with its content id.
     pub objects: BTreeMap<String, RemoteEntry>,
+    /// The paths whose content id is only bmsync's metadata on the object (a hint), not
+    /// known from the base or from hashing the bytes.
+    pub hinted: BTreeSet<String>,
     /// Keys reported and skipped (unsafe, not NFC, ignored).
     pub skipped: Vec<SkippedKey>,
     /// What it cost.
     pub stats: ViewStats,
     /// Objects read whole into the stage folder, by path (see [`Staged`]).
-    #[serde(skip)]
     pub staged: BTreeMap<String, Staged>,
 }
 
@@ -112,36 +101,55 @@ impl RemoteView {
     ) -> Result<Self, RemoteError> {
         let version =
             if snapshot && remote.capabilities().snapshots { Some(remote.snapshot(None)?) } else { None };
-        let mut listed: Vec<ObjectInfo> = Vec::new();
-        let mut skipped = Vec::new();
-        remote.list(version, &mut |l| match l {
-            // bmsync's own objects (probes) are never notes, nor worth a warning.
-            Listed::Object(o) if o.key.starts_with(PRIVATE_PREFIX) => {}
-            Listed::Object(o) => listed.push(o),
-            Listed::Unsafe { key, reason } => skipped.push(SkippedKey { key, reason: reason.to_owned() }),
-        })?;
-        let mut stats = ViewStats { listed: listed.len() as u64, ..ViewStats::default() };
-        // Only a non-ASCII key can have a twin in another Unicode form.
-        let keys: std::collections::BTreeSet<String> =
-            listed.iter().filter(|o| !o.key.is_ascii()).map(|o| o.key.clone()).collect();
         let known = |o: &ObjectInfo| {
             base.and_then(|m| m.get(&o.key))
                 .filter(|e| e.etag == o.etag && e.size == o.size)
                 .and_then(|e| e.content.map(|c| (c, e.kind)))
         };
+        // The objects the base knows go straight into the view as they are listed (most
+        // of a large bucket); only the rest wait for the steps below.
+        let mut objects = BTreeMap::new();
+        let mut listed: Vec<ObjectInfo> = Vec::new();
+        let mut skipped = Vec::new();
+        let mut stats = ViewStats::default();
+        remote.list(version, &mut |l| match l {
+            // bmsync's own objects (probes) are never notes, nor worth a warning.
+            Listed::Object(o) if o.key.starts_with(PRIVATE_PREFIX) => {}
+            Listed::Object(o) => {
+                stats.listed += 1;
+                match known(&o).filter(|_| check_path(&o.key).is_ok() && !ignored(&o.key)) {
+                    Some((content, kind)) => {
+                        stats.from_base += 1;
+                        let e = RemoteEntry {
+                            key: o.key,
+                            etag: o.etag,
+                            size: o.size,
+                            content: Some(content),
+                            kind,
+                        };
+                        objects.insert(e.key.clone(), e);
+                    }
+                    None => listed.push(o),
+                }
+            }
+            Listed::Unsafe { key, reason } => skipped.push(SkippedKey { key, reason: reason.to_owned() }),
+        })?;
+        // Only a non-ASCII key can have a twin in another Unicode form.
+        let keys: BTreeSet<String> =
+            listed.iter().map(|o| &o.key).chain(objects.keys()).filter(|k| !k.is_ascii()).cloned().collect();
         // The objects the base does not know get a HEAD, for their content metadata, many
         // at once (one round trip each; a fresh download HEADs every object).
         let need: Vec<String> = listed
             .iter()
-            .filter(|o| check_path(&o.key).is_ok() && !ignored(&o.key) && known(o).is_none())
+            .filter(|o| check_path(&o.key).is_ok() && !ignored(&o.key))
             .map(|o| o.key.clone())
             .collect();
         // Which of them are read whole: small ones, unless one may be a file the base knew
         // under another path (the size of a path no longer listed), which a rename
         // carries without reading it.
-        let read = read_whole(&listed, &need, base, stage)?;
+        let read = read_whole(&listed, &objects, &need, base, stage)?;
         let mut heads = head_all(remote, &need, &read, version, jobs, stage);
-        let mut objects = BTreeMap::new();
+        let mut hinted_paths = BTreeSet::new();
         let mut staged = BTreeMap::new();
         for o in listed {
             if let Err(e) = check_path(&o.key) {
@@ -154,10 +162,7 @@ impl RemoteView {
                     .push(SkippedKey { key: o.key, reason: "ignored by the local ignore rules".to_owned() });
                 continue;
             }
-            let (mut content, kind, mut hinted) = if let Some((c, kind)) = known(&o) {
-                stats.from_base += 1;
-                (c, kind, false)
-            } else {
+            let (mut content, kind, mut hinted) = {
                 let head = match heads.remove(o.key.as_str()) {
                     Some(Fetched::Read(s)) if s.etag == o.etag && s.size == o.size => {
                         stats.downloaded += 1;
@@ -172,9 +177,8 @@ impl RemoteView {
                                 key: o.key,
                                 etag: o.etag,
                                 size: o.size,
-                                content,
+                                content: Some(content),
                                 kind,
-                                hinted: false,
                             },
                         );
                         continue;
@@ -211,28 +215,35 @@ impl RemoteView {
                     continue;
                 }
             }
+            if hinted {
+                hinted_paths.insert(o.key.clone());
+            }
             objects.insert(
                 o.key.clone(),
-                RemoteEntry { key: o.key, etag: o.etag, size: o.size, content, kind, hinted },
+                RemoteEntry { key: o.key, etag: o.etag, size: o.size, content: Some(content), kind },
             );
         }
-        Ok(Self { version, objects, skipped, stats, staged })
+        Ok(Self { version, objects, hinted: hinted_paths, skipped, stats, staged })
     }
 }
 
 impl RemoteView {
+    /// The content id of one of the view's objects: a view resolves every one.
+    pub fn content_of(e: &RemoteEntry) -> ObjectId {
+        e.content.expect("a view resolves the content id of every object it holds")
+    }
+
     /// Hashes the object at `path` (as of the view) in place of its metadata hint.
     /// Returns whether the hint was wrong.
     pub fn verify_hint(&mut self, remote: &dyn Remote, path: &str) -> Result<bool, RemoteError> {
         let Some(e) = self.objects.get_mut(path) else { return Ok(false) };
-        if !e.hinted {
+        if !self.hinted.remove(path) {
             return Ok(false);
         }
         let actual = hash_remote(remote, &e.key, self.version)?;
         self.stats.downloaded += 1;
-        e.hinted = false;
-        let wrong = actual != e.content;
-        e.content = actual;
+        let wrong = e.content != Some(actual);
+        e.content = Some(actual);
         Ok(wrong)
     }
 }
@@ -261,8 +272,10 @@ fn unsyncable(e: &NameError, key: &str, keys: &std::collections::BTreeSet<String
 
 /// Which of `need` a sync reads whole into `stage` (see [`RemoteView::fetch_with`]),
 /// which is made when there is any.
+/// `listed` is what the listing held besides the base's unchanged `objects`.
 fn read_whole(
     listed: &[ObjectInfo],
+    objects: &BTreeMap<String, RemoteEntry>,
     need: &[String],
     base: Option<&Manifest>,
     stage: Option<&std::path::Path>,
@@ -272,7 +285,7 @@ fn read_whole(
     let gone: std::collections::HashSet<u64> = base
         .iter()
         .flat_map(|m| m.entries())
-        .filter(|e| !here.contains(e.key.as_str()))
+        .filter(|e| !here.contains(e.key.as_str()) && !objects.contains_key(&e.key))
         .map(|e| e.size)
         .collect();
     let size: std::collections::HashMap<&str, u64> =
@@ -427,7 +440,7 @@ mod tests {
         let v = RemoteView::fetch(&r, Some(&base), |p: &str| p == "x.tmp").expect("view");
         assert!(v.version.is_some(), "file remotes have snapshots");
         assert_eq!(v.objects.len(), 2);
-        assert_eq!(v.objects["b.md"].content, ObjectId::for_blob(b"bravo"));
+        assert_eq!(v.objects["b.md"].content, Some(ObjectId::for_blob(b"bravo")));
         assert_eq!(
             (v.stats.listed, v.stats.from_base, v.stats.from_metadata, v.stats.downloaded),
             (3, 1, 1, 0)
