@@ -270,7 +270,8 @@ pub(super) fn make_plan_knowing(
     let rules =
         IgnoreRules::load(repo.root(), &global_ignore_files()).map_err(|e| RepoError::Scan(e.into()))?;
     let base = base_state(repo)?;
-    let ignored_now = |p: &str| rules.matched_with_parents(p, false).is_some();
+    let filter = rules.path_filter();
+    let ignored_now = |p: &str| filter.ignored(p);
     // A plan takes no snapshot: it reads the live state (taking one is a write).
     let mut view = fetch_view(repo, remote, base.as_ref().map(|b| &b.manifest), ignored_now, dry_run, opts)?;
     let mut protected: BTreeSet<String> = local.report.protected_paths().into_iter().collect();

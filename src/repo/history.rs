@@ -252,10 +252,11 @@ impl Repo {
         let rules = crate::worktree::IgnoreRules::load(&self.root, &crate::worktree::global_ignore_files())
             .map_err(|e| RepoError::Scan(e.into()))?;
         // What a sync leaves out of the bucket's side.
+        let filter = rules.path_filter();
         let left_out = |key: &str| {
             key.starts_with(crate::remote::PRIVATE_PREFIX)
                 || crate::object::check_path(key).is_err()
-                || rules.matched_with_parents(key, false).is_some()
+                || filter.ignored(key)
         };
         let drift = |entries: &[crate::object::ManifestEntryRef<'_>]| -> Result<RemoteDrift> {
             let mut drift = RemoteDrift::default();

@@ -193,6 +193,12 @@ impl IgnoreRules {
         None
     }
 
+    /// A filter answering [`matched_with_parents`](Self::matched_with_parents) for many
+    /// files, each folder matched once in a row (a listing's paths share their folders).
+    pub fn path_filter(&self) -> PathFilter<'_> {
+        PathFilter { rules: self, last: std::cell::RefCell::default() }
+    }
+
     fn explain(m: &ignore::Match<&ignore::gitignore::Glob>) -> Option<IgnoreMatch> {
         match m {
             ignore::Match::Ignore(g) => Some(IgnoreMatch {
@@ -201,6 +207,34 @@ impl IgnoreRules {
             }),
             _ => None,
         }
+    }
+}
+
+/// Whether files are ignored, themselves or by a parent folder (see
+/// [`IgnoreRules::path_filter`]). It remembers the last folder's answer.
+pub struct PathFilter<'r> {
+    rules: &'r IgnoreRules,
+    last: std::cell::RefCell<Option<(String, bool)>>,
+}
+
+impl PathFilter<'_> {
+    /// Whether the file at `rel` is ignored: what `matched_with_parents(rel, false)` says.
+    pub fn ignored(&self, rel: &str) -> bool {
+        // Only a path of plain segments splits into its folder and name the same way.
+        let plain = !rel.starts_with('/') && !rel.ends_with('/') && !rel.contains("//");
+        let Some((dir, _)) = rel.rsplit_once('/').filter(|_| plain) else {
+            return self.rules.matched_with_parents(rel, false).is_some();
+        };
+        let mut last = self.last.borrow_mut();
+        let dir_ignored = match &*last {
+            Some((d, ignored)) if d == dir => *ignored,
+            _ => {
+                let ignored = self.rules.matched_with_parents(dir, true).is_some();
+                *last = Some((dir.to_owned(), ignored));
+                ignored
+            }
+        };
+        dir_ignored || self.rules.matched(rel, false).is_some()
     }
 }
 
@@ -262,6 +296,39 @@ mod tests {
         assert!(r.matched("a/b.pdf", false).is_some());
         assert!(r.matched(".git", true).is_some());
         assert!(r.matched("keep.tmp", false).is_some());
+    }
+
+    #[test]
+    fn the_path_filter_answers_as_matched_with_parents() {
+        let (_d, r) = rules(Some("drafts/\n*.pdf\nsub/keep/\n/top.md\n"));
+        let f = r.path_filter();
+        let paths = [
+            "a.md",
+            "top.md",
+            "x/top.md",
+            "drafts",
+            "drafts/a.md",
+            "drafts/b/c.md",
+            "x/drafts/y.md",
+            "x/y.md",
+            "x/y.pdf",
+            "sub/keep/a.md",
+            "sub/keep/b/c.md",
+            "sub/other.md",
+            "sub/keep",
+            ".git/config",
+            "a/node_modules/x/y.js",
+            "a/node_modules/x/z.js",
+            "a//b.md",
+            "/a.md",
+            "a/",
+            "",
+            "x/y.md",
+        ];
+        // In order, shuffled and repeated: the remembered folder never changes an answer.
+        for p in paths.iter().chain(paths.iter().rev()).chain(paths.iter()) {
+            assert_eq!(f.ignored(p), r.matched_with_parents(p, false).is_some(), "{p:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub(crate) mod stat_cache;
 
 pub use ignore::{
     BASIC_MEMORY_DEFAULTS, BMIGNORE, BUILTIN_RULES, GITIGNORE, IgnoreError, IgnoreMatch, IgnoreRules,
-    global_ignore_files,
+    PathFilter, global_ignore_files,
 };
 pub use scan::{META_WORKTREE_RULES, META_WORKTREE_STAMP, scan};
 pub use snapshot::{
