@@ -116,6 +116,39 @@ impl std::io::Write for ObjectHasher {
     }
 }
 
+/// Writes through to `inner`, hashing and counting what it took (a download into a file
+/// that learns the content id on the way).
+pub(crate) struct HashingWriter<W> {
+    inner: W,
+    hasher: ObjectHasher,
+    written: u64,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    /// Hashes in `kind`'s domain.
+    pub(crate) fn new(kind: ObjectKind, inner: W) -> Self {
+        Self { inner, hasher: ObjectHasher::new(kind), written: 0 }
+    }
+
+    /// The id of what was written, and its size.
+    pub(crate) fn finish(&self) -> (ObjectId, u64) {
+        (self.hasher.finalize(), self.written)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A 32-byte BLAKE3 object id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId([u8; ID_LEN]);

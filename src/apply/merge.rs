@@ -196,13 +196,7 @@ impl Round<'_> {
         }
         if same_as_remote.is_some() {
             // The merge is the remote version: the bucket has it already.
-            let side = RemoteSide {
-                etag: obj.etag.clone(),
-                content: crate::remote::RemoteView::content_of(obj),
-                size: obj.size,
-                kind: obj.kind,
-            };
-            effects.remote.push((path.to_owned(), Some(side)));
+            effects.remote.push((path.to_owned(), Some(RemoteSide::listed(obj))));
             return Ok(true);
         }
         if !self.upload(path, leaf, &Condition::IfMatch(obj.etag.clone()), effects)? {

@@ -3,7 +3,6 @@
 //! what it knows of each side. Operations on different paths are independent, so a
 //! round runs several at once.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::local::{
@@ -13,7 +12,7 @@ use super::local::{
 use super::options::io_err;
 use super::rounds::Round;
 use super::{ConflictReport, Direction, PlantedBug, SyncError, SyncSummary};
-use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+use crate::id::{HashingWriter, ObjectId, ObjectKind};
 use crate::object::EntryKind;
 use crate::reconcile::{Action, Leaf, LocalCond, Op, Reason, RemoteCond};
 use crate::remote::{Body, Condition, RemoteError};
@@ -31,6 +30,14 @@ pub(super) struct RemoteSide {
     pub kind: EntryKind,
 }
 
+impl RemoteSide {
+    /// An object as the remote view listed it.
+    pub(super) fn listed(e: &crate::remote::RemoteEntry) -> Self {
+        let content = crate::remote::RemoteView::content_of(e);
+        Self { etag: e.etag.clone(), content, size: e.size, kind: e.kind }
+    }
+}
+
 /// What one operation changed, folded into the round's view of both sides when it ends.
 #[derive(Default)]
 pub(super) struct Effects {
@@ -42,24 +49,6 @@ pub(super) struct Effects {
 impl Effects {
     pub(super) fn raced(&mut self, path: &str) {
         self.summary.raced.push(path.to_owned());
-    }
-}
-
-struct Tee<'a> {
-    file: &'a mut std::fs::File,
-    hasher: &'a mut ObjectHasher,
-    n: &'a mut u64,
-}
-
-impl Write for Tee<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let k = self.file.write(buf)?;
-        self.hasher.update(&buf[..k]);
-        *self.n += k as u64;
-        Ok(k)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
     }
 }
 
@@ -551,20 +540,17 @@ impl Round<'_> {
             .truncate(true)
             .open(tmp)
             .map_err(io_err(tmp))?;
-        let mut h = ObjectHasher::new(ObjectKind::Blob);
-        let mut n = 0u64;
-        let info = {
-            let mut tee = Tee { file: &mut file, hasher: &mut h, n: &mut n };
-            match self.remote.get(key, self.planned.view.version, &mut tee) {
-                Ok(info) => info,
-                Err(RemoteError::NotFound { .. } | RemoteError::PreconditionFailed { .. }) => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(e.into()),
+        let mut tee = HashingWriter::new(ObjectKind::Blob, &mut file);
+        let info = match self.remote.get(key, self.planned.view.version, &mut tee) {
+            Ok(info) => info,
+            Err(RemoteError::NotFound { .. } | RemoteError::PreconditionFailed { .. }) => {
+                return Ok(None);
             }
+            Err(e) => return Err(e.into()),
         };
+        let (content, size) = tee.finish();
         file.sync_all().map_err(io_err(tmp))?;
         let kind = info.kind.filter(|k| !k.is_tree()).unwrap_or(EntryKind::File);
-        Ok(Some(RemoteSide { etag: info.etag, content: h.finalize(), size: n, kind }))
+        Ok(Some(RemoteSide { etag: info.etag, content, size, kind }))
     }
 }

@@ -159,9 +159,7 @@ impl BaseState {
 /// The tree the store records for `manifest` (by id), if the record is about it.
 fn manifest_tree(repo: &Repo, manifest: &ObjectId) -> Result<Option<ObjectId>, SyncError> {
     let Some(v) = repo.store().meta(crate::repo::META_MANIFEST_TREE)? else { return Ok(None) };
-    let Some((m, t)) = v.split_at_checked(32) else { return Ok(None) };
-    let (Ok(m), Ok(t)) = (<[u8; 32]>::try_from(m), <[u8; 32]>::try_from(t)) else { return Ok(None) };
-    Ok((ObjectId::from_bytes(m) == *manifest).then_some(ObjectId::from_bytes(t)))
+    Ok(crate::repo::parse_manifest_tree(&v).filter(|(m, _)| m == manifest).map(|(_, t)| t))
 }
 
 pub(super) fn base_state(repo: &Repo) -> Result<Option<BaseState>, SyncError> {

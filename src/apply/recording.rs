@@ -183,9 +183,10 @@ fn put_state(
     };
     let (manifest_id, _) = batch.put(ObjectKind::Manifest, &manifest.encode())?;
     if base && let Some(t) = manifest_root {
-        let mut record = manifest_id.as_bytes().to_vec();
-        record.extend_from_slice(t.as_bytes());
-        batch.set_meta(crate::repo::META_MANIFEST_TREE, &record)?;
+        batch.set_meta(
+            crate::repo::META_MANIFEST_TREE,
+            &crate::repo::manifest_tree_record(&manifest_id, &t),
+        )?;
     }
     batch.commit()?;
     Ok((root, manifest_id))

@@ -187,20 +187,7 @@ pub(super) fn sync_rounds(
         }
         let mut observed = Observed {
             local: leaves(repo, planned.local.root, &planned.local.unstored_trees)?,
-            remote: planned
-                .view
-                .objects
-                .iter()
-                .map(|(p, e)| {
-                    let side = RemoteSide {
-                        etag: e.etag.clone(),
-                        content: crate::remote::RemoteView::content_of(e),
-                        size: e.size,
-                        kind: e.kind,
-                    };
-                    (p.clone(), side)
-                })
-                .collect(),
+            remote: planned.view.objects.iter().map(|(p, e)| (p.clone(), RemoteSide::listed(e))).collect(),
         };
         let bytes: u64 = carried
             .iter()

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Listed, ObjectInfo, PRIVATE_PREFIX, Remote, RemoteError, TOMBSTONE, Version};
-use crate::id::{ObjectHasher, ObjectId, ObjectKind};
+use crate::id::{HashingWriter, ObjectHasher, ObjectId, ObjectKind};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::object::{EntryKind, Manifest, NameError, check_path};
@@ -101,39 +101,7 @@ impl RemoteView {
     ) -> Result<Self, RemoteError> {
         let version =
             if snapshot && remote.capabilities().snapshots { Some(remote.snapshot(None)?) } else { None };
-        let known = |o: &ObjectInfo| {
-            base.and_then(|m| m.get(&o.key))
-                .filter(|e| e.etag == o.etag && e.size == o.size)
-                .and_then(|e| e.content.map(|c| (c, e.kind)))
-        };
-        // The objects the base knows go straight into the view as they are listed (most
-        // of a large bucket); only the rest wait for the steps below.
-        let mut objects = BTreeMap::new();
-        let mut listed: Vec<ObjectInfo> = Vec::new();
-        let mut skipped = Vec::new();
-        let mut stats = ViewStats::default();
-        remote.list(version, &mut |l| match l {
-            // bmsync's own objects (probes) are never notes, nor worth a warning.
-            Listed::Object(o) if o.key.starts_with(PRIVATE_PREFIX) => {}
-            Listed::Object(o) => {
-                stats.listed += 1;
-                match known(&o).filter(|_| check_path(&o.key).is_ok() && !ignored(&o.key)) {
-                    Some((content, kind)) => {
-                        stats.from_base += 1;
-                        let e = RemoteEntry {
-                            key: o.key,
-                            etag: o.etag,
-                            size: o.size,
-                            content: Some(content),
-                            kind,
-                        };
-                        objects.insert(e.key.clone(), e);
-                    }
-                    None => listed.push(o),
-                }
-            }
-            Listed::Unsafe { key, reason } => skipped.push(SkippedKey { key, reason: reason.to_owned() }),
-        })?;
+        let (mut objects, listed, mut skipped, mut stats) = list_known(remote, version, base, &ignored)?;
         // Only a non-ASCII key can have a twin in another Unicode form.
         let keys: BTreeSet<String> =
             listed.iter().map(|o| &o.key).chain(objects.keys()).filter(|k| !k.is_ascii()).cloned().collect();
@@ -162,45 +130,34 @@ impl RemoteView {
                     .push(SkippedKey { key: o.key, reason: "ignored by the local ignore rules".to_owned() });
                 continue;
             }
-            let (mut content, kind, mut hinted) = {
-                let head = match heads.remove(o.key.as_str()) {
-                    Some(Fetched::Read(s)) if s.etag == o.etag && s.size == o.size => {
-                        stats.downloaded += 1;
-                        let (content, kind) = (s.content, s.kind);
-                        staged.insert(o.key.clone(), s);
-                        if content == ObjectId::for_blob(TOMBSTONE) {
-                            continue;
-                        }
-                        objects.insert(
-                            o.key.clone(),
-                            RemoteEntry {
-                                key: o.key,
-                                etag: o.etag,
-                                size: o.size,
-                                content: Some(content),
-                                kind,
-                            },
-                        );
-                        continue;
-                    }
-                    Some(Fetched::Read(s)) => {
-                        // Read after a change the listing did not show: not the listed
-                        // object's bytes.
-                        let _ = std::fs::remove_file(&s.file);
-                        remote.head(&o.key, version)?
-                    }
-                    Some(Fetched::Head(h)) => h,
-                    Some(Fetched::Failed(e)) => return Err(e),
-                    None => remote.head(&o.key, version)?,
-                };
-                let kind = head.kind.unwrap_or(EntryKind::File);
-                if let Some(c) = head.content {
-                    // A hint from metadata; the bytes are hashed again when downloaded.
-                    stats.from_metadata += 1;
-                    (c, kind, true)
-                } else {
+            let (mut content, kind, mut hinted) = match heads.remove(o.key.as_str()) {
+                Some(Fetched::Read(s)) if s.etag == o.etag && s.size == o.size => {
                     stats.downloaded += 1;
-                    (hash_remote(remote, &o.key, version)?, kind, false)
+                    let known = (s.content, s.kind, false);
+                    staged.insert(o.key.clone(), s);
+                    known
+                }
+                fetched => {
+                    let head = match fetched {
+                        Some(Fetched::Read(s)) => {
+                            // Read after a change the listing did not show: not the listed
+                            // object's bytes.
+                            let _ = std::fs::remove_file(&s.file);
+                            remote.head(&o.key, version)?
+                        }
+                        Some(Fetched::Head(h)) => h,
+                        Some(Fetched::Failed(e)) => return Err(e),
+                        None => remote.head(&o.key, version)?,
+                    };
+                    let kind = head.kind.unwrap_or(EntryKind::File);
+                    if let Some(c) = head.content {
+                        // A hint from metadata; the bytes are hashed again when downloaded.
+                        stats.from_metadata += 1;
+                        (c, kind, true)
+                    } else {
+                        stats.downloaded += 1;
+                        (hash_remote(remote, &o.key, version)?, kind, false)
+                    }
                 }
             };
             let tombstone = ObjectId::for_blob(TOMBSTONE);
@@ -268,6 +225,47 @@ fn unsyncable(e: &NameError, key: &str, keys: &std::collections::BTreeSet<String
         }
         e => format!("not a path bmsync can sync: {e}"),
     }
+}
+
+/// The view's objects known from the base, the rest of the listing, skipped keys, stats.
+type Listing = (BTreeMap<String, RemoteEntry>, Vec<ObjectInfo>, Vec<SkippedKey>, ViewStats);
+
+/// One listing: the objects the base knows (same ETag and size) go straight into the
+/// view as they are listed (most of a large bucket); the rest are returned for the steps
+/// after, in listing order. Unsafe keys are reported; bmsync's own objects left out.
+fn list_known(
+    remote: &dyn Remote,
+    version: Option<Version>,
+    base: Option<&Manifest>,
+    ignored: &impl Fn(&str) -> bool,
+) -> Result<Listing, RemoteError> {
+    let known = |o: &ObjectInfo| {
+        base.and_then(|m| m.get(&o.key))
+            .filter(|e| e.etag == o.etag && e.size == o.size)
+            .and_then(|e| e.content.map(|c| (c, e.kind)))
+    };
+    let mut objects = BTreeMap::new();
+    let mut listed: Vec<ObjectInfo> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut stats = ViewStats::default();
+    remote.list(version, &mut |l| match l {
+        // bmsync's own objects (probes) are never notes, nor worth a warning.
+        Listed::Object(o) if o.key.starts_with(PRIVATE_PREFIX) => {}
+        Listed::Object(o) => {
+            stats.listed += 1;
+            match known(&o).filter(|_| check_path(&o.key).is_ok() && !ignored(&o.key)) {
+                Some((content, kind)) => {
+                    stats.from_base += 1;
+                    let e =
+                        RemoteEntry { key: o.key, etag: o.etag, size: o.size, content: Some(content), kind };
+                    objects.insert(e.key.clone(), e);
+                }
+                None => listed.push(o),
+            }
+        }
+        Listed::Unsafe { key, reason } => skipped.push(SkippedKey { key, reason: reason.to_owned() }),
+    })?;
+    Ok((objects, listed, skipped, stats))
 }
 
 /// Which of `need` a sync reads whole into `stage` (see [`RemoteView::fetch_with`]),
@@ -370,44 +368,21 @@ fn read_into(
     at: Option<Version>,
     file: &std::path::Path,
 ) -> Result<Staged, RemoteError> {
-    struct Tee<'a>(&'a mut std::fs::File, &'a mut ObjectHasher, u64);
-    impl std::io::Write for Tee<'_> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let n = self.0.write(buf)?;
-            self.1.update(&buf[..n]);
-            self.2 += n as u64;
-            Ok(n)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            self.0.flush()
-        }
-    }
     let local = |source: std::io::Error| RemoteError::LocalWrite { path: file.to_owned(), source };
     let mut f = std::fs::File::create(file).map_err(local)?;
-    let mut h = ObjectHasher::new(ObjectKind::Blob);
-    let mut tee = Tee(&mut f, &mut h, 0);
+    let mut tee = HashingWriter::new(ObjectKind::Blob, &mut f);
     let info = remote.get(key, at, &mut tee)?;
-    let size = tee.2;
+    let (content, size) = tee.finish();
     f.sync_all().map_err(local)?;
     let kind = info.kind.filter(|k| !k.is_tree()).unwrap_or(EntryKind::File);
-    Ok(Staged { file: file.to_owned(), etag: info.etag, content: h.finalize(), size, kind })
+    Ok(Staged { file: file.to_owned(), etag: info.etag, content, size, kind })
 }
 
 /// Downloads an object and hashes it.
 fn hash_remote(remote: &dyn Remote, key: &str, at: Option<Version>) -> Result<ObjectId, RemoteError> {
-    struct HashWriter(ObjectHasher);
-    impl std::io::Write for HashWriter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut w = HashWriter(ObjectHasher::new(ObjectKind::Blob));
-    remote.get(key, at, &mut w)?;
-    Ok(w.0.finalize())
+    let mut h = ObjectHasher::new(ObjectKind::Blob);
+    remote.get(key, at, &mut h)?;
+    Ok(h.finalize())
 }
 
 #[cfg(test)]

@@ -59,8 +59,8 @@ impl Repo {
         let trees: Vec<ObjectId> = self
             .store
             .meta(super::META_MANIFEST_TREE)?
-            .and_then(|v| v.get(32..).and_then(|t| <[u8; 32]>::try_from(t).ok()))
-            .map(ObjectId::from_bytes)
+            .and_then(|v| super::parse_manifest_tree(&v))
+            .map(|(_, tree)| tree)
             .into_iter()
             .collect();
         let keep = self.store.reachable(&extra, &trees)?;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use connect::plainly_wrong;
 
+use crate::id::ObjectId;
 use crate::object::check_client_id;
 use crate::remote::{ProbeRecord, RemoteError, RemoteUrl};
 use crate::store::{Store, StoreError};
@@ -43,6 +44,18 @@ pub const META_COLLISIONS: &str = "collisions";
 /// Meta key: the base manifest's id and the id of the tree of its entries, which the
 /// planner patches with the listing's changes (a hint; see `format-spec/store.md`).
 pub const META_MANIFEST_TREE: &str = "manifest-tree";
+
+/// The `manifest-tree` record: the manifest's id, then its tree's (64 bytes).
+pub(crate) fn manifest_tree_record(manifest: &ObjectId, tree: &ObjectId) -> Vec<u8> {
+    [manifest.as_bytes().as_slice(), tree.as_bytes()].concat()
+}
+
+/// A `manifest-tree` record read back as (manifest id, tree id); `None` if malformed.
+pub(crate) fn parse_manifest_tree(record: &[u8]) -> Option<(ObjectId, ObjectId)> {
+    let (m, t) = record.split_at_checked(32)?;
+    let (m, t) = (<[u8; 32]>::try_from(m).ok()?, <[u8; 32]>::try_from(t).ok()?);
+    Some((ObjectId::from_bytes(m), ObjectId::from_bytes(t)))
+}
 /// Meta key for what the last probe of the remote found (JSON, see [`ProbeRecord`]).
 pub const META_PROBE: &str = "remote-probe";
 /// Meta key for the opt-in to lost updates on a remote that ignores conditional PUTs
