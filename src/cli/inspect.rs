@@ -72,14 +72,19 @@ pub(crate) fn collision_line(c: &bmsync::worktree::Collision) -> String {
 /// `status`: local changes since the last sync base, and (with `bucket`) how the bucket
 /// differs from it.
 pub(crate) fn status(out: Out<'_, '_>, repo: &Repo, bucket: bool) -> Result<(), Failure> {
-    let st = repo.status()?;
-    let conflicts = repo.open_conflicts()?;
     // The bucket is looked at only when there is one; failing to reach it is a warning.
-    let drift = (bucket && repo.remote().is_some()).then(|| {
-        repo.connect_remote()
-            .map_err(|e| e.to_string())
-            .and_then(|r| repo.remote_drift(r.as_ref()).map_err(|e| e.to_string()))
-    });
+    let connected = (bucket && repo.remote().is_some()).then(|| repo.connect_remote());
+    let remote = match &connected {
+        Some(Ok(r)) => Some(r.as_ref()),
+        _ => None,
+    };
+    let (st, drift) = repo.status_and_drift(remote);
+    let st = st?;
+    let drift = match (connected, drift) {
+        (Some(Err(e)), _) => Some(Err(e.to_string())),
+        (_, d) => d.map(|d| d.map_err(|e| e.to_string())),
+    };
+    let conflicts = repo.open_conflicts()?;
     if out.json {
         let v = json!({
             "base": st.base,

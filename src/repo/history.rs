@@ -74,6 +74,21 @@ impl Repo {
         Ok(Status { base, snapshot, changes })
     }
 
+    /// [`Repo::status`] and, given a remote, [`Repo::remote_drift`], side by side: the
+    /// folder's scan and the bucket's listing overlap (one waits on the disk, the other on
+    /// the remote or the decoding of the base manifest).
+    pub fn status_and_drift(
+        &self,
+        remote: Option<&dyn crate::remote::Remote>,
+    ) -> (Result<Status>, Option<Result<RemoteDrift>>) {
+        std::thread::scope(|s| {
+            let drift = remote.map(|r| s.spawn(move || self.remote_drift(r)));
+            let status = self.status();
+            let drift = drift.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            (status, drift)
+        })
+    }
+
     /// Records the folder as a local commit on top of `head` (or `base`). Returns `None`
     /// when the folder is unchanged since that commit.
     pub fn commit(&self, message: &str) -> Result<Option<(ObjectId, Commit)>> {
