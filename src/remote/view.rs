@@ -254,6 +254,8 @@ fn list_known(
         Listed::Object(o) => {
             stats.listed += 1;
             match known(&o).filter(|_| check_path(&o.key).is_ok() && !ignored(&o.key)) {
+                // (No tombstone check: the base never holds one but as a note's own bytes,
+                // and a teammate's tombstone comes with another ETag.)
                 Some((content, kind)) => {
                     stats.from_base += 1;
                     let e =
