@@ -70,7 +70,16 @@ impl Repo {
         }
         let base = self.base()?;
         let base_tree = base.map(|b| self.store.get_commit(&b)).transpose()?.map(|c| c.tree);
-        let changes = self.store.diff_with_renames(base_tree, Some(snapshot.root))?;
+        let rules = crate::worktree::IgnoreRules::load(&self.root, &crate::worktree::global_ignore_files())
+            .map_err(|e| RepoError::Scan(e.into()))?;
+        let filter = rules.path_filter();
+        // A base path the rules now ignore is left out of the scan, not deleted: a sync
+        // leaves it alone on both sides.
+        let changes = self.store.diff_with_renames_skipping(
+            base_tree,
+            Some(snapshot.root),
+            |c| matches!(c, Change::Deleted { path, .. } if filter.ignored(path)),
+        )?;
         Ok(Status { base, snapshot, changes })
     }
 

@@ -41,7 +41,20 @@ impl Store {
     /// Every change from tree `old` to tree `new` (`None` is the empty tree), with
     /// deletions and additions of the same blob paired into renames.
     pub fn diff_with_renames(&self, old: Option<ObjectId>, new: Option<ObjectId>) -> Result<Vec<Change>> {
+        self.diff_with_renames_skipping(old, new, |_| false)
+    }
+
+    /// [`Store::diff_with_renames`] without the changes `skip` names, left out before
+    /// renames are paired (so none is paired with one of them either).
+    pub fn diff_with_renames_skipping(
+        &self,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        skip: impl Fn(&Change) -> bool,
+    ) -> Result<Vec<Change>> {
         let mut stats = DiffStats::default();
-        Ok(detect_renames(&diff_trees(&self.reader()?, old, new, &mut stats)?))
+        let mut changes = diff_trees(&self.reader()?, old, new, &mut stats)?;
+        changes.retain(|c| !skip(c));
+        Ok(detect_renames(&changes))
     }
 }

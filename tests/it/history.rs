@@ -656,6 +656,9 @@ fn status_leaves_paths_the_rules_now_ignore_out_of_the_bucket_drift() {
     let st: serde_json::Value = serde_json::from_slice(&bob.ok(&["--json", "status"]).stdout).expect("json");
     // A sync leaves ignored paths alone on both sides, so they are no drift of the bucket.
     assert_eq!(st["remote"], serde_json::json!({"added": [], "changed": [], "deleted": []}), "{st}");
+    // Nor are they deleted here: still on disk, only ignored.
+    assert_eq!(st["changes"], serde_json::json!([]), "{st}");
+    assert!(text(&bob.ok(&["status", "--offline"])).contains("Nothing changed"));
     // Nor does his sync delete them from the bucket.
     bob.sync(0);
     alice.sync(0);
