@@ -37,11 +37,13 @@ pub fn conflict_name(path: &str, client: &str, when: &str) -> String {
 }
 
 /// Takes the snapshot a new base is paired with and, after our own writes, lists the
-/// remote at it: key → ETag.
+/// remote at it: key → ETag. The keys the old base `known` cut a large listing into
+/// ranges listed side by side.
 pub(super) fn verified_snapshot(
     repo: &Repo,
     remote: &dyn Remote,
     wrote: bool,
+    known: Option<&Manifest>,
 ) -> Result<(Version, Option<BTreeMap<String, String>>), RemoteError> {
     // Unique names: a bucket may refuse a snapshot name it already has.
     let v = remote.snapshot(Some(&format!("bmsync-{}-{}", repo.client_id(), now_ns())))?;
@@ -49,7 +51,9 @@ pub(super) fn verified_snapshot(
         return Ok((v, None));
     }
     let mut seen = BTreeMap::new();
-    remote.list(Some(v), &mut |l| {
+    let bounds =
+        crate::remote::split_bounds(known.map_or(&[][..], Manifest::entries).iter().map(|e| e.key.as_str()));
+    remote.list_ranges(Some(v), &bounds, &mut |l| {
         if let Listed::Object(o) = l {
             seen.insert(o.key, o.etag);
         }
@@ -80,7 +84,8 @@ pub(super) fn record_base(
         // If the remote fails now (the outage that stopped the apply, say), the base is
         // still recorded, unpaired: its manifest holds only ETags we wrote or listed,
         // which stays true whatever landed after them.
-        verified_snapshot(repo, remote, wrote).map_or((None, None), |(v, seen)| (Some(v), seen))
+        let known = planned.base.as_ref().map(|b| &b.manifest);
+        verified_snapshot(repo, remote, wrote, known).map_or((None, None), |(v, seen)| (Some(v), seen))
     } else {
         (None, None)
     };

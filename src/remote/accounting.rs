@@ -52,6 +52,31 @@ impl<'a> Counted<'a> {
         *self.counts.lock().expect("no panic happens while counting")
     }
 
+    /// Counts and logs one listing that `list` makes.
+    fn listing(
+        &self,
+        at: Option<Version>,
+        each: &mut dyn FnMut(Listed),
+        list: impl FnOnce(&mut dyn FnMut(Listed)) -> Result<(), RemoteError>,
+    ) -> Result<(), RemoteError> {
+        self.count(|c| c.list += 1);
+        let started = std::time::Instant::now();
+        let mut n = 0u64;
+        let r = list(&mut |l| {
+            n += 1;
+            each(l);
+        });
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let at = at.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
+        match &r {
+            Ok(()) => tracing::info!(target: "bmsync::remote", "listed {n} objects{at} in {ms:.1} ms"),
+            Err(e) => {
+                tracing::info!(target: "bmsync::remote", "listing{at} failed after {n} objects, {ms:.1} ms: {e}");
+            }
+        }
+        r
+    }
+
     fn count(&self, f: impl FnOnce(&mut RequestCounts)) {
         f(&mut self.counts.lock().expect("no panic happens while counting"));
     }
@@ -107,22 +132,15 @@ impl Remote for Counted<'_> {
         self.inner.capabilities()
     }
     fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError> {
-        self.count(|c| c.list += 1);
-        let started = std::time::Instant::now();
-        let mut n = 0u64;
-        let r = self.inner.list(at, &mut |l| {
-            n += 1;
-            each(l);
-        });
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let at = at.map(|v| format!(" at snapshot {v}")).unwrap_or_default();
-        match &r {
-            Ok(()) => tracing::info!(target: "bmsync::remote", "listed {n} objects{at} in {ms:.1} ms"),
-            Err(e) => {
-                tracing::info!(target: "bmsync::remote", "listing{at} failed after {n} objects, {ms:.1} ms: {e}");
-            }
-        }
-        r
+        self.listing(at, each, |each| self.inner.list(at, each))
+    }
+    fn list_ranges(
+        &self,
+        at: Option<Version>,
+        bounds: &[String],
+        each: &mut dyn FnMut(Listed),
+    ) -> Result<(), RemoteError> {
+        self.listing(at, each, |each| self.inner.list_ranges(at, bounds, each))
     }
     fn head(&self, key: &str, at: Option<Version>) -> Result<ObjectInfo, RemoteError> {
         self.count(|c| c.head += 1);

@@ -367,6 +367,18 @@ pub trait Remote: Send + Sync {
     fn capabilities(&self) -> Capabilities;
     /// Streams every object under the prefix, live or as of `at`, page by page.
     fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError>;
+    /// Streams what [`Remote::list`] does, in the same key order, where the remote can by
+    /// listing the key ranges that `bounds` (keys under the prefix, ascending; see
+    /// [`split_bounds`]) cut the prefix into side by side. This default lists as `list`.
+    fn list_ranges(
+        &self,
+        at: Option<Version>,
+        bounds: &[String],
+        each: &mut dyn FnMut(Listed),
+    ) -> Result<(), RemoteError> {
+        let _ = bounds;
+        self.list(at, each)
+    }
     /// One object's identity, live or as of `at`.
     fn head(&self, key: &str, at: Option<Version>) -> Result<ObjectInfo, RemoteError>;
     /// Streams one object's bytes into `out`.
@@ -416,7 +428,15 @@ pub trait Remote: Send + Sync {
 /// system takes it for a separator (Windows) is a key holding one unsafe, and then it is
 /// that key alone that is skipped.
 pub fn check_key(key: &str) -> Result<(), RemoteError> {
-    let reason = if key.is_empty() {
+    match key_problem(key) {
+        None => Ok(()),
+        Some(reason) => Err(RemoteError::UnsafeKey { key: key.to_owned(), reason }),
+    }
+}
+
+/// What makes a key unsafe (see [`check_key`]), if anything.
+pub(crate) fn key_problem(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
         Some("empty key")
     } else if key.starts_with('/') {
         Some("absolute path")
@@ -430,10 +450,6 @@ pub fn check_key(key: &str) -> Result<(), RemoteError> {
         Some("`.` or `..` segment")
     } else {
         None
-    };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(RemoteError::UnsafeKey { key: key.to_owned(), reason }),
     }
 }
 
@@ -464,6 +480,29 @@ pub fn open_read_only(url: &RemoteUrl, s3: &S3Options) -> Result<Box<dyn Remote>
     }
 }
 
+/// Keys per range of a split listing: ten pages of 1,000, so the page each range reads
+/// past its end adds a tenth at most.
+const KEYS_PER_RANGE: usize = 10_000;
+/// Ranges of a split listing at most (each a request in flight).
+const LIST_RANGES: usize = 16;
+
+/// Where to cut the listing of a prefix the base knew `keys` of (in any order) into key
+/// ranges of about 10,000 known keys each, at most 16 of them, for
+/// [`Remote::list_ranges`]: none below 20,000 keys, where one listing after another costs
+/// a few pages. Keys the base did not know fall in whichever range holds their place.
+pub fn split_bounds<'k>(keys: impl ExactSizeIterator<Item = &'k str>) -> Vec<String> {
+    let ranges = (keys.len() / KEYS_PER_RANGE).min(LIST_RANGES);
+    if ranges < 2 {
+        return Vec::new();
+    }
+    let step = keys.len().div_ceil(ranges);
+    let mut bounds: Vec<String> = keys.step_by(step).skip(1).map(str::to_owned).collect();
+    // Byte order, as listings come (the base's path order may differ a little).
+    bounds.sort_unstable();
+    bounds.dedup();
+    bounds
+}
+
 /// Keys a listing reported as unsafe, with the reason for each.
 pub type UnsafeKeys = Vec<(String, &'static str)>;
 
@@ -483,6 +522,31 @@ pub fn list_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_listings_are_cut_into_ranges_of_about_ten_thousand_keys() {
+        let keys: Vec<String> = (0..1_000_000u32).rev().map(|i| format!("n/{i:07}.md")).collect();
+        let bounds = |n: usize| split_bounds(keys[..n].iter().map(String::as_str));
+        assert!(bounds(0).is_empty());
+        assert!(bounds(19_999).is_empty(), "two ranges need 20,000 keys");
+        assert_eq!(bounds(20_000).len(), 1);
+        for (n, cuts) in [(100_000, 9), (1_000_000, 15)] {
+            let b = bounds(n);
+            assert_eq!(b.len(), cuts, "{n} keys");
+            assert!(b.windows(2).all(|w| w[0] < w[1]), "ascending, whatever order the keys came in");
+            // Each range holds about as many of the keys as the next.
+            let mut sorted: Vec<&str> = keys[..n].iter().map(String::as_str).collect();
+            sorted.sort_unstable();
+            let at: Vec<usize> = b.iter().map(|k| sorted.partition_point(|s| s <= &k.as_str())).collect();
+            let sizes: Vec<usize> = std::iter::once(0)
+                .chain(at.iter().copied())
+                .zip(at.iter().copied().chain([n]))
+                .map(|(a, z)| z - a)
+                .collect();
+            let (lo, hi) = (sizes.iter().min().expect("ranges"), sizes.iter().max().expect("ranges"));
+            assert!(hi - lo <= 1, "{sizes:?}");
+        }
+    }
 
     #[test]
     fn unsafe_keys_are_refused() {

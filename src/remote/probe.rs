@@ -159,6 +159,14 @@ impl Remote for Probed {
     fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError> {
         self.inner.list(at, each)
     }
+    fn list_ranges(
+        &self,
+        at: Option<Version>,
+        bounds: &[String],
+        each: &mut dyn FnMut(Listed),
+    ) -> Result<(), RemoteError> {
+        self.inner.list_ranges(at, bounds, each)
+    }
     fn head(&self, key: &str, at: Option<Version>) -> Result<ObjectInfo, RemoteError> {
         self.inner.head(key, at)
     }

@@ -248,7 +248,8 @@ fn list_known(
     let mut listed: Vec<ObjectInfo> = Vec::new();
     let mut skipped = Vec::new();
     let mut stats = ViewStats::default();
-    remote.list(version, &mut |l| match l {
+    let bounds = super::split_bounds(base.map_or(&[][..], Manifest::entries).iter().map(|e| e.key.as_str()));
+    remote.list_ranges(version, &bounds, &mut |l| match l {
         // bmsync's own objects (probes) are never notes, nor worth a warning.
         Listed::Object(o) if o.key.starts_with(PRIVATE_PREFIX) => {}
         Listed::Object(o) => {
@@ -392,6 +393,101 @@ mod tests {
     use super::*;
     use crate::object::ManifestEntry;
     use crate::remote::{Body, Condition, FileRemote};
+
+    /// A remote that notes the cuts of each listing.
+    struct Cuts<'r>(&'r dyn Remote, std::sync::Mutex<Vec<Vec<String>>>);
+
+    impl Remote for Cuts<'_> {
+        fn url(&self) -> String {
+            self.0.url()
+        }
+        fn capabilities(&self) -> super::super::Capabilities {
+            self.0.capabilities()
+        }
+        fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError> {
+            self.list_ranges(at, &[], each)
+        }
+        fn list_ranges(
+            &self,
+            at: Option<Version>,
+            bounds: &[String],
+            each: &mut dyn FnMut(Listed),
+        ) -> Result<(), RemoteError> {
+            self.1.lock().expect("not poisoned").push(bounds.to_vec());
+            self.0.list_ranges(at, bounds, each)
+        }
+        fn head(&self, key: &str, at: Option<Version>) -> Result<ObjectInfo, RemoteError> {
+            self.0.head(key, at)
+        }
+        fn get(
+            &self,
+            key: &str,
+            at: Option<Version>,
+            out: &mut dyn std::io::Write,
+        ) -> Result<ObjectInfo, RemoteError> {
+            self.0.get(key, at, out)
+        }
+        fn put(
+            &self,
+            key: &str,
+            body: Body<'_>,
+            content: ObjectId,
+            kind: EntryKind,
+            cond: &Condition,
+        ) -> Result<super::super::Written, RemoteError> {
+            self.0.put(key, body, content, kind, cond)
+        }
+        fn delete(&self, key: &str, if_match: &str) -> Result<(), RemoteError> {
+            self.0.delete(key, if_match)
+        }
+        fn snapshot(&self, name: Option<&str>) -> Result<Version, RemoteError> {
+            self.0.snapshot(name)
+        }
+        fn snapshots(&self) -> Result<Vec<super::super::SnapshotInfo>, RemoteError> {
+            self.0.snapshots()
+        }
+    }
+
+    #[test]
+    fn a_bucket_the_base_knew_large_is_listed_in_ranges() {
+        let d = tempfile::tempdir().expect("tmp");
+        let file = FileRemote::open(d.path()).expect("open");
+        let r = Cuts(&file, std::sync::Mutex::default());
+        let etag = r
+            .put(
+                "n/00000.md",
+                Body::Bytes(b"x"),
+                ObjectId::for_blob(b"x"),
+                EntryKind::File,
+                &Condition::IfAbsent,
+            )
+            .expect("put")
+            .etag;
+        let base = |n: u32| {
+            Manifest::new(
+                (0..n)
+                    .map(|i| ManifestEntry {
+                        path: format!("n/{i:05}.md"),
+                        key: format!("n/{i:05}.md"),
+                        etag: etag.clone(),
+                        size: 1,
+                        content: Some(ObjectId::for_blob(b"x")),
+                        kind: EntryKind::File,
+                    })
+                    .collect(),
+            )
+            .expect("manifest")
+        };
+        for (n, cuts) in [(1, 0), (19_999, 0), (25_000, 1), (60_000, 5)] {
+            let v = RemoteView::fetch(&r, Some(&base(n)), |_: &str| false).expect("view");
+            assert_eq!(v.objects.len(), 1, "the listing is the same");
+            let bounds = r.1.lock().expect("not poisoned").pop().expect("listed");
+            assert_eq!(bounds.len(), cuts, "a base of {n}: {bounds:?}");
+        }
+        let v = RemoteView::fetch(&r, None, |_: &str| false).expect("view");
+        assert_eq!(v.objects.len(), 1);
+        assert!(r.1.lock().expect("not poisoned").pop().expect("listed").is_empty(), "no base, no cuts");
+    }
 
     #[test]
     fn content_ids_come_from_base_then_metadata() {

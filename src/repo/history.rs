@@ -288,7 +288,8 @@ impl Repo {
             // The listing comes in key order and the manifest in path order, which agree
             // for every key that is its own path: try the next entry before searching.
             let mut next = 0;
-            remote.list(None, &mut |l| {
+            let bounds = crate::remote::split_bounds(entries.iter().map(|e| e.key));
+            remote.list_ranges(None, &bounds, &mut |l| {
                 let crate::remote::Listed::Object(o) = l else { return };
                 let at = if entries.get(next).is_some_and(|e| e.path == o.key) {
                     Some(next)

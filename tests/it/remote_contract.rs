@@ -73,6 +73,38 @@ fn fetch(r: &dyn Remote, key: &str, at: Option<u64>) -> Vec<u8> {
     out
 }
 
+/// Every listed key and ETag in the order listed, unsafe keys marked, listed in the
+/// ranges `bounds` cut.
+fn in_order(r: &dyn Remote, at: Option<u64>, bounds: &[&str]) -> Vec<(String, String)> {
+    let bounds: Vec<String> = bounds.iter().map(|b| (*b).to_owned()).collect();
+    let mut out = Vec::new();
+    r.list_ranges(at, &bounds, &mut |l| match l {
+        Listed::Object(o) => out.push((o.key, o.etag)),
+        Listed::Unsafe { key, reason } => out.push((key, format!("unsafe: {reason}"))),
+    })
+    .expect("list");
+    out
+}
+
+/// Cuts that split a listing past page ends, on keys, between keys, before and after
+/// all of them.
+const CUTS: &[&[&str]] = &[
+    &["many/00500.md"],
+    &["a", "many/", "many/00999.md", "many/01000.md", "many/01049.md", "many/sub/", "notes/a.md", "zzz"],
+    &["many.md", "many/00000.md", "many/00001.md"],
+];
+
+/// A listing in key ranges is the same listing: the same objects, in the same order.
+fn ranges_agree(r: &dyn Remote, at: Option<u64>) {
+    let whole = in_order(r, at, &[]);
+    let mut sorted = whole.clone();
+    sorted.sort();
+    assert_eq!(whole, sorted, "a listing comes in key order");
+    for bounds in CUTS {
+        assert_eq!(in_order(r, at, bounds), whole, "cut at {bounds:?}");
+    }
+}
+
 fn listing(r: &dyn Remote, at: Option<u64>) -> BTreeMap<String, String> {
     let (objs, bad) = list_all(r, at).expect("list");
     assert!(bad.is_empty(), "{bad:?}");
@@ -158,6 +190,23 @@ fn contract(r: &Arc<dyn Remote>) {
     }
     let all = listing(r, None);
     assert_eq!(all.keys().filter(|k| k.starts_with("many/")).count(), 1_050);
+    for key in ["many.md", "many/sub/deep.md", "many/sub\u{e9}/x.md", "zz-last.md"] {
+        put(r, key, key.as_bytes(), &Condition::IfAbsent).expect("put");
+    }
+    ranges_agree(r, None);
+    if r.capabilities().snapshots {
+        let v = r.snapshot(None).expect("snapshot");
+        put(r, "many/00001.md", b"changed", &Condition::IfMatch(all["many/00001.md"].clone()))
+            .expect("update");
+        put(r, "many/00500-new.md", b"new", &Condition::IfAbsent).expect("put");
+        ranges_agree(r, Some(v));
+        assert_eq!(
+            in_order(r, Some(v), CUTS[1]).iter().find(|(k, _)| k == "many/00001.md").map(|(_, e)| e),
+            Some(&all["many/00001.md"]),
+            "a split listing at a snapshot sees the snapshot"
+        );
+        ranges_agree(r, None);
+    }
 
     // Multipart: a large file goes up in parts, under a precondition.
     let dir = tempfile::tempdir().expect("tmp");
@@ -260,6 +309,12 @@ fn unsafe_listing_keys_are_reported(ep: &str, key: &str, secret: &str, bucket: &
     assert!(bad.iter().any(|(k, _)| k == "evil/../../escape.md"), "{bad:?}");
     assert!(objs.iter().any(|o| o.key == "ok-after-evil.md"), "the rest still lists");
     assert!(!objs.iter().any(|o| o.key.contains("..")));
+    let split = in_order(r, None, &["evil/", "ok"]);
+    assert!(
+        split.iter().any(|(k, why)| k == "evil/../../escape.md" && why.starts_with("unsafe")),
+        "{split:?}"
+    );
+    assert_eq!(split, in_order(r, None, &[]), "a split listing reports the same unsafe keys");
 }
 
 /// moto's endpoint; without one, fails under `CI=true` and says loudly that `test` did not

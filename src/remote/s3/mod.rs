@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+mod listing;
 mod wire;
 
 use std::time::Duration;
@@ -13,7 +14,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::{
     Body, Capabilities, Condition, Listed, META_CONTENT_ID, META_KIND, ObjectInfo, Remote, RemoteError,
-    SnapshotInfo, TOMBSTONE, Version, Written, check_key, kind_from_meta, kind_meta,
+    SnapshotInfo, TOMBSTONE, Version, Written, check_key, key_problem, kind_from_meta, kind_meta,
 };
 use crate::id::ObjectId;
 use crate::object::EntryKind;
@@ -292,39 +293,34 @@ impl Remote for S3Remote {
     }
 
     fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError> {
+        self.list_ranges(at, &[], each)
+    }
+
+    fn list_ranges(
+        &self,
+        at: Option<Version>,
+        bounds: &[String],
+        each: &mut dyn FnMut(Listed),
+    ) -> Result<(), RemoteError> {
         let at = self.at_header(at)?;
-        let list_prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
-        let mut token: Option<String> = None;
-        loop {
-            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&list_prefix);
-            if let Some(t) = &token {
-                req = req.continuation_token(t);
-            }
-            let at = at.clone();
-            let page = self
-                .rt
-                .block_on(req.customize().mutate_request(at_version(at)).send())
-                .map_err(|e| map_err("list", &list_prefix, self.at(), &e))?;
-            for o in page.contents() {
-                let full = o.key().unwrap_or_default();
-                let key = full.strip_prefix(&list_prefix).unwrap_or(full).to_owned();
-                match check_key(&key) {
-                    Ok(()) => each(Listed::Object(ObjectInfo {
-                        key,
-                        etag: o.e_tag().unwrap_or_default().to_owned(),
-                        size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                        content: None,
-                        kind: None,
-                    })),
-                    Err(RemoteError::UnsafeKey { key, reason }) => each(Listed::Unsafe { key, reason }),
-                    Err(e) => return Err(e),
+        let prefix = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let bounds: Vec<String> = bounds.iter().map(|b| format!("{prefix}{b}")).collect();
+        let lister = listing::Lister {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            prefix: prefix.clone(),
+            at,
+            endpoint: self.endpoint.clone(),
+        };
+        self.rt.block_on(listing::list(lister, &bounds, &mut |e| {
+            let key = e.key.strip_prefix(&prefix).map_or(e.key.clone(), str::to_owned);
+            each(match key_problem(&key) {
+                Some(reason) => Listed::Unsafe { key, reason },
+                None => {
+                    Listed::Object(ObjectInfo { key, etag: e.etag, size: e.size, content: None, kind: None })
                 }
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => return Ok(()),
-            }
-        }
+            });
+        }))
     }
 
     fn head(&self, key: &str, at: Option<Version>) -> Result<ObjectInfo, RemoteError> {
