@@ -15,38 +15,7 @@ use bmsync::remote::{
 
 use crate::tigris_server::{ACCESS_KEY, SECRET_KEY, TigrisServer};
 
-/// A raw SDK client, for test setup only (creating buckets, planting odd keys).
-pub(crate) fn raw_client(
-    endpoint: &str,
-    key: &str,
-    secret: &str,
-) -> (tokio::runtime::Runtime, aws_sdk_s3::Client) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let conf = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(key, secret, None, None, "test"))
-        .build();
-    (rt, aws_sdk_s3::Client::from_conf(conf))
-}
-
-pub(crate) fn create_bucket(endpoint: &str, key: &str, secret: &str, bucket: &str, snapshots: bool) {
-    let (rt, c) = raw_client(endpoint, key, secret);
-    rt.block_on(
-        c.create_bucket()
-            .bucket(bucket)
-            .customize()
-            .mutate_request(move |r| {
-                if snapshots {
-                    r.headers_mut().insert("X-Tigris-Enable-Snapshot", "true");
-                }
-            })
-            .send(),
-    )
-    .expect("create bucket");
-}
+pub(crate) use crate::tigris_server::{create_bucket, raw_client};
 
 fn put_raw(endpoint: &str, key: &str, secret: &str, bucket: &str, object_key: &str) {
     let (rt, c) = raw_client(endpoint, key, secret);

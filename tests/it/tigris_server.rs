@@ -59,20 +59,28 @@ pub struct Quirks {
 pub struct TigrisServer {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
+    /// Microseconds each request waits before it is answered.
+    latency: Arc<AtomicU64>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Checks signatures with one key pair, counting the signed requests it sees.
+/// Checks signatures with one key pair, counting the signed requests it sees, each
+/// after the set latency.
 struct CountingAuth {
     inner: SimpleAuth,
     requests: Arc<AtomicU64>,
+    latency: Arc<AtomicU64>,
 }
 
 #[async_trait::async_trait]
 impl s3s::auth::S3Auth for CountingAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
         self.requests.fetch_add(1, Ordering::SeqCst);
+        let latency = self.latency.load(Ordering::SeqCst);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_micros(latency)).await;
+        }
         self.inner.get_secret_key(access_key).await
     }
 }
@@ -88,6 +96,12 @@ impl TigrisServer {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// Makes every request from now on wait `latency` before it is answered, as one to a
+    /// far-away endpoint does (requests in flight together wait side by side).
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency.store(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
     /// [`TigrisServer::start`], bending the rules as `quirks` say.
     pub fn start_with(quirks: Quirks) -> Self {
         // Bind before returning so the endpoint is connectable at once.
@@ -96,19 +110,24 @@ impl TigrisServer {
         let addr = listener.local_addr().expect("listener has a local address");
         let (shutdown, stop) = tokio::sync::oneshot::channel();
         let requests = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&requests);
+        let latency = Arc::new(AtomicU64::new(0));
+        let auth = CountingAuth {
+            inner: SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY),
+            requests: Arc::clone(&requests),
+            latency: Arc::clone(&latency),
+        };
         let thread = std::thread::Builder::new()
             .name(format!("tigris-server-{}", addr.port()))
-            .spawn(move || serve(listener, stop, quirks, counter))
+            .spawn(move || serve(listener, stop, quirks, auth))
             .expect("spawn the server thread");
-        Self { addr, requests, shutdown: Some(shutdown), thread: Some(thread) }
+        Self { addr, requests, latency, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
     /// A server holding one snapshot-enabled bucket `bucket`, and its endpoint.
     pub fn with_bucket(bucket: &str) -> (Self, String) {
         let server = Self::start();
         let ep = server.endpoint();
-        crate::remote_contract::create_bucket(&ep, ACCESS_KEY, SECRET_KEY, bucket, true);
+        create_bucket(&ep, ACCESS_KEY, SECRET_KEY, bucket, true);
         (server, ep)
     }
 
@@ -116,6 +135,35 @@ impl TigrisServer {
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// A raw SDK client, for test setup only (creating buckets, planting odd keys).
+pub fn raw_client(endpoint: &str, key: &str, secret: &str) -> (tokio::runtime::Runtime, aws_sdk_s3::Client) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(key, secret, None, None, "test"))
+        .build();
+    (rt, aws_sdk_s3::Client::from_conf(conf))
+}
+
+pub fn create_bucket(endpoint: &str, key: &str, secret: &str, bucket: &str, snapshots: bool) {
+    let (rt, c) = raw_client(endpoint, key, secret);
+    rt.block_on(
+        c.create_bucket()
+            .bucket(bucket)
+            .customize()
+            .mutate_request(move |r| {
+                if snapshots {
+                    r.headers_mut().insert("X-Tigris-Enable-Snapshot", "true");
+                }
+            })
+            .send(),
+    )
+    .expect("create bucket");
 }
 
 impl Drop for TigrisServer {
@@ -135,7 +183,7 @@ fn serve(
     listener: std::net::TcpListener,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     quirks: Quirks,
-    requests: Arc<AtomicU64>,
+    auth: CountingAuth,
 ) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -146,8 +194,7 @@ fn serve(
         let listener = tokio::net::TcpListener::from_std(listener).expect("register the listener with tokio");
         let service = {
             let mut builder = S3ServiceBuilder::new(Tigris { quirks, ..Tigris::default() });
-            builder
-                .set_auth(CountingAuth { inner: SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY), requests });
+            builder.set_auth(auth);
             builder.build()
         };
         let http = ConnBuilder::new(TokioExecutor::new());

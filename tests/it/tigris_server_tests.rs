@@ -584,3 +584,25 @@ async fn wrong_secret_is_denied() {
     let err = c.list_buckets().send().await.expect_err("bad signature");
     assert_eq!(status(&err), Some(403));
 }
+
+#[test]
+fn a_set_latency_holds_every_request_back_and_requests_in_flight_wait_side_by_side() {
+    let server = TigrisServer::start();
+    let ep = server.endpoint();
+    crate::remote_contract::create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "far", false);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let c = client(&ep, SECRET_KEY);
+    server.set_latency(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    rt.block_on(async {
+        let lists: Vec<_> = (0..8).map(|_| tokio::spawn(c.list_objects_v2().bucket("far").send())).collect();
+        for l in lists {
+            l.await.expect("task").expect("list");
+        }
+    });
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "each request waits: {waited:?}");
+    // Eight at once wait about once (the bound is loose: this is no timing test).
+    assert!(waited < Duration::from_millis(8 * 300), "they wait side by side: {waited:?}");
+    server.set_latency(Duration::ZERO);
+}
