@@ -367,9 +367,10 @@ pub trait Remote: Send + Sync {
     fn capabilities(&self) -> Capabilities;
     /// Streams every object under the prefix, live or as of `at`, page by page.
     fn list(&self, at: Option<Version>, each: &mut dyn FnMut(Listed)) -> Result<(), RemoteError>;
-    /// Streams what [`Remote::list`] does, in the same key order, where the remote can by
-    /// listing the key ranges that `bounds` (keys under the prefix, ascending; see
-    /// [`split_bounds`]) cut the prefix into side by side. This default lists as `list`.
+    /// Hands `each` what [`Remote::list`] does, in the same (byte) order of keys, where the
+    /// remote can by listing the key ranges that `bounds` (keys under the prefix; see
+    /// [`split_bounds`]) cut the prefix into side by side. Ranges that arrive before
+    /// their turn wait in memory. This default lists as `list` does.
     fn list_ranges(
         &self,
         at: Option<Version>,
@@ -487,9 +488,10 @@ const KEYS_PER_RANGE: usize = 10_000;
 const LIST_RANGES: usize = 16;
 
 /// Where to cut the listing of a prefix the base knew `keys` of (in any order) into key
-/// ranges of about 10,000 known keys each, at most 16 of them, for
-/// [`Remote::list_ranges`]: none below 20,000 keys, where one listing after another costs
-/// a few pages. Keys the base did not know fall in whichever range holds their place.
+/// ranges of even size, for [`Remote::list_ranges`]: at least about 10,000 known keys
+/// each, at most 16 ranges, and none below 20,000 keys, where one page after another
+/// costs a few round trips. Keys the base did not know fall in whichever range holds
+/// their place (a range that gained many lists slower than the rest).
 pub fn split_bounds<'k>(keys: impl ExactSizeIterator<Item = &'k str>) -> Vec<String> {
     let ranges = (keys.len() / KEYS_PER_RANGE).min(LIST_RANGES);
     if ranges < 2 {

@@ -159,23 +159,7 @@ fn contract(r: &Arc<dyn Remote>) {
     }
     let all = listing(r, None);
     assert_eq!(all.keys().filter(|k| k.starts_with("many/")).count(), 1_050);
-    for key in ["many.md", "many/sub/deep.md", "many/sub\u{e9}/x.md", "zz-last.md"] {
-        put(r, key, key.as_bytes(), &Condition::IfAbsent).expect("put");
-    }
-    ranges_agree(r, None);
-    if r.capabilities().snapshots {
-        let v = r.snapshot(None).expect("snapshot");
-        put(r, "many/00001.md", b"changed", &Condition::IfMatch(all["many/00001.md"].clone()))
-            .expect("update");
-        put(r, "many/00500-new.md", b"new", &Condition::IfAbsent).expect("put");
-        ranges_agree(r, Some(v));
-        assert_eq!(
-            in_order(r, Some(v), CUTS[1]).iter().find(|(k, _)| k == "many/00001.md").map(|(_, e)| e),
-            Some(&all["many/00001.md"]),
-            "a split listing at a snapshot sees the snapshot"
-        );
-        ranges_agree(r, None);
-    }
+    listing_in_ranges(r, &all);
 
     // Multipart: a large file goes up in parts, under a precondition.
     let dir = tempfile::tempdir().expect("tmp");
@@ -198,6 +182,33 @@ fn contract(r: &Arc<dyn Remote>) {
     assert!((rec.if_none_match, rec.if_match, rec.conditional_delete) == (true, true, true), "{rec:?}");
     assert_eq!((rec.snapshots, rec.remote.as_str()), (r.capabilities().snapshots, r.url().as_str()));
     assert_eq!(listing(r, None), before, "the probe object is gone");
+}
+
+/// A listing cut into key ranges is the same listing, live and at a snapshot; `all` is
+/// the live listing so far.
+fn listing_in_ranges(r: &dyn Remote, all: &BTreeMap<String, String>) {
+    for key in ["many.md", "many/sub/deep.md", "many/sub\u{e9}/x.md", "zz-last.md"] {
+        put(r, key, key.as_bytes(), &Condition::IfAbsent).expect("put");
+    }
+    ranges_agree(r, None);
+    if r.capabilities().snapshots {
+        let v = r.snapshot(None).expect("snapshot");
+        put(r, "many/00001.md", b"changed", &Condition::IfMatch(all["many/00001.md"].clone()))
+            .expect("update");
+        put(r, "many/00500-new.md", b"new", &Condition::IfAbsent).expect("put");
+        put(r, "zz-after-snapshot.md", b"later", &Condition::IfAbsent).expect("put");
+        ranges_agree(r, Some(v));
+        for cut in [&[][..], CUTS[2]] {
+            // On a later page of the listing (or of its last range): each page is at `v`.
+            assert!(!in_order(r, Some(v), cut).iter().any(|(k, _)| k.starts_with("zz-after")), "{cut:?}");
+        }
+        assert_eq!(
+            in_order(r, Some(v), CUTS[1]).iter().find(|(k, _)| k == "many/00001.md").map(|(_, e)| e),
+            Some(&all["many/00001.md"]),
+            "a split listing at a snapshot sees the snapshot"
+        );
+        ranges_agree(r, None);
+    }
 }
 
 /// Runs `f` on 16 threads at once; returns how many succeeded. Failures must be lost races.
@@ -269,6 +280,53 @@ fn contract_tigris_compatible_server() {
     let plain = S3Remote::connect("plain", "", &s3_opts(&ep, ACCESS_KEY, SECRET_KEY)).expect("connect");
     assert!(!plain.capabilities().snapshots);
     assert!(matches!(plain.snapshot(None), Err(RemoteError::NoSnapshots { .. })));
+    // Without a prefix, ranges cut the whole bucket.
+    for key in ["a.md", "many.md", "many/00000.md", "many/00500.md", "many/00999.md", "notes/a.md", "zzzz.md"]
+    {
+        put(&plain, key, key.as_bytes(), &Condition::IfAbsent).expect("put");
+    }
+    ranges_agree(&plain, None);
+}
+
+#[test]
+fn a_range_that_fails_fails_the_whole_listing() {
+    let server = TigrisServer::start_with(crate::tigris_server::Quirks {
+        fail_start_after: true,
+        ..Default::default()
+    });
+    let ep = server.endpoint();
+    create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "team", false);
+    let r = S3Remote::connect("team", "", &s3_opts(&ep, ACCESS_KEY, SECRET_KEY)).expect("connect");
+    for key in ["a.md", "m.md", "z.md"] {
+        put(&r, key, b"x", &Condition::IfAbsent).expect("put");
+    }
+    let mut seen = Vec::new();
+    assert_eq!(in_order(&r, None, &[]).len(), 3, "a listing without cuts needs no start-after");
+    let err = r
+        .list_ranges(None, &["m.md".to_owned()], &mut |l| {
+            if let Listed::Object(o) = l {
+                seen.push(o.key);
+            }
+        })
+        .expect_err("the second range fails");
+    assert!(!matches!(err, RemoteError::NotFound { .. }), "{err}");
+    assert_eq!(seen, ["a.md", "m.md"], "what came before the failure, in order, and no more");
+}
+
+#[test]
+fn a_server_that_ignores_start_after_still_lists_each_key_once() {
+    let server = TigrisServer::start_with(crate::tigris_server::Quirks {
+        ignore_start_after: true,
+        ..Default::default()
+    });
+    let ep = server.endpoint();
+    create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "team", false);
+    let r = S3Remote::connect("team", "", &s3_opts(&ep, ACCESS_KEY, SECRET_KEY)).expect("connect");
+    for key in ["a.md", "many.md", "many/00000.md", "many/00500.md", "many/01000.md", "notes/a.md", "zzz"] {
+        put(&r, key, b"x", &Condition::IfAbsent).expect("put");
+    }
+    assert_eq!(in_order(&r, None, &[]).len(), 7);
+    ranges_agree(&r, None);
 }
 
 fn unsafe_listing_keys_are_reported(ep: &str, key: &str, secret: &str, bucket: &str, r: &dyn Remote) {

@@ -44,6 +44,8 @@ const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 /// How the server bends S3's rules, to stand in for servers that accept conditional
 /// headers and ignore them.
+// Independent switches, each set by the tests of one failure.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Quirks {
     /// Ignore If-Match / If-None-Match on every write, DELETE included (as Garage and
@@ -53,6 +55,10 @@ pub struct Quirks {
     pub ignore_conditional_delete: bool,
     /// Refuse every object write with `AccessDenied` (read-only credentials).
     pub deny_writes: bool,
+    /// Fail every listing that starts after a key (one range of a listing cut in ranges).
+    pub fail_start_after: bool,
+    /// List from the start whatever `start-after` says.
+    pub ignore_start_after: bool,
 }
 
 /// A running server; dropping it stops the server.
@@ -96,8 +102,10 @@ impl TigrisServer {
         self.requests.load(Ordering::SeqCst)
     }
 
-    /// Makes every request from now on wait `latency` before it is answered, as one to a
-    /// far-away endpoint does (requests in flight together wait side by side).
+    /// Makes every signed request (all the SDK sends) from now on wait `latency` before
+    /// it is answered, as one to a far-away endpoint does; requests in flight together
+    /// wait side by side. A new connection costs nothing extra here (far away, its handshake
+    /// would cost a round trip more).
     pub fn set_latency(&self, latency: Duration) {
         self.latency.store(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
@@ -875,6 +883,9 @@ impl S3 for Tigris {
         &self,
         req: S3Request<dto::ListObjectsV2Input>,
     ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+        if self.quirks.fail_start_after && req.input.start_after.is_some() {
+            return Err(s3_error!(InternalError, "this listing fails"));
+        }
         let state = self.state();
         let bucket = bucket(&state.buckets, &req.input.bucket)?;
         let at = read_version(header(&req, SNAPSHOT_VERSION), bucket)?;
@@ -883,6 +894,7 @@ impl S3 for Tigris {
         let prefix = input.prefix.clone().unwrap_or_default();
         let after = match &input.continuation_token {
             Some(token) => Some(decode_token(token)?),
+            None if self.quirks.ignore_start_after => None,
             None => input.start_after.clone(),
         };
         let page = bucket.list(at, &prefix, input.delimiter.as_deref(), after.as_deref(), max);

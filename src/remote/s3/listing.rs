@@ -53,6 +53,11 @@ impl Lister {
             let mut past = false;
             for o in page.contents() {
                 let key = o.key().unwrap_or_default();
+                // Only a server that ignores `start-after` sends these; they are the
+                // range before's.
+                if after.is_some_and(|a| key <= a) {
+                    continue;
+                }
                 // Keys come in byte order, so the first past the range ends it.
                 if upto.is_some_and(|u| key > u) {
                     past = true;
@@ -74,9 +79,15 @@ impl Lister {
 }
 
 /// Lists everything under the lister's prefix into `each`, in key order. With `bounds`
-/// (full keys, ascending), the ranges between them are listed at once, each on its own
-/// task, and handed out in order as they complete: with a round trip of latency per
-/// page, a listing of N pages then takes about N / (bounds + 1) round trips.
+/// (full keys), the ranges between them are listed at once, each on its own task: the
+/// first range's pages are handed out as they come, each later range's as soon as the
+/// ones before it are done (what arrived meanwhile waits in memory). With a round trip of
+/// latency per page, a listing of N pages in R ranges of even size takes about N / R
+/// round trips.
+///
+/// Ranges rely on S3's listing rules, which are checked: keys in byte order, none at or
+/// before a range's `start-after`. A server that breaks them gets an error, never a
+/// listing with keys lost or repeated.
 pub(super) async fn list(
     lister: Lister,
     bounds: &[String],
@@ -85,34 +96,59 @@ pub(super) async fn list(
     if bounds.is_empty() {
         return lister.range(None, None, |page| page.into_iter().for_each(&mut *each)).await;
     }
+    let mut bounds = bounds.to_vec();
+    bounds.sort_unstable();
+    bounds.dedup();
     let lister = Arc::new(lister);
     let edges: Vec<Option<String>> =
-        std::iter::once(None).chain(bounds.iter().cloned().map(Some)).chain(std::iter::once(None)).collect();
-    let tasks: Vec<_> = edges
-        .windows(2)
-        .map(|w| {
-            let (lister, after, upto) = (Arc::clone(&lister), w[0].clone(), w[1].clone());
-            tokio::spawn(async move {
-                let mut all = Vec::new();
-                lister.range(after.as_deref(), upto.as_deref(), |page| all.extend(page)).await.map(|()| all)
-            })
-        })
-        .collect();
-    let mut result = Ok(());
-    for task in tasks {
-        if result.is_err() {
-            // One range failed: the listing has, and the others need not go on.
-            task.abort();
-            continue;
-        }
-        match task.await {
-            Ok(Ok(entries)) => entries.into_iter().for_each(&mut *each),
-            Ok(Err(e)) => result = Err(e),
-            Err(e) => {
-                result =
-                    Err(RemoteError::Other { op: "list", detail: format!("a listing task failed: {e}") });
+        std::iter::once(None).chain(bounds.into_iter().map(Some)).chain(std::iter::once(None)).collect();
+    let mut tasks = Tasks(Vec::new());
+    let mut pages = Vec::new();
+    for w in edges.windows(2) {
+        let (lister, after, upto) = (Arc::clone(&lister), w[0].clone(), w[1].clone());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        pages.push(rx);
+        tasks.0.push(tokio::spawn(async move {
+            // A closed channel means the listing has stopped; so does this range then.
+            lister.range(after.as_deref(), upto.as_deref(), |page| drop(tx.send(page))).await
+        }));
+    }
+    let mut last: Option<String> = None;
+    for (i, mut rx) in pages.into_iter().enumerate() {
+        while let Some(page) = rx.recv().await {
+            for e in page {
+                if last.as_ref().is_some_and(|l| e.key <= *l) {
+                    return Err(RemoteError::Other {
+                        op: "list",
+                        detail: format!(
+                            "the server listed {:?} after {:?}: out of S3's key order, so bmsync cannot \
+                             list it in ranges",
+                            e.key,
+                            last.unwrap_or_default()
+                        ),
+                    });
+                }
+                last = Some(e.key.clone());
+                each(e);
             }
         }
+        // The range has sent its last page; its task says how it ended.
+        match (&mut tasks.0[i]).await {
+            Ok(r) => r?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(RemoteError::Other { op: "list", detail: format!("a listing task: {e}") }),
+        }
     }
-    result
+    Ok(())
+}
+
+/// The tasks of one listing, stopped when it ends however it ends.
+struct Tasks(Vec<tokio::task::JoinHandle<Result<(), RemoteError>>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
