@@ -288,18 +288,25 @@ fn contract_tigris_compatible_server() {
     ranges_agree(&plain, None);
 }
 
-#[test]
-fn a_range_that_fails_fails_the_whole_listing() {
-    let server = TigrisServer::start_with(crate::tigris_server::Quirks {
-        fail_start_after: true,
-        ..Default::default()
-    });
+/// A bucket without a prefix on a test server bending the rules as `quirks` say, holding
+/// `keys`.
+fn bucket_of(quirks: crate::tigris_server::Quirks, keys: &[&str]) -> (TigrisServer, S3Remote) {
+    let server = TigrisServer::start_with(quirks);
     let ep = server.endpoint();
     create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "team", false);
     let r = S3Remote::connect("team", "", &s3_opts(&ep, ACCESS_KEY, SECRET_KEY)).expect("connect");
-    for key in ["a.md", "m.md", "z.md"] {
+    for key in keys {
         put(&r, key, b"x", &Condition::IfAbsent).expect("put");
     }
+    (server, r)
+}
+
+#[test]
+fn a_range_that_fails_fails_the_whole_listing() {
+    let (_server, r) = bucket_of(
+        crate::tigris_server::Quirks { fail_start_after: true, ..Default::default() },
+        &["a.md", "m.md", "z.md"],
+    );
     let mut seen = Vec::new();
     assert_eq!(in_order(&r, None, &[]).len(), 3, "a listing without cuts needs no start-after");
     let err = r
@@ -315,16 +322,10 @@ fn a_range_that_fails_fails_the_whole_listing() {
 
 #[test]
 fn a_server_that_ignores_start_after_still_lists_each_key_once() {
-    let server = TigrisServer::start_with(crate::tigris_server::Quirks {
-        ignore_start_after: true,
-        ..Default::default()
-    });
-    let ep = server.endpoint();
-    create_bucket(&ep, ACCESS_KEY, SECRET_KEY, "team", false);
-    let r = S3Remote::connect("team", "", &s3_opts(&ep, ACCESS_KEY, SECRET_KEY)).expect("connect");
-    for key in ["a.md", "many.md", "many/00000.md", "many/00500.md", "many/01000.md", "notes/a.md", "zzz"] {
-        put(&r, key, b"x", &Condition::IfAbsent).expect("put");
-    }
+    let (_server, r) = bucket_of(
+        crate::tigris_server::Quirks { ignore_start_after: true, ..Default::default() },
+        &["a.md", "many.md", "many/00000.md", "many/00500.md", "many/01000.md", "notes/a.md", "zzz"],
+    );
     assert_eq!(in_order(&r, None, &[]).len(), 7);
     ranges_agree(&r, None);
 }
