@@ -321,6 +321,21 @@ fn a_range_that_fails_fails_the_whole_listing() {
 }
 
 #[test]
+fn the_ranges_of_a_listing_are_in_flight_together() {
+    let (server, r) = bucket_of(crate::tigris_server::Quirks::default(), &["a.md", "m.md", "t.md", "z.md"]);
+    // Long enough that ranges started together surely overlap (a count, not a timing).
+    server.set_latency(Duration::from_millis(200));
+    let listed = in_order(&r, None, &["f", "p", "u"]);
+    assert_eq!(listed.len(), 4);
+    assert!(server.most_in_flight() >= 2, "ranges listed one after another");
+    assert_eq!(
+        in_order(&r, None, &[]).len(),
+        4,
+        "a listing without cuts is one request at a time (the count stays)"
+    );
+}
+
+#[test]
 fn a_server_that_ignores_start_after_still_lists_each_key_once() {
     let (_server, r) = bucket_of(
         crate::tigris_server::Quirks { ignore_start_after: true, ..Default::default() },

@@ -67,6 +67,8 @@ pub struct TigrisServer {
     requests: Arc<AtomicU64>,
     /// Microseconds each request waits before it is answered.
     latency: Arc<AtomicU64>,
+    /// Requests waiting out the latency now, and the most there have been at once.
+    waiting: Arc<(AtomicU64, AtomicU64)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -77,6 +79,7 @@ struct CountingAuth {
     inner: SimpleAuth,
     requests: Arc<AtomicU64>,
     latency: Arc<AtomicU64>,
+    waiting: Arc<(AtomicU64, AtomicU64)>,
 }
 
 #[async_trait::async_trait]
@@ -85,7 +88,10 @@ impl s3s::auth::S3Auth for CountingAuth {
         self.requests.fetch_add(1, Ordering::SeqCst);
         let latency = self.latency.load(Ordering::SeqCst);
         if latency > 0 {
+            let (now, most) = &*self.waiting;
+            most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_micros(latency)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
         }
         self.inner.get_secret_key(access_key).await
     }
@@ -110,6 +116,11 @@ impl TigrisServer {
         self.latency.store(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
+    /// The most requests that have waited out the latency at once.
+    pub fn most_in_flight(&self) -> u64 {
+        self.waiting.1.load(Ordering::SeqCst)
+    }
+
     /// [`TigrisServer::start`], bending the rules as `quirks` say.
     pub fn start_with(quirks: Quirks) -> Self {
         // Bind before returning so the endpoint is connectable at once.
@@ -119,16 +130,18 @@ impl TigrisServer {
         let (shutdown, stop) = tokio::sync::oneshot::channel();
         let requests = Arc::new(AtomicU64::new(0));
         let latency = Arc::new(AtomicU64::new(0));
+        let waiting = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let auth = CountingAuth {
             inner: SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY),
             requests: Arc::clone(&requests),
             latency: Arc::clone(&latency),
+            waiting: Arc::clone(&waiting),
         };
         let thread = std::thread::Builder::new()
             .name(format!("tigris-server-{}", addr.port()))
             .spawn(move || serve(listener, stop, quirks, auth))
             .expect("spawn the server thread");
-        Self { addr, requests, latency, shutdown: Some(shutdown), thread: Some(thread) }
+        Self { addr, requests, latency, waiting, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
     /// A server holding one snapshot-enabled bucket `bucket`, and its endpoint.

@@ -109,7 +109,7 @@ pub(super) async fn list(
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         pages.push(rx);
         tasks.0.push(tokio::spawn(async move {
-            // A closed channel means the listing has stopped; so does this range then.
+            // A closed channel means the listing has ended; `Tasks` aborts this one then.
             lister.range(after.as_deref(), upto.as_deref(), |page| drop(tx.send(page))).await
         }));
     }
@@ -128,7 +128,11 @@ pub(super) async fn list(
                         ),
                     });
                 }
-                last = Some(e.key.clone());
+                // Reuses one buffer: this runs for every listed key.
+                match &mut last {
+                    Some(l) => l.clone_from(&e.key),
+                    None => last = Some(e.key.clone()),
+                }
                 each(e);
             }
         }

@@ -313,7 +313,11 @@ impl Remote for S3Remote {
             endpoint: self.endpoint.clone(),
         };
         self.rt.block_on(listing::list(lister, &bounds, &mut |e| {
-            let key = e.key.strip_prefix(&prefix).map_or(e.key.clone(), str::to_owned);
+            // Without a prefix the listed key is the key: no copy.
+            let key = match e.key.strip_prefix(&prefix) {
+                Some(k) if !prefix.is_empty() => k.to_owned(),
+                _ => e.key,
+            };
             each(match key_problem(&key) {
                 Some(reason) => Listed::Unsafe { key, reason },
                 None => {
